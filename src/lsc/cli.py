@@ -1,0 +1,46 @@
+"""The `lsc` command: a thin layer over the Python API.
+
+Each area registers its own sub-commands from its own module (`lsc.<area>.cli`) so that one module
+keeps one job; this file only assembles them and turns known errors into one-line messages.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Language-oriented semantic communication (lsc).")
+
+# (module, attribute): a typer.Typer to mount as a group, or a function `register(app)` adding commands.
+_COMMAND_MODULES = [
+    "lsc.runner.cli",  # run, report, export, schemes
+    "lsc.backends.world.cli",  # world train / eval / sample
+    "lsc.language.cli",  # parse, synonyms, skd
+    "lsc.channel.cli",  # channel ber
+]
+
+for _name in _COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(_name)
+    except ModuleNotFoundError as exc:  # an area not built yet
+        if exc.name != _name:
+            raise
+        continue
+    _module.register(app)
+
+
+def main() -> None:
+    """Entry point: run the app; errors the user can fix become one line and exit code 2."""
+    from lsc.errors import LscError
+
+    try:
+        app(standalone_mode=True)
+    except LscError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
