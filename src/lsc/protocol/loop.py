@@ -1,0 +1,297 @@
+"""The progressive transmission loop: Alice sends caption words one at a time, Bob regenerates after each.
+
+Everything model-related goes through `ImageContext`, which computes the reference image's perceptual
+features once, and caches Bob's images by (prompt, seed) for every scheme run on the same image, so
+that a prompt is never generated twice and a batch only carries what is new.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, Sequence
+
+import numpy as np
+
+from lsc.errors import LscError
+from lsc.interfaces import Backend
+from lsc.metrics.image import psnr, resize, ssim
+from lsc.protocol.words import clean_words, image_key, join_words, stable_seed
+
+if TYPE_CHECKING:
+    from lsc.schemes.base import Plan, Scheme
+
+PromptOrder = Literal["send", "caption"]
+
+
+class ImageError(LscError):
+    """An image of the study cannot be used (unreadable, wrong shape); the runner records it as failed."""
+
+
+def make_prompt(words: Sequence[str], sent: Sequence[int], prompt_order: str = "send") -> str:
+    """Bob's prompt from the indices received so far: in send order (research code) or caption order."""
+    indices = list(sent) if prompt_order == "send" else sorted(sent)
+    return join_words([words[i] for i in indices])
+
+
+class ImageContext:
+    """Per-image state shared by all schemes: the reference's perceptual features and Bob's image cache.
+
+    `seed` is Bob's generation seed: the same (prompt, seed) always gives the same image, so the cache
+    is exact. Counters (`generator_calls`, `generated_images`, `reference_computations`) let benchmarks
+    and tests check that nothing is recomputed.
+    """
+
+    def __init__(self, backend: Backend, image_id: str, image: np.ndarray | None, caption: str, seed: int = 0, max_batch: int | None = None) -> None:
+        if image is None:
+            raise ImageError(f"image {image_id!r} has no pixels")
+        arr = np.asarray(image, dtype=np.float32)
+        if arr.ndim != 3 or arr.shape[2] != 3:
+            raise ImageError(f"image {image_id!r} has shape {arr.shape}, expected (H, W, 3)")
+        self.backend = backend
+        self.image_id = image_id
+        self.image = arr
+        self.caption = caption
+        self.words = clean_words(caption)
+        self.seed = int(seed)
+        self.max_batch = max_batch
+        self.generator_calls = 0
+        self.generated_images = 0
+        self.reference_computations = 0
+        self._reference: Any = None
+        self._has_reference = False
+        self._images: dict[str, np.ndarray] = {}
+        self._lpips: dict[str, float] = {}
+        self._fidelity: dict[str, tuple[float, float]] = {}
+        self._resized_refs: dict[tuple[int, int], np.ndarray] = {}
+        self._memo: dict[Any, Any] = {}
+
+    @property
+    def reference(self) -> Any:
+        """The perceptual handle of the original image, computed on first use and never again."""
+        if not self._has_reference:
+            self._reference = self.backend.perceptual.reference(self.image)
+            self._has_reference = True
+            self.reference_computations += 1
+        return self._reference
+
+    def key(self, prompt: str) -> str:
+        """Cache key and file name of Bob's image for this prompt."""
+        return image_key(prompt, self.seed)
+
+    def evaluate(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Bob's images (B, H, W, 3) and their LPIPS (B,) for prompts; only uncached prompts are generated, in one call.
+
+        Duplicates within `prompts` are generated once. With `max_batch` set, new prompts go in chunks.
+        """
+        keys = [self.key(p) for p in prompts]
+        todo: dict[str, str] = {}
+        for p, k in zip(prompts, keys):
+            if k not in self._images and k not in todo:
+                todo[k] = p
+        if todo:
+            items = list(todo.items())
+            step = self.max_batch or len(items)
+            for start in range(0, len(items), step):
+                chunk = items[start : start + step]
+                self._generate([p for _, p in chunk], [k for k, _ in chunk])
+        if not keys:
+            return np.zeros((0,) + self.image.shape, dtype=np.float32), np.zeros((0,), dtype=np.float64)
+        images = np.stack([self._images[k] for k in keys])
+        lpips = np.array([self._lpips[k] for k in keys], dtype=np.float64)
+        return images, lpips
+
+    def _generate(self, prompts: list[str], keys: list[str]) -> None:
+        images = np.asarray(self.backend.generator.generate(prompts, self.seed), dtype=np.float32)
+        self.generator_calls += 1
+        self.generated_images += len(prompts)
+        if images.ndim != 4 or images.shape[0] != len(prompts) or images.shape[3] != 3:
+            raise LscError(f"generator returned shape {images.shape} for {len(prompts)} prompts, expected (B, H, W, 3)")
+        dists = np.asarray(self.backend.perceptual.distances(self.reference, images), dtype=np.float64).reshape(-1)
+        if dists.shape[0] != len(prompts):
+            raise LscError(f"perceptual metric returned {dists.shape[0]} distances for {len(prompts)} images")
+        for k, img, d in zip(keys, images, dists):
+            self._images[k] = img
+            self._lpips[k] = float(d)
+
+    def lpips_of(self, prompt: str) -> float:
+        """LPIPS of Bob's image for one prompt (generated if needed)."""
+        return float(self.evaluate([prompt])[1][0])
+
+    def image_for(self, key: str) -> np.ndarray:
+        """Bob's cached image by key (see `key`)."""
+        try:
+            return self._images[key]
+        except KeyError:
+            raise KeyError(f"no cached image {key!r} for image {self.image_id!r}") from None
+
+    def cached_keys(self) -> list[str]:
+        return list(self._images)
+
+    def fidelity(self, key: str) -> tuple[float, float]:
+        """(SSIM, PSNR) of Bob's image against the original, resized to Bob's resolution once per size."""
+        if key not in self._fidelity:
+            img = self.image_for(key)
+            shape = (int(img.shape[0]), int(img.shape[1]))
+            if shape not in self._resized_refs:
+                self._resized_refs[shape] = resize(self.image, *shape)
+            ref = self._resized_refs[shape]
+            self._fidelity[key] = (ssim(ref, img), psnr(ref, img))
+        return self._fidelity[key]
+
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """Per-image memo for model outputs several schemes read (attention matrices, heat maps)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How a transmission runs. `seed` is the study seed for random schemes (Bob's seed is the context's).
+
+    step_batch: steps evaluated per generator call; 0 = all steps at once, or 4 at a time when
+    stop_at_success (so a run that succeeds early wastes at most 3 generations).
+    """
+
+    prompt_order: PromptOrder = "send"
+    threshold: float = 0.6
+    stop_at_success: bool = False
+    seed: int = 0
+    step_batch: int = 0
+
+    def __post_init__(self) -> None:
+        if self.prompt_order not in ("send", "caption"):
+            raise LscError(f"prompt_order must be 'send' or 'caption', not {self.prompt_order!r}")
+        if self.step_batch < 0:
+            raise LscError(f"step_batch must be >= 0, not {self.step_batch}")
+
+    def rng(self, image_id: str, scheme: str) -> np.random.Generator:
+        """The random generator of a scheme on an image, stable across processes and machines."""
+        return np.random.default_rng(stable_seed(self.seed, image_id, scheme))
+
+
+@dataclass
+class StepRecord:
+    """One transmission step. Step 0 is the empty prompt (nothing received; index None, bits 0)."""
+
+    step: int
+    index: int | None
+    word_sent: str
+    word_received: str
+    bits: int
+    cum_bits: int
+    bit_errors: int
+    prompt: str
+    lpips: float
+    ssim: float
+    psnr: float
+    image_key: str
+
+
+@dataclass
+class TransmissionResult:
+    """A full run of one scheme on one image.
+
+    `words` are the words the scheme sent from (the cleaned caption, or its SKD rewrite); `order`
+    indexes them in send order; `words_to_threshold` is the first step whose LPIPS is below the
+    threshold (0 if the empty prompt already is), None if never; `bits_to_threshold` its cumulative bits.
+    """
+
+    image_id: str
+    scheme: str
+    caption: str
+    words: list[str]
+    order: list[int]
+    steps: list[StepRecord]
+    words_to_threshold: int | None
+    bits_to_threshold: int | None
+    final_lpips: float
+    rewritten: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    @property
+    def min_lpips(self) -> float:
+        return min(s.lpips for s in self.steps)
+
+
+class WordLinkLike(Protocol):
+    """What the loop needs from a channel link (`lsc.channel.link.WordLink`)."""
+
+    def send(self, word: str) -> Any:  # returns an object with sent, received, bits, bit_errors
+        ...
+
+
+def ideal_bits(word: str) -> int:
+    """Cost of a word on an ideal channel: 8 bits per character plus an 8-bit separator."""
+    return 8 * len(word) + 8
+
+
+def transmit(ctx: ImageContext, scheme: "Scheme | str", settings: LoopSettings | None = None, link: WordLinkLike | None = None) -> TransmissionResult:
+    """Run one scheme on one image: plan the send order, pass each word through the link, score Bob's images.
+
+    The plan is made by Alice before sending (she does not see channel errors); Bob's prompt after each
+    step is built from the words he received. Images come from the context's cache when present.
+    """
+    from lsc.schemes import get_scheme
+
+    settings = settings or LoopSettings()
+    if isinstance(scheme, str):
+        scheme = get_scheme(scheme)
+    start = time.perf_counter()
+    plan: Plan = scheme.plan(ctx, settings)
+    words = plan.words
+
+    # Channel first: it does not depend on Bob's images, so all prompts are known before generating.
+    sent_idx: list[int] = []
+    received: dict[int, str] = {}
+    pending: list[tuple[int | None, str, str, int, int, str]] = [(None, "", "", 0, 0, "")]
+    for idx in plan.order:
+        word = words[idx]
+        if link is None:
+            got, bits, errors = word, ideal_bits(word), 0
+        else:
+            tx = link.send(word)
+            got, bits, errors = str(tx.received), int(tx.bits), int(tx.bit_errors)
+        sent_idx.append(idx)
+        received[idx] = got
+        order_for_prompt = sent_idx if settings.prompt_order == "send" else sorted(sent_idx)
+        prompt = join_words([received[i] for i in order_for_prompt])
+        pending.append((idx, word, got, bits, errors, prompt))
+
+    batch = settings.step_batch or (4 if settings.stop_at_success else len(pending))
+    steps: list[StepRecord] = []
+    cum_bits = 0
+    hit: int | None = None
+    for begin in range(0, len(pending), batch):
+        chunk = pending[begin : begin + batch]
+        _, lpips = ctx.evaluate([p[5] for p in chunk])
+        for offset, ((idx, word, got, bits, errors, prompt), value) in enumerate(zip(chunk, lpips)):
+            step = begin + offset
+            cum_bits += bits
+            key = ctx.key(prompt)
+            s, p = ctx.fidelity(key)
+            steps.append(StepRecord(step, idx, word, got, bits, cum_bits, errors, prompt, float(value), s, p, key))
+            if hit is None and value < settings.threshold:
+                hit = step
+                if settings.stop_at_success:
+                    break
+        if hit is not None and settings.stop_at_success:
+            break
+
+    order = [s.index for s in steps if s.index is not None]
+    return TransmissionResult(
+        image_id=ctx.image_id,
+        scheme=scheme.name,
+        caption=ctx.caption,
+        words=list(words),
+        order=order,
+        steps=steps,
+        words_to_threshold=hit,
+        bits_to_threshold=steps[hit].cum_bits if hit is not None else None,
+        final_lpips=steps[-1].lpips,
+        rewritten=plan.rewritten,
+        info=dict(plan.info),
+        elapsed_s=time.perf_counter() - start,
+    )
