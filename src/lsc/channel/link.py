@@ -1,0 +1,96 @@
+"""A word link: one word at a time from Alice to Bob over the configured channel.
+
+Composes the blocks: source coding (+ separator) -> channel model (`none` | `analytic` | `phy`) ->
+source decoding -> optional word correction to Bob's vocabulary -> optional SCC map-back. Each word
+is one block (one fade under Rayleigh block fading, one LDPC codeword). Deterministic for a given
+seed and sequence of words: the link owns its random generator.
+
+Bit accounting (`WordTransmission.bits`): bits on the channel for the word including its separator,
+after channel coding and padding to whole symbols. For the ideal channel ("none") that is the source
+bits, 8 * len(word) + 8 in ASCII. `bit_errors` counts decided information bits that differ from the
+sent ones (after the LDPC decoder, if any) over the word and its separator; `channel_bit_errors`
+counts hard-decision errors on the channel bits before decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lsc.channel.blocks import BitChannel
+from lsc.channel.config import ChannelConfig
+from lsc.channel.correction import WordCorrector
+from lsc.channel.source import decode_bits, encode_word, separator
+from lsc.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class WordTransmission:
+    """What happened to one word on the link."""
+
+    sent: str
+    received: str  # what Bob uses: after decoding, correction and SCC map-back
+    bits: int  # channel bits spent, incl. separator, after coding
+    bit_errors: int  # information-bit errors after decoding (word + separator)
+    raw_received: str = ""  # the decoded word before correction / map-back
+    channel_bit_errors: int = 0  # hard-decision errors on the channel, before the decoder
+
+
+def make_channel(cfg: ChannelConfig, seed: int) -> BitChannel | None:
+    """The channel model of a configuration (None for the ideal channel)."""
+    if cfg.model == "none":
+        return None
+    if cfg.model == "analytic":
+        from lsc.channel.analytic import AnalyticChannel
+
+        return AnalyticChannel(cfg, np.random.default_rng(seed))
+    from lsc.channel.phy import PhyChannel
+
+    return PhyChannel(cfg, seed)
+
+
+class WordLink:
+    """Sends words over the configured channel; see the module docstring for what is counted."""
+
+    def __init__(
+        self,
+        cfg: ChannelConfig,
+        seed: int = 0,
+        vocabulary: frozenset[str] | None = None,
+        scc_codebook: dict[str, str] | None = None,
+    ) -> None:
+        if cfg.word_correction and not vocabulary:
+            raise ConfigError("channel.word_correction needs Bob's vocabulary, which this backend does not provide")
+        self.cfg = cfg
+        self.seed = seed
+        self.vocabulary = vocabulary
+        self.channel = make_channel(cfg, seed)
+        self.corrector = WordCorrector(vocabulary, cfg.correction_max_distance) if cfg.word_correction and vocabulary else None
+        self._separator = separator(cfg.separator_bits)
+        # SCC codebook {expanded word: original word}, set per caption by whoever applies SCC.
+        self.scc_codebook: dict[str, str] = dict(scc_codebook or {})
+
+    def send(self, word: str) -> WordTransmission:
+        """Transmit one word (plus separator) and return what Bob receives."""
+        payload = np.concatenate([encode_word(word, self.cfg.source_code), self._separator])
+        n_word = payload.size - self._separator.size
+        if self.channel is None or payload.size == 0:
+            raw, bits, errors, channel_errors = word, int(payload.size), 0, 0
+        else:
+            result = self.channel.transmit_blocks(payload[None, :])
+            decided = result.u_hat[0]
+            raw = decode_bits(decided[:n_word], self.cfg.source_code)
+            bits = result.channel_bits_per_block
+            errors = int((decided != payload).sum())
+            channel_errors = result.channel_bit_errors
+        received = raw
+        if self.corrector is not None:
+            received = self.corrector.correct(received)
+        if self.cfg.scc.map_back and received in self.scc_codebook:
+            received = self.scc_codebook[received]
+        return WordTransmission(word, received, bits, errors, raw, channel_errors)
+
+    def send_all(self, words: list[str]) -> list[WordTransmission]:
+        """Transmit words one after the other (same as calling `send` in order)."""
+        return [self.send(w) for w in words]
