@@ -1,0 +1,15 @@
+"""The run report: figures, tables and image strips rebuilt from a run's result store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def build_report(run_dir: str | Path) -> Path:
+    """(Re)build RUN_DIR/report/ (PNGs, report.md, self-contained report.html); returns report.html."""
+    from lsc.report.build import build_report as _build
+
+    return _build(run_dir)
+
+
+__all__ = ["build_report"]

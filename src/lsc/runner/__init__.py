@@ -1,0 +1,1 @@
+"""The study runner: images, executors, the SQLite result store, resume, and export."""

@@ -1,0 +1,66 @@
+"""lsc's public Python API: everything the `lsc` command does, callable from a script or notebook.
+
+    import lsc.api as lsc
+    cfg = lsc.load_config("study.yaml", ["channel.snr_db=[0,4,8]", "channel.model=analytic"])
+    lsc.run(cfg, "runs/snr")          # resumable: call again to continue
+    lsc.report("runs/snr")            # runs/snr/report/report.html
+    lsc.export("runs/snr", "parquet")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from lsc.config import StudyConfig, load_config, validate_config
+
+__all__ = ["StudyConfig", "load_config", "validate_config", "run", "report", "export", "schemes", "default_out_dir"]
+
+
+def default_out_dir(config_path: str | Path | None) -> Path:
+    """runs/<config name>, or runs/default for the packaged default study: re-running resumes."""
+    return Path("runs") / (Path(config_path).stem if config_path is not None else "default")
+
+
+def run(cfg: StudyConfig | str | Path | None = None, out_dir: str | Path | None = None, overrides: Sequence[str] = (),
+        progress: bool = True, retry_failed: bool = False, report: bool = True) -> Any:
+    """Run or resume a study, then build its report; returns a StudySummary.
+
+    `cfg` is a StudyConfig, a YAML path, or None for the default world study.
+    """
+    from lsc.runner.study import run_study
+
+    config_path = None
+    if not isinstance(cfg, StudyConfig):
+        config_path = cfg
+        cfg = load_config(cfg, list(overrides))
+    elif overrides:
+        raise ValueError("overrides apply to a config file; pass an already-overridden StudyConfig instead")
+    out = Path(out_dir) if out_dir is not None else default_out_dir(config_path)
+    summary = run_study(cfg, out, progress=progress, retry_failed=retry_failed)
+    if report:
+        from lsc.report import build_report
+
+        build_report(out)
+    return summary
+
+
+def report(run_dir: str | Path) -> Path:
+    """Rebuild a run's report from its store (also for partial runs); returns report.html."""
+    from lsc.report import build_report
+
+    return build_report(run_dir)
+
+
+def export(run_dir: str | Path, fmt: Literal["csv", "parquet"] = "csv", out_dir: str | Path | None = None) -> list[Path]:
+    """Write steps.<fmt> and summary.<fmt> for a run; returns their paths."""
+    from lsc.runner.export import export_run
+
+    return export_run(run_dir, fmt, out_dir)
+
+
+def schemes() -> list[Any]:
+    """Every registered scheme: name, description, what Alice must hold, capabilities needed."""
+    from lsc.schemes import list_schemes
+
+    return list_schemes()

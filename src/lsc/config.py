@@ -1,0 +1,376 @@
+"""Study configuration: one validated object built from a YAML file plus `--set key=value` overrides.
+
+Why one module: every entry point (CLI, Python API, resume check) must agree on what a study is, and a
+typo in a key must fail before any model loads, with a one-line message naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lsc.errors import ConfigError
+
+try:  # owned by the channel area; guarded so config keeps working while it is being written
+    from lsc.channel.config import ChannelConfig
+except ModuleNotFoundError as _exc:  # pragma: no cover - only before the channel package lands
+    if _exc.name not in ("lsc.channel.config", "lsc.channel"):
+        raise
+
+    class ChannelConfig(BaseModel):  # type: ignore[no-redef]
+        """Placeholder until lsc.channel.config exists: ideal channel only."""
+
+        model_config = ConfigDict(extra="forbid")
+        model: Literal["none", "analytic", "phy"] = "none"
+        snr_db: float = 10.0
+
+try:  # owned by the language area; guarded likewise
+    from lsc.language.config import SKDConfig
+except ModuleNotFoundError as _exc:  # pragma: no cover
+    if _exc.name not in ("lsc.language.config", "lsc.language"):
+        raise
+
+    class SKDConfig(BaseModel):  # type: ignore[no-redef]
+        """Placeholder until lsc.language.config exists: the embedded lexicon engine."""
+
+        model_config = ConfigDict(extra="forbid")
+        engine: Literal["lexicon"] = "lexicon"
+
+
+DEFAULT_CONFIG_PATH = Path(__file__).parent / "runner" / "default.yaml"
+SNR_SWEEP_KEY = "channel.snr_db"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorldImages(_Strict):
+    """Scenes drawn from the embedded world (ground truth kept)."""
+
+    source: Literal["world"] = "world"
+    count: int = Field(8, ge=1, le=100_000)
+    seed: int = 0
+
+
+class FolderImages(_Strict):
+    """Images from a folder, optionally with a Flickr8k `captions.txt` or COCO `captions_*.json`."""
+
+    source: Literal["folder"]
+    path: str
+    captions: str | None = None
+    format: Literal["flickr8k", "coco", "auto"] = "auto"
+    limit: int | None = Field(None, ge=1)
+    resize: int | None = Field(None, ge=8, le=4096, description="resize to a square of this side")
+
+
+ImagesConfig = Annotated[Union[WorldImages, FolderImages], Field(discriminator="source")]
+
+
+class SchemeSpec(_Strict):
+    """One scheme of a study: a registered name, its options, and the label it is stored under."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    label: str = ""
+
+    @model_validator(mode="after")
+    def _default_label(self) -> "SchemeSpec":
+        if not self.label:
+            if self.options:
+                opts = ",".join(f"{k}={_fmt(v)}" for k, v in sorted(self.options.items()))
+                self.label = f"{self.name}[{opts}]"
+            else:
+                self.label = self.name
+        return self
+
+
+def _scheme_to_raw(spec: SchemeSpec) -> Any:
+    """The short YAML form of a scheme: its bare name when it has no options and the default label."""
+    default_label = SchemeSpec(name=spec.name, options=spec.options).label
+    if not spec.options and spec.label == default_label:
+        return spec.name
+    out: dict[str, Any] = {"name": spec.name}
+    if spec.label != default_label:
+        out["label"] = spec.label
+    out.update(spec.options)
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _scheme_from_raw(raw: Any) -> Any:
+    """`heads` or `{name: heads, only_heads: true, label: ssc_only}` -> SchemeSpec fields."""
+    if isinstance(raw, str):
+        return {"name": raw}
+    if isinstance(raw, dict):
+        if "options" in raw:
+            return raw
+        raw = dict(raw)
+        name = raw.pop("name", None)
+        label = raw.pop("label", "")
+        return {"name": name, "label": label, "options": raw}
+    return raw
+
+
+class StudyConfig(_Strict):
+    """Everything that decides a study's numbers (the output folder and progress display do not)."""
+
+    backend: str = "world"
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+    images: ImagesConfig = Field(default_factory=WorldImages)
+    caption_source: Literal["alice", "dataset"] = "alice"
+    schemes: list[SchemeSpec] = Field(default_factory=lambda: [SchemeSpec(name="random")])
+    seed: int = 0
+    threshold: float | None = Field(None, gt=0)
+    prompt_order: Literal["send", "caption"] = "send"
+    stop_at_success: bool = False
+    oracle: bool = True
+    oracle_max_words: int = Field(10, ge=1, le=16)
+    channel: ChannelConfig = Field(default_factory=ChannelConfig)
+    snr_db_sweep: list[float] | None = Field(None, description="set by writing a list in channel.snr_db")
+    skd: SKDConfig = Field(default_factory=SKDConfig)
+    save_images: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_sweep(cls, data: Any) -> Any:
+        """A list in channel.snr_db means a sweep: one sub-study per value."""
+        if isinstance(data, dict) and isinstance(data.get("channel"), dict):
+            snr = data["channel"].get("snr_db")
+            if isinstance(snr, (list, tuple)):
+                if not snr:
+                    raise ValueError("channel.snr_db: an SNR sweep needs at least one value")
+                data = dict(data)
+                data["channel"] = dict(data["channel"])
+                data["channel"]["snr_db"] = snr[0]
+                data["snr_db_sweep"] = list(snr)
+        return data
+
+    @field_validator("schemes", mode="before")
+    @classmethod
+    def _schemes_raw(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            out: list[Any] = []
+            for item in value:
+                if item == "all":
+                    out.extend({"name": info.name} for info in _registered_schemes() or [])
+                else:
+                    out.append(_scheme_from_raw(item))
+            return out
+        return value
+
+    @field_validator("schemes")
+    @classmethod
+    def _schemes_known(cls, value: list[SchemeSpec]) -> list[SchemeSpec]:
+        if not value:
+            raise ValueError("at least one scheme is needed")
+        labels = [s.label for s in value]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            raise ValueError(f"scheme {dup[0]!r} listed twice (give one a distinct 'label')")
+        known = _registered_schemes()
+        if known is not None:
+            names = {info.name for info in known}
+            for i, spec in enumerate(value):
+                if spec.name not in names:
+                    raise ValueError(f"unknown scheme {spec.name!r} (entry {i}); see `lsc schemes`")
+        return value
+
+    @field_validator("snr_db_sweep")
+    @classmethod
+    def _sweep_finite(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None:
+            for v in value:
+                if not math.isfinite(v):
+                    raise ValueError(f"SNR {v} is not a finite number")
+            if len(set(value)) != len(value):
+                raise ValueError("an SNR value is listed twice")
+        return value
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_known(cls, value: str) -> str:
+        from lsc.backends import available_backends
+
+        if ":" not in value and value not in available_backends():
+            raise ValueError(
+                f"unknown backend {value!r}; choose one of {', '.join(available_backends())} "
+                "or 'package.module:loader'"
+            )
+        return value
+
+    # ---------------------------------------------------------------- derived views
+    def conditions(self) -> list["Condition"]:
+        """The sub-studies: one per swept SNR value, or a single unnamed one."""
+        if not self.snr_db_sweep:
+            snr = self.channel.snr_db if self.channel.model != "none" else None
+            return [Condition(key="", snr_db=snr, channel=self.channel)]
+        out = []
+        for v in self.snr_db_sweep:
+            ch = self.channel.model_copy(update={"snr_db": float(v)})
+            out.append(Condition(key=f"snr_db={float(v):g}", snr_db=float(v), channel=ch))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML-ready form, with an SNR sweep written back as a list in channel.snr_db."""
+        data = self.model_dump(mode="json")
+        sweep = data.pop("snr_db_sweep")
+        if sweep:
+            data["channel"]["snr_db"] = sweep
+        data["schemes"] = [_scheme_to_raw(s) for s in self.schemes]
+        return data
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+class Condition(BaseModel):
+    """One sub-study of a sweep: its key in the store, its SNR, and its channel settings."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    key: str
+    snr_db: float | None
+    channel: Any
+
+
+def _registered_schemes() -> list[Any] | None:
+    """The scheme registry, or None while lsc.schemes does not exist yet (names then unchecked)."""
+    try:
+        from lsc.schemes import list_schemes
+    except ImportError:
+        return None
+    return list_schemes()
+
+
+# ---------------------------------------------------------------- loading and overrides
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (['a', 'b'], YAML-typed value)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({_first_line(exc)})") from None
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply `--set` overrides to a raw config dict (copy); dotted keys create nested mappings."""
+    data = copy.deepcopy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {'.'.join(path)}: {'.'.join(path[: i + 1])} is not a mapping")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with one-line errors for a missing or malformed file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {_first_line(exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {str(p)!r} cannot be read: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping of keys, not {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> StudyConfig:
+    """Build a StudyConfig from a YAML file (None = the packaged default study) and overrides."""
+    data = read_yaml(path if path is not None else DEFAULT_CONFIG_PATH)
+    data = apply_overrides(data, list(overrides))
+    return validate_config(data)
+
+
+def validate_config(data: dict[str, Any]) -> StudyConfig:
+    """Validate a raw dict; any problem becomes one ConfigError line naming the key."""
+    try:
+        cfg = StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+    _check_scheme_options(cfg)
+    return cfg
+
+
+def _check_scheme_options(cfg: StudyConfig) -> None:
+    """Build each scheme once so that a bad option fails now, naming the scheme."""
+    try:
+        from lsc.schemes import get_scheme
+    except ImportError:
+        return
+    for i, spec in enumerate(cfg.schemes):
+        try:
+            get_scheme(spec.name, **spec.options)
+        except ConfigError as exc:
+            raise ConfigError(f"schemes.{i} ({spec.label}): {_first_line(exc)}") from None
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ConfigError(f"schemes.{i} ({spec.name}): bad option: {_first_line(exc)}") from None
+        except Exception as exc:  # noqa: BLE001 - the registry's own error classes
+            from lsc.errors import LscError
+
+            if isinstance(exc, LscError):
+                raise ConfigError(f"schemes.{i} ({spec.name}): {_first_line(exc)}") from None
+            raise
+
+
+_UNION_TAGS = {"world", "folder", "str", "dict[str,any]", "list[any]", "function-after[_default_label(), SchemeSpec]"}
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """Pydantic's errors as one line: `key.path: problem (got value)`, first error plus a count."""
+    errors = exc.errors()
+    parts = []
+    for err in errors:
+        loc = [str(x) for x in err["loc"] if str(x) not in _UNION_TAGS and not str(x).startswith("function-")]
+        key = ".".join(loc) or "config"
+        if key == "snr_db_sweep":
+            key = SNR_SWEEP_KEY
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown config key {key!r}")
+            continue
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        got = err.get("input")
+        shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+        parts.append(f"{key}: {msg}{shown}")
+    line = parts[0]
+    if len(parts) > 1:
+        line += f" (and {len(parts) - 1} more problem{'s' if len(parts) > 2 else ''})"
+    return _first_line(line)
+
+
+def _first_line(obj: Any) -> str:
+    text = str(obj).strip()
+    return " ".join(text.split("\n")[0].split()) if text else type(obj).__name__
+

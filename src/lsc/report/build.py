@@ -1,0 +1,197 @@
+"""Build a run's report: PNG figures, report.md, and one self-contained report.html (images inline).
+
+Rebuilt from the store alone, so it works on partial runs and can be re-run at any time.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lsc.report import plots
+from lsc.report.data import RunData, load_run
+from lsc.report.stats import mean_ci, wilson
+
+REPORT_DIR = "report"
+STRIP_IMAGES = 3
+
+
+@dataclass
+class Figure:
+    title: str
+    path: Path
+
+
+def scheme_table(data: RunData, cond: str) -> list[dict[str, Any]]:
+    """Per scheme: images, failures, success rate, mean words/bits to threshold and final LPIPS with 95% CIs."""
+    rows = []
+    for scheme in data.schemes:
+        ok = data.ok(cond, scheme)
+        failed = [s for s in data.summaries if s["cond"] == cond and s["scheme"] == scheme and s["status"] != "ok"]
+        if not ok and not failed:
+            continue
+        hits = [s for s in ok if s["words_to_threshold"] is not None]
+        p, lo, hi = wilson(len(hits), len(ok))
+        rows.append({
+            "scheme": scheme, "n": len(ok), "failed": len(failed),
+            "success": "–" if not ok else f"{p:.0%} [{lo:.0%}, {hi:.0%}]",
+            "words": mean_ci(s["words_to_threshold"] for s in hits).fmt(2),
+            "bits": mean_ci(s["bits_to_threshold"] for s in hits).fmt(1),
+            "final_lpips": mean_ci(s["final_lpips"] for s in ok).fmt(3),
+        })
+    if data.oracle and data.threshold is not None:
+        firsts = []
+        finals = []
+        for curve in data.oracle.values():
+            if not curve:
+                continue
+            under = [k for k, v in sorted(curve) if v < data.threshold]
+            firsts.append(under[0] if under else None)
+            finals.append(sorted(curve)[-1][1])
+        if firsts:
+            hits = [f for f in firsts if f is not None]
+            p, lo, hi = wilson(len(hits), len(firsts))
+            rows.append({"scheme": "oracle (bound)", "n": len(firsts), "failed": 0,
+                         "success": f"{p:.0%} [{lo:.0%}, {hi:.0%}]", "words": mean_ci(hits).fmt(2),
+                         "bits": "–", "final_lpips": mean_ci(finals).fmt(3)})
+    return rows
+
+
+TABLE_HEAD = ["scheme", "images", "failed", "success rate [95% CI]", "words to threshold", "bits to threshold",
+              "final LPIPS"]
+TABLE_KEYS = ["scheme", "n", "failed", "success", "words", "bits", "final_lpips"]
+
+
+def build_report(run_dir: str | Path) -> Path:
+    """(Re)build RUN_DIR/report/ from the store; returns the path of report.html."""
+    data = load_run(run_dir)
+    out = Path(run_dir) / REPORT_DIR
+    out.mkdir(exist_ok=True)
+    for old in out.glob("*.png"):
+        old.unlink()
+    sections: list[tuple[str, list[list[dict[str, Any]]], list[Figure]]] = []
+    for cond, _snr in data.conds or [("", None)]:
+        tag = _tag(cond)
+        figs = []
+        for fn, name, title in (
+            (plots.lpips_vs_words, "lpips_vs_words", "Mean LPIPS vs words sent (95% CI bands)"),
+            (plots.lpips_vs_bits, "lpips_vs_bits", "Mean LPIPS vs bits sent (95% CI bands)"),
+            (plots.success_vs_words, "success_vs_words", "Success rate vs words sent"),
+        ):
+            path = out / f"{name}{tag}.png"
+            if fn(data, cond, path):
+                figs.append(Figure(title, path))
+        sections.append((cond, [scheme_table(data, cond)], figs))
+    sweep_figs = []
+    if data.swept:
+        for fn, name, title in ((plots.lpips_vs_snr, "lpips_vs_snr", "Final LPIPS vs SNR"),
+                                (plots.rate_perception, "rate_perception", "Rate-perception (LPIPS vs cumulative bits)")):
+            path = out / f"{name}.png"
+            if fn(data, path):
+                sweep_figs.append(Figure(title, path))
+    strips = []
+    strip_cond = data.conds[-1][0] if data.conds else ""
+    ok_ids = [i for i in data.image_order if any(s["image_id"] == i and s["status"] == "ok" for s in data.summaries)]
+    for image_id in ok_ids[:STRIP_IMAGES]:
+        from lsc.runner.study import safe_name
+
+        path = out / f"strip_{safe_name(image_id)}.png"
+        if plots.image_strip(data, image_id, strip_cond, path):
+            strips.append(Figure(f"Image strip: {image_id}", path))
+    md = _markdown(data, sections, sweep_figs, strips)
+    (out / "report.md").write_text(md, encoding="utf-8")
+    page = _html(data, sections, sweep_figs, strips)
+    html_path = out / "report.html"
+    html_path.write_text(page, encoding="utf-8")
+    return html_path
+
+
+def _tag(cond: str) -> str:
+    return "" if not cond else "_" + cond.replace("=", "").replace(".", "p").replace("-", "m")
+
+
+def _intro(data: RunData) -> list[str]:
+    cfg = data.config
+    n_images = len(data.images)
+    n_failed_images = sum(1 for i in data.images if i["status"] != "ok")
+    done = sum(1 for s in data.summaries if s["status"] == "ok")
+    lines = [
+        f"backend: {cfg.get('backend', '?')}; images: {n_images} ({n_failed_images} unreadable); "
+        f"schemes: {len(data.schemes)}; conditions: {', '.join(c or 'ideal channel' for c, _ in data.conds) or '–'}",
+        f"threshold: {data.threshold}; prompt order: {cfg.get('prompt_order', '?')}; seed: {cfg.get('seed', '?')}; "
+        f"transmissions recorded: {done} ok, {len(data.failed())} failed",
+        "Curves of captions of different lengths are aligned by carrying each image's last LPIPS forward. "
+        "Bands and ± are 95% t-intervals over images; success rates use Wilson intervals.",
+    ]
+    return lines
+
+
+def _markdown(data: RunData, sections: Any, sweep_figs: list[Figure], strips: list[Figure]) -> str:
+    lines = [f"# lsc report: {data.run_dir.name}", ""]
+    lines += [f"- {x}" for x in _intro(data)] + [""]
+    if not data.summaries:
+        lines += ["No results yet.", ""]
+    for cond, tables, figs in sections:
+        lines += [f"## {'Condition ' + cond if cond else 'Results'}", ""]
+        for table in tables:
+            lines += ["| " + " | ".join(TABLE_HEAD) + " |", "|" + "---|" * len(TABLE_HEAD)]
+            for r in table:
+                lines.append("| " + " | ".join(str(r[k]) for k in TABLE_KEYS) + " |")
+            lines.append("")
+        for f in figs:
+            lines += [f"![{f.title}]({f.path.name})", ""]
+    if sweep_figs:
+        lines += ["## SNR sweep", ""] + [f"![{f.title}]({f.path.name})\n" for f in sweep_figs]
+    if strips:
+        lines += ["## Image strips", ""] + [f"![{f.title}]({f.path.name})\n" for f in strips]
+    failed = data.failed()
+    if failed:
+        lines += ["## Failures", "", "| image | scheme | condition | reason |", "|---|---|---|---|"]
+        lines += [f"| {s['image_id']} | {s['scheme']} | {s['cond']} | {s['error']} |" for s in failed[:50]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _img(path: Path, alt: str) -> str:
+    b64 = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}figure{margin:1em 0}img{max-width:100%}
+figcaption{font-size:13px;color:#555}code{background:#f5f5f5;padding:1px 4px}"""
+
+
+def _html(data: RunData, sections: Any, sweep_figs: list[Figure], strips: list[Figure]) -> str:
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>lsc report: {e(data.run_dir.name)}</title>",
+             f"<style>{_CSS}</style></head><body><h1>lsc report: {e(data.run_dir.name)}</h1><ul>"]
+    parts += [f"<li>{e(x)}</li>" for x in _intro(data)] + ["</ul>"]
+    if not data.summaries:
+        parts.append("<p>No results yet.</p>")
+    for cond, tables, figs in sections:
+        parts.append(f"<h2>{e('Condition ' + cond if cond else 'Results')}</h2>")
+        for table in tables:
+            parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in TABLE_HEAD) + "</tr>")
+            for r in table:
+                parts.append("<tr>" + "".join(f"<td>{e(str(r[k]))}</td>" for k in TABLE_KEYS) + "</tr>")
+            parts.append("</table>")
+        parts += [_img(f.path, f.title) for f in figs]
+    if sweep_figs:
+        parts += ["<h2>SNR sweep</h2>"] + [_img(f.path, f.title) for f in sweep_figs]
+    if strips:
+        parts += ["<h2>Image strips</h2><p>Per step: the word received (sent→received when the channel changed it), "
+                  "Bob's image, its LPIPS (green: under the threshold).</p>"] + [_img(f.path, f.title) for f in strips]
+    failed = data.failed()
+    if failed:
+        parts.append("<h2>Failures</h2><table><tr><th>image</th><th>scheme</th><th>condition</th><th>reason</th></tr>")
+        parts += [f"<tr><td>{e(s['image_id'])}</td><td>{e(s['scheme'])}</td><td>{e(s['cond'])}</td>"
+                  f"<td style='text-align:left'>{e(str(s['error']))}</td></tr>" for s in failed[:50]]
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+

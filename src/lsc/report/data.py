@@ -1,0 +1,86 @@
+"""A run's results read back from its store, grouped the way the report needs them."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lsc.runner.export import open_store
+
+
+@dataclass
+class RunData:
+    """Everything the report draws: config, conditions, scheme order, summaries, steps, oracle curves."""
+
+    run_dir: Path
+    config: dict[str, Any]
+    threshold: float | None
+    conds: list[tuple[str, float | None]]
+    schemes: list[str]
+    summaries: list[dict[str, Any]]
+    steps: dict[tuple[str, str, str], list[dict[str, Any]]]  # (cond, scheme, image_id) -> rows by step
+    oracle: dict[str, list[tuple[int, float]]]
+    images: list[dict[str, Any]]
+    image_order: list[str] = field(default_factory=list)
+
+    def ok(self, cond: str, scheme: str) -> list[dict[str, Any]]:
+        """Summaries of successful transmissions of one scheme under one condition, in image order."""
+        return [s for s in self.summaries if s["cond"] == cond and s["scheme"] == scheme and s["status"] == "ok"]
+
+    def failed(self) -> list[dict[str, Any]]:
+        return [s for s in self.summaries if s["status"] != "ok"]
+
+    @property
+    def swept(self) -> bool:
+        return len(self.conds) > 1
+
+
+def _labels_from_config(config: dict[str, Any]) -> list[str]:
+    from lsc.config import SchemeSpec, _scheme_from_raw
+
+    labels = []
+    for raw in config.get("schemes") or []:
+        try:
+            labels.append(SchemeSpec(**_scheme_from_raw(raw)).label)
+        except Exception:  # noqa: BLE001 - an odd entry just falls back to store order
+            continue
+    return labels
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read a (possibly partial) run folder."""
+    run_dir = Path(run_dir)
+    with open_store(run_dir) as store:
+        cfg_text = store.get_meta("config")
+        summaries = store.summaries()
+        step_rows = store.steps()
+        oracle_rows = store.oracle_rows()
+        images = store.images()
+    config = yaml.safe_load(cfg_text) if cfg_text else {}
+    if not isinstance(config, dict):
+        config = {}
+    threshold = config.get("threshold")
+    labels = _labels_from_config(config)
+    for s in summaries:
+        if s["scheme"] not in labels:
+            labels.append(s["scheme"])
+    cond_map: dict[str, float | None] = {}
+    for s in summaries:
+        cond_map.setdefault(s["cond"], s["snr_db"])
+    conds = sorted(cond_map.items(), key=lambda kv: (kv[1] is None, kv[1] if kv[1] is not None else 0.0, kv[0]))
+    steps: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in step_rows:
+        steps[(r["cond"], r["scheme"], r["image_id"])].append(r)
+    for rows in steps.values():
+        rows.sort(key=lambda r: r["step"])
+    oracle: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for r in oracle_rows:
+        oracle[r["image_id"]].append((int(r["k"]), float(r["lpips"])))
+    order = [i["image_id"] for i in images]
+    return RunData(run_dir, config, float(threshold) if threshold is not None and not math.isnan(float(threshold)) else None,
+                   conds, labels, summaries, dict(steps), dict(oracle), images, order)

@@ -1,0 +1,122 @@
+"""Aggregates of a run for the report: means with 95% confidence intervals, curves over words and bits.
+
+Kept apart from plotting so the numbers in tables and figures come from one place and are testable.
+Curves of images with different caption lengths are aligned by carrying each image's last value
+forward (after its last word Bob's image no longer changes).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+# Two-sided 95% Student t quantiles t_{0.975, df} for df = 1..30; beyond that the normal 1.96 is
+# within 2%. Avoids a scipy dependency.
+_T975 = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+    2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+]
+
+
+def t975(df: int) -> float:
+    """The 97.5% quantile of Student's t with `df` degrees of freedom (df >= 1)."""
+    if df < 1:
+        return math.nan
+    if df <= 30:
+        return _T975[df - 1]
+    if df <= 60:
+        return 2.042 + (2.000 - 2.042) * (df - 30) / 30
+    if df <= 120:
+        return 2.000 + (1.980 - 2.000) * (df - 60) / 60
+    return 1.960
+
+
+@dataclass(frozen=True)
+class MeanCI:
+    """Mean of n values and its 95% t-interval half-width (nan when n < 2)."""
+
+    n: int
+    mean: float
+    half: float
+
+    @property
+    def lo(self) -> float:
+        return self.mean - self.half
+
+    @property
+    def hi(self) -> float:
+        return self.mean + self.half
+
+    def fmt(self, digits: int = 3) -> str:
+        if self.n == 0:
+            return "–"
+        if math.isnan(self.half):
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {self.half:.{digits}f}"
+
+
+def mean_ci(values: Iterable[float]) -> MeanCI:
+    """Mean and 95% confidence half-width (t distribution, sample standard deviation)."""
+    arr = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
+    n = int(arr.size)
+    if n == 0:
+        return MeanCI(0, math.nan, math.nan)
+    mean = float(arr.mean())
+    if n < 2:
+        return MeanCI(1, mean, math.nan)
+    half = t975(n - 1) * float(arr.std(ddof=1)) / math.sqrt(n)
+    return MeanCI(n, mean, half)
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
+    """Proportion and its Wilson 95% interval (well-behaved at 0 and 1 with few images)."""
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def pad_forward(curves: Sequence[Sequence[float]], length: int | None = None) -> np.ndarray:
+    """Stack curves of different lengths into (n, length), carrying each one's last value forward."""
+    if not curves:
+        return np.zeros((0, length or 0))
+    length = length or max(len(c) for c in curves)
+    out = np.empty((len(curves), length), dtype=np.float64)
+    for i, c in enumerate(curves):
+        c = list(c)[:length]
+        out[i, : len(c)] = c
+        out[i, len(c) :] = c[-1] if c else math.nan
+    return out
+
+
+def band(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column-wise mean, lower and upper 95% bounds of an (n_images, n_points) matrix."""
+    stats = [mean_ci(matrix[:, j]) for j in range(matrix.shape[1])]
+    mean = np.array([s.mean for s in stats])
+    half = np.array([0.0 if math.isnan(s.half) else s.half for s in stats])
+    return mean, mean - half, mean + half
+
+
+def step_function_at(xs: Sequence[float], ys: Sequence[float], grid: np.ndarray) -> np.ndarray:
+    """Value of the right-continuous step function through (xs, ys) at each grid point.
+
+    Used for LPIPS vs cumulative bits: Bob's image after x bits is the one of the last word fully
+    received by then. xs must be non-decreasing and start at 0.
+    """
+    idx = np.searchsorted(np.asarray(xs, dtype=np.float64), grid, side="right") - 1
+    idx = np.clip(idx, 0, len(ys) - 1)
+    return np.asarray(ys, dtype=np.float64)[idx]
+
+
+def success_curve(words_to_threshold: Sequence[int | None], length: int) -> np.ndarray:
+    """Fraction of images that reached the threshold within k words, for k = 0..length-1."""
+    n = len(words_to_threshold)
+    if n == 0:
+        return np.full(length, math.nan)
+    return np.array([sum(1 for w in words_to_threshold if w is not None and w <= k) / n for k in range(length)])

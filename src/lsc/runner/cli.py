@@ -1,0 +1,66 @@
+"""`lsc run`, `lsc report`, `lsc export`, `lsc schemes`: thin wrappers over lsc.api."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the runner's commands to the main `lsc` app."""
+
+    @app.command("run")
+    def run_cmd(
+        config: Optional[Path] = typer.Argument(None, help="study YAML; omitted = the default world study"),
+        set_: List[str] = typer.Option([], "--set", help="override a key: --set channel.snr_db=[0,4,8]"),
+        out: Optional[Path] = typer.Option(None, "--out", help="run folder (default runs/<config name>)"),
+        retry_failed: bool = typer.Option(False, "--retry-failed", help="redo transmissions recorded as failed"),
+        no_report: bool = typer.Option(False, "--no-report", help="skip building the report at the end"),
+        no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="print the validated config and exit"),
+    ) -> None:
+        """Run a study (or resume it: the same command on the same folder skips what is done)."""
+        from lsc import api
+
+        cfg = api.load_config(config, set_)
+        if dry_run:
+            typer.echo(cfg.to_yaml(), nl=False)
+            return
+        out_dir = out if out is not None else api.default_out_dir(config)
+        summary = api.run(cfg, out_dir, progress=not no_progress, retry_failed=retry_failed, report=not no_report)
+        typer.echo(summary.line())
+        if not no_report:
+            typer.echo(f"report: {out_dir / 'report' / 'report.html'}")
+
+    @app.command("report")
+    def report_cmd(run_dir: Path = typer.Argument(..., help="a run folder")) -> None:
+        """(Re)build a run's report from its store; works on partial runs."""
+        from lsc import api
+
+        typer.echo(str(api.report(run_dir)))
+
+    @app.command("export")
+    def export_cmd(
+        run_dir: Path = typer.Argument(..., help="a run folder"),
+        format: str = typer.Option("csv", "--format", help="csv or parquet"),
+        out: Optional[Path] = typer.Option(None, "--out", help="destination folder (default: the run folder)"),
+    ) -> None:
+        """Write steps.csv and summary.csv (or .parquet) of a run."""
+        from lsc import api
+
+        for path in api.export(run_dir, format, out):  # type: ignore[arg-type]
+            typer.echo(str(path))
+
+    @app.command("schemes")
+    def schemes_cmd() -> None:
+        """List the ordering schemes: name, what it does, what Alice must hold."""
+        from lsc import api
+
+        infos = api.schemes()
+        w_name = max(len(i.name) for i in infos)
+        w_hold = max(len(i.alice_holds) for i in infos)
+        typer.echo(f"{'name':<{w_name}}  {'Alice holds':<{w_hold}}  description")
+        for i in infos:
+            typer.echo(f"{i.name:<{w_name}}  {i.alice_holds:<{w_hold}}  {i.description}")

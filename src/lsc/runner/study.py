@@ -1,0 +1,346 @@
+"""The study runner: every image x scheme (x SNR) of a config, durably, resumably, with progress.
+
+A run folder holds config.resolved.yaml, results.sqlite (see store.py), images/ (Bob's PNGs named by
+image key, shared by schemes), originals/ and report/. Each (image, scheme, condition) is one SQLite
+transaction written as soon as it finishes; the same command on the same folder skips what is done.
+Results depend only on the config (seeds are derived from ids, never from processing order), so a
+run killed with SIGKILL and resumed gives the numbers of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import yaml
+
+from lsc.config import Condition, SchemeSpec, StudyConfig
+from lsc.errors import ConfigError, LscError
+from lsc.interfaces import Backend
+from lsc.runner.executor import Executor, ImageTask, InProcessExecutor, Outcome
+from lsc.runner.images import ImageReadError, StudyImage, list_images
+from lsc.runner.store import ResultStore
+
+RESOLVED_CONFIG = "config.resolved.yaml"
+STORE_FILE = "results.sqlite"
+IMAGES_DIR = "images"
+ORIGINALS_DIR = "originals"
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+@dataclass
+class StudySummary:
+    """What a run did: counts for the closing line of `lsc run`."""
+
+    out_dir: Path
+    total: int
+    skipped: int
+    ok: int
+    failed: int
+    elapsed_s: float
+
+    def line(self) -> str:
+        return (
+            f"{self.ok} ok, {self.failed} failed, {self.skipped} already done of {self.total} "
+            f"(image x scheme{' x snr' if self.total else ''}) in {self.elapsed_s:.1f} s -> {self.out_dir}"
+        )
+
+
+# ---------------------------------------------------------------- backend loading (once per process)
+def get_backend(name: str, options: dict[str, Any]) -> Backend:
+    """Load a backend once per process; 'package.module:function' loads a user's own backend."""
+    key = f"{name}\x1f{json.dumps(options, sort_keys=True, default=str)}"
+    if key not in _BACKENDS:
+        if ":" in name:
+            module_name, func = name.split(":", 1)
+            try:
+                loader: Callable[..., Backend] = getattr(importlib.import_module(module_name), func)
+            except (ImportError, AttributeError) as exc:
+                raise ConfigError(f"backend {name!r} cannot be imported: {exc}") from None
+            _BACKENDS[key] = loader(**options)
+        else:
+            from lsc.backends import load_backend
+
+            _BACKENDS[key] = load_backend(name, options)
+    return _BACKENDS[key]
+
+
+def resolve(cfg: StudyConfig, backend: Backend) -> StudyConfig:
+    """Fill what the backend decides (the threshold) so the resolved config fixes every number."""
+    if cfg.threshold is None:
+        return cfg.model_copy(update={"threshold": float(backend.default_threshold)})
+    return cfg
+
+
+# ---------------------------------------------------------------- the worker
+class ImageWorker:
+    """Runs the pending schemes (and the oracle) of one image; holds the loaded backend."""
+
+    def __init__(self, cfg: StudyConfig, backend: Backend) -> None:
+        from lsc.protocol.loop import LoopSettings
+        from lsc.schemes import get_scheme
+
+        self.cfg = cfg
+        self.backend = backend
+        assert cfg.threshold is not None
+        self.settings = LoopSettings(
+            prompt_order=cfg.prompt_order, threshold=cfg.threshold, stop_at_success=cfg.stop_at_success, seed=cfg.seed
+        )
+        self.schemes = {spec.label: get_scheme(spec.name, **self._options(spec)) for spec in cfg.schemes}
+
+    def _options(self, spec: SchemeSpec) -> dict[str, Any]:
+        """The scheme's options, plus the study's SKD settings for schemes that take `skd`."""
+        import inspect
+
+        from lsc.schemes.base import scheme_class
+
+        params = inspect.signature(scheme_class(spec.name).__init__).parameters
+        if "skd" in params and "skd" not in spec.options:
+            return {**spec.options, "skd": self.cfg.skd}
+        return dict(spec.options)
+
+    def caption_for(self, image: StudyImage, pixels: np.ndarray) -> str:
+        if self.cfg.caption_source == "dataset":
+            if not image.captions:
+                raise ImageReadError("no dataset caption for this image")
+            return image.captions[0]
+        return str(self.backend.captioner.caption([pixels])[0])
+
+    def run(self, task: ImageTask) -> Iterator[Outcome]:
+        from lsc.protocol.loop import ImageContext
+
+        image = task.image
+        base = {"seq": task.seq, "image_id": image.image_id, "captions": image.captions, "attributes": image.attributes}
+        try:
+            pixels = image.load()
+            caption = self.caption_for(image, pixels)
+            ctx = ImageContext(self.backend, image.image_id, pixels, caption, seed=self.cfg.seed)
+        except Exception as exc:  # noqa: BLE001 - any unreadable image is recorded and the study goes on
+            reason = one_line(exc)
+            yield Outcome("image", {**base, "caption": None, "status": "failed", "error": reason})
+            for cond, specs in task.jobs:
+                for spec in specs:
+                    yield Outcome("result", failed_summary(image.image_id, spec, cond, reason))
+            if task.oracle:
+                yield Outcome("oracle", {"image_id": image.image_id, "n_words": None, "curve": [],
+                                         "status": "failed", "error": reason})
+            return
+        yield Outcome("image", {**base, "caption": caption, "status": "ok", "error": None}, original=pixels)
+        for cond, specs in task.jobs:
+            for spec in specs:
+                yield self._transmit(ctx, spec, cond)
+        if task.oracle:
+            yield self._oracle(ctx)
+
+    def _transmit(self, ctx: Any, spec: SchemeSpec, cond: Condition) -> Outcome:
+        from lsc.protocol.loop import transmit
+
+        t0 = time.perf_counter()
+        try:
+            link = self._link(ctx.image_id, spec, cond)
+            result = transmit(ctx, self.schemes[spec.label], self.settings, link)
+        except Exception as exc:  # noqa: BLE001 - recorded as failed, the study goes on
+            return Outcome("result", failed_summary(ctx.image_id, spec, cond, one_line(exc)))
+        summary = {
+            "image_id": ctx.image_id, "scheme": spec.label, "cond": cond.key, "snr_db": cond.snr_db,
+            "caption": result.caption, "words_json": json.dumps(result.words), "order_json": json.dumps(result.order),
+            "n_words": len(result.words), "words_to_threshold": result.words_to_threshold,
+            "bits_to_threshold": result.bits_to_threshold, "final_lpips": float(result.final_lpips),
+            "status": "ok", "error": None, "elapsed_s": time.perf_counter() - t0,
+        }
+        steps = [
+            {
+                "image_id": ctx.image_id, "scheme": spec.label, "cond": cond.key, "snr_db": cond.snr_db,
+                "step": s.step, "word_index": s.index, "word_sent": s.word_sent, "word_received": s.word_received,
+                "bits": int(s.bits), "cum_bits": int(s.cum_bits), "bit_errors": int(s.bit_errors), "prompt": s.prompt,
+                "lpips": float(s.lpips), "ssim": float(s.ssim), "psnr": float(s.psnr), "image_key": s.image_key,
+            }
+            for s in result.steps
+        ]
+        images = {s.image_key: ctx.image_for(s.image_key) for s in result.steps} if self.cfg.save_images else {}
+        return Outcome("result", summary, steps, images)
+
+    def _link(self, image_id: str, spec: SchemeSpec, cond: Condition) -> Any:
+        if cond.channel.model == "none":
+            return None
+        from lsc.channel.link import WordLink
+        from lsc.protocol.words import stable_seed
+
+        seed = stable_seed(self.cfg.seed, image_id, spec.label, cond.key, "channel")
+        return WordLink(cond.channel, seed=seed, vocabulary=self.backend.bob_vocabulary)
+
+    def _oracle(self, ctx: Any) -> Outcome:
+        from lsc.protocol.words import clean_words
+
+        words = clean_words(ctx.caption)
+        data: dict[str, Any] = {"image_id": ctx.image_id, "n_words": len(words), "curve": []}
+        if len(words) > self.cfg.oracle_max_words:
+            return Outcome("oracle", {**data, "status": "skipped",
+                                      "error": f"caption has {len(words)} words > oracle_max_words={self.cfg.oracle_max_words}"})
+        try:
+            from lsc.schemes.oracle import oracle_curve
+
+            curve = [(int(k), float(v)) for k, v in oracle_curve(ctx, words)]
+        except Exception as exc:  # noqa: BLE001
+            return Outcome("oracle", {**data, "status": "failed", "error": one_line(exc)})
+        return Outcome("oracle", {**data, "curve": curve, "status": "ok", "error": None})
+
+
+def failed_summary(image_id: str, spec: SchemeSpec, cond: Condition, reason: str) -> dict[str, Any]:
+    return {"image_id": image_id, "scheme": spec.label, "cond": cond.key, "snr_db": cond.snr_db,
+            "status": "failed", "error": reason}
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, (LscError, ImageReadError)):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------- the run folder
+def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            d = _first_difference(a.get(k), b.get(k), f"{prefix}{k}.")
+            if d:
+                return d
+        return None
+    return None if a == b else prefix.rstrip(".") or "config"
+
+
+def prepare_run_dir(out_dir: Path, resolved: StudyConfig) -> None:
+    """Create the folder, or check that an existing one holds the same study (else refuse)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / RESOLVED_CONFIG
+    new = resolved.to_dict()
+    if path.exists():
+        try:
+            old = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError:
+            old = None
+        if old != new:
+            where = _first_difference(old, new) if isinstance(old, dict) else "config"
+            raise ConfigError(
+                f"{out_dir} holds a different study ({RESOLVED_CONFIG} differs at {where!r}); "
+                "use another --out or the same config"
+            )
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(resolved.to_yaml(), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(image_id: str) -> str:
+    """A file name for an image id (ids may contain '/' or spaces)."""
+    return _SAFE.sub("_", image_id).strip("._") or "image"
+
+
+def save_png(path: Path, pixels: np.ndarray) -> None:
+    """Write a PNG atomically (a killed run never leaves a truncated file under the final name)."""
+    from PIL import Image
+
+    if path.exists():
+        return
+    arr = np.clip(np.asarray(pixels, dtype=np.float32), 0.0, 1.0)
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray((arr * 255.0 + 0.5).astype(np.uint8)).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- entry point
+def run_study(
+    cfg: StudyConfig,
+    out_dir: str | Path,
+    progress: bool = True,
+    retry_failed: bool = False,
+    executor_factory: Callable[[ImageWorker], Executor] = InProcessExecutor,
+) -> StudySummary:
+    """Run (or resume) a study into `out_dir`; returns counts. Raises LscError on a user error."""
+    from lsc.schemes import check_capabilities
+
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    images = list_images(cfg)  # cheap checks (folder, captions file) before any model loads
+    backend = get_backend(cfg.backend, cfg.backend_options)
+    check_capabilities(backend, [spec.name for spec in cfg.schemes])
+    resolved = resolve(cfg, backend)
+    prepare_run_dir(out, resolved)
+    (out / IMAGES_DIR).mkdir(exist_ok=True)
+    (out / ORIGINALS_DIR).mkdir(exist_ok=True)
+
+    conditions = resolved.conditions()
+    total = len(images) * len(conditions) * len(resolved.schemes)
+    with ResultStore(out / STORE_FILE) as store:
+        store.set_meta("config", resolved.to_yaml())
+        done = store.done_keys(include_failed=not retry_failed)
+        oracle_done = store.oracle_done(include_failed=not retry_failed)
+        tasks: list[ImageTask] = []
+        for seq, image in enumerate(images):
+            jobs = []
+            for cond in conditions:
+                pending = [s for s in resolved.schemes if (image.image_id, s.label, cond.key) not in done]
+                if pending:
+                    jobs.append((cond, pending))
+            want_oracle = resolved.oracle and image.image_id not in oracle_done
+            if jobs or want_oracle:
+                tasks.append(ImageTask(seq, image, jobs, want_oracle))
+        n_pending = sum(len(specs) for t in tasks for _, specs in t.jobs)
+        skipped = total - n_pending
+        n_oracle = sum(1 for t in tasks if t.oracle)
+
+        worker = ImageWorker(resolved, backend)
+        executor = executor_factory(worker)
+        ok = failed = 0
+        bar = _progress(n_pending + n_oracle, progress)
+        try:
+            for outcome in executor.run(tasks):
+                if outcome.kind == "image":
+                    d = outcome.data
+                    store.record_image(d["seq"], d["image_id"], d["caption"], d["captions"], d["attributes"],
+                                       d["status"], d["error"])
+                    if outcome.original is not None and resolved.save_images:
+                        save_png(out / ORIGINALS_DIR / f"{safe_name(d['image_id'])}.png", outcome.original)
+                elif outcome.kind == "result":
+                    for key, pixels in outcome.images.items():
+                        save_png(out / IMAGES_DIR / f"{key}.png", pixels)
+                    store.record_result(outcome.data, outcome.steps)
+                    if outcome.data["status"] == "ok":
+                        ok += 1
+                    else:
+                        failed += 1
+                    bar.update(1)
+                    bar.set_postfix_str(f"{outcome.data['image_id']} {outcome.data['scheme']}", refresh=False)
+                else:
+                    d = outcome.data
+                    store.record_oracle(d["image_id"], d["n_words"], d["curve"], d["status"], d["error"])
+                    bar.update(1)
+        finally:
+            bar.close()
+    return StudySummary(out, total, skipped, ok, failed, time.perf_counter() - t0)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+    def set_postfix_str(self, s: str, refresh: bool = True) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="lsc run", unit="run", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
