@@ -1,0 +1,220 @@
+"""`load_hf_backend`: the papers' models (BLIP, Stable Diffusion / LCM, CLIP and BERT attention, LPIPS)
+behind lsc's four interfaces. Model ids or local folders are options; nothing is hard-wired."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lsc.errors import ConfigError, ModelUnavailableError
+from lsc.interfaces import (
+    CAP_ALICE_ATTENTION,
+    CAP_ALICE_GROUNDING,
+    CAP_BOB_ATTENTION,
+    CAP_BOB_CROSS_ATTENTION,
+    CAP_GENERATOR,
+    CAP_PERCEPTUAL,
+    Backend,
+)
+from lsc.backends.hf.hub import load_pretrained
+
+NONE_VALUES = {"", "none", "null", "off", "false"}
+
+
+class HFBackendOptions(BaseModel):
+    """Options of the hf backend (the config's `backend_options`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    captioner: str = "Salesforce/blip-image-captioning-large"
+    caption_prompt: str | None = None
+    caption_num_beams: int = Field(3, ge=1)
+    caption_max_new_tokens: int = Field(30, ge=1)
+    caption_min_length: int = Field(5, ge=0)
+    caption_repetition_penalty: float = Field(1.0, gt=0)
+    itm_model: str | None = "Salesforce/blip-itm-base-coco"
+    itm_block: int = Field(7, ge=0)
+    alice_text_encoder: str | None = "itm"  # "itm": the ITM model's BERT text encoder (BLIP's language model)
+    bob_text_encoder: str | None = None  # None: the generator pipeline's own text encoder
+    generator: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    scheduler: Literal["default", "lcm", "ddim", "dpm", "euler"] = "default"
+    lcm_lora: str | None = None
+    num_inference_steps: int = Field(50, ge=1)
+    guidance_scale: float = 7.5
+    height: int | None = Field(512, ge=8)
+    width: int | None = Field(512, ge=8)
+    batch_size: int = Field(8, ge=1)
+    heatmap_size: int | None = Field(None, ge=1)
+    lpips_net: Literal["alex", "vgg"] = "alex"
+    lpips_backbone: str | None = None
+    lpips_linear: str | None = None
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    threshold: float = 0.6
+    skd_examples: list[tuple[str, str]] = Field(default_factory=list)
+
+
+def _none(value: str | None) -> bool:
+    return value is None or str(value).strip().lower() in NONE_VALUES
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"bad device {device!r}: {exc}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for but CUDA is not available")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+
+
+def _scheduler(pipe: Any, name: str) -> None:
+    if name == "default":
+        return
+    import diffusers
+
+    cls = {"lcm": "LCMScheduler", "ddim": "DDIMScheduler", "dpm": "DPMSolverMultistepScheduler",
+           "euler": "EulerDiscreteScheduler"}[name]
+    pipe.scheduler = getattr(diffusers, cls).from_config(pipe.scheduler.config)
+
+
+def load_pipeline(opts: HFBackendOptions, device: torch.device, dtype: torch.dtype) -> Any:
+    """The diffusers pipeline, safety checker off, optional LCM-LoRA and scheduler swap, on the device."""
+    from diffusers import DiffusionPipeline
+
+    from diffusers.pipelines import pipeline_utils
+
+    # diffusers renamed torch_dtype to dtype (0.3x); pass whichever this version understands.
+    dtype_key = "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
+    pipe = load_pretrained(DiffusionPipeline.from_pretrained, opts.generator, "generator pipeline", "generator",
+                           safety_checker=None, requires_safety_checker=False, **{dtype_key: dtype})
+    if not _none(opts.lcm_lora):
+        try:
+            import peft  # noqa: F401  (diffusers' LoRA loading needs it)
+        except ImportError as exc:
+            raise ModelUnavailableError("lcm_lora needs the 'peft' package: pip install peft") from exc
+        load_pretrained(pipe.load_lora_weights, str(opts.lcm_lora), "LCM-LoRA", "lcm_lora")
+        pipe.fuse_lora()
+        if opts.scheduler == "default":
+            _scheduler(pipe, "lcm")
+    _scheduler(pipe, opts.scheduler)
+    return pipe.to(device)
+
+
+def load_hf_backend(**options: Any) -> Backend:
+    """Load the hf backend. Every model is an option (hub id or local folder); missing weights raise a
+    one-line ModelUnavailableError naming the model and how to get it."""
+    try:
+        opts = HFBackendOptions(**options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err.get("loc", ())) or "backend_options"
+        raise ConfigError(f"hf backend option {where}: {err.get('msg', 'invalid')}") from exc
+    try:
+        import diffusers  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise ModelUnavailableError(f"the hf backend needs transformers and diffusers: pip install 'lsc[hf]' ({exc.name} missing)") from exc
+    from transformers import AutoModel, AutoTokenizer, BlipForConditionalGeneration, BlipForImageTextRetrieval
+
+    from lsc.backends.hf.captioner import BlipCaptioner
+    from lsc.backends.hf.generator import DiffusersGenerator
+    from lsc.backends.hf.lpips import LpipsPerceptual, load_lpips
+    from lsc.backends.hf.text_encoder import HFTextEncoder
+
+    device = resolve_device(opts.device)
+    dtype = resolve_dtype(opts.dtype, device)
+    capabilities = {CAP_GENERATOR, CAP_PERCEPTUAL}
+
+    # Perceptual first: it is the smallest and fails fastest when its weights are missing.
+    perceptual = LpipsPerceptual(load_lpips(opts.lpips_net, opts.lpips_backbone, opts.lpips_linear), device=device)
+
+    cap_model = load_pretrained(BlipForConditionalGeneration.from_pretrained, opts.captioner, "captioner", "captioner", dtype=dtype)
+    cap_tok = load_pretrained(AutoTokenizer.from_pretrained, opts.captioner, "captioner tokenizer", "captioner")
+    itm_model = itm_tok = None
+    if not _none(opts.itm_model):
+        itm_model = load_pretrained(BlipForImageTextRetrieval.from_pretrained, str(opts.itm_model), "ITM model", "itm_model", dtype=dtype)
+        itm_tok = load_pretrained(AutoTokenizer.from_pretrained, str(opts.itm_model), "ITM tokenizer", "itm_model")
+        itm_model = itm_model.to(device).eval()
+        capabilities.add(CAP_ALICE_GROUNDING)
+    captioner = BlipCaptioner(
+        cap_model.to(device).eval(), cap_tok, opts.captioner, itm_model, itm_tok, opts.itm_model, opts.itm_block,
+        device=device, dtype=dtype, prompt=opts.caption_prompt,
+        generation=dict(num_beams=opts.caption_num_beams, max_new_tokens=opts.caption_max_new_tokens,
+                        min_length=opts.caption_min_length, repetition_penalty=opts.caption_repetition_penalty),
+    )
+
+    pipe = load_pipeline(opts, device, dtype)
+    generator = DiffusersGenerator(pipe, opts.num_inference_steps, opts.guidance_scale, opts.height, opts.width,
+                                   opts.batch_size, opts.heatmap_size)
+    if generator.has_cross_attention:
+        capabilities.add(CAP_BOB_CROSS_ATTENTION)
+
+    bob = None
+    vocab_source = None
+    if not _none(opts.bob_text_encoder):
+        bid = str(opts.bob_text_encoder)
+        model = load_pretrained(AutoModel.from_pretrained, bid, "Bob's text encoder", "bob_text_encoder", attn_implementation="eager")
+        tok = load_pretrained(AutoTokenizer.from_pretrained, bid, "Bob's tokenizer", "bob_text_encoder")
+        bob = HFTextEncoder(model.to(device).eval(), tok, "Bob's text encoder")
+        vocab_source = tok
+    elif getattr(pipe, "text_encoder", None) is not None and getattr(pipe, "tokenizer", None) is not None:
+        bob = HFTextEncoder(pipe.text_encoder, pipe.tokenizer, "Bob's text encoder", device=device)
+        vocab_source = pipe.tokenizer
+    if bob is not None:
+        capabilities.add(CAP_BOB_ATTENTION)
+
+    alice = None
+    if not _none(opts.alice_text_encoder):
+        aid = str(opts.alice_text_encoder)
+        if aid.lower() == "itm":
+            if itm_model is not None:
+                alice = HFTextEncoder(itm_model.text_encoder, itm_tok, "Alice's text encoder", device=device)
+        else:
+            model = load_pretrained(AutoModel.from_pretrained, aid, "Alice's text encoder", "alice_text_encoder", attn_implementation="eager")
+            tok = load_pretrained(AutoTokenizer.from_pretrained, aid, "Alice's tokenizer", "alice_text_encoder")
+            alice = HFTextEncoder(model.to(device).eval(), tok, "Alice's text encoder")
+    if alice is not None:
+        capabilities.add(CAP_ALICE_ATTENTION)
+
+    return Backend(
+        name="hf",
+        captioner=captioner,
+        generator=generator,
+        perceptual=perceptual,
+        bob_text_encoder=bob,
+        alice_text_encoder=alice,
+        capabilities=frozenset(capabilities),
+        bob_vocabulary=clip_vocabulary(vocab_source) if vocab_source is not None else None,
+        skd_examples=[(a, b) for a, b in opts.skd_examples],
+        default_threshold=opts.threshold,
+    )
+
+
+def clip_vocabulary(tokenizer: Any) -> frozenset[str] | None:
+    """Whole alphabetic words of a tokenizer's vocabulary (CLIP: entries ending in </w>; WordPiece: no ##)."""
+    try:
+        vocab = tokenizer.get_vocab()
+    except Exception:
+        return None
+    words = set()
+    for tok in vocab:
+        if tok.endswith("</w>"):
+            w = tok[: -len("</w>")]
+        elif tok.startswith("##") or tok.startswith("[") or tok.startswith("<"):
+            continue
+        else:
+            w = tok
+        if w.isalpha():
+            words.add(w.lower())
+    return frozenset(words) or None

@@ -1,0 +1,58 @@
+"""Loading weights from the Hugging Face hub or a local folder, with one-line errors when they are missing.
+
+Every `from_pretrained` of the hf backend goes through `load_pretrained`, so that a machine without the
+weights (or with HF_HUB_OFFLINE=1) gets a `ModelUnavailableError` naming the model and how to get it,
+never a traceback from deep inside the hub client.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from lsc.errors import ModelUnavailableError
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def hub_offline() -> bool:
+    """Whether the hub client is told to stay offline (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)."""
+    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if not text:
+        text = type(exc).__name__
+    return text[:240] + ("..." if len(text) > 240 else "")
+
+
+def unavailable_message(model_id: str, what: str, option: str, exc: BaseException | None = None) -> str:
+    """The one-line message for weights that cannot be loaded."""
+    if Path(model_id).expanduser().exists():
+        reason = f": {_reason(exc)}" if exc is not None else ""
+        return f"could not load {what} from local folder {model_id!r}{reason}"
+    offline = " (HF_HUB_OFFLINE is set)" if hub_offline() else ""
+    reason = f" [{_reason(exc)}]" if exc is not None else ""
+    return (
+        f"{what} weights {model_id!r} are not available here{offline}: download them once with "
+        f"`huggingface-cli download {model_id}` on a machine with internet (they go to the Hugging Face cache), "
+        f"or set backend option {option}=/path/to/local/folder{reason}"
+    )
+
+
+def load_pretrained(loader: Callable[..., T], model_id: str, what: str, option: str, **kwargs: Any) -> T:
+    """`loader(model_id, **kwargs)` with the hub's errors (OSError, ValueError, hub errors) made one line."""
+    try:
+        return loader(model_id, **kwargs)
+    except ModelUnavailableError:
+        raise
+    except (OSError, ValueError, KeyError, ImportError, RuntimeError) as exc:
+        raise ModelUnavailableError(unavailable_message(model_id, what, option, exc)) from exc
+    except Exception as exc:  # hub client errors that do not derive from OSError in some versions
+        if type(exc).__module__.startswith(("huggingface_hub", "requests", "httpx", "urllib3")):
+            raise ModelUnavailableError(unavailable_message(model_id, what, option, exc)) from exc
+        raise

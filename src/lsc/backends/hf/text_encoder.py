@@ -1,0 +1,74 @@
+"""Word-level self-attention of a transformers text encoder (Bob's CLIP text encoder, Alice's BERT).
+
+Attention weights are only returned by the eager attention implementation under transformers 5, so a
+model loaded with sdpa (as diffusers loads the pipeline's text encoder) is switched to eager for the
+duration of the call and switched back, keeping generation on the fast path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from lsc.errors import ConfigError
+from lsc.backends.hf.align import max_tokens, merge_attention, word_tokens
+
+VARIANTS = ("mean", "layer_sum_head0")
+
+
+@contextlib.contextmanager
+def eager_attention(model: Any) -> Iterator[None]:
+    """Temporarily use eager attention so that `output_attentions=True` returns the weights."""
+    config = getattr(model, "config", None)
+    current = getattr(config, "_attn_implementation", None)
+    if current in (None, "eager") or not hasattr(model, "set_attn_implementation"):
+        yield
+        return
+    model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(current)
+
+
+def combine_heads(attentions: Sequence[torch.Tensor], variant: str) -> np.ndarray:
+    """Per-layer (1, heads, T, T) attentions -> (T, T): mean over layers and heads, or the research code's
+    sum over layers of head 0."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"attention variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
+    stacked = torch.stack([a[0].float() for a in attentions])  # (L, H, T, T)
+    if variant == "mean":
+        return stacked.mean(dim=(0, 1)).cpu().numpy().astype(np.float64)
+    return stacked[:, 0].sum(dim=0).cpu().numpy().astype(np.float64)
+
+
+class HFTextEncoder:
+    """The TextEncoder interface over a transformers encoder and its tokenizer."""
+
+    def __init__(self, model: Any, tokenizer: Any, name: str = "text encoder", device: str | torch.device | None = None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.limit = max_tokens(tokenizer, getattr(model, "config", None))
+
+    def token_attention(self, ids: list[int], variant: str = "mean") -> np.ndarray:
+        """(T, T) attention of a token sequence."""
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
+        mask = torch.ones_like(input_ids)
+        with torch.no_grad(), eager_attention(self.model):
+            out = self.model(input_ids=input_ids, attention_mask=mask, output_attentions=True)
+        attentions = getattr(out, "attentions", None)
+        if not attentions:
+            raise ConfigError(f"{self.name} returned no attention weights (it needs an eager attention implementation)")
+        return combine_heads(attentions, variant)
+
+    def word_attention(self, words: Sequence[str], variant: str = "mean") -> np.ndarray:
+        words = list(words)
+        if not words:
+            return np.zeros((0, 0), dtype=np.float64)
+        wt = word_tokens(self.tokenizer, words, self.limit, what=self.name)
+        return merge_attention(self.token_attention(wt.ids, variant), wt.spans)

@@ -1,0 +1,120 @@
+"""LPIPS of the hf backend: equal to an independent re-computation of the published formula on the same
+random backbone, torchvision-format weights loading, cached reference, and clear missing-weight errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from hf_tiny import build_lpips_files, random_lpips_state
+from lsc.backends.hf.lpips import LpipsPerceptual, load_lpips
+from lsc.errors import ModelUnavailableError
+
+# Torchvision's module indices of the conv layers and of the five ReLUs LPIPS reads, written out by hand.
+ALEX_CONVS = {0: (4, 2), 3: (1, 2), 6: (1, 1), 8: (1, 1), 10: (1, 1)}  # index -> (stride, padding)
+ALEX_POOL_AFTER = {1, 4}  # maxpool(3, 2) follows these ReLUs (indices 2 and 5)
+ALEX_TAPS = [1, 4, 7, 9, 11]
+VGG_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
+VGG_TAPS_AFTER_CONV = [2, 4, 7, 10, 13]  # 1-based conv count after which the LPIPS ReLU is read
+
+
+def reference_lpips(net: str, backbone: dict, linear: dict, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+    """LPIPS v0.1 written directly from the paper/lpips code with functional ops, no shared code."""
+    shift = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
+    scale = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
+
+    def feats(x: torch.Tensor) -> list[torch.Tensor]:
+        x = (x - shift) / scale
+        out = []
+        if net == "alex":
+            for idx, (stride, pad) in ALEX_CONVS.items():
+                x = F.relu(F.conv2d(x, backbone[f"features.{idx}.weight"], backbone[f"features.{idx}.bias"], stride, pad))
+                out.append(x)
+                if idx in (0, 3):
+                    x = F.max_pool2d(x, 3, 2)
+            return out
+        idx, convs = 0, 0
+        for v in VGG_CFG:
+            if v == "M":
+                x = F.max_pool2d(x, 2, 2)
+                idx += 1
+                continue
+            x = F.relu(F.conv2d(x, backbone[f"features.{idx}.weight"], backbone[f"features.{idx}.bias"], 1, 1))
+            convs += 1
+            idx += 2
+            if convs in VGG_TAPS_AFTER_CONV:
+                out.append(x)
+        return out
+
+    total = torch.zeros(x0.shape[0])
+    for k, (a, b) in enumerate(zip(feats(x0), feats(x1))):
+        na = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+        nb = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+        w = linear[f"lin{k}.model.1.weight"].view(-1)
+        total = total + ((na - nb) ** 2 * w.view(1, -1, 1, 1)).sum(1).mean(dim=(1, 2))
+    return total
+
+
+@pytest.mark.parametrize("net,size", [("alex", 64), ("vgg", 32)])
+def test_lpips_matches_independent_formula(net: str, size: int) -> None:
+    backbone, linear = random_lpips_state(net, seed=3)
+    model = load_lpips(net, backbone, linear)
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.rand(3, 3, size, size, generator=g) * 2 - 1
+    x1 = torch.rand(3, 3, size, size, generator=g) * 2 - 1
+    with torch.no_grad():
+        ours = model(x0, x1)
+        ref = reference_lpips(net, backbone, linear, x0, x1)
+    assert ours.shape == (3,)
+    assert torch.all(ref > 0)
+    assert torch.allclose(ours.double(), ref.double(), rtol=0, atol=1e-6)
+    with torch.no_grad():  # identical images are at distance 0
+        assert torch.allclose(model(x0, x0), torch.zeros(3), atol=1e-7)
+
+
+def test_lpips_loads_torchvision_and_lpips_files(tmp_path) -> None:
+    b, lin = build_lpips_files(tmp_path, "alex", seed=5)
+    backbone, linear = random_lpips_state("alex", seed=5)
+    model = load_lpips("alex", str(b), str(lin))
+    assert torch.equal(model.trunk.features[3].weight, backbone["features.3.weight"])
+    assert torch.equal(model.lins.lin4.weight, linear["lin4.model.1.weight"])
+
+
+def test_perceptual_caches_reference_and_batches(tmp_path) -> None:
+    backbone, linear = random_lpips_state("alex", seed=2)
+    perc = LpipsPerceptual(load_lpips("alex", backbone, linear), batch_size=2)
+    rng = np.random.default_rng(0)
+    ref_img = rng.random((64, 64, 3)).astype(np.float32)
+    imgs = rng.random((5, 64, 64, 3)).astype(np.float32)
+    ref = perc.reference(ref_img)
+    batched = perc.distances(ref, imgs)
+    singles = np.array([perc.distances(ref, imgs[i : i + 1])[0] for i in range(5)])
+    assert batched.shape == (5,)
+    np.testing.assert_allclose(batched, singles, atol=1e-6)
+    assert list(ref.features) == [(64, 64)]  # computed once, reused
+    x0 = torch.from_numpy(ref_img).permute(2, 0, 1)[None] * 2 - 1
+    x1 = torch.from_numpy(imgs).permute(0, 3, 1, 2) * 2 - 1
+    np.testing.assert_allclose(batched, reference_lpips("alex", backbone, linear, x0.expand(5, -1, -1, -1), x1).numpy(), atol=1e-6)
+    assert perc.distances(ref, ref_img[None])[0] == pytest.approx(0.0, abs=1e-7)
+    # a reference of another size is resized to the compared images' size
+    small = perc.distances(perc.reference(ref_img[::2, ::2]), imgs[:, ::2, ::2])
+    assert small.shape == (5,) and np.all(small > 0)
+
+
+def test_missing_lpips_weights_are_one_line_errors(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(ModelUnavailableError) as exc:
+        load_lpips("alex", None, None)
+    msg = str(exc.value)
+    assert "\n" not in msg and "alexnet-owt-7be5be79.pth" in msg and "lpips_backbone" in msg
+    backbone, _ = random_lpips_state("alex")
+    with pytest.raises(ModelUnavailableError) as exc:
+        load_lpips("alex", backbone, None)
+    assert "lpips_linear" in str(exc.value) and "v0.1/alex.pth" in str(exc.value)
+    with pytest.raises(ModelUnavailableError, match="does not exist"):
+        load_lpips("alex", str(tmp_path / "nope.pth"), None)
+    _, vgg_linear = random_lpips_state("vgg")
+    with pytest.raises(ModelUnavailableError, match="do not fit alex"):
+        load_lpips("alex", backbone, vgg_linear)
