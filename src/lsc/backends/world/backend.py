@@ -1,0 +1,291 @@
+"""The `world` backend: the shipped world models behind lsc's four interfaces.
+
+Loads the safetensors package data once per process (well under 2 s) and serves Alice's captioner
+(with her language-model attention and per-word grounding maps), Bob's text encoder and flow-matching
+generator (with per-word cross-attention maps), and the perceptual metric.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from lsc.backends.world import nets, scenes
+from lsc.backends.world.perceptual import WorldPerceptual
+from lsc.errors import ConfigError, ModelUnavailableError
+from lsc.interfaces import (
+    CAP_ALICE_ATTENTION,
+    CAP_ALICE_GROUNDING,
+    CAP_BOB_ATTENTION,
+    CAP_BOB_CROSS_ATTENTION,
+    CAP_GENERATOR,
+    CAP_PERCEPTUAL,
+    Backend,
+)
+
+log = logging.getLogger("lsc.world")
+
+PACKAGED_WEIGHTS = Path(__file__).parent / "weights"
+DEFAULT_SAMPLER_STEPS = 12
+DEFAULT_GUIDANCE = 2.0
+
+
+def _to_unit(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) float32 in [0, 1], quantised to 8-bit levels.
+
+    Bob's images are 8-bit pictures: quantising also makes them exactly reproducible across batch
+    compositions, whose float rounding differs in the last bits.
+    """
+    x = ((images.clamp(-1, 1) + 1) * 127.5).round() / 255.0
+    return x.permute(0, 2, 3, 1).contiguous().numpy().astype(np.float32)
+
+
+def _from_unit(images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+    arr = np.stack(list(images)) if not isinstance(images, np.ndarray) or images.ndim == 3 else images
+    if arr.ndim == 3:
+        arr = arr[None]
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(0, 3, 1, 2) * 2 - 1
+
+
+class WorldModels:
+    """Every network of the world, loaded once from a weights folder."""
+
+    def __init__(self, weights_dir: Path):
+        meta_path = weights_dir / "world.json"
+        if not meta_path.exists():
+            raise ModelUnavailableError(
+                f"world weights not found in {weights_dir}; train them with `lsc world train --out DIR` "
+                "and pass --set backend_options.weights=DIR/weights"
+            )
+        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        self.bob_vocab = nets.WordVocab(self.meta["bob_vocab"][4:])
+        self.alice_vocab = nets.WordVocab(self.meta["alice_vocab"][4:])
+
+        def load(module: torch.nn.Module, name: str) -> torch.nn.Module:
+            state = {k: v.float() for k, v in load_file(str(weights_dir / name)).items()}
+            module.load_state_dict(state)
+            return module.eval().requires_grad_(False)
+
+        self.text = load(nets.BobTextEncoder(nets.TextEncoderConfig(vocab_size=len(self.bob_vocab))), "bob_text.safetensors")
+        self.unet = load(nets.FlowUNet(nets.UNetConfig()), "bob_unet.safetensors")
+        self.captioner = load(nets.AliceCaptioner(nets.CaptionerConfig(vocab_size=len(self.alice_vocab))), "alice.safetensors")
+        self.classifier = load(nets.AttributeNet(nets.ClassifierConfig()), "attributes.safetensors")
+
+
+@lru_cache(maxsize=4)
+def load_models(weights_dir: str) -> WorldModels:
+    return WorldModels(Path(weights_dir))
+
+
+def _encode(vocab: nets.WordVocab, prompts: Sequence[Sequence[str]], max_len: int, bos: bool = True) -> torch.Tensor:
+    rows = []
+    for words in prompts:
+        ids = ([2] if bos else []) + vocab.encode(list(words))
+        if len(ids) > max_len:
+            log.warning("prompt of %d words truncated to the model's %d tokens", len(words), max_len)
+            ids = ids[:max_len]
+        rows.append(ids)
+    out = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
+class WorldGenerator:
+    """Bob: text encoder + flow-matching U-Net, Euler sampler with classifier-free guidance."""
+
+    def __init__(self, models: WorldModels, sampler_steps: int, guidance: float):
+        self.m = models
+        self.steps = sampler_steps
+        self.guidance = guidance
+        self.calls = 0  # batched generate() calls, for benchmarks
+
+    @torch.inference_mode()
+    def _sample(self, prompts: Sequence[str], seed: int, capture: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        b = len(prompts)
+        tokens = _encode(self.m.bob_vocab, [p.split() for p in prompts], self.m.text.cfg.max_len)
+        empty = torch.zeros(1, tokens.shape[1], dtype=torch.long)
+        empty[0, 0] = 2
+        feats, padding = self.m.text(torch.cat([tokens, empty]))
+        cond, cond_pad = feats[:b], padding[:b]
+        uncond, uncond_pad = feats[b:].expand(b, -1, -1), padding[b:].expand(b, -1)
+        text = torch.cat([cond, uncond])
+        pad = torch.cat([cond_pad, uncond_pad])
+        gen = torch.Generator().manual_seed(int(seed))
+        x = torch.randn((1, 3, scenes.IMAGE_SIZE, scenes.IMAGE_SIZE), generator=gen).expand(b, -1, -1, -1).clone()
+        maps: list[torch.Tensor] = []
+        modules = self.m.unet.cross_attention_modules()
+        for m in modules:
+            m.capture = capture
+        try:
+            ts = torch.linspace(1.0, 0.0, self.steps + 1)
+            for i in range(self.steps):
+                t = ts[i].expand(2 * b)
+                v = self.m.unet(torch.cat([x, x]), t, text, pad)
+                v_c, v_u = v[:b], v[b:]
+                v = v_u + self.guidance * (v_c - v_u)
+                x = x + (ts[i + 1] - ts[i]) * v
+                if capture:
+                    maps.extend(m.last_weights[:b] for m in modules)  # (b, heads, HW, L)
+        finally:
+            for m in modules:
+                m.capture = False
+        return x, maps
+
+    def generate(self, prompts: Sequence[str], seed: int) -> np.ndarray:
+        if len(prompts) == 0:
+            return np.zeros((0, scenes.IMAGE_SIZE, scenes.IMAGE_SIZE, 3), np.float32)
+        self.calls += 1
+        x, _ = self._sample(list(prompts), seed)
+        return _to_unit(x)
+
+    def cross_attention(self, words: Sequence[str], seed: int) -> np.ndarray:
+        """DAAM-style heat maps: cross-attention per word, summed over layers, heads and steps."""
+        _, maps = self._sample([" ".join(words)], seed, capture=True)
+        size = scenes.IMAGE_SIZE
+        total = torch.zeros(len(words), size, size)
+        for w in maps:
+            hw = w.shape[2]
+            side = int(round(hw**0.5))
+            per_token = w[0].mean(0).T.reshape(-1, 1, side, side)  # (L, 1, side, side)
+            up = F.interpolate(per_token, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+            n = min(len(words), up.shape[0] - 1)
+            total[:n] += up[1 : n + 1]  # drop [BOS]
+        return total.numpy()
+
+
+class WorldTextEncoder:
+    """Word-level self-attention of Bob's text encoder (one token per word, [BOS] dropped)."""
+
+    def __init__(self, models: WorldModels):
+        self.m = models
+
+    @torch.inference_mode()
+    def word_attention(self, words: Sequence[str], variant: str = "mean") -> np.ndarray:
+        tokens = _encode(self.m.bob_vocab, [list(words)], self.m.text.cfg.max_len)
+        self.m.text.set_capture(True)
+        try:
+            self.m.text(tokens)
+            layers = torch.stack([w[0] for w in self.m.text.attention_maps()])  # (layers, heads, L, L)
+        finally:
+            self.m.text.set_capture(False)
+        return _reduce_attention(layers, len(words), variant)
+
+
+def _reduce_attention(layers: torch.Tensor, n: int, variant: str) -> np.ndarray:
+    if variant == "mean":
+        a = layers.mean(dim=(0, 1))
+    elif variant == "layer_sum_head0":
+        a = layers[:, 0].sum(0)
+    else:
+        raise ConfigError(f"unknown attention variant {variant!r}; use 'mean' or 'layer_sum_head0'")
+    out = np.zeros((n, n), np.float32)
+    k = min(n, a.shape[0] - 1)
+    out[:k, :k] = a[1 : k + 1, 1 : k + 1].numpy()
+    return out
+
+
+class WorldCaptioner:
+    """Alice: greedy captions; her decoder's cross-attention per word is its grounding map."""
+
+    def __init__(self, models: WorldModels, max_len: int = 36):
+        self.m = models
+        self.max_len = max_len
+
+    @torch.inference_mode()
+    def caption(self, images: Sequence[np.ndarray]) -> list[str]:
+        if len(images) == 0:
+            return []
+        model = self.m.captioner
+        image_tokens = model.encode_image(_from_unit(images))
+        b = image_tokens.shape[0]
+        tokens = torch.full((b, 1), 2, dtype=torch.long)
+        done = torch.zeros(b, dtype=torch.bool)
+        for _ in range(self.max_len):
+            logits = model.decode(tokens, image_tokens)[:, -1]
+            logits[:, :3] = float("-inf")  # never PAD, UNK or BOS
+            nxt = logits.argmax(-1)
+            nxt[done] = 0
+            tokens = torch.cat([tokens, nxt[:, None]], 1)
+            done |= nxt == 3
+            if bool(done.all()):
+                break
+        itos = self.m.alice_vocab.itos
+        return [" ".join(itos[int(t)] for t in row[1:] if int(t) > 3) for row in tokens]
+
+    @torch.inference_mode()
+    def grounding(self, image: np.ndarray, words: Sequence[str]) -> np.ndarray:
+        model = self.m.captioner
+        tokens = _encode(self.m.alice_vocab, [list(words)], model.cfg.max_len)
+        model.set_capture(True)
+        try:
+            model.decode(tokens, model.encode_image(_from_unit([image])))
+            maps = torch.stack([layer.cross.last_weights[0] for layer in model.layers])  # (layers, heads, L, 64)
+        finally:
+            model.set_capture(False)
+        per_word = maps.mean(dim=(0, 1))[1 : len(words) + 1].reshape(-1, 1, 8, 8)
+        up = F.interpolate(per_word, size=(scenes.IMAGE_SIZE,) * 2, mode="bilinear", align_corners=False)[:, 0]
+        out = np.zeros((len(words), scenes.IMAGE_SIZE, scenes.IMAGE_SIZE), np.float32)
+        out[: up.shape[0]] = up.numpy()
+        return out
+
+
+class AliceTextEncoder:
+    """Alice's language-model attention: her caption decoder's (causal) self-attention."""
+
+    def __init__(self, models: WorldModels):
+        self.m = models
+
+    @torch.inference_mode()
+    def word_attention(self, words: Sequence[str], variant: str = "mean") -> np.ndarray:
+        model = self.m.captioner
+        tokens = _encode(self.m.alice_vocab, [list(words)], model.cfg.max_len)
+        blank = torch.zeros((1, 64, model.cfg.dim))  # language-model attention without an image
+        model.set_capture(True)
+        try:
+            model.decode(tokens, blank)
+            layers = torch.stack([layer.attn.last_weights[0] for layer in model.layers])
+        finally:
+            model.set_capture(False)
+        return _reduce_attention(layers, len(words), variant)
+
+
+def load_world_backend(
+    weights: str | None = None,
+    sampler_steps: int | None = None,
+    guidance: float | None = None,
+    threads: int | None = None,
+) -> Backend:
+    """The world backend from shipped weights (or a `weights` folder written by `lsc world train`)."""
+    weights_dir = Path(weights) if weights else Path(os.environ.get("LSC_WORLD_WEIGHTS", PACKAGED_WEIGHTS))
+    if threads:
+        torch.set_num_threads(int(threads))
+    models = load_models(str(weights_dir.resolve()))
+    sampler = models.meta.get("sampler", {})
+    steps = int(sampler_steps or sampler.get("steps", DEFAULT_SAMPLER_STEPS))
+    scale = float(guidance if guidance is not None else sampler.get("guidance", DEFAULT_GUIDANCE))
+    if steps < 1:
+        raise ConfigError(f"backend_options.sampler_steps must be at least 1, got {steps}")
+    return Backend(
+        name="world",
+        captioner=WorldCaptioner(models),
+        generator=WorldGenerator(models, steps, scale),
+        perceptual=WorldPerceptual(models.classifier),
+        bob_text_encoder=WorldTextEncoder(models),
+        alice_text_encoder=AliceTextEncoder(models),
+        capabilities=frozenset(
+            {CAP_GENERATOR, CAP_PERCEPTUAL, CAP_BOB_ATTENTION, CAP_ALICE_ATTENTION, CAP_ALICE_GROUNDING, CAP_BOB_CROSS_ATTENTION}
+        ),
+        bob_vocabulary=frozenset(scenes.BOB_WORDS),
+        skd_examples=scenes.skd_example_pairs(),
+        default_threshold=float(models.meta.get("threshold", 0.5)),
+    )

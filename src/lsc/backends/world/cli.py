@@ -1,0 +1,84 @@
+"""`lsc world ...`: train, evaluate and sample the embedded world's models."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lsc.errors import ConfigError
+
+world_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The embedded scene world: train, eval, sample.")
+
+
+@world_app.command("train")
+def train_cmd(
+    out: Path = typer.Option(..., "--out", help="Training folder (checkpoints, logs); weights go to OUT/weights."),
+    minutes: float = typer.Option(120.0, "--minutes", help="Time budget for this call, split over the parts."),
+    parts: Optional[list[str]] = typer.Option(None, "--part", help="classifier, captioner, generator (repeatable; default all)."),
+    seed: int = typer.Option(0, "--seed"),
+    export: bool = typer.Option(True, "--export/--no-export", help="Write OUT/weights and calibrate the threshold when all parts exist."),
+) -> None:
+    """Train (or resume training) the world's models on the CPU, then export and calibrate."""
+    import torch
+
+    from lsc.backends.world import train as T
+
+    if minutes <= 0:
+        raise ConfigError(f"--minutes must be positive, got {minutes}")
+    chosen = tuple(parts or T.PARTS)
+    unknown = [p for p in chosen if p not in T.PARTS]
+    if unknown:
+        raise ConfigError(f"unknown part {unknown[0]!r}; choose from {', '.join(T.PARTS)}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_flush_denormal(True)
+    states = T.train(out, minutes, chosen, seed)
+    typer.echo(json.dumps({p: {"step": s["step"], "elapsed_s": round(s["elapsed_s"])} for p, s in states.items()}))
+    if export and all((out / p / "state.json").exists() for p in T.PARTS):
+        from lsc.backends.world.release import export_and_calibrate
+
+        typer.echo(json.dumps(export_and_calibrate(out, out / "weights"), indent=1))
+
+
+@world_app.command("eval")
+def eval_cmd(
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Weights folder (default: the shipped ones)."),
+    scenes_n: int = typer.Option(200, "--scenes", help="Held-out scenes to evaluate."),
+    seed: int = typer.Option(2024, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Measure captioner and generator fidelity and the perceptual curve on held-out scenes."""
+    from lsc.backends.world.backend import load_models, load_world_backend, PACKAGED_WEIGHTS
+    from lsc.backends.world.evaluate import evaluate_world
+
+    if scenes_n < 1:
+        raise ConfigError(f"--scenes must be at least 1, got {scenes_n}")
+    backend = load_world_backend(str(weights) if weights else None)
+    classifier = load_models(str((weights or PACKAGED_WEIGHTS).resolve())).classifier
+    result = evaluate_world(backend, classifier, n_scenes=scenes_n, seed=seed)
+    typer.echo(json.dumps(result, indent=None if as_json else 1))
+
+
+@world_app.command("sample")
+def sample_cmd(
+    prompt: str = typer.Argument(..., help="Bob-style prompt, e.g. 'green grass with a large red circle at left'."),
+    out: Path = typer.Option(Path("sample.png"), "--out"),
+    seed: int = typer.Option(0, "--seed"),
+    weights: Optional[Path] = typer.Option(None, "--weights"),
+) -> None:
+    """Generate Bob's image for a prompt and save it as PNG (scaled up 8x for viewing)."""
+    import numpy as np
+    from PIL import Image
+
+    from lsc.backends.world.backend import load_world_backend
+
+    image = load_world_backend(str(weights) if weights else None).generator.generate([prompt], seed)[0]
+    Image.fromarray((image * 255).round().astype(np.uint8)).resize((256, 256), Image.NEAREST).save(out)
+    typer.echo(str(out))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(world_app, name="world")

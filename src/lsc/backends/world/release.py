@@ -1,0 +1,53 @@
+"""Turning a training folder into shipped weights: export, evaluate, calibrate the threshold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lsc.backends.world import train as T
+
+
+def export_and_calibrate(train_dir: Path, weights_dir: Path, n_scenes: int = 200, sampler: dict | None = None) -> dict[str, Any]:
+    """Export fp16 safetensors, run the held-out evaluation, store the calibrated threshold."""
+    from lsc.backends.world.backend import DEFAULT_GUIDANCE, DEFAULT_SAMPLER_STEPS, load_models, load_world_backend
+    from lsc.backends.world.evaluate import evaluate_world
+
+    sampler = sampler or {"steps": DEFAULT_SAMPLER_STEPS, "guidance": DEFAULT_GUIDANCE}
+    T.export_weights(train_dir, weights_dir, {"sampler": sampler, "threshold": 0.5})
+    load_models.cache_clear()
+    backend = load_world_backend(str(weights_dir))
+    result = evaluate_world(backend, load_models(str(weights_dir.resolve())).classifier, n_scenes=n_scenes)
+    meta = json.loads((weights_dir / "world.json").read_text())
+    meta["threshold"] = result["calibrated_threshold"]
+    meta["eval"] = result
+    (weights_dir / "world.json").write_text(json.dumps(meta, indent=1))
+    load_models.cache_clear()
+    return result
+
+
+def write_random_weights(weights_dir: Path, seed: int = 0, sampler_steps: int = 2) -> Path:
+    """Untrained weights in the shipped format: fast tests of loading and plumbing, not of quality."""
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    text, unet = T.build_generator()
+    for module, name in (
+        (text, "bob_text"),
+        (unet, "bob_unet"),
+        (T.build_captioner(), "alice"),
+        (T.build_classifier(), "attributes"),
+    ):
+        save_file({k: v.half().contiguous() for k, v in module.state_dict().items()}, str(weights_dir / f"{name}.safetensors"))
+    meta = {
+        "bob_vocab": T.BOB_VOCAB.itos,
+        "alice_vocab": T.ALICE_VOCAB.itos,
+        "sampler": {"steps": sampler_steps, "guidance": 2.0},
+        "threshold": 0.5,
+        "untrained": True,
+    }
+    (weights_dir / "world.json").write_text(json.dumps(meta, indent=1))
+    return weights_dir

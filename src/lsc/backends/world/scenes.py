@@ -1,0 +1,300 @@
+"""The embedded scene world: seeded scenes, their pixels, and captions in Alice's and Bob's styles.
+
+A scene is a background and 1 to 3 objects, each in one of three horizontal slots (left, middle,
+right) with a shape, a colour and a size. Pixels are rendered at 4x and box-downsampled, so edges are
+anti-aliased the way a camera would see them; textures and small position jitter vary with the seed.
+
+The two caption styles differ the way BLIP and CLIP captions do: Alice speaks in sentences ("a big red
+ball on the left and a small blue box in the middle on the grass"); Bob's prompts are tag-like and use
+other words for some concepts ("green grass with a large red circle at left and a small blue square at
+center"). Bob's generator is trained on Bob's style only, so Alice's words it never saw ("ball", "box",
+"big", "middle", "beach") carry nothing for him: that is the job semantic knowledge distillation does.
+
+This module is the world's ground truth. Bob's generator never calls the renderer and nothing parses
+captions by hand at run time; `parse_caption` exists only to score captions in `lsc world eval`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lsc.interfaces import SceneSample
+
+IMAGE_SIZE = 32
+_SUPERSAMPLE = 4
+
+BACKGROUNDS = ("sky", "grass", "sand", "night", "brick")
+COLORS = ("red", "blue", "yellow", "purple", "white", "orange")
+SHAPES = ("circle", "square", "triangle")
+SIZES = ("small", "large")
+SLOTS = ("left", "middle", "right")
+
+COLOR_RGB = {
+    "red": (0.86, 0.10, 0.10),
+    "blue": (0.12, 0.25, 0.90),
+    "yellow": (0.97, 0.88, 0.12),
+    "purple": (0.55, 0.15, 0.70),
+    "white": (0.97, 0.97, 0.97),
+    "orange": (0.98, 0.55, 0.08),
+}
+
+# Alice's (BLIP-like) and Bob's (CLIP-prompt-like) words for each concept.
+ALICE_SHAPE = {"circle": "ball", "square": "box", "triangle": "triangle"}
+BOB_SHAPE = {"circle": "circle", "square": "square", "triangle": "triangle"}
+ALICE_SIZE = {"small": "small", "large": "big"}
+BOB_SIZE = {"small": "small", "large": "large"}
+ALICE_SLOT = {"left": "on the left", "middle": "in the middle", "right": "on the right"}
+BOB_SLOT = {"left": "at left", "middle": "at center", "right": "at right"}
+ALICE_BACKGROUND = {
+    "sky": "in the sky",
+    "grass": "on the grass",
+    "sand": "on the beach",
+    "night": "at night",
+    "brick": "by a brick wall",
+}
+BOB_BACKGROUND = {
+    "sky": "blue sky",
+    "grass": "green grass",
+    "sand": "sandy desert",
+    "night": "night sky",
+    "brick": "brick wall",
+}
+
+_SLOT_X = {"left": 5.5, "middle": 16.0, "right": 26.5}
+_RADIUS = {"small": 3.6, "large": 5.2}
+
+
+@dataclass(frozen=True)
+class WorldObject:
+    shape: str
+    color: str
+    size: str
+    slot: str
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Ground truth of one image: what is where. `seed` fixes textures and jitter."""
+
+    background: str
+    objects: tuple[WorldObject, ...]
+    seed: int = 0
+
+    def attributes(self) -> dict[str, Any]:
+        return {
+            "background": self.background,
+            "count": len(self.objects),
+            "objects": [o.__dict__.copy() for o in self.objects],
+        }
+
+
+def sample_scene(rng: np.random.Generator) -> Scene:
+    """A random scene: 1 object (40%), 2 (40%) or 3 (20%) in distinct slots, left to right."""
+    count = int(rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2]))
+    slots = sorted(rng.choice(3, size=count, replace=False).tolist())
+    objects = tuple(
+        WorldObject(
+            shape=SHAPES[rng.integers(len(SHAPES))],
+            color=COLORS[rng.integers(len(COLORS))],
+            size=SIZES[rng.integers(len(SIZES))],
+            slot=SLOTS[s],
+        )
+        for s in slots
+    )
+    return Scene(BACKGROUNDS[rng.integers(len(BACKGROUNDS))], objects, int(rng.integers(2**31)))
+
+
+# ----------------------------------------------------------------------------------------- rendering
+def _background(name: str, rng: np.random.Generator, n: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:n, 0:n] / n
+    img = np.zeros((n, n, 3), np.float32)
+    if name == "sky":
+        top, bottom = np.array([0.35, 0.60, 0.95]), np.array([0.70, 0.85, 1.0])
+        img[:] = top * (1 - yy[..., None]) + bottom * yy[..., None]
+        for _ in range(rng.integers(1, 4)):  # soft clouds
+            cx, cy, r = rng.uniform(0, 1), rng.uniform(0.05, 0.5), rng.uniform(0.06, 0.14)
+            d = ((xx - cx) / 1.8) ** 2 + (yy - cy) ** 2
+            img += (np.exp(-d / (r * r)) * 0.35)[..., None]
+    elif name == "grass":
+        img[:] = (0.20, 0.58, 0.18)
+        img += rng.normal(0, 0.05, (n, n, 1)) * np.array([0.5, 1.0, 0.4])
+        stripes = np.sin(xx * rng.uniform(60, 90) + rng.uniform(0, 6)) * 0.04
+        img += stripes[..., None] * np.array([0.3, 1.0, 0.3])
+    elif name == "sand":
+        img[:] = (0.88, 0.78, 0.55)
+        img += rng.normal(0, 0.035, (n, n, 1))
+        img += (np.sin(yy * rng.uniform(20, 35) + xx * 4 + rng.uniform(0, 6)) * 0.04)[..., None]
+    elif name == "night":
+        img[:] = (0.04, 0.05, 0.18)
+        img += (yy * 0.08)[..., None] * np.array([0.2, 0.3, 1.0])
+        stars = rng.random((n, n)) > 0.9985
+        img[stars] = (0.95, 0.95, 0.8)
+    elif name == "brick":
+        img[:] = (0.62, 0.24, 0.16)
+        img += rng.normal(0, 0.03, (n, n, 1))
+        rows = 6.0
+        row = np.floor(yy * rows)
+        mortar_h = (yy * rows - row) < 0.14
+        offset = (row % 2) * 0.5 / 3
+        mortar_v = ((xx + offset) * 3 % 1.0) < 0.05
+        img[mortar_h | mortar_v] = (0.78, 0.74, 0.68)
+    else:
+        raise ValueError(f"unknown background {name!r}")
+    return np.clip(img, 0, 1)
+
+
+def _shape_mask(shape: str, cx: float, cy: float, r: float, n: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:n, 0:n] + 0.5
+    if shape == "circle":
+        return (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+    if shape == "square":
+        h = r * 0.9
+        return (np.abs(xx - cx) <= h) & (np.abs(yy - cy) <= h)
+    if shape == "triangle":  # upright, apex on top
+        top, bottom = cy - r, cy + r * 0.85
+        inside_y = (yy >= top) & (yy <= bottom)
+        half_width = (yy - top) / (bottom - top) * r * 1.1
+        return inside_y & (np.abs(xx - cx) <= half_width)
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def render(scene: Scene, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Pixels (size, size, 3) float32 in [0, 1] of a scene; the same scene gives the same pixels."""
+    rng = np.random.default_rng(scene.seed)
+    n = size * _SUPERSAMPLE
+    img = _background(scene.background, rng, n)
+    scale = n / IMAGE_SIZE
+    for obj in scene.objects:
+        cx = (_SLOT_X[obj.slot] + rng.uniform(-0.8, 0.8)) * scale
+        cy = (16.0 + rng.uniform(-3.0, 3.0)) * scale
+        r = _RADIUS[obj.size] * scale
+        mask = _shape_mask(obj.shape, cx, cy, r, n)
+        shade = np.array(COLOR_RGB[obj.color], np.float32) * rng.uniform(0.92, 1.05)
+        img[mask] = np.clip(shade, 0, 1)
+    img = img.reshape(size, _SUPERSAMPLE, size, _SUPERSAMPLE, 3).mean(axis=(1, 3))
+    return img.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------ captions
+def alice_caption(scene: Scene, rng: np.random.Generator | None = None) -> str:
+    """Alice's (BLIP-like) sentence. With an rng, one of several phrasings is drawn."""
+    parts = [f"a {ALICE_SIZE[o.size]} {o.color} {ALICE_SHAPE[o.shape]} {ALICE_SLOT[o.slot]}" for o in scene.objects]
+    body = " and ".join(parts) + " " + ALICE_BACKGROUND[scene.background]
+    variant = 0 if rng is None else int(rng.integers(3))
+    if variant == 1:
+        return "there is " + body
+    if variant == 2:
+        return "a picture of " + body
+    return body
+
+
+def bob_caption(scene: Scene, rng: np.random.Generator | None = None) -> str:
+    """Bob's (CLIP-prompt-like) phrasing: background first or last, tag-like words."""
+    parts = [f"a {BOB_SIZE[o.size]} {o.color} {BOB_SHAPE[o.shape]} {BOB_SLOT[o.slot]}" for o in scene.objects]
+    objects = " and ".join(parts)
+    variant = 0 if rng is None else int(rng.integers(2))
+    if variant == 1:
+        return f"{objects} with {BOB_BACKGROUND[scene.background]}"
+    return f"{BOB_BACKGROUND[scene.background]} with {objects}"
+
+
+def _vocabulary(captions: list[str]) -> list[str]:
+    return sorted({w for c in captions for w in c.split()})
+
+
+def _all_phrases(table: dict[str, str]) -> list[str]:
+    return list(table.values())
+
+
+ALICE_WORDS: list[str] = _vocabulary(
+    ["there is a picture of and", *COLORS]
+    + _all_phrases(ALICE_SHAPE)
+    + _all_phrases(ALICE_SIZE)
+    + _all_phrases(ALICE_SLOT)
+    + _all_phrases(ALICE_BACKGROUND)
+)
+BOB_WORDS: list[str] = _vocabulary(
+    ["a and with", *COLORS]
+    + _all_phrases(BOB_SHAPE)
+    + _all_phrases(BOB_SIZE)
+    + _all_phrases(BOB_SLOT)
+    + _all_phrases(BOB_BACKGROUND)
+)
+
+
+def parse_caption(caption: str) -> dict[str, Any] | None:
+    """Attributes stated by a caption in either style, for scoring only (`lsc world eval`).
+
+    Returns None when the caption does not follow the world's grammar.
+    """
+    text = " " + " ".join(caption.split()) + " "
+    background = None
+    for table in (ALICE_BACKGROUND, BOB_BACKGROUND):
+        for key, phrase in sorted(table.items(), key=lambda kv: -len(kv[1])):
+            if f" {phrase} " in text:
+                background = background or key
+    shape_of = {**{v: k for k, v in ALICE_SHAPE.items()}, **{v: k for k, v in BOB_SHAPE.items()}}
+    size_of = {**{v: k for k, v in ALICE_SIZE.items()}, **{v: k for k, v in BOB_SIZE.items()}}
+    slot_of = {**{v: k for k, v in ALICE_SLOT.items()}, **{v: k for k, v in BOB_SLOT.items()}}
+    words = text.split()
+    objects = []
+    for i in range(len(words) - 2):
+        if words[i] in size_of and words[i + 1] in COLORS and words[i + 2] in shape_of:
+            rest = " ".join(words[i + 3 : i + 6])
+            slot = next((s for p, s in slot_of.items() if rest.startswith(p)), None)
+            if slot is None:
+                return None
+            objects.append({"shape": shape_of[words[i + 2]], "color": words[i + 1], "size": size_of[words[i]], "slot": slot})
+    if background is None or not objects:
+        return None
+    return {"background": background, "count": len(objects), "objects": objects}
+
+
+# --------------------------------------------------------------------------------------------- data
+@dataclass
+class WorldBatch:
+    images: np.ndarray  # (B, H, W, 3)
+    scenes: list[Scene] = field(default_factory=list)
+
+
+def sample_batch(rng: np.random.Generator, batch_size: int) -> WorldBatch:
+    scenes = [sample_scene(rng) for _ in range(batch_size)]
+    return WorldBatch(np.stack([render(s) for s in scenes]), scenes)
+
+
+def world_scene(index: int, seed: int = 0) -> Scene:
+    """The index-th scene of a study seed: stable whatever the study's size."""
+    rng = np.random.default_rng([seed, index, 7919])
+    return sample_scene(rng)
+
+
+def world_samples(n: int, seed: int = 0) -> list[SceneSample]:
+    """The default study's images: `n` scenes with Alice- and Bob-style captions and ground truth.
+
+    Held out from training: training scenes come from seeds >= 10**6 (see train.py).
+    """
+    samples = []
+    for i in range(n):
+        scene = world_scene(i, seed)
+        samples.append(
+            SceneSample(
+                image_id=f"world-{seed}-{i:05d}",
+                image=render(scene),
+                captions=[alice_caption(scene), bob_caption(scene)],
+                attributes=scene.attributes(),
+            )
+        )
+    return samples
+
+
+def skd_example_pairs(n: int = 16, seed: int = 123) -> list[tuple[str, str]]:
+    """(Alice-style, Bob-style) captions of the same scenes: SKD's in-context examples."""
+    rng = np.random.default_rng([seed, 31337])
+    pairs = []
+    for _ in range(n):
+        scene = sample_scene(rng)
+        pairs.append((alice_caption(scene), bob_caption(scene)))
+    return pairs
