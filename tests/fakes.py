@@ -118,3 +118,54 @@ def load_fake_backend(caption: str = "a red ball on green grass", delay: float =
         capabilities=frozenset({CAP_GENERATOR, CAP_PERCEPTUAL, CAP_BOB_ATTENTION}),
         default_threshold=threshold,
     )
+
+
+CAPTIONS = {
+    "a.png": "a red ball on green grass",
+    "b.png": "two blue cats sleep",
+    "c.png": "a dog runs fast",
+    "d.png": "small boat on the lake",
+}
+
+
+def make_folder(root: Path, fmt: str = "flickr8k", corrupt: bool = True) -> Path:
+    """A folder of caption-rendered PNGs plus a captions file; with `corrupt`, one unreadable image.
+
+    Returns the captions file path.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    for name, cap in CAPTIONS.items():
+        save_caption_png(root / name, cap)
+    entries = list(CAPTIONS.items())
+    if corrupt:
+        (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not really a png")
+        entries.insert(1, ("broken.png", "a broken picture"))
+    if fmt == "flickr8k":
+        path = root / "captions.txt"
+        lines = ["image,caption"]
+        for name, cap in entries:
+            lines += [f"{name},{cap}", f'{name},"another, longer caption of {name}"']
+        path.write_text("\n".join(lines) + "\n")
+    else:
+        import json
+
+        path = root / "captions_val2017.json"
+        images = [{"id": 10 + i, "file_name": name} for i, (name, _) in enumerate(entries)]
+        anns = [{"id": 100 + i, "image_id": 10 + i, "caption": cap} for i, (_, cap) in enumerate(entries)]
+        anns += [{"id": 900 + i, "image_id": 10 + i, "caption": "second caption"} for i in range(len(entries))]
+        path.write_text(json.dumps({"images": images, "annotations": anns}))
+    return path
+
+
+def study_yaml(path: Path, folder: Path, captions: Path, schemes: list[str], delay: float = 0.0,
+               threshold: float = 0.05, extra: str = "") -> Path:
+    """Write a study config using the fake backend on a folder; returns its path."""
+    path.write_text(
+        "backend: fakes:load_fake_backend\n"
+        f"backend_options: {{delay: {delay}, threshold: {threshold}}}\n"
+        f"images: {{source: folder, path: '{folder}', captions: '{captions}'}}\n"
+        "caption_source: dataset\n"
+        f"schemes: [{', '.join(schemes)}]\n"
+        "oracle: true\n" + extra
+    )
+    return path

@@ -98,7 +98,7 @@ def build_report(run_dir: str | Path) -> Path:
     for image_id in ok_ids[:STRIP_IMAGES]:
         from lsc.runner.study import safe_name
 
-        path = out / f"strip_{safe_name(image_id)}.png"
+        path = out / f"strip_{safe_name(image_id).replace('.', '_')}.png"
         if plots.image_strip(data, image_id, strip_cond, path):
             strips.append(Figure(f"Image strip: {image_id}", path))
     md = _markdown(data, sections, sweep_figs, strips)

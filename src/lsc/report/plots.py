@@ -62,7 +62,7 @@ def lpips_vs_words(data: RunData, cond: str, path: Path) -> bool:
         mean, lo, hi = band(m)
         k = np.arange(m.shape[1])
         ax.plot(k, mean, color=col[scheme], label=f"{scheme} (n={m.shape[0]})")
-        ax.fill_between(k, lo, hi, color=col[scheme], alpha=0.15)
+        ax.fill_between(k, np.maximum(lo, 0.0), hi, color=col[scheme], alpha=0.15)
         drew = True
     om = oracle_matrix(data)
     if om.size:
@@ -93,7 +93,7 @@ def lpips_vs_bits(data: RunData, cond: str, path: Path, points: int = 80) -> boo
         m = np.stack([step_function_at([r["cum_bits"] for r in c], [r["lpips"] for r in c], grid) for c in curves])
         mean, lo, hi = band(m)
         ax.plot(grid, mean, color=col[scheme], label=f"{scheme} (n={m.shape[0]})")
-        ax.fill_between(grid, lo, hi, color=col[scheme], alpha=0.15)
+        ax.fill_between(grid, np.maximum(lo, 0.0), hi, color=col[scheme], alpha=0.15)
     # The oracle's subsets have no recorded bit cost: place its k-th point at k x the image's mean
     # cost per word (ideal channel, 8 bits per character + separator).
     oc = []

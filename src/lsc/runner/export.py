@@ -35,9 +35,29 @@ def open_store(run_dir: str | Path) -> ResultStore:
 def export_tables(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(steps rows, summary rows) with the export columns, in image then scheme order."""
     with open_store(run_dir) as store:
-        steps = [{c: r.get(c) for c in STEPS_EXPORT} for r in store.steps()]
-        summary = [{c: r.get(c) for c in SUMMARY_EXPORT} for r in store.summaries()]
+        rank = _scheme_rank(store.get_meta("config"))
+        seq = {r["image_id"]: r["seq"] for r in store.images()}
+
+        def key(r: dict[str, Any]) -> tuple[Any, ...]:
+            return (seq.get(r["image_id"], 1 << 30), r["image_id"], r["snr_db"] is not None, r["snr_db"] or 0.0,
+                    rank.get(r["scheme"], len(rank)), r["scheme"], r.get("step", 0))
+
+        steps = [{c: r.get(c) for c in STEPS_EXPORT} for r in sorted(store.steps(), key=key)]
+        summary = [{c: r.get(c) for c in SUMMARY_EXPORT} for r in sorted(store.summaries(), key=key)]
     return steps, summary
+
+
+def _scheme_rank(config_yaml: str | None) -> dict[str, int]:
+    """Scheme label -> position in the study's config, so exports list schemes as the user did."""
+    import yaml
+
+    from lsc.config import SchemeSpec, _scheme_from_raw
+
+    try:
+        raw = (yaml.safe_load(config_yaml or "") or {}).get("schemes") or []
+        return {SchemeSpec(**_scheme_from_raw(x)).label: i for i, x in enumerate(raw)}
+    except Exception:  # noqa: BLE001 - ordering is cosmetic
+        return {}
 
 
 def export_run(run_dir: str | Path, fmt: Literal["csv", "parquet"] = "csv", out_dir: str | Path | None = None) -> list[Path]:

@@ -50,8 +50,8 @@ class StudySummary:
 
     def line(self) -> str:
         return (
-            f"{self.ok} ok, {self.failed} failed, {self.skipped} already done of {self.total} "
-            f"(image x scheme{' x snr' if self.total else ''}) in {self.elapsed_s:.1f} s -> {self.out_dir}"
+            f"{self.ok} ok, {self.failed} failed, {self.skipped} already done, of {self.total} transmissions "
+            f"in {self.elapsed_s:.1f} s -> {self.out_dir}"
         )
 
 

@@ -1,0 +1,124 @@
+"""StudyConfig: YAML + --set overrides, SNR sweeps, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lsc.config import DEFAULT_CONFIG_PATH, apply_overrides, load_config, parse_override, validate_config
+from lsc.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def lsc_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    return subprocess.run([sys.executable, "-m", "lsc.cli", *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=120)
+
+
+def test_parse_override_yaml_typed() -> None:
+    assert parse_override("channel.snr_db=[0,4,8]") == (["channel", "snr_db"], [0, 4, 8])
+    assert parse_override("stop_at_success=true") == (["stop_at_success"], True)
+    assert parse_override("threshold=0.5") == (["threshold"], 0.5)
+    assert parse_override("backend=world") == (["backend"], "world")
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_override("threshold")
+
+
+def test_apply_overrides_nested_and_copy() -> None:
+    base = {"channel": {"model": "none"}, "seed": 1}
+    out = apply_overrides(base, ["channel.snr_db=4", "images.count=3", "seed=7"])
+    assert out == {"channel": {"model": "none", "snr_db": 4}, "seed": 7, "images": {"count": 3}}
+    assert base == {"channel": {"model": "none"}, "seed": 1}  # not mutated
+    with pytest.raises(ConfigError, match="seed is not a mapping"):
+        apply_overrides(base, ["seed.x=1"])
+
+
+def test_default_config_is_packaged_and_has_all_schemes() -> None:
+    assert DEFAULT_CONFIG_PATH.read_text() == (REPO / "configs" / "default.yaml").read_text()
+    cfg = load_config()
+    assert [s.name for s in cfg.schemes] == [
+        "random", "most_attentive", "least_attentive", "lowest_lpips", "alice_attention", "attention_contribution",
+        "attention_combination", "crossattention_match", "nouns", "nouns_verbs", "heads", "heads_attentive",
+        "heads_random", "heads_skd",
+    ]
+    assert cfg.oracle and cfg.backend == "world" and cfg.images.source == "world" and cfg.images.count == 8
+
+
+def test_snr_sweep_expands_to_conditions_and_round_trips() -> None:
+    cfg = load_config(overrides=["channel.model=analytic", "channel.snr_db=[0, 4.5, 8]"])
+    conds = cfg.conditions()
+    assert [c.key for c in conds] == ["snr_db=0", "snr_db=4.5", "snr_db=8"]
+    assert [c.channel.snr_db for c in conds] == [0.0, 4.5, 8.0]
+    assert all(c.channel.model == "analytic" for c in conds)
+    again = validate_config(yaml.safe_load(cfg.to_yaml()))
+    assert again == cfg
+    assert yaml.safe_load(cfg.to_yaml())["channel"]["snr_db"] == [0.0, 4.5, 8.0]
+
+
+def test_single_snr_and_ideal_channel_conditions() -> None:
+    assert [(c.key, c.snr_db) for c in load_config().conditions()] == [("", None)]
+    cfg = load_config(overrides=["channel.model=analytic", "channel.snr_db=6"])
+    assert [(c.key, c.snr_db) for c in cfg.conditions()] == [("", 6.0)]
+
+
+def test_scheme_options_and_labels() -> None:
+    cfg = load_config(overrides=["schemes=[heads, {name: heads, only_heads: true}, {name: random, label: rnd}]"])
+    assert [s.label for s in cfg.schemes] == ["heads", "heads[only_heads=true]", "rnd"]
+    assert cfg.schemes[1].options == {"only_heads": True}
+    assert validate_config(yaml.safe_load(cfg.to_yaml())) == cfg
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("bogus=1", "error: unknown config key 'bogus'"),
+        ("channel.bogus=1", "error: unknown config key 'channel.bogus'"),
+        ("images.count=0", "error: images.count: Input should be greater than or equal to 1 (got 0)"),
+        ("schemes=[random, teleport]", "error: schemes: unknown scheme 'teleport' (entry 1); see `lsc schemes`"),
+        ("schemes=[random, random]", "error: schemes: scheme 'random' listed twice"),
+        ("channel.snr_db=loud", "error: channel.snr_db: Input should be a valid number"),
+        ("channel.modulation=qam7", "error: channel.modulation: Input should be"),
+        ("prompt_order=backwards", "error: prompt_order: Input should be 'send' or 'caption' (got 'backwards')"),
+        ("threshold=-1", "error: threshold: Input should be greater than 0 (got -1)"),
+        ("schemes=[{name: heads, wings: 2}]", "error: schemes.0 (heads[wings=2]): scheme 'heads' has no option 'wings'"),
+        ("backend=quantum", "error: backend: unknown backend 'quantum'"),
+    ],
+)
+def test_bad_config_one_line_exit_2(override: str, expected: str) -> None:
+    proc = lsc_cli("run", "--set", override, "--dry-run")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(expected), lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_config_file_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("images: [unclosed\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_config(bad)
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    folder = tmp_path / "folder.yaml"
+    folder.write_text("images: {source: folder}\n")
+    with pytest.raises(ConfigError, match="^images.path: Field required$"):
+        load_config(folder)
+
+
+def test_dry_run_prints_resolved_yaml() -> None:
+    proc = lsc_cli("run", "--set", "images.count=2", "--set", "schemes=[random]", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    data = yaml.safe_load(proc.stdout)
+    assert data["images"] == {"source": "world", "count": 2, "seed": 0}
+    assert data["schemes"] == ["random"]

@@ -1,0 +1,225 @@
+"""The study runner: folder + captions (Flickr8k, COCO) with a corrupt image, the store, resume,
+refusing a different study, kill -9 equivalence, SNR sweeps, and export columns."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fakes import CAPTIONS, make_folder, study_yaml
+from lsc.config import load_config
+from lsc.errors import ConfigError
+from lsc.runner.export import STEPS_EXPORT, SUMMARY_EXPORT, export_run
+from lsc.runner.images import read_coco_captions, read_flickr8k_captions
+from lsc.runner.study import get_backend, run_study
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rows(db: Path, sql: str) -> list[tuple]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def numbers(run_dir: Path) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """Everything a study computes (not timings): summary, steps, oracle."""
+    db = run_dir / "results.sqlite"
+    summary = rows(db, "SELECT image_id, scheme, cond, snr_db, caption, words_json, order_json, n_words, "
+                       "words_to_threshold, bits_to_threshold, final_lpips, status, error FROM summary "
+                       "ORDER BY image_id, scheme, cond")
+    steps = rows(db, "SELECT * FROM steps ORDER BY image_id, scheme, cond, step")
+    oracle = rows(db, "SELECT * FROM oracle ORDER BY image_id, k")
+    return summary, steps, oracle
+
+
+def test_caption_readers(tmp_path: Path) -> None:
+    cap = make_folder(tmp_path / "f", "flickr8k")
+    table = read_flickr8k_captions(cap)
+    assert list(table) == ["a.png", "broken.png", "b.png", "c.png", "d.png"]
+    assert table["a.png"] == ["a red ball on green grass", "another, longer caption of a.png"]
+    coco = make_folder(tmp_path / "c", "coco")
+    table = read_coco_captions(coco)
+    assert list(table) == ["a.png", "broken.png", "b.png", "c.png", "d.png"]  # by COCO image id
+    assert table["b.png"] == ["two blue cats sleep", "second caption"]
+
+
+@pytest.mark.parametrize("fmt", ["flickr8k", "coco"])
+def test_folder_study_records_corrupt_image_and_goes_on(tmp_path: Path, fmt: str) -> None:
+    folder = tmp_path / "imgs"
+    cap = make_folder(folder, fmt)
+    cfg = load_config(study_yaml(tmp_path / "s.yaml", folder, cap, ["random", "most_attentive"]))
+    out = tmp_path / "run"
+    summary = run_study(cfg, out, progress=False)
+    assert (summary.total, summary.ok, summary.failed, summary.skipped) == (10, 8, 2, 0)
+    db = out / "results.sqlite"
+    failed = rows(db, "SELECT image_id, scheme, status, error FROM summary WHERE status != 'ok' ORDER BY scheme")
+    assert [(r[0], r[1], r[2]) for r in failed] == [("broken.png", "most_attentive", "failed"),
+                                                    ("broken.png", "random", "failed")]
+    assert failed[0][3].startswith("cannot decode image broken.png")
+    assert rows(db, "SELECT status FROM images WHERE image_id = 'broken.png'") == [("failed",)]
+    # the dataset caption is the first one of each image; words are its whitespace words
+    got = dict(rows(db, "SELECT image_id, caption FROM summary WHERE scheme = 'random' AND status = 'ok'"))
+    assert got == CAPTIONS
+    # a row per step: the empty prompt then one per word
+    n_steps = dict(rows(db, "SELECT image_id, COUNT(*) FROM steps WHERE scheme = 'random' GROUP BY image_id"))
+    assert n_steps == {k: len(v.split()) + 1 for k, v in CAPTIONS.items()}
+    # ideal channel: a word costs 8 bits per character plus an 8-bit separator
+    for word, bits in rows(db, "SELECT word_sent, bits FROM steps WHERE step > 0"):
+        assert bits == 8 * len(word) + 8
+    # Bob's images are stored once per image key, shared by schemes; originals kept for strips
+    keys = {r[0] for r in rows(db, "SELECT image_key FROM steps")}
+    assert {p.stem for p in (out / "images").glob("*.png")} == keys
+    assert sorted(p.name for p in (out / "originals").glob("*.png")) == ["a.png.png", "b.png.png", "c.png.png", "d.png.png"]
+    # the oracle bound: for every readable image, never above a scheme at the same k (up to rounding)
+    assert rows(db, "SELECT COUNT(DISTINCT image_id) FROM oracle") == [(4,)]
+    worse = rows(db, "SELECT COUNT(*) FROM steps s JOIN oracle o ON o.image_id = s.image_id AND o.k = s.step "
+                     "WHERE o.lpips > s.lpips + 1e-6")  # float32 rounding of the fake
+    assert worse == [(0,)]
+
+
+def test_resume_skips_done_work_and_refuses_other_study(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    cap = make_folder(folder, corrupt=False)
+    cfg_path = study_yaml(tmp_path / "s.yaml", folder, cap, ["random", "lowest_lpips"], threshold=0.03)
+    cfg = load_config(cfg_path)
+    out = tmp_path / "run"
+    first = run_study(cfg, out, progress=False)
+    assert (first.ok, first.skipped) == (8, 0)
+    before = numbers(out)
+    gen = get_backend(cfg.backend, cfg.backend_options).generator
+    calls = gen.calls
+    again = run_study(cfg, out, progress=False)
+    assert (again.ok, again.failed, again.skipped) == (0, 0, 8)
+    assert gen.calls == calls  # nothing generated: every (image, scheme) and oracle was done
+    # drop one result (as if the run died before it): only that one is redone, to the same numbers
+    con = sqlite3.connect(out / "results.sqlite")
+    with con:
+        con.execute("DELETE FROM summary WHERE image_id = 'c.png' AND scheme = 'lowest_lpips'")
+        con.execute("DELETE FROM steps WHERE image_id = 'c.png' AND scheme = 'lowest_lpips'")
+    con.close()
+    third = run_study(cfg, out, progress=False)
+    assert (third.ok, third.skipped) == (1, 7)
+    assert numbers(out) == before
+    other = load_config(cfg_path, ["seed=5"])
+    with pytest.raises(ConfigError, match=r"holds a different study \(config.resolved.yaml differs at 'seed'\)"):
+        run_study(other, out, progress=False)
+
+
+def test_kill_minus_9_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    cap = make_folder(folder, corrupt=True)
+    cfg_path = study_yaml(tmp_path / "s.yaml", folder, cap, ["random", "most_attentive", "lowest_lpips"], delay=0.03)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    cmd = [sys.executable, "-m", "lsc.cli", "run", str(cfg_path), "--no-report", "--no-progress"]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cmd + ["--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    db = killed / "results.sqlite"
+    deadline = time.time() + 60
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                done = rows(db, "SELECT COUNT(*) FROM summary WHERE status = 'ok'")[0][0]
+            except sqlite3.OperationalError:
+                done = 0
+            if done >= 3:
+                break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed; raise the fake delay"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    partial = rows(db, "SELECT COUNT(*) FROM summary")[0][0]
+    assert 3 <= partial < 15
+
+    resumed = subprocess.run(cmd + ["--out", str(killed)], env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "already done" in resumed.stdout
+    clean = tmp_path / "clean"
+    full = subprocess.run(cmd + ["--out", str(clean)], env=env, capture_output=True, text=True, timeout=120)
+    assert full.returncode == 0, full.stderr
+
+    a, b = numbers(killed), numbers(clean)
+    assert len(a[0]) == 15 and len(a[1]) > 40
+    assert a == b
+    assert sorted(p.name for p in (killed / "images").iterdir()) == sorted(p.name for p in (clean / "images").iterdir())
+
+
+def test_snr_sweep_with_analytic_channel(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    cap = make_folder(folder, corrupt=False)
+    cfg = load_config(study_yaml(tmp_path / "s.yaml", folder, cap, ["heads_random"]),
+                      ["channel.model=analytic", "channel.snr_db=[-2, 30]"])
+    out = tmp_path / "run"
+    summary = run_study(cfg, out, progress=False)
+    assert (summary.total, summary.ok) == (8, 8)
+    db = out / "results.sqlite"
+    per_snr = dict(rows(db, "SELECT snr_db, SUM(bit_errors) FROM steps GROUP BY snr_db"))
+    assert set(per_snr) == {-2.0, 30.0}
+    assert per_snr[30.0] == 0 and per_snr[-2.0] > 0
+    garbled = rows(db, "SELECT COUNT(*) FROM steps WHERE snr_db = -2 AND word_received != word_sent")[0][0]
+    assert garbled > 0
+    assert rows(db, "SELECT COUNT(*) FROM steps WHERE snr_db = 30 AND word_received != word_sent") == [(0,)]
+    # uncoded 16-QAM ASCII: 8 bits per character plus the 8-bit separator on the channel
+    for word, bits in rows(db, "SELECT word_sent, bits FROM steps WHERE step > 0"):
+        assert bits == 8 * len(word) + 8
+
+
+def test_export_csv_and_parquet_columns(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    cap = make_folder(folder, corrupt=True)
+    # threshold below anything the fake reaches: words/bits to threshold stay empty
+    cfg = load_config(study_yaml(tmp_path / "s.yaml", folder, cap, ["nouns", "random"], threshold=1e-9))
+    out = tmp_path / "run"
+    run_study(cfg, out, progress=False)
+    steps_csv, summary_csv = export_run(out, "csv")
+    with open(steps_csv, newline="") as fh:
+        steps = list(csv.DictReader(fh))
+    with open(summary_csv, newline="") as fh:
+        summary = list(csv.DictReader(fh))
+    assert tuple(steps[0]) == STEPS_EXPORT
+    assert STEPS_EXPORT[:11] == ("image_id", "scheme", "step", "word_sent", "word_received", "bits", "cum_bits",
+                                 "prompt", "lpips", "ssim", "psnr")
+    assert tuple(summary[0]) == SUMMARY_EXPORT
+    assert SUMMARY_EXPORT[:5] == ("image_id", "scheme", "words_to_threshold", "bits_to_threshold", "final_lpips")
+    # image order of the captions file, schemes in config order
+    assert [(r["image_id"], r["scheme"]) for r in summary[:4]] == [
+        ("a.png", "nouns"), ("a.png", "random"), ("broken.png", "nouns"), ("broken.png", "random")]
+    ok = [r for r in summary if r["status"] == "ok"]
+    assert len(ok) == 8
+    for r in ok:  # empty exactly where no step got under the threshold
+        run = [x for x in steps if x["image_id"] == r["image_id"] and x["scheme"] == r["scheme"]]
+        reached = [int(x["step"]) for x in run if float(x["lpips"]) < 1e-9]
+        assert r["words_to_threshold"] == (str(reached[0]) if reached else "")
+        assert r["bits_to_threshold"] == (run[reached[0]]["cum_bits"] if reached else "")
+    assert any(r["words_to_threshold"] == "" for r in ok)
+    assert all(r["snr_db"] == "" for r in ok)
+    a_nouns = [r for r in steps if r["image_id"] == "a.png" and r["scheme"] == "nouns"]
+    assert [r["word_sent"] for r in a_nouns] == ["", "ball", "grass", "a", "red", "on", "green"]
+    assert [int(r["cum_bits"]) for r in a_nouns] == [0, 40, 88, 104, 136, 160, 208]
+    assert a_nouns[-1]["prompt"] == "ball grass a red on green"
+
+    import pyarrow.parquet as pq
+
+    steps_pq, summary_pq = export_run(out, "parquet", tmp_path / "pq")
+    t = pq.read_table(steps_pq)
+    assert tuple(t.column_names) == STEPS_EXPORT and t.num_rows == len(steps)
+    assert str(t.schema.field("cum_bits").type) == "int64"
+    s = pq.read_table(summary_pq)
+    assert s.column("words_to_threshold").null_count == sum(1 for r in summary if r["words_to_threshold"] == "")
+    with pytest.raises(ConfigError, match="--format must be csv or parquet"):
+        export_run(out, "xlsx")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="is not a run folder"):
+        export_run(tmp_path / "nowhere")
