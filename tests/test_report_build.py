@@ -1,0 +1,123 @@
+"""The report: statistics worked by hand, and the files a (full, partial or swept) run's report holds."""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fakes import make_folder, study_yaml
+from lsc.config import load_config
+from lsc.report import build_report
+from lsc.report.build import scheme_table
+from lsc.report.data import load_run
+from lsc.report.stats import mean_ci, pad_forward, step_function_at, success_curve, t975, wilson
+from lsc.runner.study import run_study
+
+
+def test_mean_ci_by_hand() -> None:
+    # values 1, 2, 3, 6: mean 3, sample sd sqrt(((4+1+0+9)/3)) = sqrt(14/3); t(3) = 3.182
+    ci = mean_ci([1, 2, 3, 6])
+    assert ci.n == 4 and ci.mean == 3.0
+    assert ci.half == pytest.approx(3.182 * math.sqrt(14 / 3) / 2)
+    assert mean_ci([None, 5.0]).n == 1 and math.isnan(mean_ci([5.0]).half)
+    assert mean_ci([]).fmt() == "–"
+    assert mean_ci([1, 3]).fmt(1) == "2.0 ± 12.7"  # sd sqrt(2), t(1) = 12.706: 12.706 * sqrt(2) / sqrt(2)
+    assert t975(1000) == 1.96
+
+
+def test_wilson_by_hand() -> None:
+    p, lo, hi = wilson(0, 4)
+    assert p == 0 and lo == 0.0
+    # z = 1.96, n = 4: upper = (z^2/8) / (1 + z^2/4) + z*sqrt(z^2/64)/(1 + z^2/4) = 2 * 0.4802 / 1.9604
+    assert hi == pytest.approx((1.96**2 / 8 + 1.96 * 1.96 / 8) / (1 + 1.96**2 / 4))
+    p, lo, hi = wilson(2, 4)
+    assert p == 0.5 and lo == pytest.approx(1 - hi)
+
+
+def test_curve_helpers_by_hand() -> None:
+    m = pad_forward([[0.9, 0.5], [0.8, 0.6, 0.3, 0.2]])
+    assert m.tolist() == [[0.9, 0.5, 0.5, 0.5], [0.8, 0.6, 0.3, 0.2]]
+    # after 0 bits: step 0; 40 bits received at 40; 64 at 64
+    got = step_function_at([0, 40, 64], [0.9, 0.5, 0.2], np.array([0, 39, 40, 63, 64, 100]))
+    assert got.tolist() == [0.9, 0.9, 0.5, 0.5, 0.2, 0.2]
+    assert success_curve([1, None, 3, 0], 5).tolist() == [0.25, 0.5, 0.5, 0.75, 0.75]
+
+
+def _run(tmp_path: Path, schemes: list[str], overrides: list[str] = ()) -> Path:
+    folder = tmp_path / "imgs"
+    cap = make_folder(folder, corrupt=True)
+    cfg = load_config(study_yaml(tmp_path / "s.yaml", folder, cap, schemes), list(overrides))
+    out = tmp_path / "run"
+    run_study(cfg, out, progress=False)
+    return out
+
+
+def _embedded_pngs(html: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)]
+
+
+def test_report_files_and_self_contained_html(tmp_path: Path) -> None:
+    out = _run(tmp_path, ["random", "nouns"])
+    html_path = build_report(out)
+    rep = out / "report"
+    assert html_path == rep / "report.html"
+    names = sorted(p.name for p in rep.iterdir())
+    assert names == ["lpips_vs_bits.png", "lpips_vs_words.png", "report.html", "report.md", "strip_a_png.png",
+                     "strip_b_png.png", "strip_c_png.png", "success_vs_words.png"]
+    html = html_path.read_text()
+    pngs = _embedded_pngs(html)
+    assert len(pngs) == 6 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
+    assert "<img" in html and 'src="report/' not in html and "file:" not in html  # nothing external
+    assert "broken.png" in html and "cannot decode image" in html  # the failure is listed
+    md = (rep / "report.md").read_text()
+    assert "![Mean LPIPS vs words sent (95% CI bands)](lpips_vs_words.png)" in md
+    assert "| random | 4 | 1 |" in md and "| oracle (bound) | 4 | 0 |" in md
+
+
+def test_scheme_table_numbers(tmp_path: Path) -> None:
+    out = _run(tmp_path, ["random"])
+    data = load_run(out)
+    db = sqlite3.connect(out / "results.sqlite")
+    wtt = [r[0] for r in db.execute("SELECT words_to_threshold FROM summary WHERE status = 'ok'")]
+    finals = [r[0] for r in db.execute("SELECT final_lpips FROM summary WHERE status = 'ok'")]
+    db.close()
+    row = scheme_table(data, "")[0]
+    hits = [w for w in wtt if w is not None]
+    assert row["n"] == 4 and row["failed"] == 1
+    assert row["words"] == mean_ci(hits).fmt(2)
+    assert row["final_lpips"] == mean_ci(finals).fmt(3)
+    assert row["success"].startswith(f"{len(hits) / 4:.0%} [")
+
+
+def test_report_of_partial_and_empty_runs(tmp_path: Path) -> None:
+    out = _run(tmp_path, ["random", "most_attentive"])
+    con = sqlite3.connect(out / "results.sqlite")
+    with con:  # as if the study had been stopped early: most_attentive never ran, no oracle yet
+        con.execute("DELETE FROM summary WHERE scheme = 'most_attentive'")
+        con.execute("DELETE FROM steps WHERE scheme = 'most_attentive'")
+        con.execute("DELETE FROM oracle")
+    con.close()
+    html = build_report(out).read_text()
+    assert "most_attentive" not in html.split("<h2>Results</h2>")[1].split("<img")[0]
+    assert len(_embedded_pngs(html)) >= 3
+    con = sqlite3.connect(out / "results.sqlite")
+    with con:
+        con.execute("DELETE FROM summary")
+        con.execute("DELETE FROM steps")
+    con.close()
+    assert "No results yet." in build_report(out).read_text()
+
+
+def test_sweep_report_has_snr_and_rate_perception_plots(tmp_path: Path) -> None:
+    out = _run(tmp_path, ["heads_random"], ["channel.model=analytic", "channel.snr_db=[0, 20]"])
+    build_report(out)
+    names = {p.name for p in (out / "report").iterdir()}
+    assert {"lpips_vs_snr.png", "rate_perception.png", "lpips_vs_words_snr_db0.png", "lpips_vs_words_snr_db20.png"} <= names
+    html = (out / "report" / "report.html").read_text()
+    assert "<h2>SNR sweep</h2>" in html and "Condition snr_db=0" in html
