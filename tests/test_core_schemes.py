@@ -298,3 +298,17 @@ def test_check_capabilities_names_scheme_and_capability():
     assert "\n" not in msg
     with pytest.raises(ConfigError):
         check_capabilities(backend, ["nope"])
+
+
+def test_heads_with_the_default_spacy_parser():
+    pytest.importorskip("spacy")
+    from lsc.errors import ModelUnavailableError
+
+    caption = "A black dog is running through the grass ."
+    ctx = make_ctx(caption=caption)
+    try:
+        p = plan("heads", ctx)
+    except ModelUnavailableError:
+        pytest.skip("no spaCy English model installed")
+    # spaCy style heads (see lsc.language.parse): dog (det, amod), running (root), through (pobj), grass (det)
+    assert [p.words[i] for i in p.order] == ["dog", "running", "through", "grass", "A", "black", "is", "the", "."]
