@@ -206,3 +206,17 @@ def test_oracle_refuses_long_captions():
     ctx = make_ctx(caption="w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11")
     with pytest.raises(OracleTooLongError, match="at most 10 words"):
         oracle_curve(ctx)
+
+
+def test_oracle_keeps_only_distances_and_transmit_regenerates_what_it_needs():
+    ctx = make_ctx()
+    oracle_curve(ctx)  # 8 subsets of 3 words, distances only
+    assert ctx.generated_images == 8 and ctx.cached_keys() == []
+    plan_calls = ctx.generator_calls
+    get_scheme("lowest_lpips").plan(ctx, LoopSettings(prompt_order="caption"))
+    assert ctx.generator_calls == plan_calls  # every candidate's distance is known already
+    result = transmit(ctx, "lowest_lpips", LoopSettings(prompt_order="caption"))
+    # Bob's images of the 4 steps are needed for the record: generated again, in one call
+    assert ctx.generator_calls == plan_calls + 1 and ctx.generated_images == 12
+    assert [s.prompt for s in result.steps] == ["", "ball", "ball on", "ball red on"]
+    np.testing.assert_allclose(ctx.image_for(result.steps[2].image_key), 0.6)

@@ -84,24 +84,38 @@ class ImageContext:
 
         Duplicates within `prompts` are generated once. With `max_batch` set, new prompts go in chunks.
         """
+        keys = self._ensure(prompts, need_images=True, keep_images=True)
+        if not keys:
+            return np.zeros((0,) + self.image.shape, dtype=np.float32), np.zeros((0,), dtype=np.float64)
+        images = np.stack([self._images[k] for k in keys])
+        return images, np.array([self._lpips[k] for k in keys], dtype=np.float64)
+
+    def distances(self, prompts: Sequence[str], keep_images: bool = True, need_images: bool = False) -> np.ndarray:
+        """LPIPS (B,) of Bob's images for prompts, generating only uncached ones in one call.
+
+        keep_images=False keeps only the distances of newly generated images (the oracle's 2^n images
+        would not fit in memory at Stable Diffusion sizes); such a prompt is generated again if its image
+        is asked for later. need_images=True makes sure every prompt's image is in the cache afterwards.
+        """
+        keys = self._ensure(prompts, need_images=need_images, keep_images=keep_images or need_images)
+        return np.array([self._lpips[k] for k in keys], dtype=np.float64)
+
+    def _ensure(self, prompts: Sequence[str], need_images: bool, keep_images: bool) -> list[str]:
         keys = [self.key(p) for p in prompts]
         todo: dict[str, str] = {}
         for p, k in zip(prompts, keys):
-            if k not in self._images and k not in todo:
+            missing = k not in self._lpips or (need_images and k not in self._images)
+            if missing and k not in todo:
                 todo[k] = p
         if todo:
             items = list(todo.items())
             step = self.max_batch or len(items)
             for start in range(0, len(items), step):
                 chunk = items[start : start + step]
-                self._generate([p for _, p in chunk], [k for k, _ in chunk])
-        if not keys:
-            return np.zeros((0,) + self.image.shape, dtype=np.float32), np.zeros((0,), dtype=np.float64)
-        images = np.stack([self._images[k] for k in keys])
-        lpips = np.array([self._lpips[k] for k in keys], dtype=np.float64)
-        return images, lpips
+                self._generate([p for _, p in chunk], [k for k, _ in chunk], keep_images)
+        return keys
 
-    def _generate(self, prompts: list[str], keys: list[str]) -> None:
+    def _generate(self, prompts: list[str], keys: list[str], keep_images: bool = True) -> None:
         images = np.asarray(self.backend.generator.generate(prompts, self.seed), dtype=np.float32)
         self.generator_calls += 1
         self.generated_images += len(prompts)
@@ -111,12 +125,13 @@ class ImageContext:
         if dists.shape[0] != len(prompts):
             raise LscError(f"perceptual metric returned {dists.shape[0]} distances for {len(prompts)} images")
         for k, img, d in zip(keys, images, dists):
-            self._images[k] = img
+            if keep_images:
+                self._images[k] = img
             self._lpips[k] = float(d)
 
     def lpips_of(self, prompt: str) -> float:
         """LPIPS of Bob's image for one prompt (generated if needed)."""
-        return float(self.evaluate([prompt])[1][0])
+        return float(self.distances([prompt])[0])
 
     def image_for(self, key: str) -> np.ndarray:
         """Bob's cached image by key (see `key`)."""
@@ -242,6 +257,8 @@ def transmit(ctx: ImageContext, scheme: "Scheme | str", settings: LoopSettings |
     start = time.perf_counter()
     plan: Plan = scheme.plan(ctx, settings)
     words = plan.words
+    if len(set(plan.order)) != len(plan.order) or any(not 0 <= i < len(words) for i in plan.order):
+        raise LscError(f"scheme {scheme.name!r} planned an invalid order {plan.order} for {len(words)} words")
 
     # Channel first: it does not depend on Bob's images, so all prompts are known before generating.
     sent_idx: list[int] = []
@@ -266,7 +283,7 @@ def transmit(ctx: ImageContext, scheme: "Scheme | str", settings: LoopSettings |
     hit: int | None = None
     for begin in range(0, len(pending), batch):
         chunk = pending[begin : begin + batch]
-        _, lpips = ctx.evaluate([p[5] for p in chunk])
+        lpips = ctx.distances([p[5] for p in chunk], need_images=True)
         for offset, ((idx, word, got, bits, errors, prompt), value) in enumerate(zip(chunk, lpips)):
             step = begin + offset
             cum_bits += bits

@@ -23,8 +23,13 @@ class OracleTooLongError(LscError):
     """The caption has too many words for an exhaustive search."""
 
 
-def oracle_curve(ctx: "ImageContext", words: Sequence[str] | None = None, max_words: int = MAX_ORACLE_WORDS) -> list[tuple[int, float]]:
-    """[(k, min LPIPS over k-word subsets)] for k = 0..n, every subset generated in one batched call."""
+def oracle_curve(
+    ctx: "ImageContext", words: Sequence[str] | None = None, max_words: int = MAX_ORACLE_WORDS, keep_images: bool = False
+) -> list[tuple[int, float]]:
+    """[(k, min LPIPS over k-word subsets)] for k = 0..n, every uncached subset generated in one batched call.
+
+    Images of new subsets are not kept (only their distances) unless keep_images: 2^n of them.
+    """
     words = list(ctx.words if words is None else words)
     n = len(words)
     if n > max_words:
@@ -33,7 +38,7 @@ def oracle_curve(ctx: "ImageContext", words: Sequence[str] | None = None, max_wo
             f"it is limited to captions of at most {max_words} words"
         )
     subsets = [c for k in range(n + 1) for c in combinations(range(n), k)]
-    _, lpips = ctx.evaluate([join_words([words[i] for i in c]) for c in subsets])
+    lpips = ctx.distances([join_words([words[i] for i in c]) for c in subsets], keep_images=keep_images)
     best: dict[int, float] = {}
     for c, value in zip(subsets, lpips):
         k = len(c)

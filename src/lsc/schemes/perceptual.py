@@ -52,7 +52,7 @@ class LowestLpips(Scheme):
                     if j not in seq:
                         candidates.append((score, seq + (j,)))
             prompts = [make_prompt(words, seq, settings.prompt_order) for _, seq in candidates]
-            _, lpips = ctx.evaluate(prompts)
+            lpips = ctx.distances(prompts)
             scored = sorted(
                 (score + float(value) + self.penalty * len(words[seq[-1]]), seq)
                 for (score, seq), value in zip(candidates, lpips)
