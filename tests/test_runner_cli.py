@@ -1,0 +1,72 @@
+"""The runner's commands end to end: run -> report -> export, `lsc schemes`, and their one-line errors."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from fakes import make_folder, study_yaml
+from test_runner_config import lsc_cli
+
+
+def test_run_report_export_cli(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    cap = make_folder(folder, corrupt=False)
+    cfg = study_yaml(tmp_path / "s.yaml", folder, cap, ["random", "heads_random"])
+    out = tmp_path / "run"
+    proc = lsc_cli("run", str(cfg), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].startswith("8 ok, 0 failed, 0 already done, of 8 transmissions")
+    assert "lsc run" in proc.stderr and "100%" in proc.stderr  # the tqdm bar goes to stderr
+    assert (out / "report" / "report.html").is_file()
+    again = lsc_cli("run", str(cfg), "--out", str(out), "--no-report", "--no-progress")
+    assert again.returncode == 0 and again.stdout.startswith("0 ok, 0 failed, 8 already done")
+    (out / "report" / "report.html").unlink()
+    rep = lsc_cli("report", str(out))
+    assert rep.returncode == 0 and rep.stdout.strip() == str(out / "report" / "report.html")
+    exp = lsc_cli("export", str(out), "--format", "csv", "--out", str(tmp_path / "csv"))
+    assert exp.returncode == 0, exp.stderr
+    with open(tmp_path / "csv" / "summary.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 8
+
+
+def test_other_study_same_folder_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    cap = make_folder(folder, corrupt=False)
+    cfg = study_yaml(tmp_path / "s.yaml", folder, cap, ["random"])
+    out = tmp_path / "run"
+    assert lsc_cli("run", str(cfg), "--out", str(out), "--no-report", "--no-progress").returncode == 0
+    proc = lsc_cli("run", str(cfg), "--out", str(out), "--set", "prompt_order=caption")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"error: {out} holds a different study (config.resolved.yaml differs at "
+                                   "'prompt_order'); use another --out or the same config")
+
+
+def test_missing_capability_fails_before_the_study(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    cap = make_folder(folder, corrupt=False)
+    cfg = study_yaml(tmp_path / "s.yaml", folder, cap, ["random", "alice_attention"])
+    out = tmp_path / "run"
+    proc = lsc_cli("run", str(cfg), "--out", str(out))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: backend 'fake' lacks what these schemes need: scheme 'alice_attention' "
+                                   "needs alice_grounding")
+    assert not out.exists()  # nothing written
+
+
+def test_report_and_export_errors() -> None:
+    for args in (["report", "/nonexistent/run"], ["export", "/nonexistent/run"]):
+        proc = lsc_cli(*args)
+        assert proc.returncode == 2
+        assert proc.stderr.strip() == "error: /nonexistent/run is not a run folder (no results.sqlite)"
+
+
+def test_schemes_table() -> None:
+    proc = lsc_cli("schemes")
+    assert proc.returncode == 0
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["name", "Alice", "holds", "description"]
+    names = [ln.split()[0] for ln in lines[1:]]
+    assert len(names) == 14 and names[0] == "random" and "heads_skd" in names
+    row = next(ln for ln in lines if ln.startswith("lowest_lpips "))
+    assert "all of Bob's model" in row
