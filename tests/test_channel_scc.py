@@ -84,3 +84,23 @@ def test_scc_plus_map_back_over_ideal_link():
     txs = link.send_all(res.words)
     assert [t.received for t in txs] == WORDS
     assert sum(t.bits for t in txs) == sum(8 * len(w) + 8 for w in res.words)
+
+
+def test_link_prepare_substitutes_and_maps_back_over_noisy_channel():
+    cfg = ChannelConfig(
+        model="analytic", snr_db=30, word_correction=True, scc=SCCConfig(enabled=True, map_back=True, min_extra_chars=2)
+    )
+    link = WordLink(cfg, seed=0, vocabulary=VOCAB, analyze=lambda words: INFOS, synonyms_fn=table)
+    res = link.prepare(WORDS)
+    assert res.codebook == {"canine": "dog", "sprints": "runs", "grassland": "grass"}
+    tx = link.send("dog")
+    assert (tx.original, tx.sent, tx.received, tx.bits) == ("dog", "canine", "dog", 56)
+    assert link.send("a").sent == "a"
+    # without map-back Bob reads the synonym
+    plain = WordLink(cfg.model_copy(update={"scc": SCCConfig(enabled=True, min_extra_chars=2)}), vocabulary=VOCAB,
+                     analyze=lambda words: INFOS, synonyms_fn=table)
+    plain.prepare(WORDS)
+    assert plain.send("grass").received == "grassland"
+    # disabled SCC: prepare is a no-op
+    off = WordLink(ChannelConfig(), analyze=lambda words: INFOS, synonyms_fn=table)
+    assert off.prepare(WORDS).words == WORDS and off.send("dog").sent == "dog"

@@ -86,21 +86,40 @@ def send_command(
     ldpc: Optional[str] = typer.Option(None, "--ldpc"),
     fading: str = typer.Option("none", "--fading"),
     seed: str = typer.Option("0", "--seed"),
+    vocabulary: Optional[str] = typer.Option(None, "--vocabulary", help="file with Bob's words, one a line"),
+    correct: bool = typer.Option(False, "--correct", help="correct received words to the vocabulary"),
+    max_distance: Optional[str] = typer.Option("2", "--max-distance", help="largest edit distance corrected"),
+    scc: bool = typer.Option(False, "--scc", help="semantic channel coding of head words (needs the parser)"),
+    map_back: bool = typer.Option(False, "--map-back", help="Bob maps SCC synonyms back"),
 ) -> None:
     """Send words over a channel and show what Bob receives (word, bits, bit errors)."""
+    from pathlib import Path
+
     from lsc.channel.ber import build_config
     from lsc.channel.link import WordLink
 
+    vocab = None
+    if vocabulary is not None:
+        path = Path(vocabulary)
+        if not path.is_file():
+            raise ConfigError(f"vocabulary file not found: {vocabulary}")
+        vocab = frozenset(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
     cfg = build_config(
         model=model,
         modulation=modulation,
         snr_db=_number(snr_db, "--snr-db"),
         fading=fading,
         ldpc_rate=None if ldpc is None else _number(ldpc, "--ldpc"),
+        word_correction=correct,
+        correction_max_distance=None if max_distance in (None, "none") else int(_number(max_distance, "--max-distance")),
+        scc={"enabled": scc, "map_back": map_back},
     )
-    link = WordLink(cfg, seed=int(_number(seed, "--seed")))
-    for tx in link.send_all(text.split()):
-        typer.echo(f"{tx.sent}\t->\t{tx.received}\t{tx.bits} bits\t{tx.bit_errors} errors")
+    link = WordLink(cfg, seed=int(_number(seed, "--seed")), vocabulary=vocab)
+    words = text.split()
+    link.prepare(words)
+    for tx in link.send_all(words):
+        shown = tx.sent if tx.sent == tx.original else f"{tx.original}={tx.sent}"
+        typer.echo(f"{shown}\t->\t{tx.received}\t{tx.bits} bits\t{tx.bit_errors} errors")
 
 
 def register(app: typer.Typer) -> None:

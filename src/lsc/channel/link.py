@@ -10,17 +10,24 @@ after channel coding and padding to whole symbols. For the ideal channel ("none"
 bits, 8 * len(word) + 8 in ASCII. `bit_errors` counts decided information bits that differ from the
 sent ones (after the LDPC decoder, if any) over the word and its separator; `channel_bit_errors`
 counts hard-decision errors on the channel bits before decoding.
+
+SCC: when `channel.scc.enabled`, the loop calls `link.prepare(words)` once per caption; the link then
+sends each selected word's longer synonym in its place (`WordTransmission.sent` is the word on the
+channel, `original` the caption word) and, with `scc.map_back`, Bob maps a received synonym back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from lsc.channel.blocks import BitChannel
 from lsc.channel.config import ChannelConfig
 from lsc.channel.correction import WordCorrector
+from lsc.channel.scc import AnalyzeFn, SCCResult, SynonymFn, scc_encode
 from lsc.channel.source import decode_bits, encode_word, separator
 from lsc.errors import ConfigError
 
@@ -29,12 +36,13 @@ from lsc.errors import ConfigError
 class WordTransmission:
     """What happened to one word on the link."""
 
-    sent: str
+    sent: str  # the word on the channel (the SCC synonym when one replaced the caption word)
     received: str  # what Bob uses: after decoding, correction and SCC map-back
     bits: int  # channel bits spent, incl. separator, after coding
     bit_errors: int  # information-bit errors after decoding (word + separator)
     raw_received: str = ""  # the decoded word before correction / map-back
     channel_bit_errors: int = 0  # hard-decision errors on the channel, before the decoder
+    original: str = ""  # the caption word Alice meant to send (differs from `sent` under SCC)
 
 
 def make_channel(cfg: ChannelConfig, seed: int) -> BitChannel | None:
@@ -59,9 +67,12 @@ class WordLink:
         seed: int = 0,
         vocabulary: frozenset[str] | None = None,
         scc_codebook: dict[str, str] | None = None,
+        *,
+        analyze: AnalyzeFn | None = None,
+        synonyms_fn: SynonymFn | None = None,
     ) -> None:
         if cfg.word_correction and not vocabulary:
-            raise ConfigError("channel.word_correction needs Bob's vocabulary, which this backend does not provide")
+            raise ConfigError("channel.word_correction needs Bob's vocabulary, and none was given (the backend has none)")
         self.cfg = cfg
         self.seed = seed
         self.vocabulary = vocabulary
@@ -70,9 +81,28 @@ class WordLink:
         self._separator = separator(cfg.separator_bits)
         # SCC codebook {expanded word: original word}, set per caption by whoever applies SCC.
         self.scc_codebook: dict[str, str] = dict(scc_codebook or {})
+        self._substitute: dict[str, str] = {}  # caption word -> SCC synonym, set by `prepare`
+        self._analyze = analyze
+        self._synonyms = synonyms_fn
+
+    def prepare(self, words: Sequence[str], infos: Sequence[Any] | None = None) -> SCCResult:
+        """Start a caption: compute its SCC substitutions (no-op unless channel.scc.enabled).
+
+        `infos` (WordInfo per word) avoids re-parsing when the caller already has them.
+        """
+        if not self.cfg.scc.enabled:
+            self._substitute = {}
+            return SCCResult(list(words))
+        result = scc_encode(
+            words, self.cfg, self.vocabulary, infos=infos, analyze=self._analyze, synonyms_fn=self._synonyms
+        )
+        self.scc_codebook = dict(result.codebook)
+        self._substitute = {original: synonym for synonym, original in result.codebook.items()}
+        return result
 
     def send(self, word: str) -> WordTransmission:
-        """Transmit one word (plus separator) and return what Bob receives."""
+        """Transmit one word (plus separator; its SCC synonym if prepared) and return what Bob receives."""
+        original, word = word, self._substitute.get(word, word)
         payload = np.concatenate([encode_word(word, self.cfg.source_code), self._separator])
         n_word = payload.size - self._separator.size
         if self.channel is None or payload.size == 0:
@@ -89,7 +119,7 @@ class WordLink:
             received = self.corrector.correct(received)
         if self.cfg.scc.map_back and received in self.scc_codebook:
             received = self.scc_codebook[received]
-        return WordTransmission(word, received, bits, errors, raw, channel_errors)
+        return WordTransmission(word, received, bits, errors, raw, channel_errors, original)
 
     def send_all(self, words: list[str]) -> list[WordTransmission]:
         """Transmit words one after the other (same as calling `send` in order)."""

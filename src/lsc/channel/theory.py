@@ -6,8 +6,8 @@ All rates have the form  P_b = a * Q(sqrt(c * Eb/N0)),  Q(x) = erfc(x / sqrt(2))
   approximation (Proakis; Cho & Yoon 2002, first term):
       P_b ~= (4/k) (1 - 1/sqrt(M)) Q( sqrt(3 k Eb/N0 / (M - 1)) ),
   for 16-QAM  P_b ~= 3/8 erfc(sqrt(2/5 Eb/N0))  (the research code's formula).
-  It neglects errors to non-adjacent points, which is tight at moderate and high SNR (16-QAM: < 0.1%
-  off at Eb/N0 >= 4 dB) and overestimates slightly at very low SNR.
+  It neglects errors to non-adjacent points: against the exact Gray 16-QAM rate it is 1.3% low at
+  Eb/N0 = 0 dB, 0.2% low at 2 dB and within 0.01% from 4 dB up.
 
 Rayleigh fading with perfect CSI, averaged over the fade |h|^2 ~ Exp(1):
       E[a Q(sqrt(c g gamma))] = a/2 (1 - sqrt(c gamma / (2 + c gamma))).
