@@ -122,3 +122,9 @@ def test_dry_run_prints_resolved_yaml() -> None:
     data = yaml.safe_load(proc.stdout)
     assert data["images"] == {"source": "world", "count": 2, "seed": 0}
     assert data["schemes"] == ["random"]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_example_configs_validate(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.schemes and validate_config(yaml.safe_load(cfg.to_yaml())) == cfg
