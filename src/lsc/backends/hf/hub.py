@@ -32,7 +32,10 @@ def _reason(exc: BaseException) -> str:
 
 def unavailable_message(model_id: str, what: str, option: str, exc: BaseException | None = None) -> str:
     """The one-line message for weights that cannot be loaded."""
-    if Path(model_id).expanduser().exists():
+    path = Path(model_id).expanduser()
+    if model_id.startswith(("/", "./", "../", "~")) and not path.exists():
+        return f"{what}: local folder {model_id!r} does not exist (option {option})"
+    if path.exists():
         reason = f": {_reason(exc)}" if exc is not None else ""
         return f"could not load {what} from local folder {model_id!r}{reason}"
     offline = " (HF_HUB_OFFLINE is set)" if hub_offline() else ""
@@ -46,6 +49,8 @@ def unavailable_message(model_id: str, what: str, option: str, exc: BaseExceptio
 
 def load_pretrained(loader: Callable[..., T], model_id: str, what: str, option: str, **kwargs: Any) -> T:
     """`loader(model_id, **kwargs)` with the hub's errors (OSError, ValueError, hub errors) made one line."""
+    if hub_offline():  # the hub client reads HF_HUB_OFFLINE once at import; honour a later setting too
+        kwargs.setdefault("local_files_only", True)
     try:
         return loader(model_id, **kwargs)
     except ModelUnavailableError:

@@ -1,0 +1,203 @@
+"""The hf backend on tiny random models loaded back from folders with from_pretrained: captions,
+Grad-CAM grounding, word attention, batched generation independent of batch-mates, DAAM-style
+cross-attention maps, capabilities, and one-line errors for missing weights or bad options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hf_tiny import hf_backend, hf_options  # noqa: F401  (session fixtures)
+from lsc.errors import ConfigError, ModelUnavailableError
+from lsc.interfaces import (
+    CAP_ALICE_ATTENTION,
+    CAP_ALICE_GROUNDING,
+    CAP_BOB_ATTENTION,
+    CAP_BOB_CROSS_ATTENTION,
+    CAP_GENERATOR,
+    CAP_PERCEPTUAL,
+    Captioner,
+    Generator,
+    Perceptual,
+    TextEncoder,
+)
+
+WORDS = ["a", "dog", "runs", "on", "the", "grass"]  # every word one token in both tiny vocabularies
+
+
+def _image(seed: int = 0, h: int = 40, w: int = 48) -> np.ndarray:
+    return np.random.default_rng(seed).random((h, w, 3)).astype(np.float32)
+
+
+def test_capabilities_and_interfaces(hf_backend) -> None:
+    assert hf_backend.name == "hf"
+    assert hf_backend.capabilities == {CAP_GENERATOR, CAP_PERCEPTUAL, CAP_BOB_ATTENTION, CAP_ALICE_ATTENTION,
+                                       CAP_ALICE_GROUNDING, CAP_BOB_CROSS_ATTENTION}
+    assert isinstance(hf_backend.captioner, Captioner) and isinstance(hf_backend.generator, Generator)
+    assert isinstance(hf_backend.perceptual, Perceptual) and isinstance(hf_backend.bob_text_encoder, TextEncoder)
+    assert {"dog", "grass", "brown"} <= hf_backend.bob_vocabulary and "zebra" not in hf_backend.bob_vocabulary
+    assert hf_backend.default_threshold == 0.6
+
+
+def test_capabilities_follow_loaded_models(hf_options) -> None:
+    from lsc.backends.hf import load_hf_backend
+
+    b = load_hf_backend(**{**hf_options, "itm_model": "none", "alice_text_encoder": "itm"})
+    assert CAP_ALICE_GROUNDING not in b.capabilities and CAP_ALICE_ATTENTION not in b.capabilities
+    assert b.alice_text_encoder is None
+    with pytest.raises(NotImplementedError):
+        b.captioner.grounding(_image(), WORDS)
+
+
+def test_captions_batched_and_deterministic(hf_backend) -> None:
+    imgs = [_image(0), _image(1, 64, 64), _image(2)]
+    caps = hf_backend.captioner.caption(imgs)
+    assert len(caps) == 3 and all(isinstance(c, str) and c for c in caps)
+    assert caps == hf_backend.captioner.caption(imgs)
+    assert [hf_backend.captioner.caption([im])[0] for im in imgs] == caps  # batch-mates do not matter
+
+
+def test_grounding_is_gradcam_of_itm_cross_attention(hf_backend) -> None:
+    cap = hf_backend.captioner
+    img = _image(3)
+    words = ["a", "zebra", "on", "grass"]
+    maps = cap.grounding(img, words)
+    assert maps.shape == (4, 4, 4)  # 32 px image, 8 px patches
+    assert np.all(maps >= 0) and maps.sum() > 0
+    # independent Grad-CAM: retain_grad + backward instead of autograd.grad, tokens spelt out by hand
+    tok = cap.itm_tokenizer
+    ids = tok("a zebra on grass", return_tensors="pt")["input_ids"]
+    assert tok.convert_ids_to_tokens(ids[0]) == ["[CLS]", "a", "z", "##e", "##b", "##r", "##a", "on", "grass", "[SEP]"]
+    store = {}
+    layer = cap.itm_model.text_encoder.encoder.layer[0].crossattention.self
+
+    def keep(_m, _i, o) -> None:  # a forward hook must return None to leave the output alone
+        o[1].retain_grad()
+        store["a"] = o[1]
+
+    handle = layer.register_forward_hook(keep)
+    try:
+        out = cap.itm_model(input_ids=ids, pixel_values=cap.itm_pre([img]), attention_mask=torch.ones_like(ids))
+        out.itm_score[0, 1].backward()
+    finally:
+        handle.remove()
+        cap.itm_model.zero_grad(set_to_none=True)
+    a = store["a"]
+    cam = (a[0, :, :, 1:] * a.grad[0, :, :, 1:].clamp(min=0)).mean(0).detach().reshape(-1, 4, 4).numpy()
+    expected = np.stack([cam[1], cam[2:7].mean(0), cam[7], cam[8]])
+    np.testing.assert_allclose(maps, expected, rtol=1e-5, atol=1e-8)
+
+
+def test_bad_itm_block(hf_options) -> None:
+    from lsc.backends.hf import load_hf_backend
+
+    with pytest.raises(ConfigError, match="itm_block must be in 0..1"):
+        load_hf_backend(**{**hf_options, "itm_block": 5})
+
+
+def test_bob_word_attention_is_clip_attention(hf_backend, hf_options) -> None:
+    from transformers import CLIPTextModel
+
+    enc = hf_backend.bob_text_encoder
+    att = enc.word_attention(WORDS)
+    assert att.shape == (6, 6)
+    model = CLIPTextModel.from_pretrained(Path(hf_options["generator"]) / "text_encoder", attn_implementation="eager")
+    ids = enc.tokenizer(" ".join(WORDS), return_tensors="pt")["input_ids"]
+    assert ids.shape[1] == 8  # <bos> six words <eos>
+    with torch.no_grad():
+        layers = model(ids, output_attentions=True).attentions
+    full = torch.stack([x[0] for x in layers])  # (L, H, 8, 8)
+    np.testing.assert_allclose(att, full.mean((0, 1))[1:7, 1:7].numpy(), atol=1e-6)
+    np.testing.assert_allclose(enc.word_attention(WORDS, "layer_sum_head0"), full[:, 0].sum(0)[1:7, 1:7].numpy(), atol=1e-6)
+    assert np.allclose(np.triu(att, 1), 0)  # CLIP's text encoder is causal
+    # the pipeline's encoder goes back to its fast attention after the call
+    assert enc.model.config._attn_implementation != "eager" or hf_backend.generator.pipe.text_encoder is not enc.model
+    with pytest.raises(ConfigError, match="variant"):
+        enc.word_attention(WORDS, "max")
+
+
+def test_alice_word_attention_merges_subwords(hf_backend) -> None:
+    enc = hf_backend.alice_text_encoder
+    one = enc.word_attention(["two", "zebra"])  # [CLS] two z ##e ##b ##r ##a [SEP]
+    t = enc.token_attention(enc.tokenizer("two zebra")["input_ids"])
+    expected = np.array([[t[1, 1], t[1, 2:7].sum()], [t[2:7, 1].mean(), t[2:7, 2:7].sum(1).mean()]])
+    np.testing.assert_allclose(one, expected, atol=1e-9)
+    assert np.all(one.sum(1) < 1.0)  # specials dropped, rows were softmax over all tokens
+
+
+def test_long_caption_truncated_with_warning(hf_backend) -> None:
+    words = (["dog", "runs"] * 45)[:90]
+    with pytest.warns(UserWarning, match="75 of 90 words"):
+        att = hf_backend.bob_text_encoder.word_attention(words)
+    assert att.shape == (90, 90) and np.all(att[75:] == 0) and np.all(att[:, 75:] == 0) and att[:75, :75].sum() > 0
+    with pytest.warns(UserWarning, match="75 of 90 words"):
+        maps = hf_backend.generator.cross_attention(words, seed=0)
+    assert maps.shape == (90, 16, 16) and np.all(maps[75:] == 0)
+
+
+def test_generation_independent_of_batch_mates(hf_backend) -> None:
+    gen = hf_backend.generator
+    batch = gen.generate(["a dog", "a red ball on grass", ""], seed=7)
+    assert batch.shape == (3, 32, 32, 3) and batch.dtype == np.float32
+    assert batch.min() >= 0 and batch.max() <= 1
+    alone = gen.generate(["a red ball on grass"], seed=7)
+    np.testing.assert_allclose(alone[0], batch[1], atol=1e-5)
+    assert np.abs(batch[0] - batch[1]).max() > 1e-4  # prompts matter
+    assert np.abs(gen.generate(["a dog"], seed=8)[0] - batch[0]).max() > 1e-3  # seeds matter
+    old = gen.batch_size
+    gen.batch_size = 2  # chunked into two pipeline calls: same images
+    try:
+        calls = gen.calls
+        np.testing.assert_allclose(gen.generate(["a dog", "a red ball on grass", ""], seed=7), batch, atol=1e-5)
+        assert gen.calls - calls == 2
+    finally:
+        gen.batch_size = old
+    assert gen.generate([], seed=0).shape == (0, 32, 32, 3)
+
+
+def test_cross_attention_maps(hf_backend) -> None:
+    gen = hf_backend.generator
+    procs_before = {k: type(v) for k, v in gen.pipe.unet.attn_processors.items()}
+    before = gen.generate(["a dog runs"], seed=1)
+    maps = gen.cross_attention(["a", "zebra", "runs"], seed=1)
+    assert maps.shape == (3, 16, 16) and maps.dtype == np.float32
+    assert np.all(maps >= 0) and np.all(maps.sum((1, 2)) > 0)
+    assert not np.allclose(maps[0], maps[2])
+    assert {k: type(v) for k, v in gen.pipe.unet.attn_processors.items()} == procs_before
+    np.testing.assert_allclose(gen.generate(["a dog runs"], seed=1), before, atol=1e-6)
+    np.testing.assert_allclose(gen.cross_attention(["a", "zebra", "runs"], seed=1), maps, atol=1e-6)
+
+
+def test_perceptual_on_generated_images(hf_backend) -> None:
+    imgs = hf_backend.generator.generate(["a dog", "a cat"], seed=0)
+    ref = hf_backend.perceptual.reference(_image(5, 64, 64))
+    d = hf_backend.perceptual.distances(ref, imgs)
+    assert d.shape == (2,) and np.all(d > 0)
+    assert hf_backend.perceptual.distances(hf_backend.perceptual.reference(imgs[0]), imgs[:1])[0] == pytest.approx(0, abs=1e-7)
+
+
+def test_missing_weights_one_line(hf_options, monkeypatch) -> None:
+    from lsc.backends.hf import load_hf_backend
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelUnavailableError) as exc:
+        load_hf_backend(**{**hf_options, "captioner": "lsc-test-org/no-such-blip"})
+    msg = str(exc.value)
+    assert "\n" not in msg and "'lsc-test-org/no-such-blip'" in msg
+    assert "huggingface-cli download lsc-test-org/no-such-blip" in msg and "HF_HUB_OFFLINE" in msg
+    with pytest.raises(ModelUnavailableError, match="generator pipeline .*no-such-sd"):
+        load_hf_backend(**{**hf_options, "generator": "lsc-test-org/no-such-sd"})
+    with pytest.raises(ModelUnavailableError, match="local folder '/nonexistent/blip' does not exist"):
+        load_hf_backend(**{**hf_options, "captioner": "/nonexistent/blip"})
+
+
+def test_bad_options_are_config_errors(hf_options) -> None:
+    from lsc.backends.hf import load_hf_backend
+
+    with pytest.raises(ConfigError, match="generater"):
+        load_hf_backend(**{**hf_options, "generater": "x"})
+    with pytest.raises(ConfigError, match="lpips_net"):
+        load_hf_backend(**{**hf_options, "lpips_net": "squeeze"})
