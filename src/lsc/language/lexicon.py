@@ -177,7 +177,10 @@ class StyleLexicon:
                 used_b[k:m] = [True] * (m - k)
                 links.append((i, j, k, m))
                 cands = [c for c in cands if not (any(used_a[c[3] : c[5]]) or any(used_b[c[4] : c[6]]))]
-            # Pass 3: grow links over unlinked neighbours their other side predicts.
+            # Pass 3: a gap left unlinked on both sides between two links that follow each other on
+            # both sides is a replacement seen too rarely for statistics ("the couch" -> "a sofa").
+            lex._fill_gaps(a, b, links, used_a, used_b)
+            # Pass 4: grow links over unlinked neighbours their other side predicts.
             lex._absorb(a, b, links, used_a, used_b, dice, min_absorb_dice)
             for i, j, k, m in links:
                 links_seen[(tuple(a[i:j]), tuple(b[k:m]))] += 1
@@ -200,9 +203,23 @@ class StyleLexicon:
         lex.table = {pa: pb for pa, (n, pb) in best.items()}
         lex.link_counts = {pa: n for pa, (n, _) in best.items()}
         # Deletions: Alice words unlinked in most of their occurrences.
-        lex.deletions = {w for w, n in unlinked_a.items() if n * 2 > word_count_a[w] and n >= min_count}
+        # A word seen once proves nothing about Bob's style: at least two sightings.
+        lex.deletions = {w for w, n in unlinked_a.items() if n * 2 > word_count_a[w] and n >= max(2, min_count)}
         lex._learn_insertions_and_order(pair_links, min_count)
         return lex
+
+    @staticmethod
+    def _fill_gaps(a, b, links, used_a, used_b):  # type: ignore[no-untyped-def]
+        anchors = sorted(links) + [(len(a), len(a), len(b), len(b))]
+        prev = (0, 0, 0, 0)
+        for nxt in anchors:
+            _, j, _, m = prev
+            i2, _, k2, _ = nxt
+            if 0 < i2 - j <= MAX_N and 0 < k2 - m <= MAX_N and not any(used_a[j:i2]) and not any(used_b[m:k2]):
+                used_a[j:i2] = [True] * (i2 - j)
+                used_b[m:k2] = [True] * (k2 - m)
+                links.append((j, i2, m, k2))
+            prev = nxt
 
     @staticmethod
     def _absorb(a, b, links, used_a, used_b, dice, threshold):  # type: ignore[no-untyped-def]

@@ -178,6 +178,7 @@ def _warn_builtin() -> None:
 # -------------------------------------------------------------------------------------- inflection
 
 _VOWELS = set("aeiou")
+_MAN_PLURAL_S = {"human", "shaman", "talisman", "caiman", "ottoman", "dolman", "desman"}
 
 
 def _double_final(base: str) -> bool:
@@ -228,7 +229,9 @@ def inflect(base: str, form: str, irregular: dict[str, list[str]] | None = None)
             return b[:-1] + "ied"
         return b + b[-1] + "ed" if _double_final(b) else b + "ed"
     if form == "s":
-        if b.endswith(("s", "x", "z", "ch", "sh")):
+        if b.endswith("man") and b not in _MAN_PLURAL_S:
+            return b[:-3] + "men"  # serviceman -> servicemen
+        if b.endswith(("ss", "x", "z", "ch", "sh")) or (b.endswith("s") and not b.endswith("es")):
             return b + "es"
         if len(b) > 1 and b.endswith("y") and b[-2] not in _VOWELS:
             return b[:-1] + "ies"
@@ -294,6 +297,7 @@ def _wordnet_synonyms(wn: Any, word: str, pos: str, max_senses: int | None) -> l
     lower = word.lower()
     out: dict[str, None] = {}
     bases = wn._morphy(lower, letter) or [lower]
+    bases = sorted(bases, key=lambda b: b == lower)  # the inflected reading first ("men" -> "man")
     for base in bases:
         form = _form_of(lower, base, pos)
         synsets = wn.synsets(base, pos=letter)

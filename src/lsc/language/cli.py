@@ -1,0 +1,111 @@
+"""`lsc parse`, `lsc synonyms`, `lsc skd`: inspect what the language side does to a caption."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lsc.errors import ConfigError
+
+
+def _load_examples(path: Path) -> list[tuple[str, str]]:
+    """A JSON list of [alice, bob] pairs."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"examples file not found: {path}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"examples file {path} is not JSON: {exc.msg} (line {exc.lineno})") from exc
+    if not isinstance(data, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in data
+    ):
+        raise ConfigError(f"examples file {path} must be a JSON list of [alice, bob] string pairs")
+    return [(a, b) for a, b in data]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the language commands to the main `lsc` app."""
+
+    @app.command("parse")
+    def parse_cmd(
+        caption: str = typer.Argument(..., help="caption to parse (whitespace words)"),
+        heads: str = typer.Option("spacy", help="head style: spacy (default) or ud (CoreNLP-like)"),
+        as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    ) -> None:
+        """Parts of speech and dependency heads of each caption word."""
+        from lsc.language.parse import analyze, model_name
+
+        words = caption.split()
+        if not words:
+            raise ConfigError("the caption is empty")
+        infos = analyze(words, heads=heads)  # type: ignore[arg-type]
+        if as_json:
+            out = {
+                "model": model_name(),
+                "heads_style": heads,
+                "words": [i.__dict__ for i in infos],
+                "heads": [i.word for i in infos if i.is_head],
+                "nouns": [i.word for i in infos if i.is_noun],
+            }
+            typer.echo(json.dumps(out, indent=2))
+            return
+        for n, i in enumerate(infos):
+            mark = "H" if i.is_head else " "
+            gov = "-" if i.head_index is None else str(i.head_index)
+            typer.echo(f"{n:>2} {mark} {i.word:<16} {i.pos:<6} {i.tag:<5} <- {gov}")
+        typer.echo("heads: " + " ".join(i.word for i in infos if i.is_head))
+
+    @app.command("synonyms")
+    def synonyms_cmd(
+        word: str = typer.Argument(..., help="a single word"),
+        pos: Optional[str] = typer.Option(None, help="noun, verb, adj, adv (or a Penn/UD tag)"),
+        as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    ) -> None:
+        """Synonyms by part of speech (WordNet, or the built-in table when WordNet is missing)."""
+        from lsc.language.synonyms import WordNetMissingWarning, synonyms
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", WordNetMissingWarning)
+            res = synonyms(word, pos)
+        for w in caught:
+            typer.echo(f"warning: {w.message}", err=True)
+        if as_json:
+            typer.echo(json.dumps({"word": word, "source": res.source, "by_pos": res.by_pos}, indent=2))
+            return
+        typer.echo(f"source: {res.source}")
+        for p, items in res.by_pos.items():
+            typer.echo(f"{p}: {', '.join(items)}")
+        if not res.by_pos:
+            typer.echo("(no synonyms)")
+
+    @app.command("skd")
+    def skd_cmd(
+        caption: str = typer.Argument(..., help="Alice's caption"),
+        engine: str = typer.Option("lexicon", help="lexicon | transformers | openai"),
+        examples: Optional[Path] = typer.Option(None, help="JSON list of [alice, bob] example pairs"),
+        model_id: Optional[str] = typer.Option(None, help="transformers: model id or local folder"),
+        base_url: Optional[str] = typer.Option(None, help="openai: endpoint root, e.g. http://localhost:8000/v1"),
+        model: Optional[str] = typer.Option(None, help="openai: model name"),
+        api_key_env: Optional[str] = typer.Option(None, help="openai: environment variable holding the key"),
+        as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    ) -> None:
+        """Rewrite a caption in Bob's style (semantic knowledge distillation)."""
+        from lsc.language.skd import make_skd
+
+        cfg: dict[str, object] = {"engine": engine}
+        for key, value in (("model_id", model_id), ("base_url", base_url), ("model", model), ("api_key_env", api_key_env)):
+            if value is not None:
+                cfg[key] = value
+        if engine not in ("lexicon", "transformers", "openai"):
+            raise ConfigError(f"unknown SKD engine {engine!r}; use lexicon, transformers or openai")
+        pairs = _load_examples(examples) if examples else None
+        result = make_skd(cfg).rewrite(caption, pairs)
+        if as_json:
+            typer.echo(json.dumps(result.to_dict(), indent=2))
+            return
+        typer.echo(result.text)
+        typer.echo(f"({'kept' if result.kept else 'original kept'}: {result.reason})", err=True)
