@@ -75,3 +75,12 @@ def test_scc_map_back_uses_codebook():
     assert link.send("rectangle").bits == 80  # the longer word is what costs bits
     off = WordLink(ChannelConfig(scc=SCCConfig(enabled=True)), scc_codebook={"rectangle": "square"})
     assert off.send("rectangle").received == "rectangle"
+
+
+def test_phy_link_is_deterministic_per_seed():
+    pytest.importorskip("sionna.phy")
+    cfg = ChannelConfig(model="phy", snr_db=2, fading="rayleigh_block")
+    a = [(t.received, t.bit_errors) for t in WordLink(cfg, seed=11).send_all(WORDS * 3)]
+    b = [(t.received, t.bit_errors) for t in WordLink(cfg, seed=11).send_all(WORDS * 3)]
+    c = [(t.received, t.bit_errors) for t in WordLink(cfg, seed=12).send_all(WORDS * 3)]
+    assert a == b and a != c

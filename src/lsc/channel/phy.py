@@ -33,6 +33,8 @@ LDPC_MAX_K = 8448
 LDPC_MAX_N = 316 * 384
 LDPC_ITERATIONS = 20
 _DEVICE = "cpu"
+# 5G LDPC encoder/decoder pairs are deterministic and stateless: shared by all links of a process.
+_CODES: dict[tuple[int, float, int], tuple[Any, Any, int]] = {}
 
 
 def _seeded(cls: type, generator: torch.Generator) -> Any:
@@ -65,12 +67,12 @@ class PhyChannel:
         self.fading = None
         if cfg.fading == "rayleigh_block":
             self.fading = _seeded(RayleighBlockFading, self.generator)(1, 1, 1, 1, device=_DEVICE)
-        self._codes: dict[int, tuple[Any, Any, int]] = {}
 
     # -- bit budget -------------------------------------------------------------------------------
     def code_for(self, k: int) -> tuple[Any, Any, int]:
-        """(encoder, decoder, n) of the 5G LDPC code carrying k information bits (cached per k)."""
-        if k not in self._codes:
+        """(encoder, decoder, n) of the 5G LDPC code carrying k information bits (cached per process)."""
+        key = (k, float(self.cfg.ldpc_rate or 0.0), self.m)
+        if key not in _CODES:
             from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder
 
             rate = float(self.cfg.ldpc_rate)  # type: ignore[arg-type]
@@ -84,8 +86,8 @@ class PhyChannel:
                 raise ConfigError(f"ldpc_rate {rate} makes a codeword of {n} bits, over the 5G limit {LDPC_MAX_N}")
             enc = LDPC5GEncoder(k_code, n, num_bits_per_symbol=self.m, device=_DEVICE, check_input=False)
             dec = LDPC5GDecoder(enc, hard_out=True, return_infobits=True, num_iter=LDPC_ITERATIONS, device=_DEVICE)
-            self._codes[k] = (enc, dec, n)
-        return self._codes[k]
+            _CODES[key] = (enc, dec, n)
+        return _CODES[key]
 
     def channel_bits(self, k: int) -> int:
         """Bits on the channel for a block of k information bits."""
