@@ -376,6 +376,10 @@ def longer_synonyms(
     "frankfurter"). Ordered by sense rank, then longest first among equals kept stable.
     """
     vocab = None if vocabulary is None else {v.lower() for v in vocabulary}
+    if pos is not None and pos.strip().lower() not in _ALIASES:
+        return []  # determiners, prepositions, ...: WordNet has no synonyms for them
+    if not word or any(c.isspace() for c in word):
+        return []
     res = synonyms(word, pos, max_senses=max_senses)
     out = []
     for s in res.all():
