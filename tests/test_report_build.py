@@ -121,3 +121,18 @@ def test_sweep_report_has_snr_and_rate_perception_plots(tmp_path: Path) -> None:
     assert {"lpips_vs_snr.png", "rate_perception.png", "lpips_vs_words_snr_db0.png", "lpips_vs_words_snr_db20.png"} <= names
     html = (out / "report" / "report.html").read_text()
     assert "<h2>SNR sweep</h2>" in html and "Condition snr_db=0" in html
+
+
+def test_sweep_table_by_hand(tmp_path: Path) -> None:
+    out = _run(tmp_path, ["random"], ["channel.model=analytic", "channel.snr_db=[0, 30]"])
+    from lsc.report.build import sweep_table
+
+    head, body = sweep_table(load_run(out))
+    assert head == ["scheme", "0 dB", "30 dB"]
+    db = sqlite3.connect(out / "results.sqlite")
+    finals = [r[0] for r in db.execute("SELECT final_lpips FROM summary WHERE snr_db = 30 AND status = 'ok'")]
+    hits = [r[0] for r in db.execute("SELECT words_to_threshold FROM summary WHERE snr_db = 30 AND status = 'ok' "
+                                     "AND words_to_threshold IS NOT NULL")]
+    db.close()
+    assert body[0][0] == "random"
+    assert body[0][2] == f"LPIPS {mean_ci(finals).fmt(3)}; words {mean_ci(hits).fmt(1)} ({len(hits)}/4 reached)"

@@ -60,6 +60,25 @@ def scheme_table(data: RunData, cond: str) -> list[dict[str, Any]]:
     return rows
 
 
+def sweep_table(data: RunData) -> tuple[list[str], list[list[str]]]:
+    """Per scheme and SNR: final LPIPS and words to threshold (mean ± 95% CI) and success rate."""
+    snrs = [(c, v) for c, v in data.conds if v is not None]
+    head = ["scheme"] + [f"{v:g} dB" for _, v in snrs]
+    body = []
+    for scheme in data.schemes:
+        row = [scheme]
+        for cond, _ in snrs:
+            ok = data.ok(cond, scheme)
+            hits = [s["words_to_threshold"] for s in ok if s["words_to_threshold"] is not None]
+            if not ok:
+                row.append("–")
+                continue
+            row.append(f"LPIPS {mean_ci(s['final_lpips'] for s in ok).fmt(3)}; words {mean_ci(hits).fmt(1)} "
+                       f"({len(hits)}/{len(ok)} reached)")
+        body.append(row)
+    return head, body
+
+
 TABLE_HEAD = ["scheme", "images", "failed", "success rate [95% CI]", "words to threshold", "bits to threshold",
               "final LPIPS"]
 TABLE_KEYS = ["scheme", "n", "failed", "success", "words", "bits", "final_lpips"]
@@ -143,8 +162,12 @@ def _markdown(data: RunData, sections: Any, sweep_figs: list[Figure], strips: li
             lines.append("")
         for f in figs:
             lines += [f"![{f.title}]({f.path.name})", ""]
-    if sweep_figs:
-        lines += ["## SNR sweep", ""] + [f"![{f.title}]({f.path.name})\n" for f in sweep_figs]
+    if data.swept:
+        head, body = sweep_table(data)
+        lines += ["## SNR sweep", "", "Final LPIPS and words to the threshold per scheme and SNR (mean ± 95% CI).", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(r) + " |" for r in body] + [""]
+        lines += [f"![{f.title}]({f.path.name})\n" for f in sweep_figs]
     if strips:
         lines += ["## Image strips", ""] + [f"![{f.title}]({f.path.name})\n" for f in strips]
     failed = data.failed()
@@ -181,8 +204,13 @@ def _html(data: RunData, sections: Any, sweep_figs: list[Figure], strips: list[F
                 parts.append("<tr>" + "".join(f"<td>{e(str(r[k]))}</td>" for k in TABLE_KEYS) + "</tr>")
             parts.append("</table>")
         parts += [_img(f.path, f.title) for f in figs]
-    if sweep_figs:
-        parts += ["<h2>SNR sweep</h2>"] + [_img(f.path, f.title) for f in sweep_figs]
+    if data.swept:
+        head, body = sweep_table(data)
+        parts.append("<h2>SNR sweep</h2><p>Final LPIPS and words to the threshold per scheme and SNR "
+                     "(mean ± 95% CI).</p><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in body]
+        parts.append("</table>")
+        parts += [_img(f.path, f.title) for f in sweep_figs]
     if strips:
         parts += ["<h2>Image strips</h2><p>Per step: the word received (sent→received when the channel changed it), "
                   "Bob's image, its LPIPS (green: under the threshold).</p>"] + [_img(f.path, f.title) for f in strips]
