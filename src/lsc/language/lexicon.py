@@ -210,9 +210,12 @@ class StyleLexicon:
 
     @staticmethod
     def _fill_gaps(a, b, links, used_a, used_b):  # type: ignore[no-untyped-def]
+        # Gaps between links and at the end; not at the start, where moved phrases land (reordering).
         anchors = sorted(links) + [(len(a), len(a), len(b), len(b))]
-        prev = (0, 0, 0, 0)
-        for nxt in anchors:
+        if len(anchors) < 2:
+            return
+        prev = anchors[0]
+        for nxt in anchors[1:]:
             _, j, _, m = prev
             i2, _, k2, _ = nxt
             if 0 < i2 - j <= MAX_N and 0 < k2 - m <= MAX_N and not any(used_a[j:i2]) and not any(used_b[m:k2]):
