@@ -142,10 +142,25 @@ def _intro(data: RunData) -> list[str]:
         f"schemes: {len(data.schemes)}; conditions: {', '.join(c or 'ideal channel' for c, _ in data.conds) or '–'}",
         f"threshold: {data.threshold}; prompt order: {cfg.get('prompt_order', '?')}; seed: {cfg.get('seed', '?')}; "
         f"transmissions recorded: {done} ok, {len(data.failed())} failed",
+        _oracle_line(data),
         "Curves of captions of different lengths are aligned by carrying each image's last LPIPS forward. "
         "Bands and ± are 95% t-intervals over images; success rates use Wilson intervals.",
     ]
     return lines
+
+
+def _oracle_line(data: RunData) -> str:
+    from lsc.runner.export import open_store
+
+    with open_store(data.run_dir) as store:
+        status = store.rows("SELECT status, COUNT(*) AS n FROM oracle_status GROUP BY status")
+    counts = {r["status"]: r["n"] for r in status}
+    if not counts:
+        return "oracle bound: not computed"
+    limit = data.config.get("oracle_max_words", "?")
+    return (f"oracle bound (best k-word subset, 2^n generations): {counts.get('ok', 0)} images; "
+            f"{counts.get('skipped', 0)} skipped (captions over {limit} words), {counts.get('failed', 0)} failed. "
+            "It is averaged over its own images only.")
 
 
 def _markdown(data: RunData, sections: Any, sweep_figs: list[Figure], strips: list[Figure]) -> str:

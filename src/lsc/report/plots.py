@@ -67,7 +67,7 @@ def lpips_vs_words(data: RunData, cond: str, path: Path) -> bool:
     om = oracle_matrix(data)
     if om.size:
         mean, _, _ = band(om)
-        ax.plot(np.arange(om.shape[1]), mean, **ORACLE_STYLE)
+        ax.plot(np.arange(om.shape[1]), mean, **{**ORACLE_STYLE, "label": f"oracle (best k-subset, n={om.shape[0]})"})
         drew = True
     if not drew:
         plt.close(fig)
