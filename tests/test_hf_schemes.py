@@ -3,14 +3,21 @@ tiny local model folders completes a study and its report."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from hf_tiny import hf_backend, hf_options  # noqa: F401  (session fixtures)
 from lsc.protocol.loop import ImageContext, LoopSettings, transmit
 from lsc.schemes import check_capabilities, get_scheme, list_schemes
 
 CAPTION = "a brown dog runs on the green grass"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", [info.name for info in list_schemes()])
@@ -28,3 +35,59 @@ def test_every_scheme_end_to_end(hf_backend, name: str) -> None:
     assert np.all(np.isfinite(lp)) and np.all(lp >= 0)
     final = ctx.image_for(result.steps[-1].image_key)
     assert final.shape == (32, 32, 3)
+
+
+def _lsc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "lsc.cli", *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=600)
+
+
+def _flickr_folder(root: Path) -> tuple[Path, Path]:
+    images = root / "Images"
+    images.mkdir(parents=True)
+    for i in range(2):
+        pixels = (np.random.default_rng(i).random((40, 56, 3)) * 255).astype(np.uint8)
+        Image.fromarray(pixels).save(images / f"im{i}.jpg")
+    captions = root / "captions.txt"
+    captions.write_text("image,caption\nim0.jpg,a brown dog runs on the grass\nim1.jpg,a man riding a horse\n")
+    return images, captions
+
+
+def test_lsc_run_paper_config_on_tiny_models(hf_options, tmp_path: Path) -> None:
+    """`lsc run configs/paper.yaml --set backend=hf` with every model pointed at a tiny local folder."""
+    images, captions = _flickr_folder(tmp_path / "flickr")
+    sets = ["backend=hf", f"images.path={images}", f"images.captions={captions}", "images.limit=1"]
+    sets += [f"backend_options.{k}={v}" for k, v in hf_options.items()]
+    args = [a for s in sets for a in ("--set", s)]
+    out = tmp_path / "run"
+    proc = _lsc("run", str(REPO / "configs" / "paper.yaml"), "--out", str(out), "--no-progress", *args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    n = 15  # one image x the paper config's 15 scheme entries
+    assert proc.stdout.splitlines()[0].startswith(f"{n} ok, 0 failed"), proc.stdout
+    assert (out / "report" / "report.html").is_file()
+    resolved = (out / "config.resolved.yaml").read_text()
+    assert "backend: hf" in resolved and "threshold: 0.6" in resolved
+
+
+def test_lsc_run_paper_config_without_weights_is_one_line(hf_options, tmp_path: Path) -> None:
+    """On a machine without the BLIP / Stable Diffusion weights: exit 2 and one line naming the model."""
+    images, captions = _flickr_folder(tmp_path / "flickr")
+    args = ["--set", f"images.path={images}", "--set", f"images.captions={captions}",
+            "--set", f"backend_options.lpips_backbone={hf_options['lpips_backbone']}",
+            "--set", f"backend_options.lpips_linear={hf_options['lpips_linear']}"]
+    proc = _lsc("run", str(REPO / "configs" / "paper.yaml"), "--out", str(tmp_path / "run"), *args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: captioner weights 'Salesforce/blip-image-captioning-large' are not available")
+    assert "huggingface-cli download Salesforce/blip-image-captioning-large" in line
+
+
+def test_unreadable_lpips_file_is_one_line(tmp_path: Path) -> None:
+    from lsc.backends.hf.lpips import load_lpips
+    from lsc.errors import ModelUnavailableError
+
+    (tmp_path / "b.pth").write_bytes(b"")
+    with pytest.raises(ModelUnavailableError, match="cannot read LPIPS weights file"):
+        load_lpips("alex", str(tmp_path / "b.pth"), None)

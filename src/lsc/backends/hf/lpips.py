@@ -129,11 +129,17 @@ class LPIPSNet(nn.Module):
 
 
 def _load_state(path: Path) -> Mapping[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or foreign files (EOFError, UnpicklingError, ...)
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise ModelUnavailableError(f"cannot read LPIPS weights file {str(path)!r}: {reason}") from exc
+    if not isinstance(state, Mapping):
+        raise ModelUnavailableError(f"LPIPS weights file {str(path)!r} holds no state dict")
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     return state
