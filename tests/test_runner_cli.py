@@ -70,3 +70,16 @@ def test_schemes_table() -> None:
     assert len(names) == 14 and names[0] == "random" and "heads_skd" in names
     row = next(ln for ln in lines if ln.startswith("lowest_lpips "))
     assert "all of Bob's model" in row
+
+
+def test_unknown_backend_option_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    cap = make_folder(folder, corrupt=False)
+    cfg = study_yaml(tmp_path / "s.yaml", folder, cap, ["random"])
+    proc = lsc_cli("run", str(cfg), "--out", str(tmp_path / "run"), "--set", "backend_options.speed=9")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: backend_options.speed: unknown option of backend 'fakes:load_fake_backend'; "
+                                   "its options are caption, delay, threshold")
+    proc = lsc_cli("run", "--set", "backend_options.turbo=1", "--out", str(tmp_path / "w"))
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: backend_options.turbo: unknown option of "
+                                                                   "backend 'world'")

@@ -66,12 +66,33 @@ def get_backend(name: str, options: dict[str, Any]) -> Backend:
                 loader: Callable[..., Backend] = getattr(importlib.import_module(module_name), func)
             except (ImportError, AttributeError) as exc:
                 raise ConfigError(f"backend {name!r} cannot be imported: {exc}") from None
-            _BACKENDS[key] = loader(**options)
         else:
-            from lsc.backends import load_backend
+            from lsc.backends import _LOADERS, available_backends
 
-            _BACKENDS[key] = load_backend(name, options)
+            if name not in _LOADERS:
+                raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(available_backends())}")
+            module_name, func = _LOADERS[name].split(":")
+            loader = getattr(importlib.import_module(module_name), func)
+        _check_options(name, loader, options)
+        _BACKENDS[key] = loader(**options)
     return _BACKENDS[key]
+
+
+def _check_options(name: str, loader: Callable[..., Any], options: dict[str, Any]) -> None:
+    """An option the backend's loader does not take is a one-line error naming it (not a TypeError)."""
+    import inspect
+
+    try:
+        params = inspect.signature(loader).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # the loader validates its own options
+    allowed = [p for p, v in params.items() if v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
+    for key in options:
+        if key not in allowed:
+            raise ConfigError(f"backend_options.{key}: unknown option of backend {name!r}; "
+                              f"its options are {', '.join(allowed) or 'none'}")
 
 
 def resolve(cfg: StudyConfig, backend: Backend) -> StudyConfig:
