@@ -201,3 +201,29 @@ def test_bad_options_are_config_errors(hf_options) -> None:
         load_hf_backend(**{**hf_options, "generater": "x"})
     with pytest.raises(ConfigError, match="lpips_net"):
         load_hf_backend(**{**hf_options, "lpips_net": "squeeze"})
+
+
+def test_lcm_scheduler_stochastic_steps_stay_batch_independent(hf_options) -> None:
+    """LCM injects fresh noise at every step: per-prompt generators keep images independent of batch-mates."""
+    from lsc.backends.hf import load_hf_backend
+
+    b = load_hf_backend(**{**hf_options, "scheduler": "lcm", "num_inference_steps": 3, "guidance_scale": 1.0})
+    gen = b.generator
+    assert type(gen.pipe.scheduler).__name__ == "LCMScheduler"
+    batch = gen.generate(["a dog", "two cats on a bike", "a red ball"], seed=3)
+    alone = gen.generate(["two cats on a bike"], seed=3)
+    np.testing.assert_allclose(alone[0], batch[1], atol=1e-5)
+    assert np.abs(batch[0] - batch[2]).max() > 1e-4
+
+
+def test_lcm_lora_needs_peft(hf_options) -> None:
+    from lsc.backends.hf import load_hf_backend
+
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        with pytest.raises(ModelUnavailableError, match="pip install peft"):
+            load_hf_backend(**{**hf_options, "lcm_lora": "latent-consistency/lcm-lora-sdv1-5"})
+    else:  # pragma: no cover - peft installed: the adapter id is simply missing offline
+        with pytest.raises(ModelUnavailableError, match="lcm-lora-sdv1-5"):
+            load_hf_backend(**{**hf_options, "lcm_lora": "latent-consistency/lcm-lora-sdv1-5"})

@@ -3,8 +3,8 @@
 Words are tokenized one by one (without special tokens) and concatenated between the tokenizer's own
 special prefix and suffix. For the BPE (CLIP) and WordPiece (BERT) tokenizers this gives exactly the
 ids of tokenizing the joined caption, because both split on whitespace before sub-word splitting, and it
-yields each word's token span without needing offset mappings. (lsc.protocol.words had no merging
-helper when this was written; this module is the hf backend's own.)
+yields each word's token span without needing offset mappings. Merging token maps into words uses
+lsc.protocol.words' shared rule.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+
+from lsc.protocol.words import merge_token_attention, merge_token_maps
 
 
 @dataclass
@@ -75,31 +77,26 @@ def word_tokens(tokenizer: Any, words: Sequence[str], limit: int, what: str = "t
     return WordTokens(ids=ids, spans=spans, truncated=truncated)
 
 
+def span_word_ids(n_tokens: int, spans: Sequence[tuple[int, int] | None]) -> list[int | None]:
+    """The word index of each token (None for special tokens and padding), from word spans."""
+    ids: list[int | None] = [None] * n_tokens
+    for w, span in enumerate(spans):
+        if span is not None:
+            for t in range(span[0], span[1]):
+                ids[t] = w
+    return ids
+
+
 def merge_attention(tokens: np.ndarray, spans: Sequence[tuple[int, int] | None]) -> np.ndarray:
-    """Token-by-token attention (T, T) -> word-by-word (n, n).
+    """Token-by-token attention (T, T) -> word-by-word (n, n), by lsc.protocol.words' rule.
 
     A word attends with the mean of its tokens' rows (queries) and is attended as the sum of its tokens'
     columns (keys), so a word split in several tokens keeps the attention mass it receives. Special
     tokens fall outside every span and are dropped; words cut by truncation get zero rows and columns.
     """
-    n = len(spans)
-    out = np.zeros((n, n), dtype=np.float64)
-    for i, si in enumerate(spans):
-        if si is None:
-            continue
-        rows = tokens[si[0] : si[1]].mean(axis=0)
-        for j, sj in enumerate(spans):
-            if sj is None:
-                continue
-            out[i, j] = rows[sj[0] : sj[1]].sum()
-    return out
+    return merge_token_attention(tokens, span_word_ids(tokens.shape[0], spans), len(spans))
 
 
 def merge_maps(maps: np.ndarray, spans: Sequence[tuple[int, int] | None]) -> np.ndarray:
-    """Per-token maps (T, h, w) -> per-word maps (n, h, w): mean over a word's tokens, zeros if cut."""
-    n = len(spans)
-    out = np.zeros((n,) + tuple(maps.shape[1:]), dtype=np.float32)
-    for i, s in enumerate(spans):
-        if s is not None:
-            out[i] = maps[s[0] : s[1]].mean(axis=0)
-    return out
+    """Per-token maps (T, h, w) -> per-word maps (n, h, w): mean over a word's tokens (DAAM), zeros if cut."""
+    return merge_token_maps(maps, span_word_ids(maps.shape[0], spans), len(spans), "mean").astype(np.float32)
