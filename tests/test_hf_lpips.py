@@ -118,3 +118,23 @@ def test_missing_lpips_weights_are_one_line_errors(tmp_path, monkeypatch) -> Non
     _, vgg_linear = random_lpips_state("vgg")
     with pytest.raises(ModelUnavailableError, match="do not fit alex"):
         load_lpips("alex", backbone, vgg_linear)
+
+
+def test_linear_weights_found_in_installed_lpips_package(tmp_path, monkeypatch) -> None:
+    """`pip install lpips --no-deps` puts weights/v0.1/alex.pth beside the package: found without importing it."""
+    import sys
+
+    from lsc.backends.hf.lpips import find_linear_weights
+
+    pkg = tmp_path / "site" / "lpips"
+    (pkg / "weights" / "v0.1").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise ImportError('must not be imported (it imports torchvision)')\n")
+    _, linear = random_lpips_state("alex", seed=9)
+    torch.save(linear, pkg / "weights" / "v0.1" / "alex.pth")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "lpips", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    assert find_linear_weights("alex", None) == pkg / "weights" / "v0.1" / "alex.pth"
+    backbone, _ = random_lpips_state("alex")
+    model = load_lpips("alex", backbone, None)
+    assert torch.equal(model.lins.lin2.weight, linear["lin2.model.1.weight"])
