@@ -14,8 +14,6 @@ from lsc.errors import ModelUnavailableError
 
 # Torchvision's module indices of the conv layers and of the five ReLUs LPIPS reads, written out by hand.
 ALEX_CONVS = {0: (4, 2), 3: (1, 2), 6: (1, 1), 8: (1, 1), 10: (1, 1)}  # index -> (stride, padding)
-ALEX_POOL_AFTER = {1, 4}  # maxpool(3, 2) follows these ReLUs (indices 2 and 5)
-ALEX_TAPS = [1, 4, 7, 9, 11]
 VGG_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
 VGG_TAPS_AFTER_CONV = [2, 4, 7, 10, 13]  # 1-based conv count after which the LPIPS ReLU is read
 
