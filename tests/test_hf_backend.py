@@ -197,7 +197,7 @@ def test_missing_weights_one_line(hf_options, monkeypatch) -> None:
 def test_bad_options_are_config_errors(hf_options) -> None:
     from lsc.backends.hf import load_hf_backend
 
-    with pytest.raises(ConfigError, match="generater"):
+    with pytest.raises(ConfigError, match="backend_options.generater: unknown option of backend 'hf'; its options are captioner, "):
         load_hf_backend(**{**hf_options, "generater": "x"})
     with pytest.raises(ConfigError, match="lpips_net"):
         load_hf_backend(**{**hf_options, "lpips_net": "squeeze"})

@@ -118,8 +118,11 @@ def load_hf_backend(**options: Any) -> Backend:
         opts = HFBackendOptions(**options)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(x) for x in err.get("loc", ())) or "backend_options"
-        raise ConfigError(f"hf backend option {where}: {err.get('msg', 'invalid')}") from exc
+        where = ".".join(str(x) for x in err.get("loc", ())) or "?"
+        if err.get("type") == "extra_forbidden":
+            raise ConfigError(f"backend_options.{where}: unknown option of backend 'hf'; its options are "
+                              f"{', '.join(HFBackendOptions.model_fields)}") from None
+        raise ConfigError(f"backend_options.{where} (hf backend): {err.get('msg', 'invalid')}") from None
     try:
         import diffusers  # noqa: F401
         import transformers  # noqa: F401
