@@ -290,11 +290,11 @@ def world_samples(n: int, seed: int = 0) -> list[SceneSample]:
     return samples
 
 
-def skd_example_pairs(n: int = 16, seed: int = 123) -> list[tuple[str, str]]:
+def skd_example_pairs(n: int = 32, seed: int = 123) -> list[tuple[str, str]]:
     """(Alice-style, Bob-style) captions of the same scenes: SKD's in-context examples."""
     rng = np.random.default_rng([seed, 31337])
     pairs = []
     for _ in range(n):
         scene = sample_scene(rng)
-        pairs.append((alice_caption(scene), bob_caption(scene)))
+        pairs.append((alice_caption(scene, rng), bob_caption(scene, rng)))
     return pairs
