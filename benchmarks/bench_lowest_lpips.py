@@ -27,7 +27,7 @@ from lsc.protocol.testing import FakeGenerator, FakePerceptual, fake_backend
 from lsc.schemes import get_scheme
 
 
-def fake_setup(n_images: int, seed: int) -> tuple[Backend, list[tuple[str, np.ndarray, str]], Callable[[], Any]]:
+def fake_setup(n_images: int, seed: int, caption_source: str = "alice", threads: int = 0) -> tuple[Backend, list[tuple[str, np.ndarray, str]], Callable[[], Any]]:
     """A fake backend with simulated costs: 20 ms per generator call + 2 ms per image, 30 ms to build LPIPS."""
     gen = FakeGenerator(size=16, latency_s=0.020, per_image_s=0.002)
     backend = fake_backend(generator=gen)
@@ -43,8 +43,9 @@ def fake_setup(n_images: int, seed: int) -> tuple[Backend, list[tuple[str, np.nd
     return backend, items, lambda: FakePerceptual(build_s=0.030)
 
 
-def world_setup(n_images: int, seed: int) -> tuple[Backend, list[tuple[str, np.ndarray, str]], Callable[[], Any]]:
-    """The world backend; Alice's captions from her captioner; LPIPS rebuilt = attribute net reloaded from disk."""
+def world_setup(n_images: int, seed: int, caption_source: str = "alice", threads: int = 0) -> tuple[Backend, list[tuple[str, np.ndarray, str]], Callable[[], Any]]:
+    """The world backend; captions from Alice's captioner (or the scenes' Bob-style reference captions);
+    LPIPS rebuilt = the attribute network reloaded from disk. LSC_WORLD_WEIGHTS selects a weights folder."""
     from safetensors.torch import load_file
 
     from lsc.backends import load_backend
@@ -53,14 +54,17 @@ def world_setup(n_images: int, seed: int) -> tuple[Backend, list[tuple[str, np.n
     from lsc.backends.world.perceptual import WorldPerceptual
     from lsc.backends.world.scenes import world_samples
 
-    backend = load_backend("world")
+    backend = load_backend("world", {"threads": threads} if threads else {})
     weights = wb.PACKAGED_WEIGHTS
     import os
     from pathlib import Path
 
     weights = Path(os.environ.get("LSC_WORLD_WEIGHTS", weights))
     samples = world_samples(n_images, seed)
-    captions = backend.captioner.caption([s.image for s in samples])
+    if caption_source == "alice":
+        captions = backend.captioner.caption([s.image for s in samples])
+    else:
+        captions = [s.captions[-1] for s in samples]
     items = [(s.image_id, s.image, c) for s, c in zip(samples, captions)]
 
     def rebuild() -> Any:
@@ -104,11 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prompt-order", choices=["send", "caption"], default="send")
+    parser.add_argument("--caption-source", choices=["alice", "dataset"], default="alice")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (world; 0 = torch's default)")
+    parser.add_argument("--max-words", type=int, default=0, help="truncate captions to this many words (0 = all)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
     setup = fake_setup if args.backend == "fake" else world_setup
-    backend, items, rebuild = setup(args.images, args.seed)
+    backend, items, rebuild = setup(args.images, args.seed, args.caption_source, args.threads)
+    if args.max_words:
+        items = [(i, img, " ".join(c.split()[: args.max_words])) for i, img, c in items]
     settings = LoopSettings(prompt_order=args.prompt_order, threshold=backend.default_threshold)
 
     lsc_time = naive_time = 0.0
@@ -136,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     ratio = naive_time / lsc_time if lsc_time > 0 else float("inf")
     figures = {
         "backend": args.backend,
+        "caption_source": args.caption_source,
+        "max_words": args.max_words,
         "images": len(items),
         "words": words_total,
         "lsc_seconds": round(lsc_time, 3),
