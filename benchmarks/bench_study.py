@@ -28,9 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     counters = {"calls": 0, "images": 0, "seconds": 0.0}
     original = ImageContext._generate
 
-    def timed(self, prompts, keys):  # type: ignore[no-untyped-def]
+    def timed(self, prompts, *args, **kwargs):  # type: ignore[no-untyped-def]
         t0 = time.perf_counter()
-        original(self, prompts, keys)
+        original(self, prompts, *args, **kwargs)
         counters["seconds"] += time.perf_counter() - t0
         counters["calls"] += 1
         counters["images"] += len(prompts)
@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         wall = time.perf_counter() - t0
-        report = out / "report.html"
-        print(f"default study: {wall:.1f} s wall (run + report); report.html exists: {report.exists()}")
+        reports = sorted(out.rglob("report.html"))
+        print(f"default study: {wall:.1f} s wall (run + report); report: {reports[0] if reports else 'missing'}")
         print(f"  generator: {counters['calls']} calls, {counters['images']} images, {counters['seconds']:.1f} s (incl. LPIPS)")
     return 0
 
