@@ -1,0 +1,1 @@
+"""Metrics beyond the backend's perceptual distance: SSIM/PSNR (`image`), BLEU/ROUGE-L (`text`)."""
