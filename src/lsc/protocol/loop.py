@@ -260,6 +260,8 @@ def transmit(ctx: ImageContext, scheme: "Scheme | str", settings: LoopSettings |
     if len(set(plan.order)) != len(plan.order) or any(not 0 <= i < len(words) for i in plan.order):
         raise LscError(f"scheme {scheme.name!r} planned an invalid order {plan.order} for {len(words)} words")
 
+    if link is not None and hasattr(link, "prepare"):
+        link.prepare(words)  # semantic channel coding picks this caption's synonyms before sending
     # Channel first: it does not depend on Bob's images, so all prompts are known before generating.
     sent_idx: list[int] = []
     received: dict[int, str] = {}

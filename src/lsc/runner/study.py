@@ -191,8 +191,9 @@ class ImageWorker:
         return Outcome("result", summary, steps, images)
 
     def _link(self, image_id: str, spec: SchemeSpec, cond: Condition) -> Any:
-        if cond.channel.model == "none":
-            return None
+        ch = cond.channel
+        if ch.model == "none" and not ch.word_correction and not ch.scc.enabled:
+            return None  # ideal channel, nothing to transform: the loop's 8*len+8 bits apply
         from lsc.channel.link import WordLink
         from lsc.protocol.words import stable_seed
 
@@ -294,8 +295,9 @@ def run_study(
 
     t0 = time.perf_counter()
     out = Path(out_dir)
-    images = list_images(cfg)  # cheap checks (folder, captions file) before any model loads
+    # Models first: a missing model is the first thing a user on a fresh machine must hear about.
     backend = get_backend(cfg.backend, cfg.backend_options)
+    images = list_images(cfg)
     check_capabilities(backend, [spec.name for spec in cfg.schemes])
     resolved = resolve(cfg, backend)
     prepare_run_dir(out, resolved)
