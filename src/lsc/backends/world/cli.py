@@ -20,7 +20,11 @@ def train_cmd(
     minutes: float = typer.Option(120.0, "--minutes", help="Time budget for this call, split over the parts."),
     parts: Optional[list[str]] = typer.Option(None, "--part", help="classifier, captioner, generator (repeatable; default all)."),
     seed: int = typer.Option(0, "--seed"),
+    generator_steps: int = typer.Option(40000, "--generator-steps", help="Step cap of Bob's generator (batch 32)."),
+    captioner_steps: int = typer.Option(20000, "--captioner-steps", help="Step cap of Alice's captioner (batch 48)."),
+    classifier_steps: int = typer.Option(3000, "--classifier-steps", help="Step cap of the attribute classifier (batch 64)."),
     export: bool = typer.Option(True, "--export/--no-export", help="Write OUT/weights and calibrate the threshold when all parts exist."),
+    eval_scenes: int = typer.Option(200, "--eval-scenes", help="Held-out scenes for the evaluation that calibrates the threshold."),
 ) -> None:
     """Train (or resume training) the world's models on the CPU, then export and calibrate."""
     import torch
@@ -35,12 +39,15 @@ def train_cmd(
         raise ConfigError(f"unknown part {unknown[0]!r}; choose from {', '.join(T.PARTS)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_flush_denormal(True)
-    states = T.train(out, minutes, chosen, seed)
+    caps = {"generator": generator_steps, "captioner": captioner_steps, "classifier": classifier_steps}
+    if min(caps.values()) < 1:
+        raise ConfigError("step caps must be at least 1")
+    states = T.train(out, minutes, chosen, seed, caps)
     typer.echo(json.dumps({p: {"step": s["step"], "elapsed_s": round(s["elapsed_s"])} for p, s in states.items()}))
     if export and all((out / p / "state.json").exists() for p in T.PARTS):
         from lsc.backends.world.release import export_and_calibrate
 
-        typer.echo(json.dumps(export_and_calibrate(out, out / "weights"), indent=1))
+        typer.echo(json.dumps(export_and_calibrate(out, out / "weights", n_scenes=eval_scenes), indent=1))
 
 
 @world_app.command("eval")

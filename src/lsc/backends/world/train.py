@@ -211,6 +211,7 @@ def classifier_loss(model: nets.AttributeNet, images: torch.Tensor, targets: dic
 
 
 def train_classifier(out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 64, max_steps: int = 3000) -> dict:
+    torch.manual_seed(seed + _PART_ID["classifier"])  # the initial weights, before any resume
     model = build_classifier()
 
     def loss_fn(rng, gen, step):
@@ -227,6 +228,7 @@ def train_classifier(out_dir: Path, minutes: float, seed: int = 0, batch_size: i
 
 
 def train_captioner(out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 48, max_steps: int = 20000) -> dict:
+    torch.manual_seed(seed + _PART_ID["captioner"])
     model = build_captioner()
 
     def loss_fn(rng, gen, step):
@@ -245,6 +247,7 @@ def train_captioner(out_dir: Path, minutes: float, seed: int = 0, batch_size: in
 
 
 def train_generator(out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 32, max_steps: int = 40000) -> dict:
+    torch.manual_seed(seed + _PART_ID["generator"])
     text, unet = build_generator()
     ema_text, ema_unet = build_generator()
     ema_text.load_state_dict(text.state_dict())
@@ -270,8 +273,12 @@ def train_generator(out_dir: Path, minutes: float, seed: int = 0, batch_size: in
     )
 
 
-def train(out_dir: Path, minutes: float, parts: tuple[str, ...] = PARTS, seed: int = 0) -> dict:
-    """Train the given parts one after another, splitting the time budget by their needs."""
+def train(out_dir: Path, minutes: float, parts: tuple[str, ...] = PARTS, seed: int = 0, max_steps: dict[str, int] | None = None) -> dict:
+    """Train the given parts one after another, splitting the time budget by their needs.
+
+    A part stops at its time share or at its step cap (`max_steps`), whichever comes first; with caps
+    that the budget allows, the result depends on the seed only, not on the machine's speed.
+    """
     torch.set_flush_denormal(True)  # without it CPU training silently stalls (ENVIRONMENT.md)
     share = {"classifier": 0.08, "captioner": 0.22, "generator": 0.70}
     total = sum(share[p] for p in parts)
@@ -279,7 +286,8 @@ def train(out_dir: Path, minutes: float, parts: tuple[str, ...] = PARTS, seed: i
     for part in parts:
         budget = minutes * share[part] / total
         fn = {"classifier": train_classifier, "captioner": train_captioner, "generator": train_generator}[part]
-        states[part] = fn(Path(out_dir), budget, seed)
+        caps = {"max_steps": max_steps[part]} if max_steps and part in max_steps else {}
+        states[part] = fn(Path(out_dir), budget, seed, **caps)
     return states
 
 
