@@ -109,8 +109,14 @@ def _load_checkpoint(folder: Path, modules: dict[str, torch.nn.Module], opt: tor
     return json.loads((folder / "state.json").read_text())
 
 
-def _lr(step: int, base: float, warmup: int = 300) -> float:
-    return base * min(1.0, (step + 1) / warmup)
+def _lr(step: int, base: float, warmup: int = 300, decay: tuple[int, int, float] | None = None) -> float:
+    """Linear warm-up, constant, then (optionally) linear decay from step d0 to d1 down to base * floor."""
+    lr = base * min(1.0, (step + 1) / warmup)
+    if decay is not None:
+        d0, d1, floor = decay
+        frac = min(1.0, max(0.0, (step - d0) / max(1, d1 - d0)))
+        lr *= 1.0 - frac * (1.0 - floor)
+    return lr
 
 
 def _train_loop(
@@ -126,6 +132,7 @@ def _train_loop(
     ema: dict[str, torch.nn.Module] | None = None,
     ema_decay: float = 0.999,
     checkpoint_every_s: float = 120.0,
+    lr_decay: tuple[int, int, float] | None = None,
 ) -> dict:
     """Generic loop: resumes from the part's folder, trains until the time budget or max_steps."""
     folder = out_dir / part
@@ -142,7 +149,7 @@ def _train_loop(
         data_rng = np.random.default_rng([seed + TRAIN_SEED_OFFSET, _PART_ID[part], step])
         noise_gen = torch.Generator().manual_seed(int(data_rng.integers(2**62)))
         for g in opt.param_groups:
-            g["lr"] = _lr(step, base_lr)
+            g["lr"] = _lr(step, base_lr, decay=lr_decay)
         loss, metrics = loss_fn(data_rng, noise_gen, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -246,7 +253,11 @@ def train_captioner(out_dir: Path, minutes: float, seed: int = 0, batch_size: in
     return _train_loop("captioner", out_dir, minutes, seed, {"model": model}, list(model.parameters()), loss_fn, 5e-4, max_steps)
 
 
-def train_generator(out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 32, max_steps: int = 40000) -> dict:
+GENERATOR_STEPS = 14000
+GENERATOR_LR_DECAY = (8000, 14000, 0.07)  # constant 3e-4 to step 8000, then linear to 2e-5 at 14000
+
+
+def train_generator(out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 32, max_steps: int = GENERATOR_STEPS) -> dict:
     torch.manual_seed(seed + _PART_ID["generator"])
     text, unet = build_generator()
     ema_text, ema_unet = build_generator()
@@ -269,7 +280,7 @@ def train_generator(out_dir: Path, minutes: float, seed: int = 0, batch_size: in
 
     return _train_loop(
         "generator", out_dir, minutes, seed, {"text": text, "unet": unet}, list(text.parameters()) + list(unet.parameters()),
-        loss_fn, 3e-4, max_steps, ema={"text": ema_text, "unet": ema_unet},
+        loss_fn, 3e-4, max_steps, ema={"text": ema_text, "unet": ema_unet}, lr_decay=GENERATOR_LR_DECAY,
     )
 
 
