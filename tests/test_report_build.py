@@ -136,3 +136,16 @@ def test_sweep_table_by_hand(tmp_path: Path) -> None:
     db.close()
     assert body[0][0] == "random"
     assert body[0][2] == f"LPIPS {mean_ci(finals).fmt(3)}; words {mean_ci(hits).fmt(1)} ({len(hits)}/4 reached)"
+
+
+def test_lpips_after_k_words_takes_the_step_or_the_last_one():
+    from types import SimpleNamespace
+
+    from lsc.report.build import lpips_after
+
+    rows = [{"step": i, "lpips": v} for i, v in enumerate([0.9, 0.7, 0.5, 0.4, 0.3])]
+    short = [{"step": i, "lpips": v} for i, v in enumerate([0.8, 0.6])]
+    data = SimpleNamespace(steps={("c", "heads", "a"): rows, ("c", "heads", "b"): short})
+    assert lpips_after(data, "c", "heads", "a", 3) == 0.4
+    assert lpips_after(data, "c", "heads", "b", 3) == 0.6  # 1-word caption: its last image
+    assert lpips_after(data, "c", "heads", "missing", 3) is None

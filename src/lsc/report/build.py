@@ -25,6 +25,18 @@ class Figure:
     path: Path
 
 
+LPIPS_AFTER_WORDS = 3  # the papers compare schemes early in the transmission: LPIPS after 3 words
+
+
+def lpips_after(data: RunData, cond: str, scheme: str, image_id: str, k: int) -> float | None:
+    """LPIPS of Bob's image after k words (the last step if the caption is shorter)."""
+    rows = data.steps.get((cond, scheme, image_id)) or []
+    if not rows:
+        return None
+    at = [r for r in rows if r["step"] <= k]
+    return float(at[-1]["lpips"]) if at else None
+
+
 def scheme_table(data: RunData, cond: str) -> list[dict[str, Any]]:
     """Per scheme: images, failures, success rate, mean words/bits to threshold and final LPIPS with 95% CIs."""
     rows = []
@@ -40,6 +52,7 @@ def scheme_table(data: RunData, cond: str) -> list[dict[str, Any]]:
             "success": "–" if not ok else f"{p:.0%} [{lo:.0%}, {hi:.0%}]",
             "words": mean_ci(s["words_to_threshold"] for s in hits).fmt(2),
             "bits": mean_ci(s["bits_to_threshold"] for s in hits).fmt(1),
+            "lpips_at_3": mean_ci(lpips_after(data, cond, scheme, s["image_id"], LPIPS_AFTER_WORDS) for s in ok).fmt(3),
             "final_lpips": mean_ci(s["final_lpips"] for s in ok).fmt(3),
         })
     if data.oracle and data.threshold is not None:
@@ -56,7 +69,7 @@ def scheme_table(data: RunData, cond: str) -> list[dict[str, Any]]:
             p, lo, hi = wilson(len(hits), len(firsts))
             rows.append({"scheme": "oracle (bound)", "n": len(firsts), "failed": 0,
                          "success": f"{p:.0%} [{lo:.0%}, {hi:.0%}]", "words": mean_ci(hits).fmt(2),
-                         "bits": "–", "final_lpips": mean_ci(finals).fmt(3)})
+                         "bits": "–", "lpips_at_3": "–", "final_lpips": mean_ci(finals).fmt(3)})
     return rows
 
 
@@ -80,8 +93,8 @@ def sweep_table(data: RunData) -> tuple[list[str], list[list[str]]]:
 
 
 TABLE_HEAD = ["scheme", "images", "failed", "success rate [95% CI]", "words to threshold", "bits to threshold",
-              "final LPIPS"]
-TABLE_KEYS = ["scheme", "n", "failed", "success", "words", "bits", "final_lpips"]
+              "LPIPS after 3 words", "final LPIPS"]
+TABLE_KEYS = ["scheme", "n", "failed", "success", "words", "bits", "lpips_at_3", "final_lpips"]
 
 
 def build_report(run_dir: str | Path) -> Path:
