@@ -35,8 +35,8 @@ from lsc.interfaces import (
 log = logging.getLogger("lsc.world")
 
 PACKAGED_WEIGHTS = Path(__file__).parent / "weights"
-DEFAULT_SAMPLER_STEPS = 12
-DEFAULT_GUIDANCE = 2.0
+DEFAULT_SAMPLER_STEPS = 8
+DEFAULT_GUIDANCE = 3.0
 
 
 def _to_unit(images: torch.Tensor) -> np.ndarray:
