@@ -99,8 +99,9 @@ def evaluate_world(backend: Backend, classifier: torch.nn.Module, n_scenes: int 
     accuracy = {k: float(np.mean([h[k] for h in hits])) for k in ("background", "color", "shape", "size", "position", "count")}
 
     # Perceptual distance by words given (first k words of Bob's caption), for a subset of scenes.
+    # A caption shorter than k keeps its full-caption distance at k, so every scene counts at every k.
     n_curve = min(n_scenes, 48)
-    by_k: dict[int, list[float]] = {}
+    curves: list[list[float]] = []
     all_d, all_ok = [], []
     for i in range(n_curve):
         words = bob_prompts[i].split()
@@ -109,11 +110,11 @@ def evaluate_world(backend: Backend, classifier: torch.nn.Module, n_scenes: int 
         ref = backend.perceptual.reference(images[i])
         d = backend.perceptual.distances(ref, imgs)
         ok = [_all_right(truths[i], r) for r in read_attributes(classifier, imgs)]
-        for k, v in enumerate(d):
-            by_k.setdefault(k, []).append(float(v))
+        curves.append([float(v) for v in d])
         all_d.extend(d.tolist())
         all_ok.extend(ok)
-    lpips_by_words = [round(float(np.mean(by_k[k])), 4) for k in sorted(by_k)]
+    longest = max(len(c) for c in curves)
+    lpips_by_words = [round(float(np.mean([c[min(k, len(c) - 1)] for c in curves])), 4) for k in range(longest)]
     threshold = calibrate_threshold(np.array(all_d), np.array(all_ok, dtype=bool))
     return {
         "scenes": n_scenes,
