@@ -48,7 +48,7 @@ def test_default_config_is_packaged_and_has_all_schemes() -> None:
         "attention_combination", "crossattention_match", "nouns", "nouns_verbs", "heads", "heads_attentive",
         "heads_random", "heads_skd",
     ]
-    assert cfg.oracle and cfg.backend == "world" and cfg.images.source == "world" and cfg.images.count == 8
+    assert cfg.oracle and cfg.backend == "world" and cfg.images.source == "world" and cfg.images.count == 4
 
 
 def test_snr_sweep_expands_to_conditions_and_round_trips() -> None:
