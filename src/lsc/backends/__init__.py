@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from lsc.errors import LscError
 from lsc.interfaces import Backend
 
 _LOADERS: dict[str, str] = {
@@ -13,20 +12,28 @@ _LOADERS: dict[str, str] = {
 }
 
 
-class BackendError(LscError):
-    """A backend could not be loaded (missing weights, bad option); the message is one line."""
-
-
 def available_backends() -> list[str]:
     return sorted(_LOADERS)
 
 
-def load_backend(name: str, options: dict[str, Any] | None = None) -> Backend:
-    """Load a backend by name with its options (the config's `backend_options`)."""
-    if name not in _LOADERS:
-        raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(available_backends())}")
-    module_name, func_name = _LOADERS[name].split(":")
+def backend_loader(name: str) -> Callable[..., Backend]:
+    """The loader function of a backend: a registered name, or 'package.module:function' of your own."""
     import importlib
 
-    loader: Callable[..., Backend] = getattr(importlib.import_module(module_name), func_name)
-    return loader(**(options or {}))
+    from lsc.errors import ConfigError
+
+    if ":" in name:
+        module_name, func_name = name.split(":", 1)
+        try:
+            return getattr(importlib.import_module(module_name), func_name)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"backend {name!r} cannot be imported: {exc}") from None
+    if name not in _LOADERS:
+        raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(available_backends())}")
+    module_name, func_name = _LOADERS[name].split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def load_backend(name: str, options: dict[str, Any] | None = None) -> Backend:
+    """Load a backend by name with its options (the config's `backend_options`)."""
+    return backend_loader(name)(**(options or {}))

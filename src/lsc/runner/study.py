@@ -9,7 +9,6 @@ run killed with SIGKILL and resumed gives the numbers of an uninterrupted run.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -60,19 +59,9 @@ def get_backend(name: str, options: dict[str, Any]) -> Backend:
     """Load a backend once per process; 'package.module:function' loads a user's own backend."""
     key = f"{name}\x1f{json.dumps(options, sort_keys=True, default=str)}"
     if key not in _BACKENDS:
-        if ":" in name:
-            module_name, func = name.split(":", 1)
-            try:
-                loader: Callable[..., Backend] = getattr(importlib.import_module(module_name), func)
-            except (ImportError, AttributeError) as exc:
-                raise ConfigError(f"backend {name!r} cannot be imported: {exc}") from None
-        else:
-            from lsc.backends import _LOADERS, available_backends
+        from lsc.backends import backend_loader
 
-            if name not in _LOADERS:
-                raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(available_backends())}")
-            module_name, func = _LOADERS[name].split(":")
-            loader = getattr(importlib.import_module(module_name), func)
+        loader = backend_loader(name)
         _check_options(name, loader, options)
         _BACKENDS[key] = loader(**options)
     return _BACKENDS[key]
