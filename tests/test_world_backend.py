@@ -22,7 +22,7 @@ def test_backend_implements_the_interfaces(backend):
     assert isinstance(backend.bob_text_encoder, TextEncoder)
     assert isinstance(backend.alice_text_encoder, TextEncoder)
     assert backend.missing({"bob_text_attention", "alice_grounding", "bob_cross_attention"}) == []
-    assert backend.bob_vocabulary == frozenset(scenes.BOB_WORDS)
+    assert backend.bob_vocabulary <= frozenset(scenes.BOB_WORDS)
     assert len(backend.skd_examples) >= 8
 
 

@@ -1,6 +1,7 @@
 """The scene world's ground truth: rendering, captions in both styles, held-out study scenes."""
 
 import numpy as np
+import pytest
 
 from lsc.backends.world import scenes
 
@@ -62,3 +63,37 @@ def test_study_scenes_are_stable_and_carry_truth():
 
 def test_unparseable_caption_is_none():
     assert scenes.parse_caption("a dog running in the park") is None
+
+
+def test_bob_training_prompts_use_synonyms_and_reference_captions_do_not():
+    rng = np.random.default_rng(11)
+    seen_synonyms = set()
+    for _ in range(200):
+        scene = scenes.sample_scene(rng)
+        words, roles = scenes.bob_caption_roles(scene, rng)
+        assert len(words) == len(roles)
+        seen_synonyms |= set(words) & set(scenes.SYNONYM_BASE)
+        assert {r for r in roles if r >= 0} == set(range(len(scene.objects)))  # every object is described
+        assert scenes.parse_caption(" ".join(words)) == scene.attributes()
+        assert not set(scenes.bob_caption(scene).split()) & set(scenes.SYNONYM_BASE)  # reference: base words
+    assert seen_synonyms == set(scenes.SYNONYM_BASE)
+
+
+def test_roles_label_each_word_with_what_it_describes():
+    scene = scenes.Scene("night", (scenes.WorldObject("circle", "red", "small", "left"), scenes.WorldObject("square", "blue", "large", "right")))
+    words, roles = scenes.bob_caption_roles(scene)
+    assert " ".join(words) == "night sky with a small red circle at left and a large blue square at right"
+    b, link = scenes.ROLE_BACKGROUND, scenes.ROLE_LINK
+    assert roles == [b, b, link, 0, 0, 0, 0, 0, 0, link, 1, 1, 1, 1, 1, 1]
+
+
+def test_bob_synonyms_are_the_ones_semantic_channel_coding_finds():
+    """SCC looks up longer dominant-sense WordNet synonyms that Bob knows: the world's must be among them."""
+    from lsc.language.synonyms import longer_synonyms, wordnet_available
+
+    if not wordnet_available():
+        pytest.skip("WordNet is not installed (scripts/install_wordnet.sh)")
+    for base, synonyms in scenes.BOB_SYNONYMS.items():
+        pos = "ADJ" if base in scenes.COLORS else "NOUN"
+        found = longer_synonyms(base, pos, 1, None)
+        assert set(synonyms) <= set(found), (base, found)

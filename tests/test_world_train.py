@@ -52,3 +52,47 @@ def test_world_train_command_exports_weights(tmp_path):
 def test_world_train_rejects_bad_values(tmp_path):
     result = CliRunner().invoke(app, ["world", "train", "--out", str(tmp_path), "--minutes", "-1"])
     assert result.exit_code != 0
+
+
+def test_binding_targets_label_object_words_with_their_object():
+    from lsc.backends.world import scenes
+
+    scene = scenes.Scene("grass", (scenes.WorldObject("circle", "red", "small", "left"), scenes.WorldObject("square", "blue", "large", "right")))
+    words, roles = scenes.bob_caption_roles(scene)
+    t = T.binding_targets([scene], [roles], len(words) + 1)
+    assert t["color"][0, 0] == -100  # [BOS]
+    first, second = words.index("circle") + 1, words.index("square") + 1
+    assert t["color"][0, first] == scenes.COLORS.index("red") and t["slot"][0, first] == 0
+    assert t["color"][0, second] == scenes.COLORS.index("blue") and t["slot"][0, second] == 2
+    assert t["background"][0, 1] == scenes.BACKGROUNDS.index("grass") and t["color"][0, 1] == -100
+    assert t["color"][0, words.index("with") + 1] == -100
+
+
+def test_fine_tuning_starts_new_synonyms_as_their_base_word(tmp_path):
+    from lsc.backends.world import scenes
+    from lsc.backends.world.release import write_random_weights
+
+    weights = write_random_weights(tmp_path / "w")
+    meta = json.loads((weights / "world.json").read_text())
+    old_vocab = [w for w in meta["bob_vocab"] if w != "crimson"]  # weights from before "crimson" existed
+    state = load_file(str(weights / "bob_text.safetensors"))
+    keep = [meta["bob_vocab"].index(w) for w in old_vocab]
+    state["embed.weight"] = state["embed.weight"][keep].contiguous()
+    from safetensors.torch import save_file
+
+    save_file(state, str(weights / "bob_text.safetensors"))
+    (weights / "world.json").write_text(json.dumps({**meta, "bob_vocab": old_vocab}))
+    text, unet = T.build_generator()
+    T.init_generator_from(weights, text, unet)
+    row = {w: text.embed.weight[i] for i, w in enumerate(T.BOB_VOCAB.itos)}
+    torch.testing.assert_close(row["crimson"], row["red"])
+    torch.testing.assert_close(row["red"], state["embed.weight"][old_vocab.index("red")].float())
+    assert scenes.SYNONYM_BASE["crimson"] == "red"
+
+
+def test_fine_tuning_runs_from_weights(tmp_path):
+    from lsc.backends.world.release import write_random_weights
+
+    weights = write_random_weights(tmp_path / "w")
+    state = T.train_generator(tmp_path / "t", minutes=5, max_steps=2, batch_size=4, init_from=weights)
+    assert state["step"] == 2 and {"flow", "bind"} <= set(state["metrics"])

@@ -285,7 +285,7 @@ def load_world_backend(
         capabilities=frozenset(
             {CAP_GENERATOR, CAP_PERCEPTUAL, CAP_BOB_ATTENTION, CAP_ALICE_ATTENTION, CAP_ALICE_GROUNDING, CAP_BOB_CROSS_ATTENTION}
         ),
-        bob_vocabulary=frozenset(scenes.BOB_WORDS),
+        bob_vocabulary=frozenset(models.bob_vocab.itos[4:]),  # the words these weights learnt
         skd_examples=scenes.skd_example_pairs(),
         default_threshold=float(models.meta.get("threshold", 0.5)),
     )

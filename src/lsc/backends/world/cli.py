@@ -25,6 +25,9 @@ def train_cmd(
     classifier_steps: int = typer.Option(3000, "--classifier-steps", help="Step cap of the attribute classifier (batch 64)."),
     export: bool = typer.Option(True, "--export/--no-export", help="Write OUT/weights and calibrate the threshold when all parts exist."),
     eval_scenes: int = typer.Option(200, "--eval-scenes", help="Held-out scenes for the evaluation that calibrates the threshold."),
+    init_generator: Optional[Path] = typer.Option(
+        None, "--init-generator", help="Fine-tune Bob's generator from this weights folder (e.g. the shipped weights) instead of from scratch."
+    ),
 ) -> None:
     """Train (or resume training) the world's models on the CPU, then export and calibrate."""
     import torch
@@ -42,7 +45,9 @@ def train_cmd(
     caps = {"generator": generator_steps, "captioner": captioner_steps, "classifier": classifier_steps}
     if min(caps.values()) < 1:
         raise ConfigError("step caps must be at least 1")
-    states = T.train(out, minutes, chosen, seed, caps)
+    if init_generator is not None and not (init_generator / "world.json").exists():
+        raise ConfigError(f"--init-generator {init_generator}: no world.json there (expected a weights folder)")
+    states = T.train(out, minutes, chosen, seed, caps, init_generator=init_generator)
     typer.echo(json.dumps({p: {"step": s["step"], "elapsed_s": round(s["elapsed_s"])} for p, s in states.items()}))
     if export and all((out / p / "state.json").exists() for p in T.PARTS):
         from lsc.backends.world.release import export_and_calibrate

@@ -63,6 +63,22 @@ BOB_BACKGROUND = {
     "brick": "brick wall",
 }
 
+# Bob's prompts also use longer synonyms for some words, as CLIP prompts vary their wording. They are
+# the dominant-sense WordNet synonyms of the base words, so semantic channel coding (SCC, which looks
+# synonyms up in WordNet and keeps those Bob knows) finds them. Each occurrence in a training prompt
+# becomes a synonym with probability BOB_SYNONYM_RATE; reference captions use the base words.
+BOB_SYNONYMS = {
+    "red": ("crimson", "scarlet"),
+    "blue": ("bluish",),
+    "yellow": ("yellowish",),
+    "purple": ("purplish",),
+    "orange": ("orangish",),
+    "triangle": ("trilateral",),
+    "night": ("nighttime",),
+}
+BOB_SYNONYM_RATE = 0.4
+SYNONYM_BASE = {syn: base for base, syns in BOB_SYNONYMS.items() for syn in syns}
+
 _SLOT_X = {"left": 5.5, "middle": 16.0, "right": 26.5}
 _RADIUS = {"small": 3.6, "large": 5.2}
 
@@ -91,9 +107,12 @@ class Scene:
         }
 
 
-def sample_scene(rng: np.random.Generator) -> Scene:
-    """A random scene: 1 object (40%), 2 (40%) or 3 (20%) in distinct slots, left to right."""
-    count = int(rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2]))
+COUNT_PROBABILITIES = (0.4, 0.4, 0.2)
+
+
+def sample_scene(rng: np.random.Generator, count_p: tuple[float, float, float] = COUNT_PROBABILITIES) -> Scene:
+    """A random scene: 1 object (40%), 2 (40%) or 3 (20%) by default, in distinct slots, left to right."""
+    count = int(rng.choice([1, 2, 3], p=list(count_p)))
     slots = sorted(rng.choice(3, size=count, replace=False).tolist())
     objects = tuple(
         WorldObject(
@@ -191,14 +210,42 @@ def alice_caption(scene: Scene, rng: np.random.Generator | None = None) -> str:
     return body
 
 
-def bob_caption(scene: Scene, rng: np.random.Generator | None = None) -> str:
-    """Bob's (CLIP-prompt-like) phrasing: background first or last, tag-like words."""
-    parts = [f"a {BOB_SIZE[o.size]} {o.color} {BOB_SHAPE[o.shape]} {BOB_SLOT[o.slot]}" for o in scene.objects]
-    objects = " and ".join(parts)
+ROLE_BACKGROUND, ROLE_LINK = -1, -2
+
+
+def bob_caption_roles(scene: Scene, rng: np.random.Generator | None = None, synonyms: bool = True) -> tuple[list[str], list[int]]:
+    """Bob's prompt as words, and what each word describes: object index, ROLE_BACKGROUND or ROLE_LINK.
+
+    The roles label the training prompts for the text encoder's binding objective (train.py); they
+    come from how the prompt was written, never from parsing it.
+    """
+    objects: list[tuple[str, int]] = []
+    for j, o in enumerate(scene.objects):
+        if j:
+            objects.append(("and", ROLE_LINK))
+        phrase = f"a {BOB_SIZE[o.size]} {o.color} {BOB_SHAPE[o.shape]} {BOB_SLOT[o.slot]}"
+        objects.extend((w, j) for w in phrase.split())
+    background = [(w, ROLE_BACKGROUND) for w in BOB_BACKGROUND[scene.background].split()]
     variant = 0 if rng is None else int(rng.integers(2))
     if variant == 1:
-        return f"{objects} with {BOB_BACKGROUND[scene.background]}"
-    return f"{BOB_BACKGROUND[scene.background]} with {objects}"
+        pairs = objects + [("with", ROLE_LINK)] + background
+    else:
+        pairs = background + [("with", ROLE_LINK)] + objects
+    words = [w for w, _ in pairs]
+    if rng is not None and synonyms:
+        for i, w in enumerate(words):
+            if w in BOB_SYNONYMS and rng.random() < BOB_SYNONYM_RATE:
+                choices = BOB_SYNONYMS[w]
+                words[i] = choices[int(rng.integers(len(choices)))]
+    return words, [r for _, r in pairs]
+
+
+def bob_caption(scene: Scene, rng: np.random.Generator | None = None, synonyms: bool = True) -> str:
+    """Bob's (CLIP-prompt-like) phrasing: background first or last, tag-like words.
+
+    With an rng, the phrasing is drawn and (with `synonyms`) some words become their synonyms.
+    """
+    return " ".join(bob_caption_roles(scene, rng, synonyms)[0])
 
 
 def _vocabulary(captions: list[str]) -> list[str]:
@@ -222,6 +269,7 @@ BOB_WORDS: list[str] = _vocabulary(
     + _all_phrases(BOB_SIZE)
     + _all_phrases(BOB_SLOT)
     + _all_phrases(BOB_BACKGROUND)
+    + list(SYNONYM_BASE)
 )
 
 
@@ -230,7 +278,7 @@ def parse_caption(caption: str) -> dict[str, Any] | None:
 
     Returns None when the caption does not follow the world's grammar.
     """
-    text = " " + " ".join(caption.split()) + " "
+    text = " " + " ".join(SYNONYM_BASE.get(w, w) for w in caption.split()) + " "
     background = None
     for table in (ALICE_BACKGROUND, BOB_BACKGROUND):
         for key, phrase in sorted(table.items(), key=lambda kv: -len(kv[1])):
@@ -260,8 +308,8 @@ class WorldBatch:
     scenes: list[Scene] = field(default_factory=list)
 
 
-def sample_batch(rng: np.random.Generator, batch_size: int) -> WorldBatch:
-    scenes = [sample_scene(rng) for _ in range(batch_size)]
+def sample_batch(rng: np.random.Generator, batch_size: int, count_p: tuple[float, float, float] = COUNT_PROBABILITIES) -> WorldBatch:
+    scenes = [sample_scene(rng, count_p) for _ in range(batch_size)]
     return WorldBatch(np.stack([render(s) for s in scenes]), scenes)
 
 
@@ -296,5 +344,5 @@ def skd_example_pairs(n: int = 32, seed: int = 123) -> list[tuple[str, str]]:
     pairs = []
     for _ in range(n):
         scene = sample_scene(rng)
-        pairs.append((alice_caption(scene, rng), bob_caption(scene, rng)))
+        pairs.append((alice_caption(scene, rng), bob_caption(scene, rng, synonyms=False)))
     return pairs

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from lsc.backends.world import nets, scenes
 
@@ -255,11 +256,80 @@ def train_captioner(out_dir: Path, minutes: float, seed: int = 0, batch_size: in
 
 GENERATOR_STEPS = 14000
 GENERATOR_LR_DECAY = (8000, 14000, 0.07)  # constant 3e-4 to step 8000, then linear to 2e-5 at 14000
+FINETUNE_LR = 2e-4
+FINETUNE_COUNT_P = (0.25, 0.4, 0.35)  # fine-tuning sees more 2- and 3-object scenes: binding is the hard part
+BINDING_WEIGHT = 0.05
 
 
-def train_generator(out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 32, max_steps: int = GENERATOR_STEPS) -> dict:
+class BindingHead(nn.Module):
+    """Training-only probe on Bob's text features: from each word of a full prompt, predict the
+    colour, shape, size and slot of the object it describes (or the background).
+
+    Without it the text encoder learns colours as a bag of words and the U-Net paints a prompt's
+    colours on the wrong objects; with it every word of an object phrase carries the whole object,
+    which is what the U-Net's cross-attention needs to bind. It is not shipped.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.sizes = {"color": len(scenes.COLORS), "shape": len(scenes.SHAPES), "size": len(scenes.SIZES), "slot": len(scenes.SLOTS), "background": len(scenes.BACKGROUNDS)}
+        self.proj = nn.Linear(dim, sum(self.sizes.values()))
+
+    def forward(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(zip(self.sizes, self.proj(feats).split(list(self.sizes.values()), dim=-1)))
+
+
+def binding_targets(batch_scenes: list[scenes.Scene], roles: list[list[int]], width: int) -> dict[str, torch.Tensor]:
+    """Per-token targets (B, width) for BindingHead; -100 where a word says nothing about the key.
+    Token 0 is [BOS]; word i of a prompt is token i + 1."""
+    b = len(batch_scenes)
+    out = {k: torch.full((b, width), -100, dtype=torch.long) for k in ("color", "shape", "size", "slot", "background")}
+    for i, (scene, rs) in enumerate(zip(batch_scenes, roles)):
+        for w, r in enumerate(rs[: width - 1]):
+            if r == scenes.ROLE_BACKGROUND:
+                out["background"][i, w + 1] = scenes.BACKGROUNDS.index(scene.background)
+            elif r >= 0:
+                o = scene.objects[r]
+                out["color"][i, w + 1] = scenes.COLORS.index(o.color)
+                out["shape"][i, w + 1] = scenes.SHAPES.index(o.shape)
+                out["size"][i, w + 1] = scenes.SIZES.index(o.size)
+                out["slot"][i, w + 1] = scenes.SLOTS.index(o.slot)
+    return out
+
+
+def init_generator_from(weights_dir: Path, text: nets.BobTextEncoder, unet: nets.FlowUNet) -> None:
+    """Start from shipped (or exported) generator weights; words new to this vocabulary start as the
+    word they are a synonym of, so fine-tuning begins from a model that already draws them."""
+    meta = json.loads((Path(weights_dir) / "world.json").read_text())
+    old_index = {w: i for i, w in enumerate(meta["bob_vocab"])}
+    text_state = {k: v.float() for k, v in load_file(str(Path(weights_dir) / "bob_text.safetensors")).items()}
+    old_embed = text_state["embed.weight"]
+    embed = text.embed.weight.detach().clone()
+    for i, word in enumerate(BOB_VOCAB.itos):
+        source = word if word in old_index else scenes.SYNONYM_BASE.get(word)
+        if source in old_index:
+            embed[i] = old_embed[old_index[source]]
+    text_state["embed.weight"] = embed
+    text.load_state_dict(text_state)
+    unet.load_state_dict({k: v.float() for k, v in load_file(str(Path(weights_dir) / "bob_unet.safetensors")).items()})
+
+
+def train_generator(
+    out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 32, max_steps: int = GENERATOR_STEPS, init_from: Path | None = None
+) -> dict:
+    """Bob's text encoder + U-Net: rectified flow on partial prompts, plus the binding objective.
+
+    With `init_from` (a weights folder), fine-tune from those weights: a fresh optimizer, FINETUNE_LR
+    with linear decay over the last 60% of `max_steps`, and more multi-object scenes.
+    """
     torch.manual_seed(seed + _PART_ID["generator"])
     text, unet = build_generator()
+    binding = BindingHead(text.cfg.dim)
+    if init_from is not None:
+        init_generator_from(init_from, text, unet)
+        base_lr, decay, count_p = FINETUNE_LR, (int(0.4 * max_steps), max_steps, 0.1), FINETUNE_COUNT_P
+    else:
+        base_lr, decay, count_p = 3e-4, GENERATOR_LR_DECAY, scenes.COUNT_PROBABILITIES
     ema_text, ema_unet = build_generator()
     ema_text.load_state_dict(text.state_dict())
     ema_unet.load_state_dict(unet.state_dict())
@@ -267,8 +337,9 @@ def train_generator(out_dir: Path, minutes: float, seed: int = 0, batch_size: in
         p.requires_grad_(False)
 
     def loss_fn(rng, gen, step):
-        batch = scenes.sample_batch(rng, batch_size)
-        prompts = [partial_prompt(scenes.bob_caption(s, rng).split(), rng) for s in batch.scenes]
+        batch = scenes.sample_batch(rng, batch_size, count_p)
+        full = [scenes.bob_caption_roles(s, rng) for s in batch.scenes]
+        prompts = [partial_prompt(words, rng) for words, _ in full]
         tokens = encode_prompts(BOB_VOCAB, prompts, text.cfg.max_len)
         x0 = to_tensor(batch.images)
         noise = torch.randn(x0.shape, generator=gen)
@@ -276,15 +347,24 @@ def train_generator(out_dir: Path, minutes: float, seed: int = 0, batch_size: in
         xt = (1 - t[:, None, None, None]) * x0 + t[:, None, None, None] * noise
         feats, padding = text(tokens)
         v = unet(xt, t, feats, padding)
-        return F.mse_loss(v, noise - x0), {}
+        flow = F.mse_loss(v, noise - x0)
+        full_tokens = encode_prompts(BOB_VOCAB, [w for w, _ in full], text.cfg.max_len)
+        targets = binding_targets(batch.scenes, [r for _, r in full], full_tokens.shape[1])
+        logits = binding(text(full_tokens)[0])
+        bind = sum(F.cross_entropy(logits[k].flatten(0, 1), targets[k].flatten(), ignore_index=-100) for k in targets)
+        return flow + BINDING_WEIGHT * bind, {"flow": flow.item(), "bind": bind.item()}
 
     return _train_loop(
-        "generator", out_dir, minutes, seed, {"text": text, "unet": unet}, list(text.parameters()) + list(unet.parameters()),
-        loss_fn, 3e-4, max_steps, ema={"text": ema_text, "unet": ema_unet}, lr_decay=GENERATOR_LR_DECAY,
+        "generator", out_dir, minutes, seed, {"text": text, "unet": unet, "binding": binding},
+        list(text.parameters()) + list(unet.parameters()) + list(binding.parameters()),
+        loss_fn, base_lr, max_steps, ema={"text": ema_text, "unet": ema_unet}, lr_decay=decay,
     )
 
 
-def train(out_dir: Path, minutes: float, parts: tuple[str, ...] = PARTS, seed: int = 0, max_steps: dict[str, int] | None = None) -> dict:
+def train(
+    out_dir: Path, minutes: float, parts: tuple[str, ...] = PARTS, seed: int = 0, max_steps: dict[str, int] | None = None,
+    init_generator: Path | None = None,
+) -> dict:
     """Train the given parts one after another, splitting the time budget by their needs.
 
     A part stops at its time share or at its step cap (`max_steps`), whichever comes first; with caps
@@ -297,8 +377,10 @@ def train(out_dir: Path, minutes: float, parts: tuple[str, ...] = PARTS, seed: i
     for part in parts:
         budget = minutes * share[part] / total
         fn = {"classifier": train_classifier, "captioner": train_captioner, "generator": train_generator}[part]
-        caps = {"max_steps": max_steps[part]} if max_steps and part in max_steps else {}
-        states[part] = fn(Path(out_dir), budget, seed, **caps)
+        kwargs: dict = {"max_steps": max_steps[part]} if max_steps and part in max_steps else {}
+        if part == "generator" and init_generator is not None:
+            kwargs["init_from"] = Path(init_generator)
+        states[part] = fn(Path(out_dir), budget, seed, **kwargs)
     return states
 
 
