@@ -53,6 +53,24 @@ def register(app: typer.Typer) -> None:
         for path in api.export(run_dir, format, out):  # type: ignore[arg-type]
             typer.echo(str(path))
 
+    @app.command("compare")
+    def compare_cmd(
+        run_dirs: List[Path] = typer.Argument(..., help="run folders of the same images (e.g. one per channel variant)"),
+        scheme: str = typer.Option("heads", "--scheme", help="the scheme to compare across the runs"),
+        label: List[str] = typer.Option([], "--label", help="a name per run, in order (default: folder names)"),
+        plot: Optional[Path] = typer.Option(None, "--plot", help="also draw final LPIPS and success rate vs SNR to this PNG"),
+        as_json: bool = typer.Option(False, "--json", help="print a JSON list instead of a markdown table"),
+    ) -> None:
+        """One scheme across runs, SNR by SNR: final LPIPS, success rate, words to threshold, 95% CIs."""
+        import json
+
+        from lsc.report.compare import compare_runs, markdown_table, plot_comparison
+
+        cells = compare_runs(run_dirs, scheme, label or None)
+        if plot is not None:
+            plot_comparison(cells, plot)
+        typer.echo(json.dumps([c.as_dict() for c in cells], indent=1) if as_json else markdown_table(cells))
+
     @app.command("schemes")
     def schemes_cmd() -> None:
         """List the ordering schemes: name, what it does, what Alice must hold."""

@@ -288,6 +288,8 @@ def run_study(
     backend = get_backend(cfg.backend, cfg.backend_options)
     images = list_images(cfg)
     check_capabilities(backend, [spec.name for spec in cfg.schemes])
+    if cfg.channel.word_correction and backend.bob_vocabulary is None:
+        raise ConfigError(f"channel.word_correction needs Bob's vocabulary, and the {backend.name!r} backend has none")
     resolved = resolve(cfg, backend)
     prepare_run_dir(out, resolved)
     (out / IMAGES_DIR).mkdir(exist_ok=True)

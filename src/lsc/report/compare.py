@@ -1,0 +1,114 @@
+"""Compare one scheme across several runs (e.g. SCC on/off x word correction on/off) SNR by SNR.
+
+A run folder holds one channel configuration; an ablation is several runs of the same images. This
+module lines them up: per run and SNR, final LPIPS and words to threshold (mean ± 95% CI) and the
+success rate (Wilson 95% interval), as a markdown table, a JSON-able list and one figure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from lsc.errors import LscError
+from lsc.report.data import RunData, load_run
+from lsc.report.stats import mean_ci, wilson
+
+
+@dataclass
+class Cell:
+    """One run at one SNR (snr None = ideal channel)."""
+
+    run: str
+    snr_db: float | None
+    n: int
+    final_lpips: Any  # MeanCI
+    words: Any  # MeanCI over the transmissions that reached the threshold
+    success: tuple[float, float, float]  # rate, low, high
+
+    def as_dict(self) -> dict[str, Any]:
+        def ci(m: Any) -> dict[str, float | None]:
+            return {"mean": None if math.isnan(m.mean) else round(m.mean, 4), "ci95": None if math.isnan(m.half) else round(m.half, 4), "n": m.n}
+
+        p, lo, hi = self.success
+        return {"run": self.run, "snr_db": self.snr_db, "n": self.n, "final_lpips": ci(self.final_lpips), "words_to_threshold": ci(self.words),
+                "success_rate": round(p, 4), "success_ci95": [round(lo, 4), round(hi, 4)]}
+
+    def text(self) -> str:
+        p, lo, hi = self.success
+        return f"{self.final_lpips.fmt(3)} / {p:.0%} [{lo:.0%}, {hi:.0%}] / {self.words.fmt(1)}"
+
+
+def _label(run_dir: Path, given: str | None) -> str:
+    return given or run_dir.name
+
+
+def compare_runs(run_dirs: Sequence[str | Path], scheme: str, labels: Sequence[str] | None = None) -> list[Cell]:
+    """Cells for every (run, condition) in which `scheme` has successful transmissions."""
+    if labels and len(labels) != len(run_dirs):
+        raise LscError(f"{len(labels)} labels for {len(run_dirs)} runs")
+    cells: list[Cell] = []
+    for i, run_dir in enumerate(run_dirs):
+        path = Path(run_dir)
+        if not (path / "results.sqlite").exists():
+            raise LscError(f"{path}: not a run folder (no results.sqlite)")
+        data: RunData = load_run(path)
+        if scheme not in data.schemes:
+            raise LscError(f"{path}: no scheme {scheme!r} (it has {', '.join(data.schemes) or 'none'})")
+        for cond, snr in data.conds or [("", None)]:
+            ok = data.ok(cond, scheme)
+            if not ok:
+                continue
+            hits = [s["words_to_threshold"] for s in ok if s["words_to_threshold"] is not None]
+            cells.append(Cell(_label(path, labels[i] if labels else None), snr, len(ok), mean_ci(s["final_lpips"] for s in ok),
+                              mean_ci(hits), wilson(len(hits), len(ok))))
+    return cells
+
+
+def markdown_table(cells: Sequence[Cell]) -> str:
+    """Rows = runs, columns = SNRs; each cell 'final LPIPS ± CI / success [CI] / words ± CI'."""
+    runs = list(dict.fromkeys(c.run for c in cells))
+    snrs = sorted({c.snr_db for c in cells}, key=lambda v: (v is None, v or 0.0))
+    head = ["run"] + ["ideal" if s is None else f"{s:g} dB" for s in snrs]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    by_key = {(c.run, c.snr_db): c for c in cells}
+    for run in runs:
+        lines.append("| " + " | ".join([run] + [by_key[(run, s)].text() if (run, s) in by_key else "–" for s in snrs]) + " |")
+    lines.append("")
+    lines.append("Each cell: final LPIPS (mean ± 95% CI) / success rate [Wilson 95% CI] / words to threshold among successes (mean ± 95% CI).")
+    return "\n".join(lines)
+
+
+def plot_comparison(cells: Sequence[Cell], path: Path, threshold: float | None = None) -> bool:
+    """Final LPIPS and success rate against SNR, one line per run, 95% error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    swept = [c for c in cells if c.snr_db is not None]
+    if not swept:
+        return False
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for run in dict.fromkeys(c.run for c in swept):
+        mine = sorted((c for c in swept if c.run == run), key=lambda c: c.snr_db)
+        xs = [c.snr_db for c in mine]
+        ax1.errorbar(xs, [c.final_lpips.mean for c in mine], yerr=[0 if math.isnan(c.final_lpips.half) else c.final_lpips.half for c in mine],
+                     marker="o", capsize=3, label=run)
+        ax2.errorbar(xs, [100 * c.success[0] for c in mine],
+                     yerr=[[100 * (c.success[0] - c.success[1]) for c in mine], [100 * (c.success[2] - c.success[0]) for c in mine]],
+                     marker="o", capsize=3, label=run)
+    if threshold is not None:
+        ax1.axhline(threshold, color="grey", linestyle=":", label="success threshold")
+    ax1.set(xlabel="SNR (dB)", ylabel="final LPIPS", title="Final LPIPS vs SNR (95% CI)")
+    ax2.set(xlabel="SNR (dB)", ylabel="success rate (%)", title="Reached the threshold (Wilson 95% CI)")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

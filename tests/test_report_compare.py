@@ -1,0 +1,57 @@
+"""`lsc compare`: one scheme across runs (channel variants), SNR by SNR, with the report's statistics."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from lsc.cli import app
+from lsc.report.compare import compare_runs, markdown_table
+from lsc.report.stats import mean_ci, wilson
+from test_report_build import _run
+from test_runner_config import lsc_cli
+
+
+def test_compare_two_runs_by_hand(tmp_path: Path) -> None:
+    a = _run(tmp_path / "a", ["heads_random"], ["channel.model=analytic", "channel.snr_db=[0, 30]"])
+    b = _run(tmp_path / "b", ["heads_random"], ["channel.model=analytic", "channel.snr_db=[0, 30]", "channel.modulation=bpsk"])
+    cells = compare_runs([a, b], "heads_random", ["qam16", "bpsk"])
+    assert [(c.run, c.snr_db) for c in cells] == [("qam16", 0.0), ("qam16", 30.0), ("bpsk", 0.0), ("bpsk", 30.0)]
+    db = sqlite3.connect(b / "results.sqlite")
+    rows = db.execute("SELECT final_lpips, words_to_threshold FROM summary WHERE snr_db = 30 AND status = 'ok'").fetchall()
+    db.close()
+    cell = cells[3]
+    hits = [w for _, w in rows if w is not None]
+    assert cell.n == len(rows)
+    assert cell.final_lpips.fmt(3) == mean_ci(f for f, _ in rows).fmt(3)
+    assert cell.success == wilson(len(hits), len(rows))
+    table = markdown_table(cells)
+    assert table.splitlines()[0] == "| run | 0 dB | 30 dB |"
+    assert table.splitlines()[3].startswith("| bpsk | ")
+
+
+def test_compare_command(tmp_path: Path) -> None:
+    a = _run(tmp_path / "a", ["heads_random"], ["channel.model=analytic", "channel.snr_db=[0, 30]"])
+    plot = tmp_path / "cmp.png"
+    result = CliRunner().invoke(app, ["compare", str(a), str(a), "--scheme", "heads_random", "--label", "x", "--label", "y",
+                                      "--plot", str(plot), "--json"])
+    assert result.exit_code == 0, result.output
+    cells = json.loads(result.output)
+    assert len(cells) == 4 and {c["run"] for c in cells} == {"x", "y"}
+    assert plot.stat().st_size > 0
+    bad = lsc_cli("compare", str(a), "--scheme", "nope")
+    assert bad.returncode == 2 and bad.stderr.strip() == f"error: {a}: no scheme 'nope' (it has heads_random)"
+    missing = lsc_cli("compare", str(tmp_path / "none"))
+    assert missing.returncode == 2 and "not a run folder" in missing.stderr
+
+
+def test_word_correction_without_a_vocabulary_stops_before_the_study(tmp_path: Path) -> None:
+    import pytest
+
+    from lsc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs Bob's vocabulary"):
+        _run(tmp_path, ["heads_random"], ["channel.model=analytic", "channel.snr_db=[0]", "channel.word_correction=true"])
