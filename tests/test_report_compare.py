@@ -28,6 +28,10 @@ def test_compare_two_runs_by_hand(tmp_path: Path) -> None:
     assert cell.n == len(rows)
     assert cell.final_lpips.fmt(3) == mean_ci(f for f, _ in rows).fmt(3)
     assert cell.success == wilson(len(hits), len(rows))
+    db = sqlite3.connect(b / "results.sqlite")
+    last_bits = [r[0] for r in db.execute("SELECT MAX(cum_bits) FROM steps WHERE snr_db = 30 GROUP BY image_id")]
+    db.close()
+    assert cell.bits.fmt(1) == mean_ci(last_bits).fmt(1)
     table = markdown_table(cells)
     assert table.splitlines()[0] == "| run | 0 dB | 30 dB |"
     assert table.splitlines()[3].startswith("| bpsk | ")
@@ -41,6 +45,8 @@ def test_compare_command(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     cells = json.loads(result.output)
     assert len(cells) == 4 and {c["run"] for c in cells} == {"x", "y"}
+    assert all(0 <= c["words_with_bit_errors"] <= 1 and c["bits_per_caption"]["mean"] > 0 for c in cells)
+    assert cells[0]["words_with_bit_errors"] > cells[1]["words_with_bit_errors"]  # 0 dB flips more than 30 dB
     assert plot.stat().st_size > 0
     bad = lsc_cli("compare", str(a), "--scheme", "nope")
     assert bad.returncode == 2 and bad.stderr.strip() == f"error: {a}: no scheme 'nope' (it has heads_random)"

@@ -27,6 +27,8 @@ class Cell:
     final_lpips: Any  # MeanCI
     words: Any  # MeanCI over the transmissions that reached the threshold
     success: tuple[float, float, float]  # rate, low, high
+    bits: Any = None  # MeanCI of the bits a whole caption cost (after SCC and channel coding)
+    words_with_bit_errors: float = float("nan")  # share of sent words that arrived with at least one flipped bit
 
     def as_dict(self) -> dict[str, Any]:
         def ci(m: Any) -> dict[str, float | None]:
@@ -34,7 +36,9 @@ class Cell:
 
         p, lo, hi = self.success
         return {"run": self.run, "snr_db": self.snr_db, "n": self.n, "final_lpips": ci(self.final_lpips), "words_to_threshold": ci(self.words),
-                "success_rate": round(p, 4), "success_ci95": [round(lo, 4), round(hi, 4)]}
+                "success_rate": round(p, 4), "success_ci95": [round(lo, 4), round(hi, 4)],
+                "bits_per_caption": ci(self.bits) if self.bits is not None else None,
+                "words_with_bit_errors": None if math.isnan(self.words_with_bit_errors) else round(self.words_with_bit_errors, 4)}
 
     def text(self) -> str:
         p, lo, hi = self.success
@@ -62,8 +66,11 @@ def compare_runs(run_dirs: Sequence[str | Path], scheme: str, labels: Sequence[s
             if not ok:
                 continue
             hits = [s["words_to_threshold"] for s in ok if s["words_to_threshold"] is not None]
+            steps = [data.steps.get((cond, scheme, s["image_id"])) or [] for s in ok]
+            sent = [r for rows in steps for r in rows]
+            hit_share = sum(1 for r in sent if (r["bit_errors"] or 0) > 0) / len(sent) if sent else float("nan")
             cells.append(Cell(_label(path, labels[i] if labels else None), snr, len(ok), mean_ci(s["final_lpips"] for s in ok),
-                              mean_ci(hits), wilson(len(hits), len(ok))))
+                              mean_ci(hits), wilson(len(hits), len(ok)), mean_ci(rows[-1]["cum_bits"] for rows in steps if rows), hit_share))
     return cells
 
 
@@ -78,6 +85,14 @@ def markdown_table(cells: Sequence[Cell]) -> str:
         lines.append("| " + " | ".join([run] + [by_key[(run, s)].text() if (run, s) in by_key else "–" for s in snrs]) + " |")
     lines.append("")
     lines.append("Each cell: final LPIPS (mean ± 95% CI) / success rate [Wilson 95% CI] / words to threshold among successes (mean ± 95% CI).")
+    lines.append("")
+    lines.append("| run | bits per caption | words with bit errors, by SNR |")
+    lines.append("|---|---|---|")
+    for run in runs:
+        mine = [by_key[(run, s)] for s in snrs if (run, s) in by_key]
+        bits = mine[0].bits.fmt(0) if mine and mine[0].bits is not None else "–"
+        shares = ", ".join("–" if math.isnan(c.words_with_bit_errors) else f"{c.words_with_bit_errors:.0%}" for c in mine)
+        lines.append(f"| {run} | {bits} | {shares} |")
     return "\n".join(lines)
 
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The SCC x word-correction study of issue 6 on the world: four runs of configs/examples/snr_sweep.yaml
+# (two at a time, one torch thread each), then one comparison table and figure. Resumable: run it again.
+# Usage: bash scripts/scc_study.sh [OUT_DIR] [extra --set overrides...]
+set -euo pipefail
+out="${1:-runs/scc_study}"
+shift || true
+lsc="${LSC:-.venv/bin/lsc}"
+mkdir -p "$out"
+run() {  # name scc correction
+  OMP_NUM_THREADS=1 "$lsc" run configs/examples/snr_sweep.yaml --out "$out/$1" --no-progress \
+    --set backend_options.threads=1 --set "channel.scc.enabled=$2" --set "channel.word_correction=$3" "${@:4}" \
+    > "$out/$1.log" 2>&1
+}
+pair() {  # two variants side by side; fail if either fails (its log says why)
+  run "$1" "$2" "$3" "${@:7}" & local a=$!
+  run "$4" "$5" "$6" "${@:7}" & local b=$!
+  wait "$a"; wait "$b"
+}
+pair heads false false heads_scc true false "$@"
+pair heads_correction false true heads_scc_correction true true "$@"
+"$lsc" compare "$out/heads" "$out/heads_scc" "$out/heads_correction" "$out/heads_scc_correction" \
+  --label heads --label "heads + SCC" --label "heads + correction" --label "heads + SCC + correction" \
+  --plot "$out/scc_vs_snr.png" | tee "$out/comparison.md"
