@@ -6,6 +6,7 @@ set -euo pipefail
 out="${1:-runs/scc_study}"
 shift || true
 lsc="${LSC:-.venv/bin/lsc}"
+scheme="${SCHEME:-heads_skd}"  # the scheme of configs/examples/snr_sweep.yaml
 mkdir -p "$out"
 run() {  # name scc correction
   OMP_NUM_THREADS=1 "$lsc" run configs/examples/snr_sweep.yaml --out "$out/$1" --no-progress \
@@ -17,8 +18,8 @@ pair() {  # two variants side by side; fail if either fails (its log says why)
   run "$4" "$5" "$6" "${@:7}" & local b=$!
   wait "$a"; wait "$b"
 }
-pair heads false false heads_scc true false "$@"
-pair heads_correction false true heads_scc_correction true true "$@"
-"$lsc" compare "$out/heads" "$out/heads_scc" "$out/heads_correction" "$out/heads_scc_correction" \
-  --label heads --label "heads + SCC" --label "heads + correction" --label "heads + SCC + correction" \
+pair plain false false scc true false "$@"
+pair correction false true scc_correction true true "$@"
+"$lsc" compare "$out/plain" "$out/scc" "$out/correction" "$out/scc_correction" --scheme "$scheme" \
+  --label "$scheme" --label "$scheme + SCC" --label "$scheme + correction" --label "$scheme + SCC + correction" \
   --plot "$out/scc_vs_snr.png" | tee "$out/comparison.md"

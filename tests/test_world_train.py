@@ -96,3 +96,31 @@ def test_fine_tuning_runs_from_weights(tmp_path):
     weights = write_random_weights(tmp_path / "w")
     state = T.train_generator(tmp_path / "t", minutes=5, max_steps=2, batch_size=4, init_from=weights)
     assert state["step"] == 2 and {"flow", "bind"} <= set(state["metrics"])
+
+
+def test_generator_fine_tune_command_exports_with_the_base_parts(tmp_path):
+    from lsc.backends.world.release import write_random_weights
+
+    base = write_random_weights(tmp_path / "base")
+    out = tmp_path / "tune"
+    result = CliRunner().invoke(
+        app,
+        ["world", "train", "--out", str(out), "--part", "generator", "--init-generator", str(base), "--minutes", "5",
+         "--generator-steps", "2", "--eval-scenes", "3"],
+    )
+    assert result.exit_code == 0, result.output
+    weights = out / "weights"
+    assert (weights / "alice.safetensors").read_bytes() == (base / "alice.safetensors").read_bytes()
+    assert (weights / "attributes.safetensors").read_bytes() == (base / "attributes.safetensors").read_bytes()
+    assert (weights / "bob_unet.safetensors").read_bytes() != (base / "bob_unet.safetensors").read_bytes()
+    meta = json.loads((weights / "world.json").read_text())
+    assert meta["training"]["generator"]["step"] == 2 and "fine_tuned_from" in meta["training"]["generator"]
+    assert meta["training"]["captioner"]["from"] == "base weights" and "threshold" in meta
+
+
+def test_export_without_a_trained_part_or_base_weights_is_refused(tmp_path):
+    import pytest
+
+    T.train_classifier(tmp_path / "t", minutes=5, max_steps=1, batch_size=2)
+    with pytest.raises(FileNotFoundError, match="was not trained"):
+        T.export_weights(tmp_path / "t", tmp_path / "w")

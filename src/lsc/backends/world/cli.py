@@ -49,10 +49,12 @@ def train_cmd(
         raise ConfigError(f"--init-generator {init_generator}: no world.json there (expected a weights folder)")
     states = T.train(out, minutes, chosen, seed, caps, init_generator=init_generator)
     typer.echo(json.dumps({p: {"step": s["step"], "elapsed_s": round(s["elapsed_s"])} for p, s in states.items()}))
-    if export and all((out / p / "state.json").exists() for p in T.PARTS):
+    # A generator fine-tune exports with the other parts taken from the weights it started from.
+    if export and (init_generator is not None or all((out / p / "state.json").exists() for p in T.PARTS)):
         from lsc.backends.world.release import export_and_calibrate
 
-        typer.echo(json.dumps(export_and_calibrate(out, out / "weights", n_scenes=eval_scenes), indent=1))
+        result = export_and_calibrate(out, out / "weights", n_scenes=eval_scenes, base_weights=init_generator)
+        typer.echo(json.dumps(result, indent=1))
 
 
 @world_app.command("eval")

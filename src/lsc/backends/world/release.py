@@ -9,13 +9,17 @@ from typing import Any
 from lsc.backends.world import train as T
 
 
-def export_and_calibrate(train_dir: Path, weights_dir: Path, n_scenes: int = 200, sampler: dict | None = None) -> dict[str, Any]:
-    """Export fp16 safetensors, run the held-out evaluation, store the calibrated threshold."""
+def export_and_calibrate(
+    train_dir: Path, weights_dir: Path, n_scenes: int = 200, sampler: dict | None = None, base_weights: Path | None = None
+) -> dict[str, Any]:
+    """Export fp16 safetensors, run the held-out evaluation, store the calibrated threshold.
+
+    Parts not trained in `train_dir` come from `base_weights` (see train.export_weights)."""
     from lsc.backends.world.backend import DEFAULT_GUIDANCE, DEFAULT_SAMPLER_STEPS, load_models, load_world_backend
     from lsc.backends.world.evaluate import evaluate_world
 
     sampler = sampler or {"steps": DEFAULT_SAMPLER_STEPS, "guidance": DEFAULT_GUIDANCE}
-    T.export_weights(train_dir, weights_dir, {"sampler": sampler, "threshold": 0.5})
+    T.export_weights(train_dir, weights_dir, {"sampler": sampler, "threshold": 0.5}, base_weights=base_weights)
     load_models.cache_clear()
     backend = load_world_backend(str(weights_dir))
     result = evaluate_world(backend, load_models(str(weights_dir.resolve())).classifier, n_scenes=n_scenes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -385,26 +386,37 @@ def train(
 
 
 # ----------------------------------------------------------------------------------------- export
-def export_weights(train_dir: Path, weights_dir: Path, extra_meta: dict | None = None) -> None:
-    """Write the shipped weights (fp16 safetensors + world.json) from finished training folders."""
+def export_weights(train_dir: Path, weights_dir: Path, extra_meta: dict | None = None, base_weights: Path | None = None) -> None:
+    """Write the shipped weights (fp16 safetensors + world.json) from finished training folders.
+
+    A part not trained in `train_dir` (a generator-only fine-tune) is copied from `base_weights`,
+    the weights folder it started from, with its training record.
+    """
     weights_dir.mkdir(parents=True, exist_ok=True)
-
-    def part_tensors(part: str, prefix: str) -> dict[str, torch.Tensor]:
-        tensors = load_file(str(train_dir / part / "checkpoint.safetensors"))
-        return {k[len(prefix):]: v.half().contiguous() if v.is_floating_point() else v for k, v in tensors.items() if k.startswith(prefix)}
-
-    save_file(part_tensors("generator", "ema_text."), str(weights_dir / "bob_text.safetensors"))
-    save_file(part_tensors("generator", "ema_unet."), str(weights_dir / "bob_unet.safetensors"))
-    save_file(part_tensors("captioner", "model."), str(weights_dir / "alice.safetensors"))
-    save_file(part_tensors("classifier", "model."), str(weights_dir / "attributes.safetensors"))
-    meta = {
-        "bob_vocab": BOB_VOCAB.itos,
-        "alice_vocab": ALICE_VOCAB.itos,
-        "training": {p: json.loads((train_dir / p / "state.json").read_text()) for p in PARTS},
-        **(extra_meta or {}),
-    }
-    for p in meta["training"].values():
-        p.pop("metrics", None)
+    files = {"generator": ("bob_text", "bob_unet"), "captioner": ("alice",), "classifier": ("attributes",)}
+    prefixes = {"bob_text": "ema_text.", "bob_unet": "ema_unet.", "alice": "model.", "attributes": "model."}
+    base_meta = json.loads((Path(base_weights) / "world.json").read_text()) if base_weights else {}
+    training: dict[str, dict] = {}
+    for part, names in files.items():
+        state_path = train_dir / part / "state.json"
+        if state_path.exists():
+            tensors = load_file(str(train_dir / part / "checkpoint.safetensors"))
+            for name in names:
+                prefix = prefixes[name]
+                out = {k[len(prefix):]: v.half().contiguous() if v.is_floating_point() else v for k, v in tensors.items() if k.startswith(prefix)}
+                save_file(out, str(weights_dir / f"{name}.safetensors"))
+            training[part] = json.loads(state_path.read_text())
+            training[part].pop("metrics", None)
+        elif base_weights is not None:
+            for name in names:
+                if Path(base_weights).resolve() != weights_dir.resolve():
+                    shutil.copyfile(Path(base_weights) / f"{name}.safetensors", weights_dir / f"{name}.safetensors")
+            training[part] = {**base_meta.get("training", {}).get(part, {}), "from": "base weights"}
+        else:
+            raise FileNotFoundError(f"{part} was not trained in {train_dir} and no base weights folder was given")
+    if base_weights is not None and "generator" in training and (train_dir / "generator" / "state.json").exists():
+        training["generator"]["fine_tuned_from"] = base_meta.get("training", {}).get("generator", {})
+    meta = {"bob_vocab": BOB_VOCAB.itos, "alice_vocab": ALICE_VOCAB.itos, "training": training, **(extra_meta or {})}
     (weights_dir / "world.json").write_text(json.dumps(meta, indent=1))
 
 
