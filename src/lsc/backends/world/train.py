@@ -414,7 +414,7 @@ def export_weights(train_dir: Path, weights_dir: Path, extra_meta: dict | None =
             training[part] = {**base_meta.get("training", {}).get(part, {}), "from": "base weights"}
         else:
             raise FileNotFoundError(f"{part} was not trained in {train_dir} and no base weights folder was given")
-    if base_weights is not None and "generator" in training and (train_dir / "generator" / "state.json").exists():
+    if base_weights is not None and (train_dir / "generator" / "state.json").exists():
         training["generator"]["fine_tuned_from"] = base_meta.get("training", {}).get("generator", {})
     meta = {"bob_vocab": BOB_VOCAB.itos, "alice_vocab": ALICE_VOCAB.itos, "training": training, **(extra_meta or {})}
     (weights_dir / "world.json").write_text(json.dumps(meta, indent=1))
