@@ -95,6 +95,10 @@ class GarblingLink:
 
     def __init__(self):
         self.sent = []
+        self.prepared = []
+
+    def prepare(self, words):
+        self.prepared.append(list(words))
 
     def send(self, word):
         self.sent.append(word)
@@ -107,6 +111,7 @@ def test_channel_link_bits_and_received_words():
     link = GarblingLink()
     result = transmit(ctx, "lowest_lpips", LoopSettings(), link=link)
     assert link.sent == ["ball", "on", "red"]
+    assert link.prepared == [["ball", "red", "on"]]  # the link starts each caption before its words
     assert [s.word_received for s in result.steps] == ["", "ball", "on", "rod"]
     assert result.steps[-1].prompt == "ball on rod"
     assert [s.cum_bits for s in result.steps] == [0, 100, 200, 300]
@@ -220,3 +225,16 @@ def test_oracle_keeps_only_distances_and_transmit_regenerates_what_it_needs():
     assert ctx.generator_calls == plan_calls + 1 and ctx.generated_images == 12
     assert [s.prompt for s in result.steps] == ["", "ball", "ball on", "ball red on"]
     np.testing.assert_allclose(ctx.image_for(result.steps[2].image_key), 0.6)
+
+
+# ---------------------------------------------------------------- bits
+def test_caption_order_sends_each_word_with_its_position():
+    ctx = make_ctx()
+    send = transmit(ctx, "random", LoopSettings(prompt_order="send", seed=0))
+    caption = transmit(ctx, "random", LoopSettings(prompt_order="caption", seed=0))
+    assert [s.bits for s in send.steps] == [0] + [8 * len(s.word_sent) + 8 for s in send.steps[1:]]
+    assert [s.bits for s in caption.steps] == [0] + [8 * len(s.word_sent) + 8 + 2 for s in caption.steps[1:]]  # ceil(log2 3)
+    from lsc.protocol.loop import position_bits
+
+    assert [position_bits(n, "caption") for n in (1, 2, 3, 4, 5, 16, 17)] == [0, 1, 2, 2, 3, 4, 5]
+    assert position_bits(10, "send") == 0

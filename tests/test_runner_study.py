@@ -223,3 +223,15 @@ def test_export_csv_and_parquet_columns(tmp_path: Path) -> None:
         export_run(out, "xlsx")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="is not a run folder"):
         export_run(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("source_code,separator_bits", [("ascii", 8), ("ascii", 0), ("utf8", 8), ("utf8", 0)])
+def test_study_bits_follow_the_configured_source_code(tmp_path: Path, source_code: str, separator_bits: int) -> None:
+    """On the ideal channel too, a word costs what the configured source code says ('café': 5 UTF-8 bytes)."""
+    cfg = load_config(None, ["backend=fakes:load_fake_backend", "backend_options={caption: 'café on red'}", "schemes=[heads]",
+                             "oracle=false", "images.count=1", "prompt_order=send", f"channel.source_code={source_code}",
+                             f"channel.separator_bits={separator_bits}"])
+    run_study(cfg, tmp_path / "run")
+    stored = dict(rows(tmp_path / "run" / "results.sqlite", "SELECT word_sent, bits FROM steps WHERE step > 0"))
+    payload = {"café": 40 if source_code == "utf8" else 32, "on": 16, "red": 24}
+    assert stored == {w: b + separator_bits for w, b in payload.items()}

@@ -65,3 +65,41 @@ def test_captioner_and_perceptual(backend):
 def test_missing_weights_is_a_clear_error(tmp_path):
     with pytest.raises(ModelUnavailableError, match="lsc world train"):
         load_world_backend(str(tmp_path / "nowhere"))
+
+
+def test_bobs_text_side_normalises_case_and_punctuation(backend):
+    """'Blue sky ... left.' must read as 'blue sky ... left': Bob's tokenizer lower-cases and strips
+    punctuation the way a real one does, in studies and in `lsc world sample`."""
+    plain = backend.generator.generate(["blue sky with a large red circle at left"], seed=1)
+    written = backend.generator.generate(["Blue sky, with a large RED circle at left."], seed=1)
+    assert np.array_equal(plain, written)
+    unknown = backend.generator.generate(["blue sky with a large red circle at leftt"], seed=1)
+    assert not np.array_equal(plain, unknown)  # a misspelt word is still a different (unknown) word
+    words = "Blue sky, with a circle.".split()
+    assert backend.bob_text_encoder.word_attention(words).shape == (5, 5)
+
+
+def test_world_perceptual_uses_learnt_channel_weights(tmp_path):
+    """With perceptual.safetensors the distance weights each channel (LPIPS' 'lin'); without, all ones."""
+    import torch
+    from safetensors.torch import save_file
+
+    from lsc.backends.world.backend import load_models
+    from lsc.backends.world.perceptual import LinearWeights
+
+    weights = write_random_weights(tmp_path / "w")
+    images = np.stack([scenes.render(scenes.world_scene(i)) for i in range(3)])
+    base = load_world_backend(str(weights)).perceptual
+    d_base = base.distances(base.reference(images[0]), images)
+    lin = LinearWeights((32, 64, 128, 128))
+    with torch.no_grad():
+        for r in lin.raw:
+            r.copy_(torch.linspace(-3, 3, len(r)))
+    save_file({k: v.half().contiguous() for k, v in lin.state_dict().items()}, str(weights / "perceptual.safetensors"))
+    load_models.cache_clear()
+    weighted = load_world_backend(str(weights)).perceptual
+    d_lin = weighted.distances(weighted.reference(images[0]), images)
+    assert d_lin[0] == pytest.approx(0.0, abs=1e-6) and not np.allclose(d_lin[1:], d_base[1:], rtol=1e-3)
+    w = torch.cat(weighted.channel_weights)
+    assert float(w.mean()) == pytest.approx(1.0, rel=1e-3) and float(w.min()) >= 0
+    load_models.cache_clear()

@@ -28,7 +28,8 @@ def test_caption_styles_differ_and_parse_back_to_the_truth():
     for _ in range(50):
         scene = scenes.sample_scene(rng)
         alice, bob = scenes.alice_caption(scene, rng), scenes.bob_caption(scene, rng)
-        assert scenes.parse_caption(alice) == scene.attributes()
+        assert scenes.parse_caption(alice) == scenes.stated_attributes(scene, alice)  # sizes only for one object
+        assert (scenes.parse_caption(alice)["objects"][0]["size"] is None) == (len(scene.objects) > 1)
         assert scenes.parse_caption(bob) == scene.attributes()
         assert set(bob.split()) <= set(scenes.BOB_WORDS)
         assert set(alice.split()) <= set(scenes.ALICE_WORDS)
@@ -42,14 +43,23 @@ def test_hand_made_captions():
             scenes.WorldObject("square", "blue", "large", "middle"),
         ),
     )
-    assert scenes.alice_caption(scene) == "a small red ball on the left and a big blue box in the middle on the grass"
+    assert scenes.alice_caption(scene) == "a red ball and a blue box on the left on the grass"
     assert scenes.bob_caption(scene) == "green grass with a small red circle at left and a large blue square at center"
+    one = scenes.Scene("night", (scenes.WorldObject("circle", "orange", "large", "middle"),))
+    assert scenes.alice_caption(one) == "a big orange ball at night"  # the usual place goes unsaid
+    three = scenes.Scene("brick", tuple(scenes.WorldObject("triangle", c, "small", s) for c, s in zip(("orange", "red", "white"), scenes.SLOTS)))
+    assert scenes.alice_caption(three) == "an orange triangle a red triangle and a white triangle by a wall"
+    pair = scenes.Scene("sky", (scenes.WorldObject("circle", "red", "small", "left"), scenes.WorldObject("square", "blue", "large", "right")))
+    assert scenes.alice_caption(pair) == "a red ball and a blue box in the sky"
+    assert scenes.parse_caption("a red ball and a blue box in the sky")["objects"][1]["slot"] == "right"
 
 
-def test_styles_need_distillation():
-    """Words Alice uses that Bob never learnt: what SKD must translate."""
-    alice_only = set(scenes.ALICE_WORDS) - set(scenes.BOB_WORDS)
-    assert {"ball", "box", "big", "middle", "beach"} <= alice_only
+def test_alice_speaks_like_blip_and_bob_reads_her():
+    """Short captions (8-12 words on average, at most 16), in words Bob's vocabulary also holds."""
+    lengths = [len(scenes.alice_caption(scenes.world_scene(i, 99)).split()) for i in range(400)]
+    assert 8 <= np.mean(lengths) <= 12 and max(lengths) <= 16 and np.mean(np.array(lengths) <= 10) >= 0.45
+    assert set(scenes.ALICE_WORDS) <= set(scenes.BOB_WORDS)
+    assert {"ball", "box", "big", "beach"} <= set(scenes.ALICE_WORDS) - set(scenes.BOB_OWN_WORDS)  # what SKD translates
 
 
 def test_study_scenes_are_stable_and_carry_truth():
@@ -58,7 +68,7 @@ def test_study_scenes_are_stable_and_carry_truth():
     assert [s.image_id for s in a] == [s.image_id for s in b[:3]]
     assert np.array_equal(a[2].image, b[2].image)
     assert a[0].attributes["count"] == len(a[0].attributes["objects"])
-    assert scenes.parse_caption(a[0].captions[0]) == a[0].attributes
+    assert scenes.parse_caption(a[0].captions[1]) == a[0].attributes  # Bob's phrasing states everything
 
 
 def test_unparseable_caption_is_none():
@@ -77,6 +87,25 @@ def test_bob_training_prompts_use_synonyms_and_reference_captions_do_not():
         assert scenes.parse_caption(" ".join(words)) == scene.attributes()
         assert not set(scenes.bob_caption(scene).split()) & set(scenes.SYNONYM_BASE)  # reference: base words
     assert seen_synonyms == set(scenes.SYNONYM_BASE)
+
+
+def test_reordered_object_phrases_keep_their_meaning():
+    rng = np.random.default_rng(3)
+    orders = set()
+    for i in range(60):
+        scene = scenes.world_scene(i, 5)
+        words, roles = scenes.bob_caption_roles(scene, rng, shuffle_objects=True)
+        assert scenes.parse_caption(" ".join(words)) == scene.attributes()
+        orders.add(tuple(dict.fromkeys(r for r in roles if r >= 0)))
+    assert (1, 0) in orders or (2, 1, 0) in orders or (1, 0, 2) in orders  # not always left to right
+
+
+def test_alice_roles_label_objects_layout_and_background():
+    scene = scenes.Scene("grass", (scenes.WorldObject("circle", "red", "small", "left"), scenes.WorldObject("square", "blue", "large", "middle")))
+    words, roles = scenes.alice_caption_roles(scene)
+    b, link, lay = scenes.ROLE_BACKGROUND, scenes.ROLE_LINK, scenes.ROLE_LAYOUT
+    assert words == "a red ball and a blue box on the left on the grass".split()
+    assert roles == [0, 0, 0, link, 1, 1, 1, lay, lay, lay, b, b, b]
 
 
 def test_roles_label_each_word_with_what_it_describes():

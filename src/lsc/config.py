@@ -6,6 +6,8 @@ typo in a key must fail before any model loads, with a one-line message naming t
 
 from __future__ import annotations
 
+import importlib.resources
+
 import copy
 import math
 from pathlib import Path
@@ -42,7 +44,8 @@ except ModuleNotFoundError as _exc:  # pragma: no cover
         engine: Literal["lexicon"] = "lexicon"
 
 
-DEFAULT_CONFIG_PATH = Path(__file__).parent / "runner" / "default.yaml"
+# The default study ships inside the package (package data), so an installed wheel runs `lsc run`.
+DEFAULT_CONFIG_PATH = Path(str(importlib.resources.files("lsc.runner") / "default.yaml"))
 SNR_SWEEP_KEY = "channel.snr_db"
 
 
@@ -132,7 +135,7 @@ class StudyConfig(_Strict):
     schemes: list[SchemeSpec] = Field(default_factory=lambda: [SchemeSpec(name="random")])
     seed: int = 0
     threshold: float | None = Field(None, gt=0)
-    prompt_order: Literal["send", "caption"] = "send"
+    prompt_order: Literal["send", "caption"] | None = None
     stop_at_success: bool = False
     oracle: bool = True
     oracle_max_words: int = Field(10, ge=1, le=16)

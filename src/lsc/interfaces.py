@@ -119,6 +119,8 @@ class Backend:
     skd_examples: list[tuple[str, str]] = field(default_factory=list)
     # Success threshold suited to this backend's perceptual metric (0.6 for LPIPS-AlexNet).
     default_threshold: float = 0.6
+    # How Bob builds his prompt unless the study says: "send" (research code) or "caption" order.
+    default_prompt_order: str = "send"
 
     def missing(self, required: frozenset[str] | set[str]) -> list[str]:
         """Capabilities in `required` this backend lacks (parser/skd are provided by lsc.language)."""

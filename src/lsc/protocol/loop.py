@@ -7,6 +7,7 @@ that a prompt is never generated twice and a batch only carries what is new.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol, Sequence
@@ -232,22 +233,39 @@ class TransmissionResult:
 
 
 class WordLinkLike(Protocol):
-    """What the loop needs from a channel link (`lsc.channel.link.WordLink`)."""
+    """What the loop needs from a channel link (`lsc.channel.link.WordLink`): `prepare` starts a
+    caption (semantic channel coding picks its synonyms), `send` passes one word."""
+
+    def prepare(self, words: Sequence[str]) -> Any:
+        ...
 
     def send(self, word: str) -> Any:  # returns an object with sent, received, bits, bit_errors
         ...
 
 
-def ideal_bits(word: str) -> int:
-    """Cost of a word on an ideal channel: 8 bits per character plus an 8-bit separator."""
-    return 8 * len(word) + 8
+def position_bits(n_words: int, prompt_order: str) -> int:
+    """Bits of the caption position sent with each word so Bob can keep the caption's order:
+    ceil(log2(n)) with prompt_order 'caption' (nothing to send for a one-word caption), 0 in send order."""
+    if prompt_order != "caption" or n_words < 2:
+        return 0
+    return int(math.ceil(math.log2(n_words)))
+
+
+def ideal_link() -> WordLinkLike:
+    """The default link: an ideal channel with the default source code (8-bit ASCII + separator)."""
+    from lsc.channel.config import ChannelConfig
+    from lsc.channel.link import WordLink
+
+    return WordLink(ChannelConfig(), seed=0)
 
 
 def transmit(ctx: ImageContext, scheme: "Scheme | str", settings: LoopSettings | None = None, link: WordLinkLike | None = None) -> TransmissionResult:
     """Run one scheme on one image: plan the send order, pass each word through the link, score Bob's images.
 
     The plan is made by Alice before sending (she does not see channel errors); Bob's prompt after each
-    step is built from the words he received. Images come from the context's cache when present.
+    step is built from the words he received, in send order or (prompt_order 'caption') in caption
+    order, in which case each word also carries its position (`position_bits`, counted in `bits`; the
+    position header is assumed to arrive intact). Images come from the context's cache when present.
     """
     from lsc.schemes import get_scheme
 
@@ -260,19 +278,17 @@ def transmit(ctx: ImageContext, scheme: "Scheme | str", settings: LoopSettings |
     if len(set(plan.order)) != len(plan.order) or any(not 0 <= i < len(words) for i in plan.order):
         raise LscError(f"scheme {scheme.name!r} planned an invalid order {plan.order} for {len(words)} words")
 
-    if link is not None and hasattr(link, "prepare"):
-        link.prepare(words)  # semantic channel coding picks this caption's synonyms before sending
+    link = link if link is not None else ideal_link()
+    link.prepare(words)  # semantic channel coding picks this caption's synonyms before sending
+    header = position_bits(len(words), settings.prompt_order)
     # Channel first: it does not depend on Bob's images, so all prompts are known before generating.
     sent_idx: list[int] = []
     received: dict[int, str] = {}
     pending: list[tuple[int | None, str, str, int, int, str]] = [(None, "", "", 0, 0, "")]
     for idx in plan.order:
         word = words[idx]
-        if link is None:
-            got, bits, errors = word, ideal_bits(word), 0
-        else:
-            tx = link.send(word)
-            got, bits, errors = str(tx.received), int(tx.bits), int(tx.bit_errors)
+        tx = link.send(word)
+        got, bits, errors = str(tx.received), int(tx.bits) + header, int(tx.bit_errors)
         sent_idx.append(idx)
         received[idx] = got
         order_for_prompt = sent_idx if settings.prompt_order == "send" else sorted(sent_idx)

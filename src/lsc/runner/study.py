@@ -85,10 +85,13 @@ def _check_options(name: str, loader: Callable[..., Any], options: dict[str, Any
 
 
 def resolve(cfg: StudyConfig, backend: Backend) -> StudyConfig:
-    """Fill what the backend decides (the threshold) so the resolved config fixes every number."""
+    """Fill what the backend decides (threshold, prompt order) so the resolved config fixes every number."""
+    update: dict[str, Any] = {}
     if cfg.threshold is None:
-        return cfg.model_copy(update={"threshold": float(backend.default_threshold)})
-    return cfg
+        update["threshold"] = float(backend.default_threshold)
+    if cfg.prompt_order is None:
+        update["prompt_order"] = backend.default_prompt_order
+    return cfg.model_copy(update=update) if update else cfg
 
 
 # ---------------------------------------------------------------- the worker
@@ -101,7 +104,7 @@ class ImageWorker:
 
         self.cfg = cfg
         self.backend = backend
-        assert cfg.threshold is not None
+        assert cfg.threshold is not None and cfg.prompt_order is not None
         self.settings = LoopSettings(
             prompt_order=cfg.prompt_order, threshold=cfg.threshold, stop_at_success=cfg.stop_at_success, seed=cfg.seed
         )
@@ -180,9 +183,6 @@ class ImageWorker:
         return Outcome("result", summary, steps, images)
 
     def _link(self, image_id: str, spec: SchemeSpec, cond: Condition) -> Any:
-        ch = cond.channel
-        if ch.model == "none" and not ch.word_correction and not ch.scc.enabled:
-            return None  # ideal channel, nothing to transform: the loop's 8*len+8 bits apply
         from lsc.channel.link import WordLink
         from lsc.protocol.words import stable_seed
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from lsc.backends.world import nets, scenes
-from lsc.backends.world.perceptual import WorldPerceptual
+from lsc.backends.world.perceptual import LinearWeights, WorldPerceptual
 from lsc.errors import ConfigError, ModelUnavailableError
 from lsc.interfaces import (
     CAP_ALICE_ATTENTION,
@@ -79,6 +79,10 @@ class WorldModels:
         self.unet = load(nets.FlowUNet(nets.UNetConfig()), "bob_unet.safetensors")
         self.captioner = load(nets.AliceCaptioner(nets.CaptionerConfig(vocab_size=len(self.alice_vocab))), "alice.safetensors")
         self.classifier = load(nets.AttributeNet(nets.ClassifierConfig()), "attributes.safetensors")
+        self.channel_weights: list[torch.Tensor] | None = None  # LPIPS "lin" weights; None = baseline
+        if (weights_dir / "perceptual.safetensors").exists():
+            lin = load(LinearWeights(self.classifier.cfg.channels), "perceptual.safetensors")
+            self.channel_weights = [w.detach() for w in lin.weights()]
 
 
 @lru_cache(maxsize=4)
@@ -86,10 +90,20 @@ def load_models(weights_dir: str) -> WorldModels:
     return WorldModels(Path(weights_dir))
 
 
+_PUNCTUATION = ".,;:!?\"'()[]{}"
+
+
+def normalise_word(word: str) -> str:
+    """A word as the world's tokenizers see it: lower case, surrounding punctuation stripped ("Blue" ->
+    "blue", "left." -> "left"), as a real tokenizer would; pure punctuation becomes the unknown token."""
+    return word.lower().strip(_PUNCTUATION) or nets.UNK
+
+
 def _encode(vocab: nets.WordVocab, prompts: Sequence[Sequence[str]], max_len: int, bos: bool = True) -> torch.Tensor:
+    """Token ids, one per word (so per-word maps stay aligned with the words given), [BOS] first."""
     rows = []
     for words in prompts:
-        ids = ([2] if bos else []) + vocab.encode(list(words))
+        ids = ([2] if bos else []) + vocab.encode([normalise_word(w) for w in words])
         if len(ids) > max_len:
             log.warning("prompt of %d words truncated to the model's %d tokens", len(words), max_len)
             ids = ids[:max_len]
@@ -222,20 +236,32 @@ class WorldCaptioner:
         itos = self.m.alice_vocab.itos
         return [" ".join(itos[int(t)] for t in row[1:] if int(t) > 3) for row in tokens]
 
-    @torch.inference_mode()
     def grounding(self, image: np.ndarray, words: Sequence[str]) -> np.ndarray:
+        """Grad-CAM of each word on the image, as lsc computes it for BLIP's image-text model.
+
+        The last decoder layer's cross-attention from the position that predicts word i, times the
+        positive part of the gradient of word i's score (its logit) with respect to that attention, averaged over
+        heads. A word the image decides ("red", "ball") gets mass; one grammar decides ("a", "on") gets
+        little. (A softmax attention map alone sums to the same total for every word.)
+        """
         model = self.m.captioner
         tokens = _encode(self.m.alice_vocab, [list(words)], model.cfg.max_len)
-        model.set_capture(True)
+        n = min(len(words), tokens.shape[1] - 1)
+        last = model.layers[-1].cross
+        last.capture, last.keep_graph = True, True
         try:
-            model.decode(tokens, model.encode_image(_from_unit([image])))
-            maps = torch.stack([layer.cross.last_weights[0] for layer in model.layers])  # (layers, heads, L, 64)
+            with torch.enable_grad():
+                logits = model.decode(tokens[:, :n], model.encode_image(_from_unit([image])))
+                attn = last.last_weights  # (1, heads, L, 64), in the graph
+                score = logits[0, :n].gather(1, tokens[0, 1 : n + 1, None])  # pre-softmax, as Grad-CAM
+                (grad,) = torch.autograd.grad(score.sum(), attn)
         finally:
-            model.set_capture(False)
-        per_word = maps.mean(dim=(0, 1))[1 : len(words) + 1].reshape(-1, 1, 8, 8)
-        up = F.interpolate(per_word, size=(scenes.IMAGE_SIZE,) * 2, mode="bilinear", align_corners=False)[:, 0]
+            last.capture, last.keep_graph = False, False
+            last.last_weights = None
+        cam = (attn.detach() * grad.clamp(min=0))[0].mean(0)[:n].reshape(-1, 1, 8, 8)
+        up = F.interpolate(cam, size=(scenes.IMAGE_SIZE,) * 2, mode="bilinear", align_corners=False)[:, 0]
         out = np.zeros((len(words), scenes.IMAGE_SIZE, scenes.IMAGE_SIZE), np.float32)
-        out[: up.shape[0]] = up.numpy()
+        out[:n] = up.numpy()
         return out
 
 
@@ -279,7 +305,7 @@ def load_world_backend(
         name="world",
         captioner=WorldCaptioner(models),
         generator=WorldGenerator(models, steps, scale),
-        perceptual=WorldPerceptual(models.classifier),
+        perceptual=WorldPerceptual(models.classifier, models.channel_weights),
         bob_text_encoder=WorldTextEncoder(models),
         alice_text_encoder=AliceTextEncoder(models),
         capabilities=frozenset(
@@ -288,4 +314,5 @@ def load_world_backend(
         bob_vocabulary=frozenset(models.bob_vocab.itos[4:]),  # the words these weights learnt
         skd_examples=scenes.skd_example_pairs(),
         default_threshold=float(models.meta.get("threshold", 0.5)),
+        default_prompt_order="caption",  # each word carries its caption position (see protocol.loop.position_bits)
     )

@@ -28,6 +28,10 @@ def train_cmd(
     init_generator: Optional[Path] = typer.Option(
         None, "--init-generator", help="Fine-tune Bob's generator from this weights folder (e.g. the shipped weights) instead of from scratch."
     ),
+    init_captioner: Optional[Path] = typer.Option(
+        None, "--init-captioner", help="Fine-tune Alice's captioner from this weights folder instead of from scratch."
+    ),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads (default: torch's choice)."),
 ) -> None:
     """Train (or resume training) the world's models on the CPU, then export and calibrate."""
     import torch
@@ -45,15 +49,22 @@ def train_cmd(
     caps = {"generator": generator_steps, "captioner": captioner_steps, "classifier": classifier_steps}
     if min(caps.values()) < 1:
         raise ConfigError("step caps must be at least 1")
-    if init_generator is not None and not (init_generator / "world.json").exists():
-        raise ConfigError(f"--init-generator {init_generator}: no world.json there (expected a weights folder)")
-    states = T.train(out, minutes, chosen, seed, caps, init_generator=init_generator)
+    for flag, folder in (("--init-generator", init_generator), ("--init-captioner", init_captioner)):
+        if folder is not None and not (folder / "world.json").exists():
+            raise ConfigError(f"{flag} {folder}: no world.json there (expected a weights folder)")
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    states = T.train(out, minutes, chosen, seed, caps, init_generator=init_generator, init_captioner=init_captioner,
+                     base_weights=init_generator or init_captioner)
     typer.echo(json.dumps({p: {"step": s["step"], "elapsed_s": round(s["elapsed_s"])} for p, s in states.items()}))
     # A generator fine-tune exports with the other parts taken from the weights it started from.
-    if export and (init_generator is not None or all((out / p / "state.json").exists() for p in T.PARTS)):
+    base = init_generator or init_captioner
+    if export and (base is not None or all((out / p / "state.json").exists() for p in T.PARTS)):
         from lsc.backends.world.release import export_and_calibrate
 
-        result = export_and_calibrate(out, out / "weights", n_scenes=eval_scenes, base_weights=init_generator)
+        result = export_and_calibrate(out, out / "weights", n_scenes=eval_scenes, base_weights=base)
         typer.echo(json.dumps(result, indent=1))
 
 
@@ -72,7 +83,8 @@ def eval_cmd(
         raise ConfigError(f"--scenes must be at least 1, got {scenes_n}")
     backend = load_world_backend(str(weights) if weights else None)
     classifier = load_models(str((weights or PACKAGED_WEIGHTS).resolve())).classifier
-    result = evaluate_world(backend, classifier, n_scenes=scenes_n, seed=seed)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    result = evaluate_world(backend, classifier, n_scenes=scenes_n, seed=seed, progress=True)
     typer.echo(json.dumps(result, indent=None if as_json else 1))
 
 

@@ -46,6 +46,7 @@ class Attention(nn.Module):
         self.kv = nn.Linear(context_dim or dim, 2 * dim, bias=False)
         self.out = nn.Linear(dim, dim)
         self.capture = False
+        self.keep_graph = False  # capture the weights inside the autograd graph (for Grad-CAM)
         self.last_weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, key_padding: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
@@ -69,7 +70,9 @@ class Attention(nn.Module):
             if mask is not None:
                 scores = scores.masked_fill(mask, float("-inf"))
             w = scores.softmax(-1)
-            self.last_weights = w.detach()
+            if self.keep_graph and not w.requires_grad:
+                w.requires_grad_(True)  # frozen weights: make the map itself the leaf Grad-CAM differentiates
+            self.last_weights = w if self.keep_graph else w.detach()
             y = w @ v
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else ~mask)

@@ -12,7 +12,7 @@ from lsc.backends.world import train as T
 def export_and_calibrate(
     train_dir: Path, weights_dir: Path, n_scenes: int = 200, sampler: dict | None = None, base_weights: Path | None = None
 ) -> dict[str, Any]:
-    """Export fp16 safetensors, run the held-out evaluation, store the calibrated threshold.
+    """Export fp16 safetensors, run the held-out evaluation, store the derived threshold.
 
     Parts not trained in `train_dir` come from `base_weights` (see train.export_weights)."""
     from lsc.backends.world.backend import DEFAULT_GUIDANCE, DEFAULT_SAMPLER_STEPS, load_models, load_world_backend
@@ -22,9 +22,9 @@ def export_and_calibrate(
     T.export_weights(train_dir, weights_dir, {"sampler": sampler, "threshold": 0.5}, base_weights=base_weights)
     load_models.cache_clear()
     backend = load_world_backend(str(weights_dir))
-    result = evaluate_world(backend, load_models(str(weights_dir.resolve())).classifier, n_scenes=n_scenes)
+    result = evaluate_world(backend, load_models(str(weights_dir.resolve())).classifier, n_scenes=n_scenes, threshold=None, progress=True)
     meta = json.loads((weights_dir / "world.json").read_text())
-    meta["threshold"] = result["calibrated_threshold"]
+    meta["threshold"] = result["derived_threshold"]
     meta["eval"] = result
     (weights_dir / "world.json").write_text(json.dumps(meta, indent=1))
     load_models.cache_clear()

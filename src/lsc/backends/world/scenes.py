@@ -4,14 +4,16 @@ A scene is a background and 1 to 3 objects, each in one of three horizontal slot
 right) with a shape, a colour and a size. Pixels are rendered at 4x and box-downsampled, so edges are
 anti-aliased the way a camera would see them; textures and small position jitter vary with the seed.
 
-The two caption styles differ the way BLIP and CLIP captions do: Alice speaks in sentences ("a big red
-ball on the left and a small blue box in the middle on the grass"); Bob's prompts are tag-like and use
-other words for some concepts ("green grass with a large red circle at left and a small blue square at
-center"). Bob's generator is trained on Bob's style only, so Alice's words it never saw ("ball", "box",
-"big", "middle", "beach") carry nothing for him: that is the job semantic knowledge distillation does.
+The two caption styles differ the way BLIP captions and CLIP prompts do. Alice writes short ordinary
+English, salient things first, and leaves out what a caption would: positions when the layout is the
+usual one (one object in the middle, two apart, three in a row), sizes when there are several objects
+("a red ball and a blue box on the grass"). Bob's prompts are tag-like inventories with other words
+for some concepts ("green grass with a large red circle at left and a small blue square at right").
+Bob's generator learns both styles (Stable Diffusion reads BLIP's English), but renders his own,
+complete phrasing better: that gap is what semantic knowledge distillation can close.
 
 This module is the world's ground truth. Bob's generator never calls the renderer and nothing parses
-captions by hand at run time; `parse_caption` exists only to score captions in `lsc world eval`.
+captions by hand at run time; the caption parsers exist only to score captions in `lsc world eval`.
 """
 
 from __future__ import annotations
@@ -46,14 +48,23 @@ ALICE_SHAPE = {"circle": "ball", "square": "box", "triangle": "triangle"}
 BOB_SHAPE = {"circle": "circle", "square": "square", "triangle": "triangle"}
 ALICE_SIZE = {"small": "small", "large": "big"}
 BOB_SIZE = {"small": "small", "large": "large"}
-ALICE_SLOT = {"left": "on the left", "middle": "in the middle", "right": "on the right"}
+# Where Alice states positions: only when the layout is not the usual one for that many objects.
+ALICE_LAYOUT = {
+    ("middle",): "",
+    ("left",): "on the left",
+    ("right",): "on the right",
+    ("left", "right"): "",
+    ("left", "middle"): "on the left",
+    ("middle", "right"): "on the right",
+    ("left", "middle", "right"): "",
+}
 BOB_SLOT = {"left": "at left", "middle": "at center", "right": "at right"}
 ALICE_BACKGROUND = {
     "sky": "in the sky",
     "grass": "on the grass",
     "sand": "on the beach",
     "night": "at night",
-    "brick": "by a brick wall",
+    "brick": "by a wall",
 }
 BOB_BACKGROUND = {
     "sky": "blue sky",
@@ -198,30 +209,53 @@ def render(scene: Scene, size: int = IMAGE_SIZE) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ captions
+ROLE_BACKGROUND, ROLE_LINK, ROLE_LAYOUT = -1, -2, -3
+
+
+def alice_caption_roles(scene: Scene) -> tuple[list[str], list[int]]:
+    """Alice's caption as words, and what each word describes: object index, ROLE_BACKGROUND,
+    ROLE_LINK ("and") or ROLE_LAYOUT (a position phrase that places the objects as a group)."""
+    pairs: list[tuple[str, int]] = []
+    single = len(scene.objects) == 1
+    for j, o in enumerate(scene.objects):
+        if j and j == len(scene.objects) - 1:
+            pairs.append(("and", ROLE_LINK))
+        words = ([ALICE_SIZE[o.size]] if single else []) + [o.color, ALICE_SHAPE[o.shape]]
+        words.insert(0, "an" if words[0][0] in "aeiou" else "a")
+        pairs.extend((w, j) for w in words)
+    layout = ALICE_LAYOUT[tuple(o.slot for o in scene.objects)]
+    pairs.extend((w, ROLE_LAYOUT) for w in layout.split())
+    pairs.extend((w, ROLE_BACKGROUND) for w in ALICE_BACKGROUND[scene.background].split())
+    return [w for w, _ in pairs], [r for _, r in pairs]
+
+
 def alice_caption(scene: Scene, rng: np.random.Generator | None = None) -> str:
-    """Alice's (BLIP-like) sentence. With an rng, one of several phrasings is drawn."""
-    parts = [f"a {ALICE_SIZE[o.size]} {o.color} {ALICE_SHAPE[o.shape]} {ALICE_SLOT[o.slot]}" for o in scene.objects]
-    body = " and ".join(parts) + " " + ALICE_BACKGROUND[scene.background]
-    variant = 0 if rng is None else int(rng.integers(3))
-    if variant == 1:
-        return "there is " + body
-    if variant == 2:
-        return "a picture of " + body
-    return body
+    """Alice's (BLIP-like) caption: objects left to right, then where (if unusual), then the background.
+
+    "a big red ball on the left on the grass", "a red ball and a blue box in the sky", "a red ball a
+    blue box and a white triangle at night". `rng` is accepted for symmetry with `bob_caption`; Alice,
+    like BLIP decoding greedily, always says the same thing about the same scene.
+    """
+    return " ".join(alice_caption_roles(scene)[0])
 
 
-ROLE_BACKGROUND, ROLE_LINK = -1, -2
-
-
-def bob_caption_roles(scene: Scene, rng: np.random.Generator | None = None, synonyms: bool = True) -> tuple[list[str], list[int]]:
+def bob_caption_roles(
+    scene: Scene, rng: np.random.Generator | None = None, synonyms: bool = True, shuffle_objects: bool = False
+) -> tuple[list[str], list[int]]:
     """Bob's prompt as words, and what each word describes: object index, ROLE_BACKGROUND or ROLE_LINK.
 
     The roles label the training prompts for the text encoder's binding objective (train.py); they
-    come from how the prompt was written, never from parsing it.
+    come from how the prompt was written, never from parsing it. With `shuffle_objects` (and an rng)
+    the object phrases come in a random order: each phrase names its own slot, so Bob must place an
+    object by what its phrase says, not by where the phrase stands.
     """
+    order = list(range(len(scene.objects)))
+    if shuffle_objects and rng is not None:
+        order = [order[i] for i in rng.permutation(len(order))]
     objects: list[tuple[str, int]] = []
-    for j, o in enumerate(scene.objects):
-        if j:
+    for n, j in enumerate(order):
+        o = scene.objects[j]
+        if n:
             objects.append(("and", ROLE_LINK))
         phrase = f"a {BOB_SIZE[o.size]} {o.color} {BOB_SHAPE[o.shape]} {BOB_SLOT[o.slot]}"
         objects.extend((w, j) for w in phrase.split())
@@ -257,13 +291,13 @@ def _all_phrases(table: dict[str, str]) -> list[str]:
 
 
 ALICE_WORDS: list[str] = _vocabulary(
-    ["there is a picture of and", *COLORS]
+    ["a an and", *COLORS]
     + _all_phrases(ALICE_SHAPE)
     + _all_phrases(ALICE_SIZE)
-    + _all_phrases(ALICE_SLOT)
+    + [p for p in ALICE_LAYOUT.values() if p]
     + _all_phrases(ALICE_BACKGROUND)
 )
-BOB_WORDS: list[str] = _vocabulary(
+BOB_OWN_WORDS: list[str] = _vocabulary(
     ["a and with", *COLORS]
     + _all_phrases(BOB_SHAPE)
     + _all_phrases(BOB_SIZE)
@@ -271,34 +305,77 @@ BOB_WORDS: list[str] = _vocabulary(
     + _all_phrases(BOB_BACKGROUND)
     + list(SYNONYM_BASE)
 )
+# Bob reads ordinary English too (as Stable Diffusion reads BLIP's captions): he learns Alice's words.
+BOB_WORDS: list[str] = sorted(set(BOB_OWN_WORDS) | set(ALICE_WORDS))
+
+# The Bob word each of Alice's words means, where he has one: her words start from his when Bob's
+# text encoder is fine-tuned to read her captions.
+ALICE_TO_BOB = {"an": "a", "ball": "circle", "box": "square", "big": "large", "beach": "desert"}
+
+# Words that name an object (a colour, a shape or a size, in either style or as Bob's synonym).
+OBJECT_WORDS = frozenset([*COLORS, *ALICE_SHAPE.values(), *BOB_SHAPE.values(), *ALICE_SIZE.values(), *BOB_SIZE.values(), *SYNONYM_BASE])
+
+_SHAPE_OF = {**{v: k for k, v in ALICE_SHAPE.items()}, **{v: k for k, v in BOB_SHAPE.items()}}
+_SIZE_OF = {**{v: k for k, v in ALICE_SIZE.items()}, **{v: k for k, v in BOB_SIZE.items()}}
+_BOB_SLOT_OF = {v: k for k, v in BOB_SLOT.items()}
 
 
 def parse_caption(caption: str) -> dict[str, Any] | None:
-    """Attributes stated by a caption in either style, for scoring only (`lsc world eval`).
+    """Attributes a caption states, in either style, for scoring only (`lsc world eval`).
 
-    Returns None when the caption does not follow the world's grammar.
+    Objects are `[size] colour shape` runs; a Bob-style object names its slot ("at left"); Alice's
+    objects take their slots from her layout rule. A size the caption leaves out is None. Returns None
+    when the caption does not follow the world's grammar.
     """
-    text = " " + " ".join(SYNONYM_BASE.get(w, w) for w in caption.split()) + " "
+    words = [SYNONYM_BASE.get(w, w) for w in caption.split()]
+    text = " " + " ".join(words) + " "
     background = None
     for table in (ALICE_BACKGROUND, BOB_BACKGROUND):
         for key, phrase in sorted(table.items(), key=lambda kv: -len(kv[1])):
             if f" {phrase} " in text:
                 background = background or key
-    shape_of = {**{v: k for k, v in ALICE_SHAPE.items()}, **{v: k for k, v in BOB_SHAPE.items()}}
-    size_of = {**{v: k for k, v in ALICE_SIZE.items()}, **{v: k for k, v in BOB_SIZE.items()}}
-    slot_of = {**{v: k for k, v in ALICE_SLOT.items()}, **{v: k for k, v in BOB_SLOT.items()}}
-    words = text.split()
-    objects = []
-    for i in range(len(words) - 2):
-        if words[i] in size_of and words[i + 1] in COLORS and words[i + 2] in shape_of:
-            rest = " ".join(words[i + 3 : i + 6])
-            slot = next((s for p, s in slot_of.items() if rest.startswith(p)), None)
-            if slot is None:
-                return None
-            objects.append({"shape": shape_of[words[i + 2]], "color": words[i + 1], "size": size_of[words[i]], "slot": slot})
+    objects: list[dict[str, Any]] = []
+    bob_slots: list[str | None] = []
+    i = 0
+    while i < len(words):
+        size = _SIZE_OF.get(words[i])
+        k = i + (size is not None)
+        if k + 1 < len(words) and words[k] in COLORS and words[k + 1] in _SHAPE_OF:
+            objects.append({"shape": _SHAPE_OF[words[k + 1]], "color": words[k], "size": size, "slot": None})
+            rest = " ".join(words[k + 2 : k + 4])
+            bob_slots.append(_BOB_SLOT_OF.get(rest))
+            i = k + 2
+        else:
+            i += 1
     if background is None or not objects:
         return None
+    if all(s is not None for s in bob_slots):
+        slots = tuple(bob_slots)
+    elif any(s is not None for s in bob_slots):
+        return None
+    else:
+        said = next((p for p in ("on the left", "on the right") if f" {p} " in text), "")
+        slots = next((k for k, p in ALICE_LAYOUT.items() if len(k) == len(objects) and p == said), None)
+        if slots is None:
+            return None
+    if len(set(slots)) != len(slots):
+        return None
+    for o, slot in zip(objects, slots):
+        o["slot"] = slot
+    objects.sort(key=lambda o: SLOTS.index(o["slot"]))
     return {"background": background, "count": len(objects), "objects": objects}
+
+
+def stated_attributes(scene: Scene, caption: str) -> dict[str, Any]:
+    """The scene's attributes as a caption of it would state them (a size it leaves out is None)."""
+    truth = scene.attributes()
+    if scene_caption_states_sizes(caption):
+        return truth
+    return {**truth, "objects": [{**o, "size": None} for o in truth["objects"]]}
+
+
+def scene_caption_states_sizes(caption: str) -> bool:
+    return any(w in _SIZE_OF for w in caption.split())
 
 
 # --------------------------------------------------------------------------------------------- data

@@ -9,6 +9,7 @@ uninterrupted one. Checkpoints are safetensors (model, EMA and optimizer moments
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -27,8 +28,8 @@ from lsc.backends.world import nets, scenes
 
 log = logging.getLogger("lsc.world.train")
 
-PARTS = ("classifier", "captioner", "generator")
-_PART_ID = {"classifier": 1, "captioner": 2, "generator": 3}
+PARTS = ("classifier", "perceptual", "captioner", "generator")
+_PART_ID = {"classifier": 1, "captioner": 2, "generator": 3, "perceptual": 4}
 TRAIN_SEED_OFFSET = 10**6  # training scenes never share an RNG stream with study scenes
 
 BOB_VOCAB = nets.WordVocab(scenes.BOB_WORDS)
@@ -50,31 +51,60 @@ def encode_prompts(vocab: nets.WordVocab, prompts: list[list[str]], max_len: int
     return out
 
 
-def partial_prompt(words: list[str], rng: np.random.Generator) -> list[str]:
-    """What Bob may receive mid-transmission: the mix that teaches him partial and shuffled prompts.
+def partial_prompt_indices(n: int, rng: np.random.Generator) -> list[int | None]:
+    """What Bob may receive mid-transmission, as indices into the caption's n words (None = a word
+    Bob does not know): the mix that teaches him partial and shuffled prompts.
 
     10% empty (also the unconditional branch of classifier-free guidance), 10% a prefix, 25% a random
     subset in caption order, 15% a random subset in random order, 40% the full caption; and 10% of
-    prompts get one word unknown to Bob, so that Alice's words he never learnt are ignored.
+    prompts get one word unknown to Bob, so that words he never learnt are ignored.
     """
     u = rng.random()
-    n = len(words)
     if u < 0.10:
-        out: list[str] = []
+        out: list[int | None] = []
     elif u < 0.20:
-        out = words[: int(rng.integers(1, n + 1))]
+        out = list(range(int(rng.integers(1, n + 1))))
     elif u < 0.45:
         keep = rng.random(n) < rng.uniform(0.2, 0.9)
-        out = [w for w, k in zip(words, keep) if k]
+        out = [i for i in range(n) if keep[i]]
     elif u < 0.60:
         keep = rng.random(n) < rng.uniform(0.2, 0.9)
-        out = [w for w, k in zip(words, keep) if k]
+        out = [i for i in range(n) if keep[i]]
         out = [out[i] for i in rng.permutation(len(out))]
     else:
-        out = list(words)
+        out = list(range(n))
     if out and rng.random() < 0.10:
-        out.insert(int(rng.integers(len(out) + 1)), "[UNK]")
+        out.insert(int(rng.integers(len(out) + 1)), None)
     return out
+
+
+def partial_prompt(words: list[str], rng: np.random.Generator) -> list[str]:
+    """`partial_prompt_indices` applied to words ([UNK] for the unknown word)."""
+    return ["[UNK]" if i is None else words[i] for i in partial_prompt_indices(len(words), rng)]
+
+
+ALICE_STYLE_RATE = 0.35  # share of training prompts in Alice's style; the rest are Bob's own
+SHUFFLE_OBJECTS_RATE = 0.5  # share of Bob-style prompts whose object phrases come in random order
+
+
+def training_prompt(scene: scenes.Scene, rng: np.random.Generator) -> tuple[list[str], scenes.Scene]:
+    """One training prompt for a scene and the image it should produce.
+
+    The prompt is Alice's caption or Bob's own phrasing (object phrases sometimes reordered), cut to
+    a partial prompt. The target shows only the objects the prompt mentions by a colour, shape or size
+    word: a prompt that names fewer objects must not make Bob invent the others, and words that name
+    no object leave the scene empty, as a text-to-image model draws what it is told.
+    """
+    if rng.random() < ALICE_STYLE_RATE:
+        words, roles = scenes.alice_caption_roles(scene)
+    else:
+        words, roles = scenes.bob_caption_roles(scene, rng, shuffle_objects=rng.random() < SHUFFLE_OBJECTS_RATE)
+    picked = partial_prompt_indices(len(words), rng)
+    prompt = ["[UNK]" if i is None else words[i] for i in picked]
+    mentioned = {roles[i] for i in picked if i is not None and roles[i] >= 0 and words[i] in scenes.OBJECT_WORDS}
+    if len(mentioned) < len(scene.objects):
+        scene = dataclasses.replace(scene, objects=tuple(o for j, o in enumerate(scene.objects) if j in mentioned))
+    return prompt, scene
 
 
 # ---------------------------------------------------------------------------------- checkpoints
@@ -236,9 +266,36 @@ def train_classifier(out_dir: Path, minutes: float, seed: int = 0, batch_size: i
     return _train_loop("classifier", out_dir, minutes, seed, {"model": model}, list(model.parameters()), loss_fn, 1e-3, max_steps)
 
 
-def train_captioner(out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 48, max_steps: int = 20000) -> dict:
+def init_captioner_from(weights_dir: Path, model: nets.AliceCaptioner) -> None:
+    """Start Alice from shipped captioner weights whose vocabulary may differ: each word's embedding
+    and output row come from the same word (or, for "an", from "a"); new words start fresh."""
+    meta = json.loads((Path(weights_dir) / "world.json").read_text())
+    old_index = {w: i for i, w in enumerate(meta["alice_vocab"])}
+    state = {k: v.float() for k, v in load_file(str(Path(weights_dir) / "alice.safetensors")).items()}
+    fresh = model.state_dict()
+    for key in ("embed.weight", "head.weight", "head.bias"):
+        rows = fresh[key].clone()
+        for i, word in enumerate(ALICE_VOCAB.itos):
+            source = word if word in old_index else {"an": "a"}.get(word)
+            if source in old_index:
+                rows[i] = state[key][old_index[source]]
+        state[key] = rows
+    model.load_state_dict(state)
+
+
+CAPTIONER_FINETUNE_LR = 2e-4
+
+
+def train_captioner(
+    out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 48, max_steps: int = 20000, init_from: Path | None = None
+) -> dict:
+    """Alice's captioner on her caption style; with `init_from`, fine-tuned from those weights."""
     torch.manual_seed(seed + _PART_ID["captioner"])
     model = build_captioner()
+    base_lr, decay = 5e-4, None
+    if init_from is not None:
+        init_captioner_from(init_from, model)
+        base_lr, decay = CAPTIONER_FINETUNE_LR, (int(0.4 * max_steps), max_steps, 0.1)
 
     def loss_fn(rng, gen, step):
         batch = scenes.sample_batch(rng, batch_size)
@@ -252,7 +309,84 @@ def train_captioner(out_dir: Path, minutes: float, seed: int = 0, batch_size: in
         loss = F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=0)
         return loss, {}
 
-    return _train_loop("captioner", out_dir, minutes, seed, {"model": model}, list(model.parameters()), loss_fn, 5e-4, max_steps)
+    return _train_loop("captioner", out_dir, minutes, seed, {"model": model}, list(model.parameters()), loss_fn, base_lr, max_steps, lr_decay=decay)
+
+
+# ------------------------------------------------------------------------------ perceptual weights
+PERCEPTUAL_STEPS = 1500
+
+
+def perturb_scene(scene: scenes.Scene, rng: np.random.Generator) -> scenes.Scene:
+    """The scene with one thing changed, as a person would notice it: an object's colour, shape, size
+    or slot, an object removed or added, or the background; the seed (textures, jitter) is redrawn."""
+    objects = list(scene.objects)
+    free = [s for s in scenes.SLOTS if s not in {o.slot for o in objects}]
+    kinds = ["color", "shape", "size", "remove", "background"] + (["move", "add"] if free else [])
+    kind = kinds[int(rng.integers(len(kinds)))]
+    j = int(rng.integers(len(objects)))
+    o = objects[j]
+    if kind == "background":
+        background = [b for b in scenes.BACKGROUNDS if b != scene.background][int(rng.integers(len(scenes.BACKGROUNDS) - 1))]
+        scene = dataclasses.replace(scene, background=background)
+    elif kind == "remove":
+        objects.pop(j)
+    elif kind == "add":
+        objects.append(scenes.WorldObject(scenes.SHAPES[int(rng.integers(3))], scenes.COLORS[int(rng.integers(6))], scenes.SIZES[int(rng.integers(2))], free[int(rng.integers(len(free)))]))
+    elif kind == "move":
+        objects[j] = dataclasses.replace(o, slot=free[int(rng.integers(len(free)))])
+    else:
+        values = {"color": scenes.COLORS, "shape": scenes.SHAPES, "size": scenes.SIZES}[kind]
+        other = [v for v in values if v != getattr(o, kind)]
+        objects[j] = dataclasses.replace(o, **{kind: other[int(rng.integers(len(other)))]})
+    objects.sort(key=lambda x: scenes.SLOTS.index(x.slot))
+    return dataclasses.replace(scene, objects=tuple(objects), seed=int(rng.integers(2**31)))
+
+
+def _camera(images: np.ndarray, rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
+    """Imperfections of a generated picture: light blur, noise, 8-bit levels."""
+    x = to_tensor(images)
+    if rng.random() < 0.5:
+        x = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1) * 0.5 + x * 0.5
+    x = x + torch.randn(x.shape, generator=gen) * float(rng.uniform(0, 0.06))
+    return ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+
+
+def train_perceptual(out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 64, max_steps: int = PERCEPTUAL_STEPS,
+                     classifier_from: Path | None = None) -> dict:
+    """The perceptual metric's linear weights, learnt as LPIPS learnt its own from human judgements.
+
+    LPIPS weights each channel of its trunk by how much people notice differences there (2AFC
+    judgements). The world's judge is its ground truth: of two pictures, the one showing the same
+    scene as the reference (another seed: other textures and jitter) must be closer than one showing
+    a changed scene (one attribute, object or background different). Without these weights the
+    distance is dominated by textures and jitter: a re-rendering of the very same scene was often
+    further than the scene with an object missing.
+    """
+    from lsc.backends.world.perceptual import LinearWeights
+
+    classifier = build_classifier()
+    if classifier_from is not None:
+        classifier.load_state_dict({k: v.float() for k, v in load_file(str(Path(classifier_from) / "attributes.safetensors")).items()})
+    else:
+        tensors = load_file(str(out_dir / "classifier" / "checkpoint.safetensors"))
+        classifier.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    classifier.eval().requires_grad_(False)
+    lin = LinearWeights(classifier.cfg.channels)
+
+    def loss_fn(rng, gen, step):
+        refs = [scenes.sample_scene(rng) for _ in range(batch_size)]
+        same = [dataclasses.replace(s, seed=int(rng.integers(2**31))) for s in refs]
+        diff = [perturb_scene(s, rng) for s in refs]
+        with torch.no_grad():
+            f_ref = classifier.features(to_tensor(np.stack([scenes.render(s) for s in refs])))
+            f_same = classifier.features(_camera(np.stack([scenes.render(s) for s in same]), rng, gen))
+            f_diff = classifier.features(_camera(np.stack([scenes.render(s) for s in diff]), rng, gen))
+        d_same, d_diff = lin.distance(f_ref, f_same), lin.distance(f_ref, f_diff)
+        margin = lin.scale() * (d_diff - d_same)
+        loss = F.softplus(-margin).mean()
+        return loss, {"agree": float((d_diff > d_same).float().mean())}
+
+    return _train_loop("perceptual", out_dir, minutes, seed, {"lin": lin}, list(lin.parameters()), loss_fn, 3e-2, max_steps)
 
 
 GENERATOR_STEPS = 14000
@@ -300,14 +434,15 @@ def binding_targets(batch_scenes: list[scenes.Scene], roles: list[list[int]], wi
 
 def init_generator_from(weights_dir: Path, text: nets.BobTextEncoder, unet: nets.FlowUNet) -> None:
     """Start from shipped (or exported) generator weights; words new to this vocabulary start as the
-    word they are a synonym of, so fine-tuning begins from a model that already draws them."""
+    word they are a synonym of (or, for Alice's words, the Bob word they mean), so fine-tuning begins
+    from a model that already draws them."""
     meta = json.loads((Path(weights_dir) / "world.json").read_text())
     old_index = {w: i for i, w in enumerate(meta["bob_vocab"])}
     text_state = {k: v.float() for k, v in load_file(str(Path(weights_dir) / "bob_text.safetensors")).items()}
     old_embed = text_state["embed.weight"]
     embed = text.embed.weight.detach().clone()
     for i, word in enumerate(BOB_VOCAB.itos):
-        source = word if word in old_index else scenes.SYNONYM_BASE.get(word)
+        source = word if word in old_index else scenes.SYNONYM_BASE.get(word, scenes.ALICE_TO_BOB.get(word))
         if source in old_index:
             embed[i] = old_embed[old_index[source]]
     text_state["embed.weight"] = embed
@@ -338,11 +473,11 @@ def train_generator(
         p.requires_grad_(False)
 
     def loss_fn(rng, gen, step):
-        batch = scenes.sample_batch(rng, batch_size, count_p)
-        full = [scenes.bob_caption_roles(s, rng) for s in batch.scenes]
-        prompts = [partial_prompt(words, rng) for words, _ in full]
-        tokens = encode_prompts(BOB_VOCAB, prompts, text.cfg.max_len)
-        x0 = to_tensor(batch.images)
+        batch_scenes = [scenes.sample_scene(rng, count_p) for _ in range(batch_size)]
+        full = [scenes.bob_caption_roles(s, rng, shuffle_objects=True) for s in batch_scenes]
+        pairs = [training_prompt(s, rng) for s in batch_scenes]
+        tokens = encode_prompts(BOB_VOCAB, [p for p, _ in pairs], text.cfg.max_len)
+        x0 = to_tensor(np.stack([scenes.render(target) for _, target in pairs]))
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.sigmoid(torch.randn(batch_size, generator=gen))  # logit-normal time, as SD3
         xt = (1 - t[:, None, None, None]) * x0 + t[:, None, None, None] * noise
@@ -350,7 +485,7 @@ def train_generator(
         v = unet(xt, t, feats, padding)
         flow = F.mse_loss(v, noise - x0)
         full_tokens = encode_prompts(BOB_VOCAB, [w for w, _ in full], text.cfg.max_len)
-        targets = binding_targets(batch.scenes, [r for _, r in full], full_tokens.shape[1])
+        targets = binding_targets(batch_scenes, [r for _, r in full], full_tokens.shape[1])
         logits = binding(text(full_tokens)[0])
         bind = sum(F.cross_entropy(logits[k].flatten(0, 1), targets[k].flatten(), ignore_index=-100) for k in targets)
         return flow + BINDING_WEIGHT * bind, {"flow": flow.item(), "bind": bind.item()}
@@ -364,7 +499,7 @@ def train_generator(
 
 def train(
     out_dir: Path, minutes: float, parts: tuple[str, ...] = PARTS, seed: int = 0, max_steps: dict[str, int] | None = None,
-    init_generator: Path | None = None,
+    init_generator: Path | None = None, init_captioner: Path | None = None, base_weights: Path | None = None,
 ) -> dict:
     """Train the given parts one after another, splitting the time budget by their needs.
 
@@ -372,15 +507,21 @@ def train(
     that the budget allows, the result depends on the seed only, not on the machine's speed.
     """
     torch.set_flush_denormal(True)  # without it CPU training silently stalls (ENVIRONMENT.md)
-    share = {"classifier": 0.08, "captioner": 0.22, "generator": 0.70}
+    share = {"classifier": 0.07, "perceptual": 0.01, "captioner": 0.22, "generator": 0.70}
     total = sum(share[p] for p in parts)
     states = {}
     for part in parts:
         budget = minutes * share[part] / total
-        fn = {"classifier": train_classifier, "captioner": train_captioner, "generator": train_generator}[part]
+        fn = {"classifier": train_classifier, "perceptual": train_perceptual, "captioner": train_captioner, "generator": train_generator}[part]
         kwargs: dict = {"max_steps": max_steps[part]} if max_steps and part in max_steps else {}
+        if part == "perceptual" and not (Path(out_dir) / "classifier" / "state.json").exists():
+            if base_weights is None:
+                raise FileNotFoundError("the perceptual weights need a classifier: train it in the same folder or give base weights")
+            kwargs["classifier_from"] = Path(base_weights)
         if part == "generator" and init_generator is not None:
             kwargs["init_from"] = Path(init_generator)
+        if part == "captioner" and init_captioner is not None:
+            kwargs["init_from"] = Path(init_captioner)
         states[part] = fn(Path(out_dir), budget, seed, **kwargs)
     return states
 
@@ -393,8 +534,8 @@ def export_weights(train_dir: Path, weights_dir: Path, extra_meta: dict | None =
     the weights folder it started from, with its training record.
     """
     weights_dir.mkdir(parents=True, exist_ok=True)
-    files = {"generator": ("bob_text", "bob_unet"), "captioner": ("alice",), "classifier": ("attributes",)}
-    prefixes = {"bob_text": "ema_text.", "bob_unet": "ema_unet.", "alice": "model.", "attributes": "model."}
+    files = {"generator": ("bob_text", "bob_unet"), "captioner": ("alice",), "classifier": ("attributes",), "perceptual": ("perceptual",)}
+    prefixes = {"bob_text": "ema_text.", "bob_unet": "ema_unet.", "alice": "model.", "attributes": "model.", "perceptual": "lin."}
     base_meta = json.loads((Path(base_weights) / "world.json").read_text()) if base_weights else {}
     training: dict[str, dict] = {}
     for part, names in files.items():
