@@ -36,6 +36,9 @@ class HFBackendOptions(BaseModel):
     caption_repetition_penalty: float = Field(1.0, gt=0)
     itm_model: str | None = "Salesforce/blip-itm-base-coco"
     itm_block: int = Field(7, ge=0)
+    # Grad-CAM products are ~1e-14 on real and tiny models alike: in float16 they underflow to 0.
+    itm_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "float32"
+    itm_first_token: Literal["enc", "cls"] = "enc"  # LAVIS' BlipITM puts [ENC] first; "cls": Hugging Face's
     alice_text_encoder: str | None = "itm"  # "itm": the ITM model's BERT text encoder (BLIP's language model)
     bob_text_encoder: str | None = None  # None: the generator pipeline's own text encoder
     generator: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -146,13 +149,14 @@ def load_hf_backend(**options: Any) -> Backend:
     cap_tok = load_pretrained(AutoTokenizer.from_pretrained, opts.captioner, "captioner tokenizer", "captioner")
     itm_model = itm_tok = None
     if not _none(opts.itm_model):
-        itm_model = load_pretrained(BlipForImageTextRetrieval.from_pretrained, str(opts.itm_model), "ITM model", "itm_model", dtype=dtype)
+        itm_dtype = dtype if opts.itm_dtype == "auto" else resolve_dtype(opts.itm_dtype, device)
+        itm_model = load_pretrained(BlipForImageTextRetrieval.from_pretrained, str(opts.itm_model), "ITM model", "itm_model", dtype=itm_dtype)
         itm_tok = load_pretrained(AutoTokenizer.from_pretrained, str(opts.itm_model), "ITM tokenizer", "itm_model")
         itm_model = itm_model.to(device).eval()
         capabilities.add(CAP_ALICE_GROUNDING)
     captioner = BlipCaptioner(
         cap_model.to(device).eval(), cap_tok, opts.captioner, itm_model, itm_tok, opts.itm_model, opts.itm_block,
-        device=device, dtype=dtype, prompt=opts.caption_prompt,
+        device=device, dtype=dtype, prompt=opts.caption_prompt, itm_first_token=opts.itm_first_token,
         generation=dict(num_beams=opts.caption_num_beams, max_new_tokens=opts.caption_max_new_tokens,
                         min_length=opts.caption_min_length, repetition_penalty=opts.caption_repetition_penalty),
     )
