@@ -53,6 +53,7 @@ class HFBackendOptions(BaseModel):
     lpips_net: Literal["alex", "vgg"] = "alex"
     lpips_backbone: str | None = None
     lpips_linear: str | None = None
+    lpips_size: int | None = Field(None, ge=16)  # None: Bob's image size; the research code: 256
     device: str = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     threshold: float = 0.6
@@ -143,7 +144,8 @@ def load_hf_backend(**options: Any) -> Backend:
     capabilities = {CAP_GENERATOR, CAP_PERCEPTUAL}
 
     # Perceptual first: it is the smallest and fails fastest when its weights are missing.
-    perceptual = LpipsPerceptual(load_lpips(opts.lpips_net, opts.lpips_backbone, opts.lpips_linear), device=device)
+    perceptual = LpipsPerceptual(load_lpips(opts.lpips_net, opts.lpips_backbone, opts.lpips_linear), device=device,
+                                 size=opts.lpips_size)
 
     cap_model = load_pretrained(BlipForConditionalGeneration.from_pretrained, opts.captioner, "captioner", "captioner", dtype=dtype)
     cap_tok = load_pretrained(AutoTokenizer.from_pretrained, opts.captioner, "captioner tokenizer", "captioner")
