@@ -97,6 +97,7 @@ class BlipCaptioner:
         generation: dict[str, Any] | None = None,
         batch_size: int = 16,
         itm_first_token: str = "enc",
+        first_segment: bool = False,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -106,6 +107,7 @@ class BlipCaptioner:
         self.generation = dict(num_beams=3, max_new_tokens=30, min_length=5, do_sample=False, repetition_penalty=1.0)
         self.generation.update({k: v for k, v in (generation or {}).items() if v is not None})
         self.batch_size = max(1, int(batch_size))
+        self.first_segment = bool(first_segment)
         self.pre = _preprocessor(model, model_id)
         self.itm_model = itm_model
         self.itm_tokenizer = itm_tokenizer
@@ -141,6 +143,8 @@ class BlipCaptioner:
                 text = " ".join(text.split())
                 if self.prompt and text.lower().startswith(self.prompt.lower().strip()):
                     text = text[len(self.prompt.strip()) :].strip()
+                if self.first_segment:  # CLIP_Tx_I2T.py: interrogate(image).split(',')[0]
+                    text = text.split(",")[0].strip()
                 captions.append(text)
         return captions
 
