@@ -280,3 +280,42 @@ def test_lcm_lora_needs_peft(hf_options) -> None:
     else:  # pragma: no cover - peft installed: the adapter id is simply missing offline
         with pytest.raises(ModelUnavailableError, match="lcm-lora-sdv1-5"):
             load_hf_backend(**{**hf_options, "lcm_lora": "latent-consistency/lcm-lora-sdv1-5"})
+
+
+def test_cross_attention_equals_independent_recomputation(hf_backend) -> None:
+    """DAAM maps recomputed from the default processors' inputs: forward hooks on every attn2 module keep
+    (hidden states, text states); softmax(q k^T * scale) per head written out here, the conditional
+    (second) half of the classifier-free-guidance batch, mean over heads, bilinear to the latent grid,
+    mean over modules and steps, word = its token (one token per word)."""
+    from torch.nn import functional as F
+
+    gen = hf_backend.generator
+    words = ["a", "dog", "runs", "on", "grass"]
+    seen: list[torch.Tensor] = []
+
+    def hook(module, args, kwargs, _out) -> None:
+        h = args[0] if args else kwargs["hidden_states"]
+        enc = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
+        b, q_len, _ = h.shape
+        heads = module.heads
+        q = module.to_q(h).view(b, q_len, heads, -1).permute(0, 2, 1, 3)
+        k = module.to_k(enc).view(b, enc.shape[1], heads, -1).permute(0, 2, 1, 3)
+        probs = torch.softmax(q.float() @ k.float().transpose(-1, -2) * module.scale, dim=-1)  # (B, H, Q, K)
+        per = probs[-1].mean(0)  # conditional item, mean over heads: (Q, K)
+        side = int(round(q_len ** 0.5))
+        maps = per.T.reshape(1, -1, side, side)
+        seen.append(F.interpolate(maps, size=(16, 16), mode="bilinear", align_corners=False)[0])
+
+    handles = [m.register_forward_hook(hook, with_kwargs=True) for n, m in gen.pipe.unet.named_modules()
+               if n.endswith("attn2")]
+    try:
+        gen._call([" ".join(words)], seed=4)
+    finally:
+        for h in handles:
+            h.remove()
+    assert len(seen) >= 2 * gen.num_inference_steps
+    tokens = torch.stack(seen).mean(0).clamp(min=0).numpy()  # (K, 16, 16); token 0 is <bos>
+    expected = tokens[1 : 1 + len(words)]
+    got = gen.cross_attention(words, seed=4)
+    assert _close(got, expected, rel=1e-5)
+    assert not _close(got, tokens[: len(words)]) and not _close(got, expected[::-1])

@@ -185,3 +185,22 @@ def test_research_variant_refused_for_both_att() -> None:
     with pytest.raises(ConfigError, match="bothAtt"):
         get_scheme("attention_contribution", attention_variant="research")
     assert MostAttentive(attention_variant="research").attention_variant == "research"
+
+
+def test_pad_to_is_bothatt_50x50_softmax() -> None:
+    """pad_to=50: both matrices zero-padded to 50x50 before the softmax over all entries, contributions
+    summed over the padded rows too, as main_flicker's bothAtt branch (att_to_word on the 50x50 arrays)."""
+    from lsc.schemes.attention import contribution_order, difference_matrix
+
+    rng = np.random.default_rng(3)
+    alice, bob = rng.random((6, 6)) * 3, rng.random((6, 6))
+    A, B = np.zeros((50, 50)), np.zeros((50, 50))
+    A[:6, :6], B[:6, :6] = alice, bob
+    soft = [np.exp(x - x.max()) / np.exp(x - x.max()).sum() for x in (A, B)]
+    att_diff = soft[0] - soft[1]
+    att_sum_diff = [np.sum(att_diff[t, :]) + np.sum(att_diff[:, t]) - 2 * att_diff[t, t] for t in range(6)]
+    d = difference_matrix(alice, bob, pad_to=50)
+    assert d.shape == (50, 50)
+    np.testing.assert_allclose(d, att_diff, rtol=0, atol=1e-12 * np.abs(att_diff).max())
+    assert contribution_order(d, signed=True, n=6) == [int(i) for i in np.argsort(att_sum_diff, kind="stable")]
+    assert not np.allclose(difference_matrix(alice, bob)[:6, :6], d[:6, :6], rtol=1e-3)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -120,3 +121,29 @@ def test_caption_first_segment(hf_backend, monkeypatch) -> None:
     assert cap.caption([image]) == ["a dog on the grass"]
     monkeypatch.setattr(cap, "first_segment", False)
     assert cap.caption([image]) == ["a dog on the grass, digital art, trending"]
+
+
+@pytest.fixture(scope="module")
+def hf_backend_fp16(hf_options):
+    from lsc.backends.hf import load_hf_backend
+
+    return load_hf_backend(**{**hf_options, "dtype": "float16"})
+
+
+@pytest.mark.parametrize("name", [info.name for info in list_schemes()])
+def test_every_scheme_end_to_end_in_float16(hf_backend_fp16, name: str) -> None:
+    """float16 on CPU (as on a GPU by default): finite LPIPS, the ITM Grad-CAM still float32 and non-zero."""
+    import warnings
+
+    b = hf_backend_fp16
+    assert b.generator.pipe.unet.dtype == torch.float16 and b.captioner.model.dtype == torch.float16
+    assert next(b.captioner.itm_model.parameters()).dtype == torch.float32
+    check_capabilities(b, [name])
+    image = np.random.default_rng(0).random((48, 48, 3)).astype(np.float32)
+    ctx = ImageContext(b, "img0", image, CAPTION, seed=0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*all zero.*")
+        result = transmit(ctx, get_scheme(name), LoopSettings(threshold=0.6))
+    assert len(result.order) == len(set(result.order)) and len(result.steps) == len(result.order) + 1
+    lp = np.array([s.lpips for s in result.steps])
+    assert np.all(np.isfinite(lp)) and np.all(lp >= 0)
