@@ -42,11 +42,11 @@ def clip_tokenizer(model_max_length: int = 77):
 
 
 def bert_tokenizer():
-    """A BERT WordPiece tokenizer with WORDS, letters and ##letters, and BLIP's [DEC] token."""
+    """A BERT WordPiece tokenizer with WORDS, letters and ##letters, and BLIP's [DEC] and [ENC] tokens."""
     from transformers import BertTokenizer
 
     vocab: dict[str, int] = {}
-    for tok in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"] + WORDS + LETTERS + ["##" + c for c in LETTERS]:
+    for tok in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "[ENC]"] + WORDS + LETTERS + ["##" + c for c in LETTERS]:
         vocab.setdefault(tok, len(vocab))
     tok = BertTokenizer(vocab=vocab, model_max_length=64)
     tok.add_special_tokens({"bos_token": "[DEC]"})

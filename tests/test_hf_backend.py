@@ -60,19 +60,15 @@ def test_captions_batched_and_deterministic(hf_backend) -> None:
     assert [hf_backend.captioner.caption([im])[0] for im in imgs] == caps  # batch-mates do not matter
 
 
-def test_grounding_is_gradcam_of_itm_cross_attention(hf_backend) -> None:
-    cap = hf_backend.captioner
-    img = _image(3)
-    words = ["a", "zebra", "on", "grass"]
-    maps = cap.grounding(img, words)
-    assert maps.shape == (4, 4, 4)  # 32 px image, 8 px patches
-    assert np.all(maps >= 0) and maps.sum() > 0
-    # independent Grad-CAM: retain_grad + backward instead of autograd.grad, tokens spelt out by hand
+def _reference_gradcam(cap, img: np.ndarray, block: int, first_id: int) -> np.ndarray:
+    """Grad-CAM written independently: retain_grad + backward instead of autograd.grad, tokens spelt out by
+    hand, the first token replaced by `first_id` as LAVIS' BlipITM does; per-token maps (T, 4, 4)."""
     tok = cap.itm_tokenizer
     ids = tok("a zebra on grass", return_tensors="pt")["input_ids"]
     assert tok.convert_ids_to_tokens(ids[0]) == ["[CLS]", "a", "z", "##e", "##b", "##r", "##a", "on", "grass", "[SEP]"]
+    ids[0, 0] = first_id
     store = {}
-    layer = cap.itm_model.text_encoder.encoder.layer[0].crossattention.self
+    layer = cap.itm_model.text_encoder.encoder.layer[block].crossattention.self
 
     def keep(_m, _i, o) -> None:  # a forward hook must return None to leave the output alone
         o[1].retain_grad()
@@ -86,9 +82,66 @@ def test_grounding_is_gradcam_of_itm_cross_attention(hf_backend) -> None:
         handle.remove()
         cap.itm_model.zero_grad(set_to_none=True)
     a = store["a"]
-    cam = (a[0, :, :, 1:] * a.grad[0, :, :, 1:].clamp(min=0)).mean(0).detach().reshape(-1, 4, 4).numpy()
+    return (a[0, :, :, 1:] * a.grad[0, :, :, 1:].clamp(min=0)).mean(0).detach().reshape(-1, 4, 4).numpy()
+
+
+def _close(got: np.ndarray, want: np.ndarray, rel: float = 1e-5) -> bool:
+    """Equal up to `rel` of the expected maps' own scale (Grad-CAM values are ~1e-14 on tiny models)."""
+    scale = float(np.abs(want).max())
+    return scale > 0 and float(np.abs(got - want).max()) <= rel * scale
+
+
+def test_grounding_is_gradcam_of_itm_cross_attention(hf_backend) -> None:
+    cap = hf_backend.captioner
+    img = _image(3)
+    words = ["a", "zebra", "on", "grass"]
+    maps = cap.grounding(img, words)
+    assert maps.shape == (4, 4, 4)  # 32 px image, 8 px patches
+    assert np.all(maps >= 0) and np.all(maps.reshape(4, -1).max(1) > 0)
+    enc = cap.itm_tokenizer.convert_tokens_to_ids("[ENC]")
+    assert cap.itm_first_id == enc != cap.itm_tokenizer.cls_token_id
+    cam = _reference_gradcam(cap, img, 0, enc)
     expected = np.stack([cam[1], cam[2:7].mean(0), cam[7], cam[8]])
-    np.testing.assert_allclose(maps, expected, rtol=1e-5, atol=1e-8)
+    assert _close(maps, expected)
+    # the comparison can fail: reversed words, all-zero maps, [CLS] first, the wrong block
+    assert not _close(maps, expected[::-1]) and not _close(np.zeros_like(maps), expected)
+    cls = _reference_gradcam(cap, img, 0, cap.itm_tokenizer.cls_token_id)
+    assert not _close(maps, np.stack([cls[1], cls[2:7].mean(0), cls[7], cls[8]]))
+
+
+def test_grounding_of_the_wrong_block_fails_the_check(hf_backend) -> None:
+    cap = hf_backend.captioner
+    img = _image(3)
+    maps = cap.grounding(img, ["a", "zebra", "on", "grass"])
+    old = cap.itm_block
+    cap.itm_block = 1
+    try:
+        wrong = cap.grounding(img, ["a", "zebra", "on", "grass"])
+    finally:
+        cap.itm_block = old
+    cam = _reference_gradcam(cap, img, 0, cap.itm_first_id)
+    expected = np.stack([cam[1], cam[2:7].mean(0), cam[7], cam[8]])
+    assert _close(maps, expected) and not _close(wrong, expected)
+
+
+def test_grounding_in_float16_underflows_and_warns(hf_options) -> None:
+    """itm_dtype float32 (default) keeps the maps whatever the backend dtype; a float16 ITM model gives
+    all-zero maps, which the grounding schemes report once, naming the image."""
+    from lsc.backends.hf import load_hf_backend
+    from lsc.protocol.loop import ImageContext
+    from lsc.schemes.grounding import alice_grounding
+
+    b32 = load_hf_backend(**{**hf_options, "itm_dtype": "float32"})
+    b16 = load_hf_backend(**{**hf_options, "itm_dtype": "float16"})
+    assert next(b16.captioner.itm_model.parameters()).dtype == torch.float16
+    img = _image(3)
+    words = ["a", "dog", "on", "grass"]
+    assert np.all(b32.captioner.grounding(img, words).reshape(4, -1).max(1) > 0)
+    ctx = ImageContext(b16, "img-7", img, " ".join(words))
+    with pytest.warns(UserWarning, match="grounding maps of image 'img-7' are all zero") as rec:
+        maps = alice_grounding(ctx)
+        alice_grounding(ctx)  # memoised: no second warning
+    assert not np.any(maps) and len([w for w in rec if "all zero" in str(w.message)]) == 1
 
 
 def test_bad_itm_block(hf_options) -> None:
@@ -227,3 +280,42 @@ def test_lcm_lora_needs_peft(hf_options) -> None:
     else:  # pragma: no cover - peft installed: the adapter id is simply missing offline
         with pytest.raises(ModelUnavailableError, match="lcm-lora-sdv1-5"):
             load_hf_backend(**{**hf_options, "lcm_lora": "latent-consistency/lcm-lora-sdv1-5"})
+
+
+def test_cross_attention_equals_independent_recomputation(hf_backend) -> None:
+    """DAAM maps recomputed from the default processors' inputs: forward hooks on every attn2 module keep
+    (hidden states, text states); softmax(q k^T * scale) per head written out here, the conditional
+    (second) half of the classifier-free-guidance batch, mean over heads, bilinear to the latent grid,
+    mean over modules and steps, word = its token (one token per word)."""
+    from torch.nn import functional as F
+
+    gen = hf_backend.generator
+    words = ["a", "dog", "runs", "on", "grass"]
+    seen: list[torch.Tensor] = []
+
+    def hook(module, args, kwargs, _out) -> None:
+        h = args[0] if args else kwargs["hidden_states"]
+        enc = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
+        b, q_len, _ = h.shape
+        heads = module.heads
+        q = module.to_q(h).view(b, q_len, heads, -1).permute(0, 2, 1, 3)
+        k = module.to_k(enc).view(b, enc.shape[1], heads, -1).permute(0, 2, 1, 3)
+        probs = torch.softmax(q.float() @ k.float().transpose(-1, -2) * module.scale, dim=-1)  # (B, H, Q, K)
+        per = probs[-1].mean(0)  # conditional item, mean over heads: (Q, K)
+        side = int(round(q_len ** 0.5))
+        maps = per.T.reshape(1, -1, side, side)
+        seen.append(F.interpolate(maps, size=(16, 16), mode="bilinear", align_corners=False)[0])
+
+    handles = [m.register_forward_hook(hook, with_kwargs=True) for n, m in gen.pipe.unet.named_modules()
+               if n.endswith("attn2")]
+    try:
+        gen._call([" ".join(words)], seed=4)
+    finally:
+        for h in handles:
+            h.remove()
+    assert len(seen) >= 2 * gen.num_inference_steps
+    tokens = torch.stack(seen).mean(0).clamp(min=0).numpy()  # (K, 16, 16); token 0 is <bos>
+    expected = tokens[1 : 1 + len(words)]
+    got = gen.cross_attention(words, seed=4)
+    assert _close(got, expected, rel=1e-5)
+    assert not _close(got, tokens[: len(words)]) and not _close(got, expected[::-1])

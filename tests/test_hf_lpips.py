@@ -136,3 +136,27 @@ def test_linear_weights_found_in_installed_lpips_package(tmp_path, monkeypatch) 
     backbone, _ = random_lpips_state("alex")
     model = load_lpips("alex", backbone, None)
     assert torch.equal(model.lins.lin2.weight, linear["lin2.model.1.weight"])
+
+
+def test_lpips_size_resizes_both_images_the_same_way() -> None:
+    """lpips_size=S: Bob's image and the reference both go to S x S (bilinear, antialiased) before LPIPS,
+    as the research code's Resize((256, 256)); the distance then differs from LPIPS at Bob's size."""
+    backbone, linear = random_lpips_state("alex", seed=4)
+    net = load_lpips("alex", backbone, linear)
+    perc = LpipsPerceptual(net, size=64)
+    rng = np.random.default_rng(1)
+    ref_img = rng.random((80, 100, 3)).astype(np.float32)
+    imgs = rng.random((2, 48, 48, 3)).astype(np.float32)
+    got = perc.distances(perc.reference(ref_img), imgs)
+
+    def resized(a: np.ndarray) -> torch.Tensor:  # written out independently of lsc's helper
+        t = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2) * 2 - 1
+        return F.interpolate(t, size=(64, 64), mode="bilinear", align_corners=False, antialias=True)
+
+    want = reference_lpips("alex", backbone, linear, resized(ref_img[None]).expand(2, -1, -1, -1), resized(imgs))
+    assert np.all(want.numpy() > 0.01)
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=0)
+    at_bob_size = LpipsPerceptual(net).distances(ref_img, imgs)
+    assert np.abs(at_bob_size - got).max() > 1e-3 * got.max()
+    with pytest.raises(Exception, match="lpips_size"):
+        LpipsPerceptual(net, size=8)

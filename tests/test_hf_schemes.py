@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -80,8 +81,8 @@ def test_lsc_run_paper_config_without_weights_is_one_line(hf_options, tmp_path: 
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
-    assert line.startswith("error: captioner weights 'Salesforce/blip-image-captioning-large' are not available")
-    assert "huggingface-cli download Salesforce/blip-image-captioning-large" in line
+    assert line.startswith("error: captioner weights 'Salesforce/blip-image-captioning-base' are not available")
+    assert "huggingface-cli download Salesforce/blip-image-captioning-base" in line
 
 
 def test_unreadable_lpips_file_is_one_line(tmp_path: Path) -> None:
@@ -91,3 +92,58 @@ def test_unreadable_lpips_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "b.pth").write_bytes(b"")
     with pytest.raises(ModelUnavailableError, match="cannot read LPIPS weights file"):
         load_lpips("alex", str(tmp_path / "b.pth"), None)
+
+
+def test_paper_configs_load_and_say_what_the_research_code_does(hf_options) -> None:
+    """paper.yaml: BLIP base greedy captions, LPIPS at 256, float32 Grad-CAM with [ENC]; paper_cliptx.yaml:
+    CLIP Interrogator's BLIP-large settings and first comma segment; both build on the tiny models."""
+    from lsc.backends.hf.backend import HFBackendOptions
+    from lsc.config import load_config
+
+    paper = load_config(REPO / "configs" / "paper.yaml").backend_options
+    clip_tx = load_config(REPO / "configs" / "paper_cliptx.yaml").backend_options
+    p, c = HFBackendOptions(**paper), HFBackendOptions(**clip_tx)
+    assert (p.captioner, p.caption_num_beams, p.caption_max_new_tokens, p.caption_prompt) == (
+        "Salesforce/blip-image-captioning-base", 1, 19, None)
+    assert (p.lpips_size, p.itm_dtype, p.itm_first_token, p.itm_block) == (256, "float32", "enc", 7)
+    assert (c.captioner, c.caption_num_beams, c.caption_max_new_tokens, c.caption_min_length) == (
+        "Salesforce/blip-image-captioning-large", 8, 28, 5)
+    assert c.caption_prompt == "a picture of" and c.caption_first_segment and not p.caption_first_segment
+    assert {k: v for k, v in clip_tx.items() if not k.startswith("caption")} == {
+        k: v for k, v in paper.items() if not k.startswith("caption")}
+
+
+def test_caption_first_segment(hf_backend, monkeypatch) -> None:
+    cap = hf_backend.captioner
+    monkeypatch.setattr(cap.tokenizer, "batch_decode", lambda ids, **kw: ["a dog on the grass, digital art, trending"])
+    monkeypatch.setattr(cap, "first_segment", True)
+    image = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
+    assert cap.caption([image]) == ["a dog on the grass"]
+    monkeypatch.setattr(cap, "first_segment", False)
+    assert cap.caption([image]) == ["a dog on the grass, digital art, trending"]
+
+
+@pytest.fixture(scope="module")
+def hf_backend_fp16(hf_options):
+    from lsc.backends.hf import load_hf_backend
+
+    return load_hf_backend(**{**hf_options, "dtype": "float16"})
+
+
+@pytest.mark.parametrize("name", [info.name for info in list_schemes()])
+def test_every_scheme_end_to_end_in_float16(hf_backend_fp16, name: str) -> None:
+    """float16 on CPU (as on a GPU by default): finite LPIPS, the ITM Grad-CAM still float32 and non-zero."""
+    import warnings
+
+    b = hf_backend_fp16
+    assert b.generator.pipe.unet.dtype == torch.float16 and b.captioner.model.dtype == torch.float16
+    assert next(b.captioner.itm_model.parameters()).dtype == torch.float32
+    check_capabilities(b, [name])
+    image = np.random.default_rng(0).random((48, 48, 3)).astype(np.float32)
+    ctx = ImageContext(b, "img0", image, CAPTION, seed=0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*all zero.*")
+        result = transmit(ctx, get_scheme(name), LoopSettings(threshold=0.6))
+    assert len(result.order) == len(set(result.order)) and len(result.steps) == len(result.order) + 1
+    lp = np.array([s.lpips for s in result.steps])
+    assert np.all(np.isfinite(lp)) and np.all(lp >= 0)

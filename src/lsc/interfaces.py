@@ -49,7 +49,8 @@ class TextEncoder(Protocol):
 
         Model tokens are merged back to words (sum over a word's tokens as keys, mean as queries);
         special tokens and padding dropped. variant "mean": averaged over layers and heads (the
-        papers' prose); "layer_sum_head0": summed over layers, first head only (the research code).
+        papers' prose); "layer_sum_head0": summed over layers, first head only (an ablation);
+        "research" (hf backend): llm_att.py's head 2 summed over layers, no start/end tokens.
         """
         ...
 

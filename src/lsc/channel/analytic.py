@@ -1,4 +1,5 @@
-"""The analytic channel model: independent bit flips with the closed-form BER (the research code's).
+"""The analytic channel model: independent bit flips with the closed-form BER (as the research code
+flips bits; `ber_formula: research` uses its 16-QAM formula, QAM.py).
 
 Every bit of a block is flipped independently with probability P_b from `lsc.channel.theory` at the
 configured SNR. With Rayleigh block fading one fade |h|^2 ~ Exp(1) is drawn per block (per word) and
@@ -22,14 +23,14 @@ class AnalyticChannel:
         self.cfg = cfg
         self.rng = rng
         self.ebn0 = ebn0_linear(cfg.snr_db, cfg.snr_type, cfg.modulation)
-        self.p_awgn = ber_awgn(cfg.modulation, self.ebn0)
+        self.p_awgn = ber_awgn(cfg.modulation, self.ebn0, cfg.ber_formula)
 
     def flip_probabilities(self, n_blocks: int) -> np.ndarray:
         """Bit error probability of each block (one fade per block under Rayleigh block fading)."""
         if self.cfg.fading == "none":
             return np.full(n_blocks, self.p_awgn)
         fades = self.rng.exponential(1.0, size=n_blocks)
-        return np.array([ber_awgn(self.cfg.modulation, self.ebn0 * g) for g in fades])
+        return np.array([ber_awgn(self.cfg.modulation, self.ebn0 * g, self.cfg.ber_formula) for g in fades])
 
     def transmit_blocks(self, u: np.ndarray) -> BlockResult:
         """Send blocks of bits (B, k); returns the received bits and the channel bit budget."""

@@ -67,7 +67,7 @@ def measure_ber(cfg: ChannelConfig, n_bits: int, seed: int = 0, block_bits: int 
     rate = simulated / channel_bits
     # Closed form of the uncoded channel bits: Eb/N0 per channel bit is rate * Eb/N0 per info bit.
     ebn0_channel = ebn0_linear(cfg.snr_db, cfg.snr_type, cfg.modulation, rate) * rate
-    formula = ber_awgn if cfg.fading == "none" else ber_rayleigh
+    closed = ber_awgn if cfg.fading == "none" else ber_rayleigh
     out: dict[str, Any] = {
         "model": cfg.model,
         "modulation": cfg.modulation,
@@ -83,8 +83,8 @@ def measure_ber(cfg: ChannelConfig, n_bits: int, seed: int = 0, block_bits: int 
         "ber": errors / simulated,
         "channel_bit_errors": channel_errors,
         "channel_ber": channel_errors / channel_bits,
-        "closed_form_channel_ber": formula(cfg.modulation, ebn0_channel),
+        "closed_form_channel_ber": closed(cfg.modulation, ebn0_channel, cfg.ber_formula),
     }
     if cfg.ldpc_rate is None:
-        out["closed_form_ber"] = ber_closed_form(cfg.modulation, cfg.snr_db, cfg.snr_type, cfg.fading)
+        out["closed_form_ber"] = ber_closed_form(cfg.modulation, cfg.snr_db, cfg.snr_type, cfg.fading, cfg.ber_formula)
     return out

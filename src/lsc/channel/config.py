@@ -49,6 +49,9 @@ class ChannelConfig(BaseModel):
     snr_db: float = Field(default=10.0, allow_inf_nan=False)
     snr_type: Literal["ebn0", "esn0"] = "ebn0"
     modulation: Modulation = "qam16"  # the research code's modulation
+    # Closed-form BER of the analytic model: the nearest-neighbour approximation (3/8 erfc for 16-QAM), or
+    # "research": QAM.py's (1 - (1 - P_m)^2) / 4 (16-QAM only).
+    ber_formula: Literal["nearest_neighbour", "research"] = "nearest_neighbour"
     # "rayleigh_block": one Rayleigh coefficient per word (a block), perfect CSI at the receiver.
     fading: Literal["none", "rayleigh_block"] = "none"
     # 5G LDPC code rate (phy model only); None = uncoded.
@@ -67,6 +70,8 @@ class ChannelConfig(BaseModel):
             raise ValueError("ldpc_rate needs model 'phy' (the analytic model has no closed form for LDPC)")
         if self.ldpc_rate is not None and not math.isfinite(self.ldpc_rate):
             raise ValueError("ldpc_rate must be a number in (0, 1)")
+        if self.ber_formula == "research" and self.modulation != "qam16":
+            raise ValueError("ber_formula 'research' is the research code's 16-QAM formula: use modulation qam16")
         return self
 
     @property

@@ -1,9 +1,16 @@
 """Schemes that read language-model self-attention: Bob's alone (partBob) or Alice's against Bob's (bothAtt).
 
-Definitions (SCHEMES.md 2, 3, 6, 7), for a word-by-word attention matrix A (rows attend):
+Definitions, for a word-by-word attention matrix A (rows attend):
   contribution(A, i) = sum_j A[i, j] + sum_j A[j, i] - 2 A[i, i]   (attention given and received)
   pair(A, last, j)   = A[last, j] + A[j, last]                       (link to the word sent last)
 Ties always go to the lowest word index, so orders are deterministic.
+
+Attention variants: "mean" (default; layers and heads averaged, as the papers' prose describes) and
+"layer_sum_head0" (an ablation) use the orders above. "research" reproduces llm_att.py / main_flicker.py
+(partBob): head 2 summed over layers, the caption without start/end tokens, the per-word contributions
+reversed (np.flip) before the first choice, and each next word chained to the highest-position word sent
+so far (main_flicker sorts the sent list); heads_attentive then sorts the head words by that reversed
+score (heads_partBob). It is Bob's attention only: bothAtt.py averages layers and heads ("mean").
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from lsc.schemes.base import Plan, Scheme, register
 if TYPE_CHECKING:
     from lsc.protocol.loop import ImageContext, LoopSettings
 
-VARIANTS = ("mean", "layer_sum_head0")
+VARIANTS = ("mean", "layer_sum_head0", "research")
+RESEARCH = "research"
 
 
 def contribution(a: np.ndarray) -> np.ndarray:
@@ -59,29 +67,85 @@ def attentive_order(a: np.ndarray, next_best: str = "max") -> list[int]:
     return order
 
 
-def difference_matrix(alice: np.ndarray, bob: np.ndarray) -> np.ndarray:
-    """D = softmax_all(Alice) - softmax_all(Bob): where Alice's and Bob's language models disagree."""
+def research_scores(a: np.ndarray) -> np.ndarray:
+    """llm_att.py's `att_sums`: the per-word contributions in reverse word order (np.flip), which the
+    research code then indexes by word position, so word k is scored with word n-1-k's contribution."""
+    return contribution(a)[::-1].copy()
+
+
+def research_attentive_order(a: np.ndarray, next_best: str = "max") -> list[int]:
+    """partBob as main_flicker.py runs llm_att.choose_word with trial=1.
+
+    First: np.argmax of the reversed contributions. Then the unsent word most ("max") or least ("min")
+    linked to pre_idx[-1], which is the highest position sent so far because main_flicker sorts pre_idx.
+    Ties as numpy's argsort of a short array: "max" takes the highest index (np.flip(np.argsort)),
+    "min" the lowest.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    n = a.shape[0]
+    if n == 0:
+        return []
+    order = [int(np.argmax(research_scores(a)))]
+    while len(order) < n:
+        anchor = max(order)
+        link = a[anchor, :] + a[:, anchor]
+        rest = [j for j in range(n) if j not in order]
+        vals = link[rest]
+        if next_best == "max":
+            pos = len(rest) - 1 - int(np.argmax(vals[::-1]))
+        else:
+            pos = int(np.argmin(vals))
+        order.append(rest[pos])
+    return order
+
+
+def research_heads_order(a: np.ndarray, words: Sequence[str], heads: Sequence[int]) -> list[int]:
+    """heads_partBob: head words sorted by their rank in np.argsort(att_sums)[::-1], looked up by word
+    string as main_flicker does (`att_prior.index(word)`: a repeated word takes its best-ranked position)."""
+    ranking = [int(k) for k in np.argsort(research_scores(a), kind="stable")[::-1]]
+    prior = [words[k] for k in ranking]
+    return sorted(heads, key=lambda h: prior.index(words[h]))
+
+
+def pad_matrix(a: np.ndarray, size: int) -> np.ndarray:
+    """`a` in the top-left corner of a size x size zero matrix (bothAtt.py stores every caption's attention
+    in a 50x50 array of zeros, and main_flicker's softmax runs over all of it). size 0: unchanged."""
+    a = np.asarray(a, dtype=np.float64)
+    if size <= 0:
+        return a
+    if a.shape[0] > size:
+        raise LscError(f"caption of {a.shape[0]} words does not fit pad_to={size}")
+    out = np.zeros((size, size), dtype=np.float64)
+    out[: a.shape[0], : a.shape[1]] = a
+    return out
+
+
+def difference_matrix(alice: np.ndarray, bob: np.ndarray, pad_to: int = 0) -> np.ndarray:
+    """D = softmax_all(Alice) - softmax_all(Bob): where Alice's and Bob's language models disagree.
+    With pad_to, both are zero-padded first (the research code's 50x50 arrays), so D is pad_to x pad_to."""
     alice, bob = np.asarray(alice, dtype=np.float64), np.asarray(bob, dtype=np.float64)
     if alice.shape != bob.shape:
         raise LscError(f"Alice's attention {alice.shape} and Bob's {bob.shape} do not cover the same words")
-    return softmax_all(alice) - softmax_all(bob)
+    return softmax_all(pad_matrix(alice, pad_to)) - softmax_all(pad_matrix(bob, pad_to))
 
 
-def contribution_order(d: np.ndarray, signed: bool = False) -> list[int]:
-    """Scheme 6: ascending |contribution(D, i)| (most similar first), or the signed value (research code)."""
-    c = contribution(d)
+def contribution_order(d: np.ndarray, signed: bool = False, n: int | None = None) -> list[int]:
+    """Scheme 6: ascending |contribution(D, i)| (most similar first), or the signed value (research code).
+    n: the caption's words are D's first n rows (a padded D's other rows still count in the sums)."""
+    n = d.shape[0] if n is None else n
+    c = contribution(d)[:n]
     key = c if signed else np.abs(c)
     return [int(i) for i in np.argsort(key, kind="stable")]
 
 
-def combination_order(d: np.ndarray, signed: bool = False) -> list[int]:
+def combination_order(d: np.ndarray, signed: bool = False, n: int | None = None) -> list[int]:
     """Scheme 7: first word as scheme 6, then the unsent j minimising |D[j, last] + D[last, j]| / 2
     (the absolute value of the pair's mean difference; signed=True drops the absolute value)."""
     d = np.asarray(d, dtype=np.float64)
-    n = d.shape[0]
+    n = d.shape[0] if n is None else n
     if n == 0:
         return []
-    order = [contribution_order(d, signed)[0]]
+    order = [contribution_order(d, signed, n)[0]]
     while len(order) < n:
         last = order[-1]
         pair = (d[:, last] + d[last, :]) / 2.0
@@ -91,9 +155,12 @@ def combination_order(d: np.ndarray, signed: bool = False) -> list[int]:
     return order
 
 
-def _check_variant(variant: str) -> None:
+def _check_variant(variant: str, bob_only: bool = False) -> None:
     if variant not in VARIANTS:
         raise ConfigError(f"attention_variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
+    if bob_only and variant == RESEARCH:
+        raise ConfigError("attention_variant 'research' is partBob's (llm_att.py); the research code's bothAtt.py "
+                          "averages layers and heads: use 'mean'")
 
 
 def word_attention(ctx: "ImageContext", who: str, words: Sequence[str], variant: str) -> np.ndarray:
@@ -126,6 +193,8 @@ class MostAttentive(Scheme):
 
     def plan(self, ctx: "ImageContext", settings: "LoopSettings") -> Plan:
         a = word_attention(ctx, "bob", ctx.words, self.attention_variant)
+        if self.attention_variant == RESEARCH:
+            return Plan(list(ctx.words), research_attentive_order(a, self.next_best))
         return Plan(list(ctx.words), attentive_order(a, self.next_best))
 
 
@@ -143,18 +212,21 @@ class AttentionContribution(Scheme):
     alice_holds = "Bob's language model and her own"
     requires = frozenset({CAP_GENERATOR, CAP_BOB_ATTENTION, CAP_ALICE_ATTENTION})
 
-    def __init__(self, *, signed: bool = False, attention_variant: str = "mean") -> None:
-        _check_variant(attention_variant)
+    def __init__(self, *, signed: bool = False, attention_variant: str = "mean", pad_to: int = 0) -> None:
+        _check_variant(attention_variant, bob_only=True)
+        if not isinstance(pad_to, int) or pad_to < 0:
+            raise ConfigError(f"pad_to must be a non-negative integer, not {pad_to!r}")
+        self.pad_to = pad_to
         self.signed = bool(signed)
         self.attention_variant = attention_variant
 
     def difference(self, ctx: "ImageContext") -> np.ndarray:
         alice = word_attention(ctx, "alice", ctx.words, self.attention_variant)
         bob = word_attention(ctx, "bob", ctx.words, self.attention_variant)
-        return difference_matrix(alice, bob)
+        return difference_matrix(alice, bob, self.pad_to)
 
     def plan(self, ctx: "ImageContext", settings: "LoopSettings") -> Plan:
-        return Plan(list(ctx.words), contribution_order(self.difference(ctx), self.signed))
+        return Plan(list(ctx.words), contribution_order(self.difference(ctx), self.signed, len(ctx.words)))
 
 
 @register
@@ -163,4 +235,4 @@ class AttentionCombination(AttentionContribution):
     description = "first word as attention_contribution, then the word whose link to the last sent Alice and Bob agree on most"
 
     def plan(self, ctx: "ImageContext", settings: "LoopSettings") -> Plan:
-        return Plan(list(ctx.words), combination_order(self.difference(ctx), self.signed))
+        return Plan(list(ctx.words), combination_order(self.difference(ctx), self.signed, len(ctx.words)))

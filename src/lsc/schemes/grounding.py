@@ -3,6 +3,7 @@ image-text matching model), alone or matched against Bob's cross-attention heat 
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +24,11 @@ def alice_grounding(ctx: "ImageContext") -> np.ndarray:
         maps = np.asarray(ctx.backend.captioner.grounding(ctx.image, list(ctx.words)), dtype=np.float64)
         if maps.ndim != 3 or maps.shape[0] != len(ctx.words):
             raise LscError(f"Alice's grounding returned shape {maps.shape} for {len(ctx.words)} words")
+        if maps.size and not np.any(maps):
+            # Computed once per image context, so this warns once per image. Seen with a float16 ITM model,
+            # whose gradients underflow: alice_attention would then silently send words in caption order.
+            warnings.warn(f"Alice's grounding maps of image {ctx.image_id!r} are all zero (float16 underflow? "
+                          "run the ITM model in float32); its words keep caption order", stacklevel=2)
         return maps
 
     return ctx.memo(("alice_grounding", tuple(ctx.words)), compute)

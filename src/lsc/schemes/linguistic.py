@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from lsc.errors import LscError
 from lsc.interfaces import CAP_BOB_ATTENTION, CAP_GENERATOR, CAP_PARSER, CAP_SKD
 from lsc.protocol.words import clean_words
-from lsc.schemes.attention import VARIANTS, attentive_order, word_attention
+from lsc.schemes.attention import RESEARCH, VARIANTS, attentive_order, research_heads_order, word_attention
 from lsc.schemes.base import Plan, Scheme, register
 
 if TYPE_CHECKING:
@@ -110,9 +110,13 @@ class HeadsAttentive(Heads):
         self.attention_variant = attention_variant
 
     def order(self, ctx: "ImageContext", settings: "LoopSettings", words: Sequence[str]) -> list[int]:
-        """most_attentive (scheme 2) run on the heads' sub-matrix of Bob's full-caption attention."""
+        """most_attentive (scheme 2) run on the heads' sub-matrix of Bob's full-caption attention; with
+        attention_variant "research", heads_partBob's order (heads sorted by the reversed contributions)."""
         heads, rest = split_first([bool(i.is_head) for i in self.analyze(ctx, words)])
         a = word_attention(ctx, "bob", words, self.attention_variant)
+        if self.attention_variant == RESEARCH:
+            ordered = research_heads_order(a, words, heads)
+            return ordered if self.only_heads else ordered + rest
         sub = a[heads][:, heads]
         ordered = [heads[k] for k in attentive_order(sub, "max")]
         return ordered if self.only_heads else ordered + rest

@@ -47,9 +47,11 @@ def max_tokens(tokenizer: Any, model_config: Any | None = None) -> int:
     return min(candidates) if candidates else 512
 
 
-def word_tokens(tokenizer: Any, words: Sequence[str], limit: int, what: str = "text encoder") -> WordTokens:
-    """Token ids of `words` with special tokens, truncated to `limit` tokens with a warning."""
-    prefix, suffix = _special_affixes(tokenizer)
+def word_tokens(tokenizer: Any, words: Sequence[str], limit: int, what: str = "text encoder",
+                special: bool = True) -> WordTokens:
+    """Token ids of `words` with special tokens (special=False: without, as `tokenizer.tokenize` of the
+    caption gives them), truncated to `limit` tokens with a warning."""
+    prefix, suffix = _special_affixes(tokenizer) if special else ([], [])
     budget = max(0, limit - len(prefix) - len(suffix))
     ids = list(prefix)
     spans: list[tuple[int, int] | None] = []

@@ -18,7 +18,7 @@ from lsc.interfaces import (
     CAP_PERCEPTUAL,
     Backend,
 )
-from lsc.backends.hf.hub import load_pretrained
+from lsc.backends.hf.hub import load_pretrained, load_with_variants
 
 NONE_VALUES = {"", "none", "null", "off", "false"}
 
@@ -34,15 +34,25 @@ class HFBackendOptions(BaseModel):
     caption_max_new_tokens: int = Field(30, ge=1)
     caption_min_length: int = Field(5, ge=0)
     caption_repetition_penalty: float = Field(1.0, gt=0)
+    caption_first_segment: bool = False  # keep the text before the first comma (CLIP Interrogator's caption)
     itm_model: str | None = "Salesforce/blip-itm-base-coco"
     itm_block: int = Field(7, ge=0)
+    # Grad-CAM products are ~1e-14 on real and tiny models alike: in float16 they underflow to 0.
+    itm_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "float32"
+    itm_first_token: Literal["enc", "cls"] = "enc"  # LAVIS' BlipITM puts [ENC] first; "cls": Hugging Face's
     alice_text_encoder: str | None = "itm"  # "itm": the ITM model's BERT text encoder (BLIP's language model)
     bob_text_encoder: str | None = None  # None: the generator pipeline's own text encoder
     generator: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     scheduler: Literal["default", "lcm", "ddim", "dpm", "euler"] = "default"
     lcm_lora: str | None = None
-    num_inference_steps: int = Field(50, ge=1)
-    guidance_scale: float = 7.5
+    # None: 50 steps and guidance 7.5, or 4 and 1.0 with LCM (lcm_lora or scheduler lcm).
+    num_inference_steps: int | None = Field(None, ge=1)
+    guidance_scale: float | None = None
+    # Weight files: "auto" tries the fp16 variant first when the dtype is float16, then the full files.
+    variant: str | None = "auto"
+    attention_slicing: bool = False
+    vae_slicing: bool = False
+    cpu_offload: Literal["none", "model", "sequential"] = "none"  # needs accelerate and a CUDA device
     height: int | None = Field(512, ge=8)
     width: int | None = Field(512, ge=8)
     batch_size: int = Field(8, ge=1)
@@ -50,6 +60,7 @@ class HFBackendOptions(BaseModel):
     lpips_net: Literal["alex", "vgg"] = "alex"
     lpips_backbone: str | None = None
     lpips_linear: str | None = None
+    lpips_size: int | None = Field(None, ge=16)  # None: Bob's image size; the research code: 256
     device: str = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     threshold: float = 0.6
@@ -58,6 +69,40 @@ class HFBackendOptions(BaseModel):
 
 def _none(value: str | None) -> bool:
     return value is None or str(value).strip().lower() in NONE_VALUES
+
+
+LCM_STEPS, LCM_GUIDANCE = 4, 1.0
+DEFAULT_STEPS, DEFAULT_GUIDANCE = 50, 7.5
+
+
+def uses_lcm(opts: HFBackendOptions) -> bool:
+    """LCM-LoRA or the LCM scheduler: a few-step sampler without classifier-free guidance."""
+    return not _none(opts.lcm_lora) or opts.scheduler == "lcm"
+
+
+def sampler_settings(opts: HFBackendOptions) -> tuple[int, float]:
+    """(steps, guidance): the options when given, else LCM's 4 / 1.0 or Stable Diffusion's 50 / 7.5."""
+    lcm = uses_lcm(opts)
+    steps = opts.num_inference_steps or (LCM_STEPS if lcm else DEFAULT_STEPS)
+    guidance = opts.guidance_scale if opts.guidance_scale is not None else (LCM_GUIDANCE if lcm else DEFAULT_GUIDANCE)
+    return steps, guidance
+
+
+def weight_variants(variant: str | None, dtype: torch.dtype) -> list[str | None]:
+    """Variants to try in order: "auto" = fp16 first in float16 (then the full files); none = full files."""
+    if _none(variant):
+        return [None]
+    if str(variant) == "auto":
+        return ["fp16", None] if dtype == torch.float16 else [None]
+    return [str(variant)]
+
+
+def transformers_dtype_key() -> str:
+    """transformers >= 4.56 takes `dtype` in from_pretrained; older versions only `torch_dtype`."""
+    import transformers
+    from packaging.version import Version
+
+    return "dtype" if Version(transformers.__version__).release >= (4, 56) else "torch_dtype"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -96,8 +141,9 @@ def load_pipeline(opts: HFBackendOptions, device: torch.device, dtype: torch.dty
 
     # diffusers renamed torch_dtype to dtype (0.3x); pass whichever this version understands.
     dtype_key = "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
-    pipe = load_pretrained(DiffusionPipeline.from_pretrained, opts.generator, "generator pipeline", "generator",
-                           safety_checker=None, requires_safety_checker=False, **{dtype_key: dtype})
+    pipe = load_with_variants(DiffusionPipeline.from_pretrained, opts.generator, "generator pipeline", "generator",
+                              weight_variants(opts.variant, dtype), safety_checker=None, requires_safety_checker=False,
+                              **{dtype_key: dtype})
     if not _none(opts.lcm_lora):
         try:
             import peft  # noqa: F401  (diffusers' LoRA loading needs it)
@@ -108,7 +154,37 @@ def load_pipeline(opts: HFBackendOptions, device: torch.device, dtype: torch.dty
         if opts.scheduler == "default":
             _scheduler(pipe, "lcm")
     _scheduler(pipe, opts.scheduler)
-    return pipe.to(device)
+    return place_pipeline(pipe, opts, device)
+
+
+def place_pipeline(pipe: Any, opts: HFBackendOptions, device: torch.device) -> Any:
+    """Memory options, then the device: attention / VAE slicing, or CPU offload (accelerate) instead of .to()."""
+    if opts.attention_slicing:
+        pipe.enable_attention_slicing()
+    if opts.vae_slicing:
+        vae = getattr(pipe, "vae", None)
+        if vae is not None and hasattr(vae, "enable_slicing"):
+            vae.enable_slicing()
+        elif hasattr(pipe, "enable_vae_slicing"):
+            pipe.enable_vae_slicing()
+        else:
+            raise ConfigError("vae_slicing: this pipeline has no VAE slicing")
+    if opts.cpu_offload == "none":
+        return pipe.to(device)
+    try:
+        import accelerate  # noqa: F401
+    except ImportError as exc:
+        raise ModelUnavailableError("cpu_offload needs the 'accelerate' package: pip install 'lsc[hf]' or pip install accelerate") from exc
+    if device.type != "cuda":
+        raise ConfigError(f"cpu_offload moves models to the GPU as they run; it needs a CUDA device, not {device}")
+    try:
+        if opts.cpu_offload == "model":
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe.enable_sequential_cpu_offload(device=device)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelUnavailableError(f"cpu_offload={opts.cpu_offload} failed: {' '.join(str(exc).split())[:240]}") from exc
+    return pipe
 
 
 def load_hf_backend(**options: Any) -> Backend:
@@ -140,26 +216,30 @@ def load_hf_backend(**options: Any) -> Backend:
     capabilities = {CAP_GENERATOR, CAP_PERCEPTUAL}
 
     # Perceptual first: it is the smallest and fails fastest when its weights are missing.
-    perceptual = LpipsPerceptual(load_lpips(opts.lpips_net, opts.lpips_backbone, opts.lpips_linear), device=device)
+    perceptual = LpipsPerceptual(load_lpips(opts.lpips_net, opts.lpips_backbone, opts.lpips_linear), device=device,
+                                 size=opts.lpips_size)
 
-    cap_model = load_pretrained(BlipForConditionalGeneration.from_pretrained, opts.captioner, "captioner", "captioner", dtype=dtype)
+    tkey = transformers_dtype_key()
+    cap_model = load_pretrained(BlipForConditionalGeneration.from_pretrained, opts.captioner, "captioner", "captioner", **{tkey: dtype})
     cap_tok = load_pretrained(AutoTokenizer.from_pretrained, opts.captioner, "captioner tokenizer", "captioner")
     itm_model = itm_tok = None
     if not _none(opts.itm_model):
-        itm_model = load_pretrained(BlipForImageTextRetrieval.from_pretrained, str(opts.itm_model), "ITM model", "itm_model", dtype=dtype)
+        itm_dtype = dtype if opts.itm_dtype == "auto" else resolve_dtype(opts.itm_dtype, device)
+        itm_model = load_pretrained(BlipForImageTextRetrieval.from_pretrained, str(opts.itm_model), "ITM model", "itm_model", **{tkey: itm_dtype})
         itm_tok = load_pretrained(AutoTokenizer.from_pretrained, str(opts.itm_model), "ITM tokenizer", "itm_model")
         itm_model = itm_model.to(device).eval()
         capabilities.add(CAP_ALICE_GROUNDING)
     captioner = BlipCaptioner(
         cap_model.to(device).eval(), cap_tok, opts.captioner, itm_model, itm_tok, opts.itm_model, opts.itm_block,
-        device=device, dtype=dtype, prompt=opts.caption_prompt,
+        device=device, dtype=dtype, prompt=opts.caption_prompt, itm_first_token=opts.itm_first_token,
+        first_segment=opts.caption_first_segment,
         generation=dict(num_beams=opts.caption_num_beams, max_new_tokens=opts.caption_max_new_tokens,
                         min_length=opts.caption_min_length, repetition_penalty=opts.caption_repetition_penalty),
     )
 
     pipe = load_pipeline(opts, device, dtype)
-    generator = DiffusersGenerator(pipe, opts.num_inference_steps, opts.guidance_scale, opts.height, opts.width,
-                                   opts.batch_size, opts.heatmap_size)
+    steps, guidance = sampler_settings(opts)
+    generator = DiffusersGenerator(pipe, steps, guidance, opts.height, opts.width, opts.batch_size, opts.heatmap_size)
     if generator.has_cross_attention:
         capabilities.add(CAP_BOB_CROSS_ATTENTION)
 

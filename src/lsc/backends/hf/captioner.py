@@ -1,7 +1,8 @@
 """Alice's BLIP models: captioning (BlipForConditionalGeneration) and per-word Grad-CAM grounding on the
 image from the image-text matching model's cross-attention (BlipForImageTextRetrieval), as in BLIP's own
-Grad-CAM demo that the research code uses (block 7 of BLIP ITM base, ITM "match" logit, gradients clamped
-at zero, averaged over heads).
+Grad-CAM demo that the research code uses (LAVIS compute_gradcam: block 7 of BLIP ITM base, ITM "match"
+logit, gradients clamped at zero, averaged over heads). As LAVIS' BlipITM does for the ITM head, the text's
+first token is BLIP's `[ENC]` token, not the `[CLS]` that the Hugging Face tokenizer and BLIP ITM use.
 
 Images are preprocessed here (resize, CLIP mean/std) rather than with the transformers image processor,
 whose default backend needs torchvision.
@@ -59,6 +60,19 @@ class ImagePreprocessor:
         return torch.from_numpy(np.stack(out))
 
 
+def enc_token_id(tokenizer: Any, text_vocab_size: int) -> int:
+    """BLIP's `[ENC]` id: the tokenizer's own when it has one, else the last embedding row, where LAVIS'
+    tokenizer puts it (bert-base-uncased's 30522 tokens, `[DEC]` 30522, `[ENC]` 30523)."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    tid = tokenizer.convert_tokens_to_ids("[ENC]")
+    if isinstance(tid, int) and tid != unk and 0 <= tid < text_vocab_size:
+        return tid
+    if text_vocab_size - 1 >= len(tokenizer):
+        return text_vocab_size - 1
+    raise ConfigError("the ITM tokenizer has no [ENC] token and the model no spare embedding row for it; "
+                      "set backend option itm_first_token=cls")
+
+
 def _preprocessor(model: Any, model_id: str) -> ImagePreprocessor:
     settings = preprocessor_settings(model_id)
     size = model.config.vision_config.image_size
@@ -82,6 +96,8 @@ class BlipCaptioner:
         prompt: str | None = None,
         generation: dict[str, Any] | None = None,
         batch_size: int = 16,
+        itm_first_token: str = "enc",
+        first_segment: bool = False,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -91,6 +107,7 @@ class BlipCaptioner:
         self.generation = dict(num_beams=3, max_new_tokens=30, min_length=5, do_sample=False, repetition_penalty=1.0)
         self.generation.update({k: v for k, v in (generation or {}).items() if v is not None})
         self.batch_size = max(1, int(batch_size))
+        self.first_segment = bool(first_segment)
         self.pre = _preprocessor(model, model_id)
         self.itm_model = itm_model
         self.itm_tokenizer = itm_tokenizer
@@ -103,6 +120,11 @@ class BlipCaptioner:
                 raise ConfigError(f"ITM model {itm_model_id} has no cross-attention in block {self.itm_block}")
             self.itm_pre = _preprocessor(itm_model, itm_model_id or model_id)
             self.itm_limit = max_tokens(itm_tokenizer, itm_model.config.text_config)
+            self.itm_dtype = next(itm_model.parameters()).dtype
+            if itm_first_token not in ("enc", "cls"):
+                raise ConfigError(f"itm_first_token must be enc or cls, not {itm_first_token!r}")
+            self.itm_first_id = (enc_token_id(itm_tokenizer, itm_model.config.text_config.vocab_size)
+                                 if itm_first_token == "enc" else None)
 
     # -- captions ---------------------------------------------------------------------------------
     def caption(self, images: Sequence[np.ndarray]) -> list[str]:
@@ -121,6 +143,8 @@ class BlipCaptioner:
                 text = " ".join(text.split())
                 if self.prompt and text.lower().startswith(self.prompt.lower().strip()):
                     text = text[len(self.prompt.strip()) :].strip()
+                if self.first_segment:  # CLIP_Tx_I2T.py: interrogate(image).split(',')[0]
+                    text = text.split(",")[0].strip()
                 captions.append(text)
         return captions
 
@@ -137,8 +161,10 @@ class BlipCaptioner:
             return np.zeros((0, grid, grid), dtype=np.float32)
         wt = word_tokens(self.itm_tokenizer, words, self.itm_limit, what="ITM text encoder")
         input_ids = torch.tensor([wt.ids], dtype=torch.long, device=self.device)
+        if self.itm_first_id is not None:
+            input_ids[:, 0] = self.itm_first_id  # LAVIS BlipITM: encoder_input_ids[:, 0] = enc_token_id
         mask = torch.ones_like(input_ids)
-        pixels = self.itm_pre([image]).to(self.device, self.dtype)
+        pixels = self.itm_pre([image]).to(self.device, self.itm_dtype)
         captured: dict[str, torch.Tensor] = {}
         target = self.itm_model.text_encoder.encoder.layer[self.itm_block].crossattention.self
 

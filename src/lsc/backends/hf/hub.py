@@ -48,16 +48,29 @@ def unavailable_message(model_id: str, what: str, option: str, exc: BaseExceptio
 
 
 def load_pretrained(loader: Callable[..., T], model_id: str, what: str, option: str, **kwargs: Any) -> T:
-    """`loader(model_id, **kwargs)` with the hub's errors (OSError, ValueError, hub errors) made one line."""
+    """`loader(model_id, **kwargs)` with every load failure (missing or partial files, a weight variant that
+    is not there, a corrupt file, a version mismatch) made one line: a user sees which model failed and
+    why, never a traceback from inside transformers, diffusers or the hub client."""
     if hub_offline():  # the hub client reads HF_HUB_OFFLINE once at import; honour a later setting too
         kwargs.setdefault("local_files_only", True)
     try:
         return loader(model_id, **kwargs)
     except ModelUnavailableError:
         raise
-    except (OSError, ValueError, KeyError, ImportError, RuntimeError) as exc:
+    except Exception as exc:  # noqa: BLE001  (the point: any loader error becomes the one-line message)
         raise ModelUnavailableError(unavailable_message(model_id, what, option, exc)) from exc
-    except Exception as exc:  # hub client errors that do not derive from OSError in some versions
-        if type(exc).__module__.startswith(("huggingface_hub", "requests", "httpx", "urllib3")):
-            raise ModelUnavailableError(unavailable_message(model_id, what, option, exc)) from exc
-        raise
+
+
+def load_with_variants(loader: Callable[..., T], model_id: str, what: str, option: str, variants: list[str | None],
+                       **kwargs: Any) -> T:
+    """`load_pretrained` trying weight variants in turn (e.g. ["fp16", None]: the fp16 files that a
+    download of only `*fp16.safetensors` fetches, then the full-precision ones); the first error if all fail."""
+    first: ModelUnavailableError | None = None
+    for variant in variants:
+        extra = {"variant": variant} if variant else {}
+        try:
+            return load_pretrained(loader, model_id, what, option, **kwargs, **extra)
+        except ModelUnavailableError as exc:
+            first = first or exc
+    assert first is not None
+    raise first

@@ -241,23 +241,32 @@ def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.T
 class LpipsPerceptual:
     """The Perceptual interface on LPIPSNet: reference features computed once per size, batched distances.
 
-    Bob's images and the reference may differ in size: the reference is resized (bilinear, antialiased)
-    to the size of the images it is compared with, as the papers' code does before LPIPS.
+    `size` None: LPIPS at the size of Bob's images, the reference resized (bilinear, antialiased) to it.
+    `size` S: both images resized the same way to S x S first, as the research code's lpips_score.py
+    does (Resize((256, 256))); LPIPS depends on resolution, and the papers' 0.6 threshold belongs to 256.
     """
 
-    def __init__(self, model: LPIPSNet, device: str | torch.device = "cpu", batch_size: int = 32) -> None:
+    def __init__(self, model: LPIPSNet, device: str | torch.device = "cpu", batch_size: int = 32,
+                 size: int | None = None) -> None:
         self.model = model.to(device)
         self.device = torch.device(device)
         self.batch_size = batch_size
+        if size is not None and (not isinstance(size, int) or size < 16):
+            raise ConfigError(f"lpips_size must be an integer of at least 16 pixels, not {size!r}")
+        self.size = size
 
     def reference(self, image: np.ndarray) -> Any:
         return _Reference(np.asarray(image, dtype=np.float32))
 
+    @staticmethod
+    def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if tuple(x.shape[-2:]) == size:
+            return x
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
     def _ref_features(self, ref: _Reference, size: tuple[int, int]) -> list[torch.Tensor]:
         if size not in ref.features:
-            x = to_tensor(ref.image, self.device)
-            if tuple(x.shape[-2:]) != size:
-                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+            x = self._resize(to_tensor(ref.image, self.device), size)
             with torch.no_grad():
                 ref.features[size] = self.model.features(x)
         return ref.features[size]
@@ -266,11 +275,13 @@ class LpipsPerceptual:
         if not isinstance(reference, _Reference):
             reference = self.reference(reference)
         x = to_tensor(images, self.device)
-        f_ref = self._ref_features(reference, tuple(x.shape[-2:]))
+        size = (self.size, self.size) if self.size else tuple(x.shape[-2:])
+        f_ref = self._ref_features(reference, size)
         out = []
         with torch.no_grad():
             for i in range(0, x.shape[0], self.batch_size):
-                out.append(self.model.distance_from_features(f_ref, self.model.features(x[i : i + self.batch_size])))
+                chunk = self._resize(x[i : i + self.batch_size], size)
+                out.append(self.model.distance_from_features(f_ref, self.model.features(chunk)))
         return torch.cat(out).double().cpu().numpy() if out else np.zeros((0,), dtype=np.float64)
 
 

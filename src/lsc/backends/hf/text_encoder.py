@@ -16,7 +16,9 @@ import torch
 from lsc.errors import ConfigError
 from lsc.backends.hf.align import max_tokens, merge_attention, word_tokens
 
-VARIANTS = ("mean", "layer_sum_head0")
+VARIANTS = ("mean", "layer_sum_head0", "research")
+# The head llm_att.py keeps (`attentions_np[:, 2, :, :]`) after summing over layers.
+RESEARCH_HEAD = 2
 
 
 @contextlib.contextmanager
@@ -35,14 +37,21 @@ def eager_attention(model: Any) -> Iterator[None]:
 
 
 def combine_heads(attentions: Sequence[torch.Tensor], variant: str) -> np.ndarray:
-    """Per-layer (1, heads, T, T) attentions -> (T, T): mean over layers and heads, or the research code's
-    sum over layers of head 0."""
+    """Per-layer (1, heads, T, T) attentions -> (T, T).
+
+    "mean": mean over layers and heads (the papers' prose, and bothAtt.py's CLIP/BERT attention);
+    "layer_sum_head0": sum over layers of head 0 (an ablation, not the research code);
+    "research": sum over layers of head 2, as llm_att.py's `language_att` keeps it.
+    """
     if variant not in VARIANTS:
         raise ConfigError(f"attention variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
     stacked = torch.stack([a[0].float() for a in attentions])  # (L, H, T, T)
     if variant == "mean":
         return stacked.mean(dim=(0, 1)).cpu().numpy().astype(np.float64)
-    return stacked[:, 0].sum(dim=0).cpu().numpy().astype(np.float64)
+    head = 0 if variant == "layer_sum_head0" else RESEARCH_HEAD
+    if stacked.shape[1] <= head:
+        raise ConfigError(f"attention variant {variant!r} reads head {head}, but the model has {stacked.shape[1]} heads")
+    return stacked[:, head].sum(dim=0).cpu().numpy().astype(np.float64)
 
 
 class HFTextEncoder:
@@ -67,8 +76,15 @@ class HFTextEncoder:
         return combine_heads(attentions, variant)
 
     def word_attention(self, words: Sequence[str], variant: str = "mean") -> np.ndarray:
+        """(n, n) word attention; a word's tokens merged by lsc.protocol.words' rule. With one token per
+        word (as for most caption words in CLIP's vocabulary) "research" equals llm_att.py's matrix, which
+        indexes tokens by word position."""
+        if variant not in VARIANTS:
+            raise ConfigError(f"attention variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
         words = list(words)
         if not words:
             return np.zeros((0, 0), dtype=np.float64)
-        wt = word_tokens(self.tokenizer, words, self.limit, what=self.name)
+        # "research": the caption's tokens without start/end tokens (llm_att.py runs
+        # tokenizer.tokenize(caption) through the model); the other variants drop them after the run.
+        wt = word_tokens(self.tokenizer, words, self.limit, what=self.name, special=variant != "research")
         return merge_attention(self.token_attention(wt.ids, variant), wt.spans)
