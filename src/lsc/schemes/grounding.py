@@ -82,10 +82,15 @@ class AliceAttention(Scheme):
         pass
 
     def plan(self, ctx: "ImageContext", settings: "LoopSettings") -> Plan:
-        """Descending total map mass; ties by caption order."""
+        """Descending total map mass; ties by caption order.
+
+        Masses are compared to 6 significant digits of the largest, so that float rounding (which
+        differs with the number of threads) cannot reorder words whose masses are equal."""
         maps = alice_grounding(ctx)
         scores = maps.reshape(maps.shape[0], -1).sum(axis=1)
-        order = [int(i) for i in np.argsort(-scores, kind="stable")]
+        scale = float(np.abs(scores).max()) if len(scores) else 0.0
+        ranked = np.round(scores / scale, 6) if scale > 0 else scores
+        order = [int(i) for i in np.argsort(-ranked, kind="stable")]
         return Plan(list(ctx.words), order, info={"scores": [float(s) for s in scores]})
 
 
