@@ -15,16 +15,14 @@ score (heads_partBob). It is Bob's attention only: bothAtt.py averages layers an
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from lsc.errors import ConfigError, LscError
 from lsc.interfaces import CAP_ALICE_ATTENTION, CAP_BOB_ATTENTION, CAP_GENERATOR
-from lsc.schemes.base import Plan, Scheme, register
-
-if TYPE_CHECKING:
-    from lsc.protocol.loop import ImageContext, LoopSettings
+from lsc.protocol.context import ImageContext, LoopSettings, Plan
+from lsc.schemes.base import Scheme, register
 
 VARIANTS = ("mean", "layer_sum_head0", "research")
 RESEARCH = "research"
@@ -163,7 +161,7 @@ def _check_variant(variant: str, bob_only: bool = False) -> None:
                           "averages layers and heads: use 'mean'")
 
 
-def word_attention(ctx: "ImageContext", who: str, words: Sequence[str], variant: str) -> np.ndarray:
+def word_attention(ctx: ImageContext, who: str, words: Sequence[str], variant: str) -> np.ndarray:
     """Alice's or Bob's word attention for these words, computed once per image context."""
     encoder = ctx.backend.bob_text_encoder if who == "bob" else ctx.backend.alice_text_encoder
     if encoder is None:
@@ -191,7 +189,7 @@ class MostAttentive(Scheme):
         _check_variant(attention_variant)
         self.attention_variant = attention_variant
 
-    def plan(self, ctx: "ImageContext", settings: "LoopSettings") -> Plan:
+    def plan(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
         a = word_attention(ctx, "bob", ctx.words, self.attention_variant)
         if self.attention_variant == RESEARCH:
             return Plan(list(ctx.words), research_attentive_order(a, self.next_best))
@@ -220,12 +218,12 @@ class AttentionContribution(Scheme):
         self.signed = bool(signed)
         self.attention_variant = attention_variant
 
-    def difference(self, ctx: "ImageContext") -> np.ndarray:
+    def difference(self, ctx: ImageContext) -> np.ndarray:
         alice = word_attention(ctx, "alice", ctx.words, self.attention_variant)
         bob = word_attention(ctx, "bob", ctx.words, self.attention_variant)
         return difference_matrix(alice, bob, self.pad_to)
 
-    def plan(self, ctx: "ImageContext", settings: "LoopSettings") -> Plan:
+    def plan(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
         return Plan(list(ctx.words), contribution_order(self.difference(ctx), self.signed, len(ctx.words)))
 
 
@@ -234,5 +232,5 @@ class AttentionCombination(AttentionContribution):
     name = "attention_combination"
     description = "first word as attention_contribution, then the word whose link to the last sent Alice and Bob agree on most"
 
-    def plan(self, ctx: "ImageContext", settings: "LoopSettings") -> Plan:
+    def plan(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
         return Plan(list(ctx.words), combination_order(self.difference(ctx), self.signed, len(ctx.words)))
