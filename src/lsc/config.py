@@ -16,7 +16,8 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lsc.errors import ConfigError
+from lsc.errors import ConfigError, validation_message
+from lsc.errors import one_line as _first_line
 
 try:  # owned by the channel area; guarded so config keeps working while it is being written
     from lsc.channel.config import ChannelConfig
@@ -351,29 +352,5 @@ _UNION_TAGS = {"world", "folder", "str", "dict[str,any]", "list[any]", "function
 
 def format_validation_error(exc: ValidationError) -> str:
     """Pydantic's errors as one line: `key.path: problem (got value)`, first error plus a count."""
-    errors = exc.errors()
-    parts = []
-    for err in errors:
-        loc = [str(x) for x in err["loc"] if str(x) not in _UNION_TAGS and not str(x).startswith("function-")]
-        key = ".".join(loc) or "config"
-        if key == "snr_db_sweep":
-            key = SNR_SWEEP_KEY
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown config key {key!r}")
-            continue
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        got = err.get("input")
-        shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
-        parts.append(f"{key}: {msg}{shown}")
-    line = parts[0]
-    if len(parts) > 1:
-        line += f" (and {len(parts) - 1} more problem{'s' if len(parts) > 2 else ''})"
-    return _first_line(line)
-
-
-def _first_line(obj: Any) -> str:
-    text = str(obj).strip()
-    return " ".join(text.split("\n")[0].split()) if text else type(obj).__name__
+    return validation_message(exc, unknown="unknown config key {key!r}", skip=_UNION_TAGS, rename={"snr_db_sweep": SNR_SWEEP_KEY})
 

@@ -20,13 +20,9 @@ from typing import Sequence
 import numpy as np
 
 from lsc.errors import ConfigError, LscError
-from lsc.interfaces import CAP_ALICE_ATTENTION, CAP_BOB_ATTENTION, CAP_GENERATOR
+from lsc.interfaces import CAP_ALICE_ATTENTION, CAP_BOB_ATTENTION, CAP_GENERATOR, RESEARCH_VARIANT, check_attention_variant
 from lsc.protocol.context import ImageContext, LoopSettings, Plan
 from lsc.schemes.base import Scheme, register
-
-VARIANTS = ("mean", "layer_sum_head0", "research")
-RESEARCH = "research"
-
 
 def contribution(a: np.ndarray) -> np.ndarray:
     """Per word: attention it gives plus attention it receives, self-attention excluded."""
@@ -154,9 +150,9 @@ def combination_order(d: np.ndarray, signed: bool = False, n: int | None = None)
 
 
 def _check_variant(variant: str, bob_only: bool = False) -> None:
-    if variant not in VARIANTS:
-        raise ConfigError(f"attention_variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
-    if bob_only and variant == RESEARCH:
+    """A known variant name; with bob_only, not "research" (the research code reads only Bob's attention that way)."""
+    check_attention_variant(variant)
+    if bob_only and variant == RESEARCH_VARIANT:
         raise ConfigError("attention_variant 'research' is partBob's (llm_att.py); the research code's bothAtt.py "
                           "averages layers and heads: use 'mean'")
 
@@ -191,7 +187,7 @@ class MostAttentive(Scheme):
 
     def plan(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
         a = word_attention(ctx, "bob", ctx.words, self.attention_variant)
-        if self.attention_variant == RESEARCH:
+        if self.attention_variant == RESEARCH_VARIANT:
             return Plan(list(ctx.words), research_attentive_order(a, self.next_best))
         return Plan(list(ctx.words), attentive_order(a, self.next_best))
 

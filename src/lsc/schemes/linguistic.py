@@ -10,11 +10,13 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Sequence
 
-from lsc.errors import LscError
-from lsc.interfaces import CAP_BOB_ATTENTION, CAP_GENERATOR, CAP_PARSER, CAP_SKD
-from lsc.protocol.words import clean_words
-from lsc.schemes.attention import RESEARCH, VARIANTS, attentive_order, research_heads_order, word_attention
+from pydantic import ValidationError
+
+from lsc.errors import LscError, validation_message
+from lsc.interfaces import CAP_BOB_ATTENTION, CAP_GENERATOR, CAP_PARSER, CAP_SKD, RESEARCH_VARIANT, check_attention_variant
 from lsc.protocol.context import ImageContext, LoopSettings, Plan
+from lsc.protocol.words import clean_words
+from lsc.schemes.attention import attentive_order, research_heads_order, word_attention
 from lsc.schemes.base import Scheme, register
 
 Analyzer = Callable[[Sequence[str]], Sequence[Any]]
@@ -102,8 +104,7 @@ class HeadsAttentive(Heads):
     requires = frozenset({CAP_GENERATOR, CAP_PARSER, CAP_BOB_ATTENTION})
 
     def __init__(self, *, only_heads: bool = False, attention_variant: str = "mean", head_style: str = "spacy", analyzer: Analyzer | None = None) -> None:
-        if attention_variant not in VARIANTS:
-            raise ValueError(f"attention_variant must be one of {', '.join(VARIANTS)}, not {attention_variant!r}")
+        check_attention_variant(attention_variant)
         super().__init__(only_heads=only_heads, head_style=head_style, analyzer=analyzer)
         self.attention_variant = attention_variant
 
@@ -112,7 +113,7 @@ class HeadsAttentive(Heads):
         attention_variant "research", heads_partBob's order (heads sorted by the reversed contributions)."""
         heads, rest = split_first([bool(i.is_head) for i in self.analyze(ctx, words)])
         a = word_attention(ctx, "bob", words, self.attention_variant)
-        if self.attention_variant == RESEARCH:
+        if self.attention_variant == RESEARCH_VARIANT:
             ordered = research_heads_order(a, words, heads)
             return ordered if self.only_heads else ordered + rest
         sub = a[heads][:, heads]
@@ -174,9 +175,8 @@ class HeadsSKD(Heads):
         if isinstance(self.skd, dict):
             try:
                 return SKDConfig(**self.skd)
-            except Exception as exc:  # pydantic ValidationError: keep the first line
-                lines = [line.strip() for line in str(exc).splitlines()[1:3]]
-                raise ValueError(f"bad skd option: {': '.join(lines)}") from None
+            except ValidationError as exc:
+                raise ValueError(f"bad skd option: {validation_message(exc, 'skd')}") from None
         return self.skd
 
     def _engine(self) -> Any:
