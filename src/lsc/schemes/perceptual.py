@@ -1,7 +1,7 @@
 """lowest_lpips (allBob): Alice holds all of Bob's model and sends, at each step, the word whose image
 would be closest to the original. Greedy by default; `beam` keeps the k best send orders instead.
 
-Efficiency (DESIGN.md): every candidate of a step goes to the generator in ONE batched call through the
+Efficiency: every candidate of a step goes to the generator in ONE batched call through the
 image context; the chosen candidate's image stays in the context's cache, so the transmission loop
 reuses it instead of generating it again, and other schemes of the same image reuse it too.
 """
