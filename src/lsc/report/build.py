@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from lsc.report import plots
+import lsc.report.plots as plots
 from lsc.report.data import RunData, load_run
 from lsc.report.stats import mean_ci, wilson
 
