@@ -6,7 +6,7 @@ import pytest
 
 from lsc.channel.config import ChannelConfig, SCCConfig
 from lsc.channel.link import WordLink
-from lsc.channel.scc import apply_scc, map_back, scc_encode
+from lsc.channel.scc import map_back, scc_encode
 
 
 @dataclass
@@ -68,11 +68,10 @@ def test_disabled_repeats_and_collisions():
     assert res.codebook == {"doggie": "dog"}
 
 
-def test_apply_scc_contract_with_head_mask_and_pos():
+def test_head_mask_overrides_the_parsed_heads_and_infos_must_align():
     cfg = ChannelConfig(scc=SCCConfig(enabled=True, min_extra_chars=2))
-    pos = [i.pos for i in INFOS]
     mask = [False, True, False, False, False, False]  # only 'dog' is treated as a head
-    assert apply_scc(WORDS, mask, VOCAB, cfg, pos=pos, synonyms_fn=table) == ["a", "canine", "runs", "on", "big", "grass"]
+    assert scc_encode(WORDS, cfg, VOCAB, infos=INFOS, head_mask=mask, synonyms_fn=table).words == ["a", "canine", "runs", "on", "big", "grass"]
     with pytest.raises(ValueError):
         scc_encode(WORDS, SCCConfig(enabled=True), None, infos=INFOS[:2], synonyms_fn=table)
 

@@ -8,6 +8,7 @@ import pytest
 
 from lsc.protocol.loop import ImageContext, LoopSettings, transmit
 from lsc.protocol.testing import FakeGenerator, FakePerceptual, fake_backend
+from lsc.schemes import get_scheme
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_lowest_lpips.py"
 
@@ -27,7 +28,7 @@ def test_naive_loop_matches_lsc(prompt_order):
     backend = fake_backend(caption, generator=gen)
     image = gen.image(caption)
     ctx = ImageContext(backend, "x", image, caption, seed=0)
-    result = transmit(ctx, "lowest_lpips", LoopSettings(prompt_order=prompt_order))
+    result = transmit(ctx, get_scheme("lowest_lpips"), LoopSettings(prompt_order=prompt_order))
     order, curve, calls = bench.naive_lowest_lpips(backend, image, ctx.words, 0, FakePerceptual, prompt_order)
     n = len(ctx.words)
     assert order == result.order

@@ -72,20 +72,20 @@ def test_steps_bits_threshold_and_fidelity():
 
 def test_threshold_never_reached_and_empty_prompt_success():
     ctx = make_ctx()
-    never = transmit(ctx, "lowest_lpips", LoopSettings(threshold=0.0))
+    never = transmit(ctx, get_scheme("lowest_lpips"), LoopSettings(threshold=0.0))
     assert never.words_to_threshold is None and never.bits_to_threshold is None
-    at_once = transmit(ctx, "lowest_lpips", LoopSettings(threshold=1.5))
+    at_once = transmit(ctx, get_scheme("lowest_lpips"), LoopSettings(threshold=1.5))
     assert at_once.words_to_threshold == 0 and at_once.bits_to_threshold == 0
 
 
 def test_caption_prompt_order_and_stop_at_success():
     ctx = make_ctx()
     # lowest_lpips greedy order is [0, 2, 1] (see below); with caption-order prompts Bob reads "ball on".
-    r = transmit(ctx, "random", LoopSettings(prompt_order="caption", seed=0))
+    r = transmit(ctx, get_scheme("random"), LoopSettings(prompt_order="caption", seed=0))
     for s in r.steps[1:]:
         sent = sorted(r.order[: s.step])
         assert s.prompt == " ".join(["ball", "red", "on"][i] for i in sent)
-    stop = transmit(ctx, "lowest_lpips", LoopSettings(threshold=0.45, stop_at_success=True))
+    stop = transmit(ctx, get_scheme("lowest_lpips"), LoopSettings(threshold=0.45, stop_at_success=True))
     assert [s.prompt for s in stop.steps] == ["", "ball", "ball on"]
     assert stop.words_to_threshold == 2
 
@@ -109,7 +109,7 @@ class GarblingLink:
 def test_channel_link_bits_and_received_words():
     ctx = make_ctx()
     link = GarblingLink()
-    result = transmit(ctx, "lowest_lpips", LoopSettings(), link=link)
+    result = transmit(ctx, get_scheme("lowest_lpips"), LoopSettings(), link=link)
     assert link.sent == ["ball", "on", "red"]
     assert link.prepared == [["ball", "red", "on"]]  # the link starts each caption before its words
     assert [s.word_received for s in result.steps] == ["", "ball", "on", "rod"]
@@ -127,7 +127,7 @@ def test_lowest_lpips_greedy_one_call_per_step_and_no_regeneration():
     plan = get_scheme("lowest_lpips").plan(ctx, LoopSettings())
     assert plan.order == [0, 2, 1]
     assert ctx.generator_calls == 3 and ctx.generated_images == 3 + 2 + 1
-    result = transmit(ctx, "lowest_lpips", LoopSettings())
+    result = transmit(ctx, get_scheme("lowest_lpips"), LoopSettings())
     # the transmission only adds the empty prompt; every chosen image came from the cache
     assert ctx.generator_calls == 4  # plan above (3) + transmit's own plan (0 new) + empty prompt (1)
     generated = all_generated(ctx)
@@ -157,7 +157,7 @@ def test_lowest_lpips_beam_finds_lower_cumulative_lpips():
 
 def test_cache_shared_across_schemes_and_reference_computed_once():
     ctx = make_ctx()
-    transmit(ctx, "lowest_lpips", LoopSettings())
+    transmit(ctx, get_scheme("lowest_lpips"), LoopSettings())
     calls = ctx.generator_calls
     from types import SimpleNamespace
 
@@ -166,8 +166,8 @@ def test_cache_shared_across_schemes_and_reference_computed_once():
 
     transmit(ctx, get_scheme("heads", analyzer=analyze), LoopSettings())
     assert ctx.generator_calls == calls  # nothing new to generate
-    transmit(ctx, "random", LoopSettings(seed=5))
-    transmit(ctx, "most_attentive", LoopSettings())
+    transmit(ctx, get_scheme("random"), LoopSettings(seed=5))
+    transmit(ctx, get_scheme("most_attentive"), LoopSettings())
     assert ctx.reference_computations == 1 and ctx.backend.perceptual.reference_calls == 1
 
 
@@ -220,7 +220,7 @@ def test_oracle_keeps_only_distances_and_transmit_regenerates_what_it_needs():
     plan_calls = ctx.generator_calls
     get_scheme("lowest_lpips").plan(ctx, LoopSettings(prompt_order="caption"))
     assert ctx.generator_calls == plan_calls  # every candidate's distance is known already
-    result = transmit(ctx, "lowest_lpips", LoopSettings(prompt_order="caption"))
+    result = transmit(ctx, get_scheme("lowest_lpips"), LoopSettings(prompt_order="caption"))
     # Bob's images of the 4 steps are needed for the record: generated again, in one call
     assert ctx.generator_calls == plan_calls + 1 and ctx.generated_images == 12
     assert [s.prompt for s in result.steps] == ["", "ball", "ball on", "ball red on"]
@@ -230,11 +230,33 @@ def test_oracle_keeps_only_distances_and_transmit_regenerates_what_it_needs():
 # ---------------------------------------------------------------- bits
 def test_caption_order_sends_each_word_with_its_position():
     ctx = make_ctx()
-    send = transmit(ctx, "random", LoopSettings(prompt_order="send", seed=0))
-    caption = transmit(ctx, "random", LoopSettings(prompt_order="caption", seed=0))
+    send = transmit(ctx, get_scheme("random"), LoopSettings(prompt_order="send", seed=0))
+    caption = transmit(ctx, get_scheme("random"), LoopSettings(prompt_order="caption", seed=0))
     assert [s.bits for s in send.steps] == [0] + [8 * len(s.word_sent) + 8 for s in send.steps[1:]]
     assert [s.bits for s in caption.steps] == [0] + [8 * len(s.word_sent) + 8 + 2 for s in caption.steps[1:]]  # ceil(log2 3)
     from lsc.protocol.loop import position_bits
 
     assert [position_bits(n, "caption") for n in (1, 2, 3, 4, 5, 16, 17)] == [0, 1, 2, 2, 3, 4, 5]
     assert position_bits(10, "send") == 0
+
+
+def test_transmit_takes_a_scheme_object_not_a_name():
+    ctx = ImageContext(fake_backend("a cat"), "img", np.zeros((8, 8, 3), np.float32), "a cat")
+    with pytest.raises(TypeError, match="get_scheme"):
+        transmit(ctx, "random", LoopSettings())  # type: ignore[arg-type]
+
+
+def test_protocol_never_imports_schemes():
+    """The protocol sits below the schemes: no import of lsc.schemes anywhere in lsc.protocol (lazy ones included)."""
+    import ast
+    from pathlib import Path
+
+    import lsc.protocol
+
+    offenders = []
+    for path in Path(lsc.protocol.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names if n == "lsc.schemes" or n.startswith("lsc.schemes.")]
+    assert offenders == []

@@ -10,8 +10,6 @@ from lsc.protocol.words import (
     merge_token_attention,
     merge_token_maps,
     stable_seed,
-    word_ids_from_offsets,
-    word_ids_from_pieces,
 )
 
 
@@ -50,15 +48,6 @@ def test_merge_token_maps_mean_and_sum():
     maps = np.array([[[1.0]], [[3.0]], [[5.0]]])  # three tokens, 1x1 maps
     np.testing.assert_allclose(merge_token_maps(maps, [0, 0, 1], 2)[:, 0, 0], [2.0, 5.0])
     np.testing.assert_allclose(merge_token_maps(maps, [0, 0, None], 2, reduce="sum")[:, 0, 0], [4.0, 0.0])
-
-
-def test_word_ids_from_offsets_and_pieces():
-    words = ["a", "bigdog", "runs"]  # joined: "a bigdog runs" (a:0-1, bigdog:2-8, runs:9-13)
-    offsets = [(0, 0), (0, 1), (2, 5), (5, 8), (9, 13), (0, 0)]
-    assert word_ids_from_offsets(words, offsets) == [None, 0, 1, 1, 2, None]
-    pieces = [None, "a</w>", "big", "dog</w>", "runs</w>", None]
-    assert word_ids_from_pieces(words, pieces) == [None, 0, 1, 1, 2, None]
-    assert word_ids_from_pieces(words, [None, "a", "big", "##dog", "run", "##s", None]) == [None, 0, 1, 1, 2, 2, None]
 
 
 def test_stable_seed_and_image_key_are_fixed_values():

@@ -149,3 +149,25 @@ def test_lpips_after_k_words_takes_the_step_or_the_last_one():
     assert lpips_after(data, "c", "heads", "a", 3) == 0.4
     assert lpips_after(data, "c", "heads", "b", 3) == 0.6  # 1-word caption: its last image
     assert lpips_after(data, "c", "heads", "missing", 3) is None
+
+
+def test_report_laid_out_once_from_loaded_data_without_the_store(tmp_path: Path) -> None:
+    """The blocks come from RunData alone (the store may be gone), and both renderers show every block."""
+    from lsc.report.build import Figure, Heading, Table, report_blocks, to_html, to_markdown
+
+    out = _run(tmp_path, ["random"])
+    data = load_run(out)
+    (out / "results.sqlite").unlink()
+    figs = tmp_path / "figs"
+    figs.mkdir()
+    blocks = report_blocks(data, figs)
+    md, page = to_markdown(blocks), to_html(blocks, "t")
+    assert "oracle bound (best k-word subset, 2^n generations): 4 images; 0 skipped" in md
+    for b in blocks:
+        if isinstance(b, Heading):
+            assert b.text in md and f"<h{b.level}>{b.text}</h{b.level}>" in page
+        elif isinstance(b, Figure):
+            assert f"]({b.path.name})" in md and f'alt="{b.title}"' in page
+        elif isinstance(b, Table):
+            assert "| " + " | ".join(b.head) + " |" in md and page.count("<table>") >= 1
+    assert "reason</th></tr>\n<tr><td>broken.png</td>" in page and "text-align:left'>" in page

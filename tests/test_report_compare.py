@@ -61,3 +61,16 @@ def test_word_correction_without_a_vocabulary_stops_before_the_study(tmp_path: P
 
     with pytest.raises(ConfigError, match="needs Bob's vocabulary"):
         _run(tmp_path, ["heads_random"], ["channel.model=analytic", "channel.snr_db=[0]", "channel.word_correction=true"])
+
+
+def test_api_compare_draws_the_runs_threshold(tmp_path: Path, monkeypatch) -> None:
+    import lsc.api
+    import lsc.report.compare as compare
+
+    a = _run(tmp_path / "a", ["random"], ["channel.model=analytic", "channel.snr_db=[0, 30]", "threshold=0.07"])
+    drawn: list = []
+    monkeypatch.setattr(compare, "plot_comparison", lambda cells, path, threshold=None: drawn.append(threshold) or True)
+    cells = lsc.api.compare([a], "random", plot=tmp_path / "cmp.png")
+    assert [c.threshold for c in cells] == [0.07, 0.07] and drawn == [0.07]
+    other = [*cells, compare.Cell("other", 0.0, 1, cells[0].final_lpips, cells[0].words, (1.0, 0.5, 1.0), threshold=0.6)]
+    assert compare.common_threshold(other) is None  # runs judged by different thresholds: no single line

@@ -235,3 +235,17 @@ def test_study_bits_follow_the_configured_source_code(tmp_path: Path, source_cod
     stored = dict(rows(tmp_path / "run" / "results.sqlite", "SELECT word_sent, bits FROM steps WHERE step > 0"))
     payload = {"café": 40 if source_code == "utf8" else 32, "on": 16, "red": 24}
     assert stored == {w: b + separator_bits for w, b in payload.items()}
+
+
+def test_worker_hands_the_study_skd_settings_to_schemes_that_need_skd() -> None:
+    """heads_skd (requires CAP_SKD) gets the study's `skd` unless its own options set one; heads gets none."""
+    from lsc.config import StudyConfig
+    from lsc.protocol.testing import fake_backend
+    from lsc.runner.study import ImageWorker
+
+    cfg = StudyConfig(schemes=["heads_skd", "heads", {"name": "heads_skd", "label": "own", "skd": {"min_count": 3}}],
+                      threshold=0.5, prompt_order="send", skd={"min_count": 2})
+    worker = ImageWorker(cfg, fake_backend("a cat"))
+    assert worker.schemes["heads_skd"].skd.min_count == 2
+    assert worker.schemes["own"].options()["skd"]["min_count"] == 3
+    assert not hasattr(worker.schemes["heads"], "skd")

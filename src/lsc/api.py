@@ -5,6 +5,7 @@
     lsc.run(cfg, "runs/snr")          # resumable: call again to continue
     lsc.report("runs/snr")            # runs/snr/report/report.html
     lsc.export("runs/snr", "parquet")
+    lsc.compare(["runs/scc_on", "runs/scc_off"], "heads", plot="cmp.png")
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Literal, Sequence
 
 from lsc.config import StudyConfig, load_config, validate_config
 
-__all__ = ["StudyConfig", "load_config", "validate_config", "run", "report", "export", "schemes", "default_out_dir"]
+__all__ = ["StudyConfig", "load_config", "validate_config", "run", "report", "export", "compare", "schemes", "default_out_dir"]
 
 
 def default_out_dir(config_path: str | Path | None) -> Path:
@@ -57,6 +58,20 @@ def export(run_dir: str | Path, fmt: Literal["csv", "parquet"] = "csv", out_dir:
     from lsc.runner.export import export_run
 
     return export_run(run_dir, fmt, out_dir)
+
+
+def compare(run_dirs: Sequence[str | Path], scheme: str = "heads", labels: Sequence[str] | None = None,
+            plot: str | Path | None = None) -> list[Any]:
+    """One scheme across runs of the same images, SNR by SNR; returns report.compare Cells.
+
+    With `plot`, also draws final LPIPS and success rate vs SNR there, with the runs' shared threshold.
+    """
+    from lsc.report.compare import common_threshold, compare_runs, plot_comparison
+
+    cells = compare_runs(run_dirs, scheme, labels)
+    if plot is not None:
+        plot_comparison(cells, Path(plot), common_threshold(cells))
+    return cells
 
 
 def schemes() -> list[Any]:

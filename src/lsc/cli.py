@@ -13,7 +13,7 @@ import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Language-oriented semantic communication (lsc).")
 
-# (module, attribute): a typer.Typer to mount as a group, or a function `register(app)` adding commands.
+# Each module has a function `register(app)` that adds its commands.
 _COMMAND_MODULES = [
     "lsc.runner.cli",  # run, report, export, schemes
     "lsc.backends.world.cli",  # world train / eval / sample
@@ -22,13 +22,7 @@ _COMMAND_MODULES = [
 ]
 
 for _name in _COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(_name)
-    except ModuleNotFoundError as exc:  # an area not built yet
-        if exc.name != _name:
-            raise
-        continue
-    _module.register(app)
+    importlib.import_module(_name).register(app)
 
 
 def main() -> None:

@@ -16,33 +16,11 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lsc.errors import ConfigError
+from lsc.errors import ConfigError, validation_message
+from lsc.errors import one_line as _first_line
 
-try:  # owned by the channel area; guarded so config keeps working while it is being written
-    from lsc.channel.config import ChannelConfig
-except ModuleNotFoundError as _exc:  # pragma: no cover - only before the channel package lands
-    if _exc.name not in ("lsc.channel.config", "lsc.channel"):
-        raise
-
-    class ChannelConfig(BaseModel):  # type: ignore[no-redef]
-        """Placeholder until lsc.channel.config exists: ideal channel only."""
-
-        model_config = ConfigDict(extra="forbid")
-        model: Literal["none", "analytic", "phy"] = "none"
-        snr_db: float = 10.0
-
-try:  # owned by the language area; guarded likewise
-    from lsc.language.config import SKDConfig
-except ModuleNotFoundError as _exc:  # pragma: no cover
-    if _exc.name not in ("lsc.language.config", "lsc.language"):
-        raise
-
-    class SKDConfig(BaseModel):  # type: ignore[no-redef]
-        """Placeholder until lsc.language.config exists: the embedded lexicon engine."""
-
-        model_config = ConfigDict(extra="forbid")
-        engine: Literal["lexicon"] = "lexicon"
-
+from lsc.channel.config import ChannelConfig
+from lsc.language.config import SKDConfig
 
 # The default study ships inside the package (package data), so an installed wheel runs `lsc run`.
 DEFAULT_CONFIG_PATH = Path(str(importlib.resources.files("lsc.runner") / "default.yaml"))
@@ -168,7 +146,7 @@ class StudyConfig(_Strict):
             out: list[Any] = []
             for item in value:
                 if item == "all":
-                    out.extend({"name": info.name} for info in _registered_schemes() or [])
+                    out.extend({"name": info.name} for info in _registered_schemes())
                 else:
                     out.append(_scheme_from_raw(item))
             return out
@@ -183,12 +161,10 @@ class StudyConfig(_Strict):
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:
             raise ValueError(f"scheme {dup[0]!r} listed twice (give one a distinct 'label')")
-        known = _registered_schemes()
-        if known is not None:
-            names = {info.name for info in known}
-            for i, spec in enumerate(value):
-                if spec.name not in names:
-                    raise ValueError(f"unknown scheme {spec.name!r} (entry {i}); see `lsc schemes`")
+        names = {info.name for info in _registered_schemes()}
+        for i, spec in enumerate(value):
+            if spec.name not in names:
+                raise ValueError(f"unknown scheme {spec.name!r} (entry {i}); see `lsc schemes`")
         return value
 
     @field_validator("snr_db_sweep")
@@ -248,12 +224,10 @@ class Condition(BaseModel):
     channel: Any
 
 
-def _registered_schemes() -> list[Any] | None:
-    """The scheme registry, or None while lsc.schemes does not exist yet (names then unchecked)."""
-    try:
-        from lsc.schemes import list_schemes
-    except ImportError:
-        return None
+def _registered_schemes() -> list[Any]:
+    """The scheme registry (imported on use: lsc.schemes is heavier than a config check needs up front)."""
+    from lsc.schemes import list_schemes
+
     return list_schemes()
 
 
@@ -327,10 +301,8 @@ def validate_config(data: dict[str, Any]) -> StudyConfig:
 
 def _check_scheme_options(cfg: StudyConfig) -> None:
     """Build each scheme once so that a bad option fails now, naming the scheme."""
-    try:
-        from lsc.schemes import get_scheme
-    except ImportError:
-        return
+    from lsc.schemes import get_scheme
+
     for i, spec in enumerate(cfg.schemes):
         try:
             get_scheme(spec.name, **spec.options)
@@ -351,29 +323,5 @@ _UNION_TAGS = {"world", "folder", "str", "dict[str,any]", "list[any]", "function
 
 def format_validation_error(exc: ValidationError) -> str:
     """Pydantic's errors as one line: `key.path: problem (got value)`, first error plus a count."""
-    errors = exc.errors()
-    parts = []
-    for err in errors:
-        loc = [str(x) for x in err["loc"] if str(x) not in _UNION_TAGS and not str(x).startswith("function-")]
-        key = ".".join(loc) or "config"
-        if key == "snr_db_sweep":
-            key = SNR_SWEEP_KEY
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown config key {key!r}")
-            continue
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        got = err.get("input")
-        shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
-        parts.append(f"{key}: {msg}{shown}")
-    line = parts[0]
-    if len(parts) > 1:
-        line += f" (and {len(parts) - 1} more problem{'s' if len(parts) > 2 else ''})"
-    return _first_line(line)
-
-
-def _first_line(obj: Any) -> str:
-    text = str(obj).strip()
-    return " ".join(text.split("\n")[0].split()) if text else type(obj).__name__
+    return validation_message(exc, unknown="unknown config key {key!r}", skip=_UNION_TAGS, rename={"snr_db_sweep": SNR_SWEEP_KEY})
 

@@ -1,4 +1,4 @@
-"""The four model interfaces every backend implements (see DESIGN.md).
+"""The four model interfaces every backend implements (contracts: docs/CONTRACTS.md).
 
 The protocol (schemes, channel, loop, metrics, runner, report) talks only to these; it never imports a
 model library. Images cross this boundary as numpy float32 arrays of shape (H, W, 3) with values in
@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
+
+from lsc.errors import ConfigError
 
 # Capability names. A scheme lists the ones it needs; the runner checks them before a study starts.
 CAP_BOB_ATTENTION = "bob_text_attention"  # Bob's text encoder word-level self-attention
@@ -38,6 +40,19 @@ class Captioner(Protocol):
         Raise NotImplementedError when the backend lacks CAP_ALICE_GROUNDING.
         """
         ...
+
+
+# The attention variants TextEncoder.word_attention takes (see it); a backend that cannot compute one
+# refuses it with a ConfigError (the world backend has no "research").
+ATTENTION_VARIANTS = ("mean", "layer_sum_head0", "research")
+RESEARCH_VARIANT = "research"
+
+
+def check_attention_variant(variant: str) -> str:
+    """The one check of an attention variant name (schemes' options, text encoders): a ConfigError naming the choices."""
+    if variant not in ATTENTION_VARIANTS:
+        raise ConfigError(f"attention_variant must be one of {', '.join(ATTENTION_VARIANTS)}, not {variant!r}")
+    return variant
 
 
 @runtime_checkable
@@ -73,10 +88,6 @@ class Generator(Protocol):
         Raise NotImplementedError when the backend lacks CAP_BOB_CROSS_ATTENTION.
         """
         ...
-
-
-class PerceptualReference(Protocol):
-    """Opaque handle of a reference image whose features were computed once."""
 
 
 @runtime_checkable

@@ -17,6 +17,6 @@ Sionna is imported only when the `phy` model is used.
 
 from lsc.channel.config import ChannelConfig, SCCConfig
 from lsc.channel.link import WordLink, WordTransmission
-from lsc.channel.scc import SCCResult, apply_scc, scc_encode
+from lsc.channel.scc import SCCResult, map_back, scc_encode
 
-__all__ = ["ChannelConfig", "SCCConfig", "WordLink", "WordTransmission", "SCCResult", "apply_scc", "scc_encode"]
+__all__ = ["ChannelConfig", "SCCConfig", "WordLink", "WordTransmission", "SCCResult", "map_back", "scc_encode"]

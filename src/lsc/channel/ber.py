@@ -16,19 +16,9 @@ from pydantic import ValidationError
 from lsc.channel.config import ChannelConfig
 from lsc.channel.link import make_channel
 from lsc.channel.theory import ber_awgn, ber_closed_form, ber_rayleigh, ebn0_linear
-from lsc.errors import ConfigError
+from lsc.errors import ConfigError, validation_message
 
 CHUNK_BITS = 1 << 20
-
-
-def config_error(exc: ValidationError, prefix: str = "channel") -> ConfigError:
-    """One-line ConfigError from a pydantic validation error (first problem only)."""
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in (prefix, *err.get("loc", ())) if p != "")
-    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-    value = err.get("input")
-    shown = "" if isinstance(value, dict) or value is None else f" (got {value!r})"
-    return ConfigError(f"{loc}: {msg}{shown}")
 
 
 def build_config(**values: Any) -> ChannelConfig:
@@ -36,7 +26,7 @@ def build_config(**values: Any) -> ChannelConfig:
     try:
         return ChannelConfig(**values)
     except ValidationError as exc:
-        raise config_error(exc) from None
+        raise ConfigError(validation_message(exc, "channel")) from None
 
 
 def measure_ber(cfg: ChannelConfig, n_bits: int, seed: int = 0, block_bits: int = 960) -> dict[str, Any]:

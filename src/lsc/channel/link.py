@@ -27,7 +27,7 @@ import numpy as np
 from lsc.channel.blocks import BitChannel
 from lsc.channel.config import ChannelConfig
 from lsc.channel.correction import WordCorrector
-from lsc.channel.scc import AnalyzeFn, SCCResult, SynonymFn, scc_encode
+from lsc.channel.scc import AnalyzeFn, SCCResult, SynonymFn, map_back, scc_encode
 from lsc.channel.source import decode_bits, encode_word, separator
 from lsc.errors import ConfigError
 
@@ -117,8 +117,8 @@ class WordLink:
         received = raw
         if self.corrector is not None:
             received = self.corrector.correct(received)
-        if self.cfg.scc.map_back and received in self.scc_codebook:
-            received = self.scc_codebook[received]
+        if self.cfg.scc.map_back:
+            received = map_back(received, self.scc_codebook)
         return WordTransmission(word, received, bits, errors, raw, channel_errors, original)
 
     def send_all(self, words: list[str]) -> list[WordTransmission]:

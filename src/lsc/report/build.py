@@ -9,9 +9,9 @@ import base64
 import html
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
-from lsc.report import plots
+import lsc.report.plots as plots
 from lsc.report.data import RunData, load_run
 from lsc.report.stats import mean_ci, wilson
 
@@ -21,6 +21,8 @@ STRIP_IMAGES = 3
 
 @dataclass
 class Figure:
+    """A drawn PNG of the report and its title (alt text and caption)."""
+
     title: str
     path: Path
 
@@ -104,10 +106,49 @@ def build_report(run_dir: str | Path) -> Path:
     out.mkdir(exist_ok=True)
     for old in out.glob("*.png"):
         old.unlink()
-    sections: list[tuple[str, list[list[dict[str, Any]]], list[Figure]]] = []
+    blocks = report_blocks(data, out)
+    (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
+    html_path = out / "report.html"
+    html_path.write_text(to_html(blocks, f"lsc report: {data.run_dir.name}"), encoding="utf-8")
+    return html_path
+
+
+# ---------------------------------------------------------------- the report as a list of blocks
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Paragraph:
+    text: str
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Table:
+    head: list[str]
+    rows: list[list[str]]
+    left_align_last: bool = False  # free text (failure reasons) reads better left-aligned
+
+
+Block = Union[Heading, Paragraph, Bullets, Table, Figure]
+
+
+def report_blocks(data: RunData, out: Path) -> list[Block]:
+    """Draw the figures into `out` and lay out the report once; the markdown and HTML renderers only format it."""
+    blocks: list[Block] = [Heading(f"lsc report: {data.run_dir.name}", level=1), Bullets(_intro(data))]
+    if not data.summaries:
+        blocks.append(Paragraph("No results yet."))
     for cond, _snr in data.conds or [("", None)]:
         tag = _tag(cond)
-        figs = []
+        blocks.append(Heading("Condition " + cond if cond else "Results"))
+        blocks.append(Table(TABLE_HEAD, [[str(r[k]) for k in TABLE_KEYS] for r in scheme_table(data, cond)]))
         for fn, name, title in (
             (plots.lpips_vs_words, "lpips_vs_words", "Mean LPIPS vs words sent (95% CI bands)"),
             (plots.lpips_vs_bits, "lpips_vs_bits", "Mean LPIPS vs bits sent (95% CI bands)"),
@@ -115,30 +156,43 @@ def build_report(run_dir: str | Path) -> Path:
         ):
             path = out / f"{name}{tag}.png"
             if fn(data, cond, path):
-                figs.append(Figure(title, path))
-        sections.append((cond, [scheme_table(data, cond)], figs))
-    sweep_figs = []
+                blocks.append(Figure(title, path))
     if data.swept:
+        head, body = sweep_table(data)
+        blocks += [Heading("SNR sweep"),
+                   Paragraph("Final LPIPS and words to the threshold per scheme and SNR (mean ± 95% CI)."),
+                   Table(head, body)]
         for fn, name, title in ((plots.lpips_vs_snr, "lpips_vs_snr", "Final LPIPS vs SNR"),
                                 (plots.rate_perception, "rate_perception", "Rate-perception (LPIPS vs cumulative bits)")):
             path = out / f"{name}.png"
             if fn(data, path):
-                sweep_figs.append(Figure(title, path))
-    strips = []
+                blocks.append(Figure(title, path))
+    strips = _strips(data, out)
+    if strips:
+        blocks += [Heading("Image strips"),
+                   Paragraph("Per step: the word received (sent→received when the channel changed it), "
+                             "Bob's image, its LPIPS (green: under the threshold).")]
+        blocks += strips
+    failed = data.failed()
+    if failed:
+        blocks += [Heading("Failures"),
+                   Table(["image", "scheme", "condition", "reason"],
+                         [[s["image_id"], s["scheme"], s["cond"], str(s["error"])] for s in failed[:50]],
+                         left_align_last=True)]
+    return blocks
+
+
+def _strips(data: RunData, out: Path) -> list[Block]:
+    from lsc.runner.study import safe_name
+
+    strips: list[Block] = []
     strip_cond = data.conds[-1][0] if data.conds else ""
     ok_ids = [i for i in data.image_order if any(s["image_id"] == i and s["status"] == "ok" for s in data.summaries)]
     for image_id in ok_ids[:STRIP_IMAGES]:
-        from lsc.runner.study import safe_name
-
         path = out / f"strip_{safe_name(image_id).replace('.', '_')}.png"
         if plots.image_strip(data, image_id, strip_cond, path):
             strips.append(Figure(f"Image strip: {image_id}", path))
-    md = _markdown(data, sections, sweep_figs, strips)
-    (out / "report.md").write_text(md, encoding="utf-8")
-    page = _html(data, sections, sweep_figs, strips)
-    html_path = out / "report.html"
-    html_path.write_text(page, encoding="utf-8")
-    return html_path
+    return strips
 
 
 def _tag(cond: str) -> str:
@@ -163,11 +217,7 @@ def _intro(data: RunData) -> list[str]:
 
 
 def _oracle_line(data: RunData) -> str:
-    from lsc.runner.export import open_store
-
-    with open_store(data.run_dir) as store:
-        status = store.rows("SELECT status, COUNT(*) AS n FROM oracle_status GROUP BY status")
-    counts = {r["status"]: r["n"] for r in status}
+    counts = data.oracle_status
     if not counts:
         return "oracle bound: not computed"
     limit = data.config.get("oracle_max_words", "?")
@@ -176,39 +226,24 @@ def _oracle_line(data: RunData) -> str:
             "It is averaged over its own images only.")
 
 
-def _markdown(data: RunData, sections: Any, sweep_figs: list[Figure], strips: list[Figure]) -> str:
-    lines = [f"# lsc report: {data.run_dir.name}", ""]
-    lines += [f"- {x}" for x in _intro(data)] + [""]
-    if not data.summaries:
-        lines += ["No results yet.", ""]
-    for cond, tables, figs in sections:
-        lines += [f"## {'Condition ' + cond if cond else 'Results'}", ""]
-        for table in tables:
-            lines += ["| " + " | ".join(TABLE_HEAD) + " |", "|" + "---|" * len(TABLE_HEAD)]
-            for r in table:
-                lines.append("| " + " | ".join(str(r[k]) for k in TABLE_KEYS) + " |")
-            lines.append("")
-        for f in figs:
-            lines += [f"![{f.title}]({f.path.name})", ""]
-    if data.swept:
-        head, body = sweep_table(data)
-        lines += ["## SNR sweep", "", "Final LPIPS and words to the threshold per scheme and SNR (mean ± 95% CI).", "",
-                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join(r) + " |" for r in body] + [""]
-        lines += [f"![{f.title}]({f.path.name})\n" for f in sweep_figs]
-    if strips:
-        lines += ["## Image strips", ""] + [f"![{f.title}]({f.path.name})\n" for f in strips]
-    failed = data.failed()
-    if failed:
-        lines += ["## Failures", "", "| image | scheme | condition | reason |", "|---|---|---|---|"]
-        lines += [f"| {s['image_id']} | {s['scheme']} | {s['cond']} | {s['error']} |" for s in failed[:50]]
+# ---------------------------------------------------------------- the two renderers
+def to_markdown(blocks: list[Block]) -> str:
+    """report.md: figures by file name (they sit beside it)."""
+    lines: list[str] = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            lines.append("#" * b.level + " " + b.text)
+        elif isinstance(b, Paragraph):
+            lines.append(b.text)
+        elif isinstance(b, Bullets):
+            lines += [f"- {x}" for x in b.items]
+        elif isinstance(b, Table):
+            lines += ["| " + " | ".join(b.head) + " |", "|" + "---|" * len(b.head)]
+            lines += ["| " + " | ".join(r) + " |" for r in b.rows]
+        else:
+            lines.append(f"![{b.title}]({b.path.name})")
         lines.append("")
     return "\n".join(lines)
-
-
-def _img(path: Path, alt: str) -> str:
-    b64 = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}"><figcaption>{html.escape(alt)}</figcaption></figure>'
 
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -217,37 +252,30 @@ td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}figure{margi
 figcaption{font-size:13px;color:#555}code{background:#f5f5f5;padding:1px 4px}"""
 
 
-def _html(data: RunData, sections: Any, sweep_figs: list[Figure], strips: list[Figure]) -> str:
+def to_html(blocks: list[Block], title: str) -> str:
+    """report.html: one self-contained page, every figure inlined as base64 PNG."""
     e = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>lsc report: {e(data.run_dir.name)}</title>",
-             f"<style>{_CSS}</style></head><body><h1>lsc report: {e(data.run_dir.name)}</h1><ul>"]
-    parts += [f"<li>{e(x)}</li>" for x in _intro(data)] + ["</ul>"]
-    if not data.summaries:
-        parts.append("<p>No results yet.</p>")
-    for cond, tables, figs in sections:
-        parts.append(f"<h2>{e('Condition ' + cond if cond else 'Results')}</h2>")
-        for table in tables:
-            parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in TABLE_HEAD) + "</tr>")
-            for r in table:
-                parts.append("<tr>" + "".join(f"<td>{e(str(r[k]))}</td>" for k in TABLE_KEYS) + "</tr>")
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+             f"<style>{_CSS}</style></head><body>"]
+    for b in blocks:
+        if isinstance(b, Heading):
+            parts.append(f"<h{b.level}>{e(b.text)}</h{b.level}>")
+        elif isinstance(b, Paragraph):
+            parts.append(f"<p>{e(b.text)}</p>")
+        elif isinstance(b, Bullets):
+            parts.append("<ul>" + "".join(f"<li>{e(x)}</li>" for x in b.items) + "</ul>")
+        elif isinstance(b, Table):
+            last = " style='text-align:left'" if b.left_align_last else ""
+            parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in b.head) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td{last if j == len(r) - 1 else ''}>{e(c)}</td>" for j, c in enumerate(r)) + "</tr>"
+                      for r in b.rows]
             parts.append("</table>")
-        parts += [_img(f.path, f.title) for f in figs]
-    if data.swept:
-        head, body = sweep_table(data)
-        parts.append("<h2>SNR sweep</h2><p>Final LPIPS and words to the threshold per scheme and SNR "
-                     "(mean ± 95% CI).</p><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>")
-        parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in body]
-        parts.append("</table>")
-        parts += [_img(f.path, f.title) for f in sweep_figs]
-    if strips:
-        parts += ["<h2>Image strips</h2><p>Per step: the word received (sent→received when the channel changed it), "
-                  "Bob's image, its LPIPS (green: under the threshold).</p>"] + [_img(f.path, f.title) for f in strips]
-    failed = data.failed()
-    if failed:
-        parts.append("<h2>Failures</h2><table><tr><th>image</th><th>scheme</th><th>condition</th><th>reason</th></tr>")
-        parts += [f"<tr><td>{e(s['image_id'])}</td><td>{e(s['scheme'])}</td><td>{e(s['cond'])}</td>"
-                  f"<td style='text-align:left'>{e(str(s['error']))}</td></tr>" for s in failed[:50]]
-        parts.append("</table>")
+        else:
+            parts.append(_img(b.path, b.title))
     parts.append("</body></html>")
     return "\n".join(parts)
 
+
+def _img(path: Path, alt: str) -> str:
+    b64 = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}"><figcaption>{html.escape(alt)}</figcaption></figure>'

@@ -29,6 +29,7 @@ class Cell:
     success: tuple[float, float, float]  # rate, low, high
     bits: Any = None  # MeanCI of the bits a whole caption cost (after SCC and channel coding)
     words_with_bit_errors: float = float("nan")  # share of sent words that arrived with at least one flipped bit
+    threshold: float | None = None  # the run's success threshold (drawn on the comparison plot)
 
     def as_dict(self) -> dict[str, Any]:
         def ci(m: Any) -> dict[str, float | None]:
@@ -70,7 +71,8 @@ def compare_runs(run_dirs: Sequence[str | Path], scheme: str, labels: Sequence[s
             sent = [r for rows in steps for r in rows]
             hit_share = sum(1 for r in sent if (r["bit_errors"] or 0) > 0) / len(sent) if sent else float("nan")
             cells.append(Cell(_label(path, labels[i] if labels else None), snr, len(ok), mean_ci(s["final_lpips"] for s in ok),
-                              mean_ci(hits), wilson(len(hits), len(ok)), mean_ci(rows[-1]["cum_bits"] for rows in steps if rows), hit_share))
+                              mean_ci(hits), wilson(len(hits), len(ok)), mean_ci(rows[-1]["cum_bits"] for rows in steps if rows), hit_share,
+                              data.threshold))
     return cells
 
 
@@ -96,28 +98,35 @@ def markdown_table(cells: Sequence[Cell]) -> str:
     return "\n".join(lines)
 
 
+def common_threshold(cells: Sequence[Cell]) -> float | None:
+    """The success threshold the compared runs share (None when they differ or none is recorded)."""
+    found = {c.threshold for c in cells}
+    return found.pop() if len(found) == 1 else None
+
+
 def plot_comparison(cells: Sequence[Cell], path: Path, threshold: float | None = None) -> bool:
-    """Final LPIPS and success rate against SNR, one line per run, 95% error bars."""
+    """Final LPIPS and success rate against SNR, one line per run, 95% error bars; the threshold dotted."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from lsc.report.plots import final_lpips_vs_snr
+
     swept = [c for c in cells if c.snr_db is not None]
     if not swept:
         return False
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for run in dict.fromkeys(c.run for c in swept):
+    runs = list(dict.fromkeys(c.run for c in swept))
+    final_lpips_vs_snr(ax1, {run: [(c.snr_db, c.final_lpips) for c in swept if c.run == run] for run in runs})
+    for run in runs:
         mine = sorted((c for c in swept if c.run == run), key=lambda c: c.snr_db)
-        xs = [c.snr_db for c in mine]
-        ax1.errorbar(xs, [c.final_lpips.mean for c in mine], yerr=[0 if math.isnan(c.final_lpips.half) else c.final_lpips.half for c in mine],
-                     marker="o", capsize=3, label=run)
-        ax2.errorbar(xs, [100 * c.success[0] for c in mine],
+        ax2.errorbar([c.snr_db for c in mine], [100 * c.success[0] for c in mine],
                      yerr=[[100 * (c.success[0] - c.success[1]) for c in mine], [100 * (c.success[2] - c.success[0]) for c in mine]],
                      marker="o", capsize=3, label=run)
     if threshold is not None:
         ax1.axhline(threshold, color="grey", linestyle=":", label="success threshold")
-    ax1.set(xlabel="SNR (dB)", ylabel="final LPIPS", title="Final LPIPS vs SNR (95% CI)")
+    ax1.set_title("Final LPIPS vs SNR (95% CI)")
     ax2.set(xlabel="SNR (dB)", ylabel="success rate (%)", title="Reached the threshold (Wilson 95% CI)")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)

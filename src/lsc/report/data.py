@@ -27,6 +27,7 @@ class RunData:
     oracle: dict[str, list[tuple[int, float]]]
     images: list[dict[str, Any]]
     image_order: list[str] = field(default_factory=list)
+    oracle_status: dict[str, int] = field(default_factory=dict)  # images per oracle status (ok, skipped, failed)
 
     def ok(self, cond: str, scheme: str) -> list[dict[str, Any]]:
         """Summaries of successful transmissions of one scheme under one condition, in image order."""
@@ -61,6 +62,7 @@ def load_run(run_dir: str | Path) -> RunData:
         step_rows = store.steps()
         oracle_rows = store.oracle_rows()
         images = store.images()
+        oracle_status = {r["status"]: int(r["n"]) for r in store.rows("SELECT status, COUNT(*) AS n FROM oracle_status GROUP BY status")}
     config = yaml.safe_load(cfg_text) if cfg_text else {}
     if not isinstance(config, dict):
         config = {}
@@ -83,4 +85,4 @@ def load_run(run_dir: str | Path) -> RunData:
         oracle[r["image_id"]].append((int(r["k"]), float(r["lpips"])))
     order = [i["image_id"] for i in images]
     return RunData(run_dir, config, float(threshold) if threshold is not None and not math.isnan(float(threshold)) else None,
-                   conds, labels, summaries, dict(steps), dict(oracle), images, order)
+                   conds, labels, summaries, dict(steps), dict(oracle), images, order, oracle_status)

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lsc.report.data import RunData  # noqa: E402
-from lsc.report.stats import band, mean_ci, pad_forward, step_function_at, success_curve, wilson  # noqa: E402
+from lsc.report.stats import MeanCI, band, mean_ci, pad_forward, step_function_at, success_curve, wilson  # noqa: E402
 
 ORACLE_STYLE = {"color": "black", "linestyle": "--", "linewidth": 1.6, "label": "oracle (best k-subset)"}
 
@@ -158,28 +158,37 @@ def success_vs_words(data: RunData, cond: str, path: Path) -> bool:
     return True
 
 
+def final_lpips_vs_snr(ax: Any, series: dict[str, list[tuple[float, MeanCI]]], colour: dict[str, Any] | None = None) -> bool:
+    """Mean final LPIPS against SNR, one line with 95% error bars per series (report: per scheme; compare: per run).
+
+    Points with no transmissions are left out; returns whether any line was drawn.
+    """
+    drew = False
+    for label, points in series.items():
+        pts = sorted(((snr, ci) for snr, ci in points if ci.n), key=lambda p: p[0])
+        if not pts:
+            continue
+        ax.errorbar([snr for snr, _ in pts], [ci.mean for _, ci in pts],
+                    yerr=[0.0 if math.isnan(ci.half) else ci.half for _, ci in pts],
+                    color=(colour or {}).get(label), marker="o", capsize=3, label=label)
+        drew = True
+    ax.set_xlabel("SNR (dB)")
+    ax.set_ylabel("final LPIPS")
+    return drew
+
+
 def lpips_vs_snr(data: RunData, path: Path) -> bool:
     """Final LPIPS per scheme against SNR (a sweep), 95% error bars; oracle's full-caption level dashed."""
     snr_conds = [(c, v) for c, v in data.conds if v is not None]
     if len(snr_conds) < 2:
         return False
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    col = colours(data.schemes)
-    for scheme in data.schemes:
-        xs, ms, hs = [], [], []
-        for cond, snr in snr_conds:
-            ci = mean_ci(r["final_lpips"] for r in data.ok(cond, scheme))
-            if ci.n:
-                xs.append(snr)
-                ms.append(ci.mean)
-                hs.append(0.0 if math.isnan(ci.half) else ci.half)
-        if xs:
-            ax.errorbar(xs, ms, yerr=hs, color=col[scheme], marker="o", capsize=3, label=scheme)
+    series = {scheme: [(float(snr), mean_ci(r["final_lpips"] for r in data.ok(cond, scheme))) for cond, snr in snr_conds]
+              for scheme in data.schemes}
+    final_lpips_vs_snr(ax, series, colours(data.schemes))
     om = oracle_matrix(data)
     if om.size:
         ax.axhline(float(np.mean(om[:, -1])), **{**ORACLE_STYLE, "label": "oracle, ideal channel (full caption)"})
-    ax.set_xlabel("SNR (dB)")
-    ax.set_ylabel("final LPIPS")
     _finish(fig, ax, path, data.threshold, "Final LPIPS vs SNR")
     return True
 

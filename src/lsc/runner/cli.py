@@ -1,4 +1,4 @@
-"""`lsc run`, `lsc report`, `lsc export`, `lsc schemes`: thin wrappers over lsc.api."""
+"""`lsc run`, `lsc report`, `lsc export`, `lsc compare`, `lsc schemes`: thin wrappers over lsc.api."""
 
 from __future__ import annotations
 
@@ -64,11 +64,10 @@ def register(app: typer.Typer) -> None:
         """One scheme across runs, SNR by SNR: final LPIPS, success rate, words to threshold, 95% CIs."""
         import json
 
-        from lsc.report.compare import compare_runs, markdown_table, plot_comparison
+        from lsc import api
+        from lsc.report.compare import markdown_table
 
-        cells = compare_runs(run_dirs, scheme, label or None)
-        if plot is not None:
-            plot_comparison(cells, plot)
+        cells = api.compare(run_dirs, scheme, label or None, plot)
         typer.echo(json.dumps([c.as_dict() for c in cells], indent=1) if as_json else markdown_table(cells))
 
     @app.command("schemes")

@@ -111,13 +111,11 @@ class ImageWorker:
         self.schemes = {spec.label: get_scheme(spec.name, **self._options(spec)) for spec in cfg.schemes}
 
     def _options(self, spec: SchemeSpec) -> dict[str, Any]:
-        """The scheme's options, plus the study's SKD settings for schemes that take `skd`."""
-        import inspect
+        """The scheme's options, plus the study's SKD settings (its `skd` option) for a scheme that needs SKD."""
+        from lsc.interfaces import CAP_SKD
+        from lsc.schemes import scheme_class
 
-        from lsc.schemes.base import scheme_class
-
-        params = inspect.signature(scheme_class(spec.name).__init__).parameters
-        if "skd" in params and "skd" not in spec.options:
+        if CAP_SKD in scheme_class(spec.name).requires and "skd" not in spec.options:
             return {**spec.options, "skd": self.cfg.skd}
         return dict(spec.options)
 

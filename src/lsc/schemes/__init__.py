@@ -1,5 +1,10 @@
-"""Ordering schemes (semantic source coding policies), registered by name. See SCHEMES.md."""
+"""Ordering schemes (semantic source coding policies), registered by name; defined in docs/SCHEMES.md.
 
-from lsc.schemes.base import Plan, Scheme, SchemeInfo, check_capabilities, get_scheme, list_schemes, scheme_names
+Importing this package registers every scheme family; `base` holds the registry and imports none of them.
+"""
 
-__all__ = ["Plan", "Scheme", "SchemeInfo", "check_capabilities", "get_scheme", "list_schemes", "scheme_names"]
+from lsc.protocol.context import Plan
+from lsc.schemes import attention, grounding, linguistic, perceptual, random_order  # noqa: F401  (registers them)
+from lsc.schemes.base import Scheme, SchemeInfo, check_capabilities, get_scheme, list_schemes, scheme_class, scheme_names
+
+__all__ = ["Plan", "Scheme", "SchemeInfo", "check_capabilities", "get_scheme", "list_schemes", "scheme_class", "scheme_names"]

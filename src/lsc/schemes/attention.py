@@ -15,20 +15,14 @@ score (heads_partBob). It is Bob's attention only: bothAtt.py averages layers an
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from lsc.errors import ConfigError, LscError
-from lsc.interfaces import CAP_ALICE_ATTENTION, CAP_BOB_ATTENTION, CAP_GENERATOR
-from lsc.schemes.base import Plan, Scheme, register
-
-if TYPE_CHECKING:
-    from lsc.protocol.loop import ImageContext, LoopSettings
-
-VARIANTS = ("mean", "layer_sum_head0", "research")
-RESEARCH = "research"
-
+from lsc.interfaces import CAP_ALICE_ATTENTION, CAP_BOB_ATTENTION, CAP_GENERATOR, RESEARCH_VARIANT, check_attention_variant
+from lsc.protocol.context import ImageContext, LoopSettings, Plan
+from lsc.schemes.base import Scheme, register
 
 def contribution(a: np.ndarray) -> np.ndarray:
     """Per word: attention it gives plus attention it receives, self-attention excluded."""
@@ -156,14 +150,14 @@ def combination_order(d: np.ndarray, signed: bool = False, n: int | None = None)
 
 
 def _check_variant(variant: str, bob_only: bool = False) -> None:
-    if variant not in VARIANTS:
-        raise ConfigError(f"attention_variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
-    if bob_only and variant == RESEARCH:
+    """A known variant name; with bob_only, not "research" (the research code reads only Bob's attention that way)."""
+    check_attention_variant(variant)
+    if bob_only and variant == RESEARCH_VARIANT:
         raise ConfigError("attention_variant 'research' is partBob's (llm_att.py); the research code's bothAtt.py "
                           "averages layers and heads: use 'mean'")
 
 
-def word_attention(ctx: "ImageContext", who: str, words: Sequence[str], variant: str) -> np.ndarray:
+def word_attention(ctx: ImageContext, who: str, words: Sequence[str], variant: str) -> np.ndarray:
     """Alice's or Bob's word attention for these words, computed once per image context."""
     encoder = ctx.backend.bob_text_encoder if who == "bob" else ctx.backend.alice_text_encoder
     if encoder is None:
@@ -191,9 +185,9 @@ class MostAttentive(Scheme):
         _check_variant(attention_variant)
         self.attention_variant = attention_variant
 
-    def plan(self, ctx: "ImageContext", settings: "LoopSettings") -> Plan:
+    def plan(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
         a = word_attention(ctx, "bob", ctx.words, self.attention_variant)
-        if self.attention_variant == RESEARCH:
+        if self.attention_variant == RESEARCH_VARIANT:
             return Plan(list(ctx.words), research_attentive_order(a, self.next_best))
         return Plan(list(ctx.words), attentive_order(a, self.next_best))
 
@@ -220,12 +214,12 @@ class AttentionContribution(Scheme):
         self.signed = bool(signed)
         self.attention_variant = attention_variant
 
-    def difference(self, ctx: "ImageContext") -> np.ndarray:
+    def difference(self, ctx: ImageContext) -> np.ndarray:
         alice = word_attention(ctx, "alice", ctx.words, self.attention_variant)
         bob = word_attention(ctx, "bob", ctx.words, self.attention_variant)
         return difference_matrix(alice, bob, self.pad_to)
 
-    def plan(self, ctx: "ImageContext", settings: "LoopSettings") -> Plan:
+    def plan(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
         return Plan(list(ctx.words), contribution_order(self.difference(ctx), self.signed, len(ctx.words)))
 
 
@@ -234,5 +228,5 @@ class AttentionCombination(AttentionContribution):
     name = "attention_combination"
     description = "first word as attention_contribution, then the word whose link to the last sent Alice and Bob agree on most"
 
-    def plan(self, ctx: "ImageContext", settings: "LoopSettings") -> Plan:
+    def plan(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
         return Plan(list(ctx.words), combination_order(self.difference(ctx), self.signed, len(ctx.words)))

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping
 
 from lsc.errors import CapabilityError, ConfigError
+from lsc.protocol.context import ImageContext, LoopSettings, Plan
 
 if TYPE_CHECKING:
     from lsc.interfaces import Backend
-    from lsc.protocol.loop import ImageContext, LoopSettings
 
 ALICE_HOLDS = ("nothing", "Bob's language model", "all of Bob's model", "her own ITM model", "Bob's language model and her own")
 
@@ -31,16 +31,6 @@ class SchemeInfo:
     requires: frozenset[str]
 
 
-@dataclass
-class Plan:
-    """Words to send from (the caption, or its SKD rewrite) and indices into them in send order."""
-
-    words: list[str]
-    order: list[int]
-    rewritten: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-
-
 class Scheme(ABC):
     """Base of all schemes. Subclasses set the class attributes and take their options as keyword arguments."""
 
@@ -50,7 +40,7 @@ class Scheme(ABC):
     requires: ClassVar[frozenset[str]]
 
     @abstractmethod
-    def plan(self, ctx: "ImageContext", settings: "LoopSettings") -> Plan:
+    def plan(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
         """The send order for this image."""
 
     @classmethod
@@ -64,7 +54,7 @@ class Scheme(ABC):
 
 _REGISTRY: dict[str, type[Scheme]] = {}
 
-# SCHEMES.md's numbering; schemes registered by others come after, in registration order.
+# docs/SCHEMES.md's numbering; schemes registered by others come after, in registration order.
 CANONICAL_ORDER = (
     "random", "most_attentive", "least_attentive", "lowest_lpips", "alice_attention", "attention_contribution",
     "attention_combination", "crossattention_match", "nouns", "nouns_verbs", "heads", "heads_attentive",
@@ -85,24 +75,16 @@ def register(cls: type[Scheme]) -> type[Scheme]:
     return cls
 
 
-def _ensure_loaded() -> None:
-    # Importing the family modules registers their schemes.
-    from lsc.schemes import attention, grounding, linguistic, perceptual, random_order  # noqa: F401
-
-
 def scheme_names() -> list[str]:
-    _ensure_loaded()
     return _sorted_names()
 
 
 def list_schemes() -> list[SchemeInfo]:
-    """Every registered scheme, in the order of SCHEMES.md."""
-    _ensure_loaded()
+    """Every registered scheme, in the order of docs/SCHEMES.md."""
     return [_REGISTRY[n].info() for n in _sorted_names()]
 
 
 def scheme_class(name: str) -> type[Scheme]:
-    _ensure_loaded()
     if name not in _REGISTRY:
         raise ConfigError(f"unknown scheme {name!r}; choose one of {', '.join(_sorted_names())}")
     return _REGISTRY[name]

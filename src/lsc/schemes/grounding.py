@@ -4,20 +4,17 @@ image-text matching model), alone or matched against Bob's cross-attention heat 
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lsc.errors import LscError
 from lsc.interfaces import CAP_ALICE_GROUNDING, CAP_BOB_CROSS_ATTENTION, CAP_GENERATOR
 from lsc.metrics.image import resize
-from lsc.schemes.base import Plan, Scheme, register
-
-if TYPE_CHECKING:
-    from lsc.protocol.loop import ImageContext, LoopSettings
+from lsc.protocol.context import ImageContext, LoopSettings, Plan
+from lsc.schemes.base import Scheme, register
 
 
-def alice_grounding(ctx: "ImageContext") -> np.ndarray:
+def alice_grounding(ctx: ImageContext) -> np.ndarray:
     """Alice's per-word maps (n, h, w) on the original image, computed once per image."""
 
     def compute() -> np.ndarray:
@@ -34,7 +31,7 @@ def alice_grounding(ctx: "ImageContext") -> np.ndarray:
     return ctx.memo(("alice_grounding", tuple(ctx.words)), compute)
 
 
-def bob_cross_attention(ctx: "ImageContext") -> np.ndarray:
+def bob_cross_attention(ctx: ImageContext) -> np.ndarray:
     """Bob's per-word cross-attention maps (n, h, w) from generating the full caption, computed once."""
 
     def compute() -> np.ndarray:
@@ -81,7 +78,7 @@ class AliceAttention(Scheme):
     def __init__(self) -> None:
         pass
 
-    def plan(self, ctx: "ImageContext", settings: "LoopSettings") -> Plan:
+    def plan(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
         """Descending total map mass; ties by caption order.
 
         Masses are compared to 6 significant digits of the largest, so that float rounding (which
@@ -104,7 +101,7 @@ class CrossAttentionMatch(Scheme):
     def __init__(self) -> None:
         pass
 
-    def plan(self, ctx: "ImageContext", settings: "LoopSettings") -> Plan:
+    def plan(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
         """Ascending L1 distance between each word's normalised maps; ties by caption order."""
         dist = map_distances(alice_grounding(ctx), bob_cross_attention(ctx))
         order = [int(i) for i in np.argsort(dist, kind="stable")]

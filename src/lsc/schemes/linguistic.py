@@ -8,16 +8,16 @@ POS tags and heads come from an analyzer callable `analyze(words) -> list[WordIn
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
-from lsc.errors import LscError
-from lsc.interfaces import CAP_BOB_ATTENTION, CAP_GENERATOR, CAP_PARSER, CAP_SKD
+from pydantic import ValidationError
+
+from lsc.errors import LscError, validation_message
+from lsc.interfaces import CAP_BOB_ATTENTION, CAP_GENERATOR, CAP_PARSER, CAP_SKD, RESEARCH_VARIANT, check_attention_variant
+from lsc.protocol.context import ImageContext, LoopSettings, Plan
 from lsc.protocol.words import clean_words
-from lsc.schemes.attention import RESEARCH, VARIANTS, attentive_order, research_heads_order, word_attention
-from lsc.schemes.base import Plan, Scheme, register
-
-if TYPE_CHECKING:
-    from lsc.protocol.loop import ImageContext, LoopSettings
+from lsc.schemes.attention import attentive_order, research_heads_order, word_attention
+from lsc.schemes.base import Scheme, register
 
 Analyzer = Callable[[Sequence[str]], Sequence[Any]]
 HEAD_STYLES = ("spacy", "ud")
@@ -48,7 +48,7 @@ class _ParsedScheme(Scheme):
         self.head_style = head_style
         self.analyzer = analyzer
 
-    def analyze(self, ctx: "ImageContext", words: Sequence[str]) -> list[Any]:
+    def analyze(self, ctx: ImageContext, words: Sequence[str]) -> list[Any]:
         analyzer = self.analyzer or _default_analyzer(self.head_style)
         key = ("parse", self.head_style if self.analyzer is None else id(self.analyzer), tuple(words))
         infos = ctx.memo(key, lambda: list(analyzer(list(words))))
@@ -65,7 +65,7 @@ class Nouns(_ParsedScheme):
     def mask(self, infos: Sequence[Any]) -> list[bool]:
         return [bool(i.is_noun) for i in infos]
 
-    def plan(self, ctx: "ImageContext", settings: "LoopSettings") -> Plan:
+    def plan(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
         first, rest = split_first(self.mask(self.analyze(ctx, ctx.words)))
         return Plan(list(ctx.words), first + rest)
 
@@ -88,11 +88,11 @@ class Heads(_ParsedScheme):
         super().__init__(head_style=head_style, analyzer=analyzer)
         self.only_heads = bool(only_heads)
 
-    def order(self, ctx: "ImageContext", settings: "LoopSettings", words: Sequence[str]) -> list[int]:
+    def order(self, ctx: ImageContext, settings: LoopSettings, words: Sequence[str]) -> list[int]:
         heads, rest = split_first([bool(i.is_head) for i in self.analyze(ctx, words)])
         return heads if self.only_heads else heads + rest
 
-    def plan(self, ctx: "ImageContext", settings: "LoopSettings") -> Plan:
+    def plan(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
         return Plan(list(ctx.words), self.order(ctx, settings, ctx.words))
 
 
@@ -104,17 +104,16 @@ class HeadsAttentive(Heads):
     requires = frozenset({CAP_GENERATOR, CAP_PARSER, CAP_BOB_ATTENTION})
 
     def __init__(self, *, only_heads: bool = False, attention_variant: str = "mean", head_style: str = "spacy", analyzer: Analyzer | None = None) -> None:
-        if attention_variant not in VARIANTS:
-            raise ValueError(f"attention_variant must be one of {', '.join(VARIANTS)}, not {attention_variant!r}")
+        check_attention_variant(attention_variant)
         super().__init__(only_heads=only_heads, head_style=head_style, analyzer=analyzer)
         self.attention_variant = attention_variant
 
-    def order(self, ctx: "ImageContext", settings: "LoopSettings", words: Sequence[str]) -> list[int]:
+    def order(self, ctx: ImageContext, settings: LoopSettings, words: Sequence[str]) -> list[int]:
         """most_attentive (scheme 2) run on the heads' sub-matrix of Bob's full-caption attention; with
         attention_variant "research", heads_partBob's order (heads sorted by the reversed contributions)."""
         heads, rest = split_first([bool(i.is_head) for i in self.analyze(ctx, words)])
         a = word_attention(ctx, "bob", words, self.attention_variant)
-        if self.attention_variant == RESEARCH:
+        if self.attention_variant == RESEARCH_VARIANT:
             ordered = research_heads_order(a, words, heads)
             return ordered if self.only_heads else ordered + rest
         sub = a[heads][:, heads]
@@ -127,7 +126,7 @@ class HeadsRandom(Heads):
     name = "heads_random"
     description = "head words first in random order, then the rest in random order"
 
-    def order(self, ctx: "ImageContext", settings: "LoopSettings", words: Sequence[str]) -> list[int]:
+    def order(self, ctx: ImageContext, settings: LoopSettings, words: Sequence[str]) -> list[int]:
         heads, rest = split_first([bool(i.is_head) for i in self.analyze(ctx, words)])
         rng = settings.rng(ctx.image_id, self.name)
         heads = [heads[k] for k in rng.permutation(len(heads))]
@@ -176,9 +175,8 @@ class HeadsSKD(Heads):
         if isinstance(self.skd, dict):
             try:
                 return SKDConfig(**self.skd)
-            except Exception as exc:  # pydantic ValidationError: keep the first line
-                lines = [line.strip() for line in str(exc).splitlines()[1:3]]
-                raise ValueError(f"bad skd option: {': '.join(lines)}") from None
+            except ValidationError as exc:
+                raise ValueError(f"bad skd option: {validation_message(exc, 'skd')}") from None
         return self.skd
 
     def _engine(self) -> Any:
@@ -188,7 +186,7 @@ class HeadsSKD(Heads):
             self.engine = make_skd(self._config())
         return self.engine
 
-    def rewrite(self, ctx: "ImageContext") -> tuple[list[str], str, dict[str, Any]]:
+    def rewrite(self, ctx: ImageContext) -> tuple[list[str], str, dict[str, Any]]:
         """The SKD rewrite of the caption (once per image); falls back to the caption if it is empty."""
 
         def compute() -> tuple[list[str], str, dict[str, Any]]:
@@ -208,6 +206,6 @@ class HeadsSKD(Heads):
         source = id(self._user_engine) if self._user_engine is not None else repr(self.options().get("skd"))
         return ctx.memo(("skd", source), compute)
 
-    def plan(self, ctx: "ImageContext", settings: "LoopSettings") -> Plan:
+    def plan(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
         words, text, info = self.rewrite(ctx)
         return Plan(words, self.order(ctx, settings, words), rewritten=text, info=dict(info))

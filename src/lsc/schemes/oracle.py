@@ -8,13 +8,11 @@ captions longer than `max_words` are refused.
 from __future__ import annotations
 
 from itertools import combinations
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from lsc.errors import LscError
+from lsc.protocol.context import ImageContext
 from lsc.protocol.words import join_words
-
-if TYPE_CHECKING:
-    from lsc.protocol.loop import ImageContext
 
 MAX_ORACLE_WORDS = 10
 
@@ -24,7 +22,7 @@ class OracleTooLongError(LscError):
 
 
 def oracle_curve(
-    ctx: "ImageContext", words: Sequence[str] | None = None, max_words: int = MAX_ORACLE_WORDS, keep_images: bool = False
+    ctx: ImageContext, words: Sequence[str] | None = None, max_words: int = MAX_ORACLE_WORDS, keep_images: bool = False
 ) -> list[tuple[int, float]]:
     """[(k, min LPIPS over k-word subsets)] for k = 0..n, every uncached subset generated in one batched call.
 

@@ -1,20 +1,17 @@
 """lowest_lpips (allBob): Alice holds all of Bob's model and sends, at each step, the word whose image
 would be closest to the original. Greedy by default; `beam` keeps the k best send orders instead.
 
-Efficiency (DESIGN.md): every candidate of a step goes to the generator in ONE batched call through the
+Efficiency: every candidate of a step goes to the generator in ONE batched call through the
 image context; the chosen candidate's image stays in the context's cache, so the transmission loop
 reuses it instead of generating it again, and other schemes of the same image reuse it too.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from lsc.interfaces import CAP_GENERATOR, CAP_PERCEPTUAL
-from lsc.schemes.base import Plan, Scheme, register
-
-if TYPE_CHECKING:
-    from lsc.protocol.loop import ImageContext, LoopSettings
+from lsc.protocol.context import ImageContext, LoopSettings, Plan, make_prompt
+from lsc.schemes.base import Scheme, register
 
 
 @register
@@ -32,15 +29,13 @@ class LowestLpips(Scheme):
         self.penalty = float(penalty)
         self.beam = int(beam)
 
-    def plan(self, ctx: "ImageContext", settings: "LoopSettings") -> Plan:
+    def plan(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
         """Beam search over send orders scored by cumulative LPIPS (+ penalty x word length).
 
         With beam=1 this is the greedy rule of the paper: each step the lowest-scoring candidate.
         Ties go to the lexicographically smallest order (lowest word index). Under caption-order
         prompts, orders with the same set of sent words share their future, so only the best is kept.
         """
-        from lsc.protocol.loop import make_prompt
-
         words = list(ctx.words)
         n = len(words)
         beams: list[tuple[float, tuple[int, ...]]] = [(0.0, ())]

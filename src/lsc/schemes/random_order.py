@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from lsc.interfaces import CAP_GENERATOR
-from lsc.schemes.base import Plan, Scheme, register
-
-if TYPE_CHECKING:
-    from lsc.protocol.loop import ImageContext, LoopSettings
+from lsc.protocol.context import ImageContext, LoopSettings, Plan
+from lsc.schemes.base import Scheme, register
 
 
 @register
@@ -21,7 +18,7 @@ class RandomScheme(Scheme):
     def __init__(self) -> None:
         pass
 
-    def plan(self, ctx: "ImageContext", settings: "LoopSettings") -> Plan:
+    def plan(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
         """A permutation drawn from a generator seeded by (study seed, image id, scheme name)."""
         rng = settings.rng(ctx.image_id, self.name)
         return Plan(list(ctx.words), [int(i) for i in rng.permutation(len(ctx.words))])

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lsc.errors import ConfigError, ModelUnavailableError
+from lsc.errors import ConfigError, ModelUnavailableError, validation_message
 from lsc.interfaces import (
     CAP_ALICE_ATTENTION,
     CAP_ALICE_GROUNDING,
@@ -193,12 +193,8 @@ def load_hf_backend(**options: Any) -> Backend:
     try:
         opts = HFBackendOptions(**options)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err.get("loc", ())) or "?"
-        if err.get("type") == "extra_forbidden":
-            raise ConfigError(f"backend_options.{where}: unknown option of backend 'hf'; its options are "
-                              f"{', '.join(HFBackendOptions.model_fields)}") from None
-        raise ConfigError(f"backend_options.{where} (hf backend): {err.get('msg', 'invalid')}") from None
+        unknown = "{key}: unknown option of backend 'hf'; its options are " + ", ".join(HFBackendOptions.model_fields)
+        raise ConfigError(validation_message(exc, "backend_options", unknown=unknown)) from None
     try:
         import diffusers  # noqa: F401
         import transformers  # noqa: F401

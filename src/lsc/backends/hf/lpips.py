@@ -9,7 +9,6 @@ square the differences, weight channels with the linear layer, average over spac
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -283,11 +282,3 @@ class LpipsPerceptual:
                 chunk = self._resize(x[i : i + self.batch_size], size)
                 out.append(self.model.distance_from_features(f_ref, self.model.features(chunk)))
         return torch.cat(out).double().cpu().numpy() if out else np.zeros((0,), dtype=np.float64)
-
-
-def default_device() -> str:
-    """cuda when available (and not disabled by LSC_DEVICE), else cpu."""
-    env = os.environ.get("LSC_DEVICE")
-    if env:
-        return env
-    return "cuda" if torch.cuda.is_available() else "cpu"

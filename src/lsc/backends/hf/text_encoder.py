@@ -13,10 +13,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from lsc.errors import ConfigError
 from lsc.backends.hf.align import max_tokens, merge_attention, word_tokens
+from lsc.errors import ConfigError
+from lsc.interfaces import RESEARCH_VARIANT, check_attention_variant
 
-VARIANTS = ("mean", "layer_sum_head0", "research")
 # The head llm_att.py keeps (`attentions_np[:, 2, :, :]`) after summing over layers.
 RESEARCH_HEAD = 2
 
@@ -43,8 +43,7 @@ def combine_heads(attentions: Sequence[torch.Tensor], variant: str) -> np.ndarra
     "layer_sum_head0": sum over layers of head 0 (an ablation, not the research code);
     "research": sum over layers of head 2, as llm_att.py's `language_att` keeps it.
     """
-    if variant not in VARIANTS:
-        raise ConfigError(f"attention variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
+    check_attention_variant(variant)
     stacked = torch.stack([a[0].float() for a in attentions])  # (L, H, T, T)
     if variant == "mean":
         return stacked.mean(dim=(0, 1)).cpu().numpy().astype(np.float64)
@@ -79,12 +78,11 @@ class HFTextEncoder:
         """(n, n) word attention; a word's tokens merged by lsc.protocol.words' rule. With one token per
         word (as for most caption words in CLIP's vocabulary) "research" equals llm_att.py's matrix, which
         indexes tokens by word position."""
-        if variant not in VARIANTS:
-            raise ConfigError(f"attention variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
+        check_attention_variant(variant)
         words = list(words)
         if not words:
             return np.zeros((0, 0), dtype=np.float64)
         # "research": the caption's tokens without start/end tokens (llm_att.py runs
         # tokenizer.tokenize(caption) through the model); the other variants drop them after the run.
-        wt = word_tokens(self.tokenizer, words, self.limit, what=self.name, special=variant != "research")
+        wt = word_tokens(self.tokenizer, words, self.limit, what=self.name, special=variant != RESEARCH_VARIANT)
         return merge_attention(self.token_attention(wt.ids, variant), wt.spans)
