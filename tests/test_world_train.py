@@ -39,7 +39,7 @@ def test_world_train_command_exports_weights(tmp_path):
     result = CliRunner().invoke(
         app,
         ["world", "train", "--out", str(out), "--minutes", "5", "--generator-steps", "2", "--captioner-steps", "2",
-         "--classifier-steps", "2", "--eval-scenes", "3"],
+         "--classifier-steps", "2", "--perceptual-steps", "2", "--eval-scenes", "3"],
     )
     assert result.exit_code == 0, result.output
     weights = out / "weights"

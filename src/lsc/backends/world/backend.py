@@ -29,7 +29,9 @@ from lsc.interfaces import (
     CAP_BOB_CROSS_ATTENTION,
     CAP_GENERATOR,
     CAP_PERCEPTUAL,
+    RESEARCH_VARIANT,
     Backend,
+    check_attention_variant,
 )
 
 log = logging.getLogger("lsc.world")
@@ -196,12 +198,13 @@ class WorldTextEncoder:
 
 
 def _reduce_attention(layers: torch.Tensor, n: int, variant: str) -> np.ndarray:
+    if check_attention_variant(variant) == RESEARCH_VARIANT:
+        raise ConfigError("attention_variant 'research' reproduces the research code's CLIP attention and needs the hf backend; "
+                          "the world backend offers 'mean' and 'layer_sum_head0'")
     if variant == "mean":
         a = layers.mean(dim=(0, 1))
     elif variant == "layer_sum_head0":
         a = layers[:, 0].sum(0)
-    else:
-        raise ConfigError(f"unknown attention variant {variant!r}; use 'mean' or 'layer_sum_head0'")
     out = np.zeros((n, n), np.float32)
     k = min(n, a.shape[0] - 1)
     out[:k, :k] = a[1 : k + 1, 1 : k + 1].numpy()

@@ -18,11 +18,12 @@ world_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The em
 def train_cmd(
     out: Path = typer.Option(..., "--out", help="Training folder (checkpoints, logs); weights go to OUT/weights."),
     minutes: float = typer.Option(120.0, "--minutes", help="Time budget for this call, split over the parts."),
-    parts: Optional[list[str]] = typer.Option(None, "--part", help="classifier, captioner, generator (repeatable; default all)."),
+    parts: Optional[list[str]] = typer.Option(None, "--part", help="classifier, perceptual, captioner, generator (repeatable; default all)."),
     seed: int = typer.Option(0, "--seed"),
     generator_steps: int = typer.Option(14000, "--generator-steps", help="Step cap of Bob's generator (batch 32)."),
     captioner_steps: int = typer.Option(3360, "--captioner-steps", help="Step cap of Alice's captioner (batch 48)."),
     classifier_steps: int = typer.Option(3000, "--classifier-steps", help="Step cap of the attribute classifier (batch 64)."),
+    perceptual_steps: int = typer.Option(1500, "--perceptual-steps", help="Step cap of the perceptual metric's channel weights (batch 64)."),
     export: bool = typer.Option(True, "--export/--no-export", help="Write OUT/weights and calibrate the threshold when all parts exist."),
     eval_scenes: int = typer.Option(200, "--eval-scenes", help="Held-out scenes for the evaluation that calibrates the threshold."),
     init_generator: Optional[Path] = typer.Option(
@@ -46,7 +47,7 @@ def train_cmd(
         raise ConfigError(f"unknown part {unknown[0]!r}; choose from {', '.join(T.PARTS)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_flush_denormal(True)
-    caps = {"generator": generator_steps, "captioner": captioner_steps, "classifier": classifier_steps}
+    caps = {"generator": generator_steps, "captioner": captioner_steps, "classifier": classifier_steps, "perceptual": perceptual_steps}
     if min(caps.values()) < 1:
         raise ConfigError("step caps must be at least 1")
     for flag, folder in (("--init-generator", init_generator), ("--init-captioner", init_captioner)):

@@ -9,7 +9,7 @@ the schemes read word-level self-attention and per-word cross-attention maps.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -336,7 +336,3 @@ class AttributeNet(nn.Module):
         bg, rest = logits[:, : cfg.n_backgrounds], logits[:, cfg.n_backgrounds :].view(len(logits), cfg.n_slots, -1)
         s, c = cfg.n_shapes, cfg.n_colors
         return {"background": bg, "shape": rest[..., :s], "color": rest[..., s : s + c], "size": rest[..., s + c :]}
-
-
-def config_dict(cfg) -> dict:
-    return asdict(cfg)

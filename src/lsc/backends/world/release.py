@@ -39,11 +39,15 @@ def write_random_weights(weights_dir: Path, seed: int = 0, sampler_steps: int = 
     torch.manual_seed(seed)
     weights_dir.mkdir(parents=True, exist_ok=True)
     text, unet = T.build_generator()
+    from lsc.backends.world.perceptual import LinearWeights
+
+    classifier = T.build_classifier()
     for module, name in (
         (text, "bob_text"),
         (unet, "bob_unet"),
         (T.build_captioner(), "alice"),
-        (T.build_classifier(), "attributes"),
+        (classifier, "attributes"),
+        (LinearWeights(classifier.cfg.channels), "perceptual"),
     ):
         save_file({k: v.half().contiguous() for k, v in module.state_dict().items()}, str(weights_dir / f"{name}.safetensors"))
     meta = {

@@ -506,7 +506,7 @@ def train(
     A part stops at its time share or at its step cap (`max_steps`), whichever comes first; with caps
     that the budget allows, the result depends on the seed only, not on the machine's speed.
     """
-    torch.set_flush_denormal(True)  # without it CPU training silently stalls (ENVIRONMENT.md)
+    torch.set_flush_denormal(True)  # denormal floats make CPU training crawl without it
     share = {"classifier": 0.07, "perceptual": 0.01, "captioner": 0.22, "generator": 0.70}
     total = sum(share[p] for p in parts)
     states = {}
@@ -548,27 +548,16 @@ def export_weights(train_dir: Path, weights_dir: Path, extra_meta: dict | None =
                 save_file(out, str(weights_dir / f"{name}.safetensors"))
             training[part] = json.loads(state_path.read_text())
             training[part].pop("metrics", None)
-        elif base_weights is not None:
+        elif base_weights is not None and all((Path(base_weights) / f"{n}.safetensors").exists() for n in names):
             for name in names:
                 if Path(base_weights).resolve() != weights_dir.resolve():
                     shutil.copyfile(Path(base_weights) / f"{name}.safetensors", weights_dir / f"{name}.safetensors")
             training[part] = {**base_meta.get("training", {}).get(part, {}), "from": "base weights"}
+        elif part == "perceptual":
+            continue  # weights from before the learnt channel weights: the metric stays LPIPS' baseline
         else:
             raise FileNotFoundError(f"{part} was not trained in {train_dir} and no base weights folder was given")
     if base_weights is not None and (train_dir / "generator" / "state.json").exists():
         training["generator"]["fine_tuned_from"] = base_meta.get("training", {}).get("generator", {})
     meta = {"bob_vocab": BOB_VOCAB.itos, "alice_vocab": ALICE_VOCAB.itos, "training": training, **(extra_meta or {})}
     (weights_dir / "world.json").write_text(json.dumps(meta, indent=1))
-
-
-def main() -> None:  # python -m lsc.backends.world.train OUT MINUTES [PARTS...]
-    import sys
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    out, minutes = Path(sys.argv[1]), float(sys.argv[2])
-    parts = tuple(sys.argv[3:]) or PARTS
-    print(json.dumps(train(out, minutes, parts), default=str, indent=1))
-
-
-if __name__ == "__main__":
-    main()
