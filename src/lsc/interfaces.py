@@ -119,6 +119,9 @@ class Backend:
     skd_examples: list[tuple[str, str]] = field(default_factory=list)
     # Success threshold suited to this backend's perceptual metric (0.6 for LPIPS-AlexNet).
     default_threshold: float = 0.6
+    # The square side (pixels) this backend's models take; None = any size. The runner refuses other
+    # sizes with a reason naming images.resize rather than letting a model fail on a tensor shape.
+    image_size: int | None = None
 
     def missing(self, required: frozenset[str] | set[str]) -> list[str]:
         """Capabilities in `required` this backend lacks (parser/skd are provided by lsc.language)."""

@@ -288,4 +288,5 @@ def load_world_backend(
         bob_vocabulary=frozenset(models.bob_vocab.itos[4:]),  # the words these weights learnt
         skd_examples=scenes.skd_example_pairs(),
         default_threshold=float(models.meta.get("threshold", 0.5)),
+        image_size=scenes.IMAGE_SIZE,
     )
