@@ -15,3 +15,7 @@ class CapabilityError(LscError):
 
 class ModelUnavailableError(LscError):
     """Model weights are missing; the message names the model and how to make it available."""
+
+
+class LscWarning(UserWarning):
+    """Something was skipped, not failed: the CLI prints it as one line (`warning: ...`)."""

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from lsc.config import FolderImages, StudyConfig, WorldImages
-from lsc.errors import ConfigError
+from lsc.errors import ConfigError, LscWarning
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -138,7 +138,7 @@ def folder_images(spec: FolderImages, need_captions: bool = False) -> list[Study
     ]
 
 
-class DatasetWarning(UserWarning):
+class DatasetWarning(LscWarning):
     """Something in a captions file was skipped; the CLI prints it as one `warning: ...` line."""
 
 
