@@ -215,7 +215,7 @@ def test_8000_square_png_costs_well_under_1_gb(tmp_path: Path) -> None:
         "print(a.shape, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout.split(")")
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}).stdout.split(")")
     assert out[0] == "(32, 32, 3" and int(out[1]) < 350, out  # MB above the interpreter's own (was 492; 1956 without resize)
 
 
