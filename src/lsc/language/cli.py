@@ -38,6 +38,8 @@ def study_examples(backend: str) -> list[tuple[str, str]]:
 
     Why: `lsc skd` must rewrite as a study does, and a study's schemes learn from the backend's pairs.
     """
+    if backend == "builtin":
+        return []
     from lsc.runner.study import get_backend
 
     return list(get_backend(backend, {}).skd_examples)
@@ -108,7 +110,8 @@ def register(app: typer.Typer) -> None:
         model: Optional[str] = typer.Option(None, help="openai: model name"),
         api_key_env: Optional[str] = typer.Option(None, help="openai: environment variable holding the key"),
         backend: str = typer.Option("world", "--backend",
-                                    help="without --examples, use this backend's examples, as a study on it does"),
+                                    help="without --examples, use this backend's examples, as a study on it "
+                                         "does ('builtin': lsc's photo-caption examples)"),
         as_json: bool = typer.Option(False, "--json", help="print JSON"),
     ) -> None:
         """Rewrite a caption in Bob's style (semantic knowledge distillation)."""
