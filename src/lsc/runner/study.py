@@ -179,7 +179,7 @@ class ImageWorker:
 
     def _check_size(self, pixels: np.ndarray) -> None:
         """A backend with a fixed image size refuses others with what to set (not a tensor-shape error)."""
-        size = self.backend.image_size
+        size = getattr(self.backend, "image_size", None)
         h, w = pixels.shape[:2]
         if size is not None and (h, w) != (size, size):
             raise ImageReadError(f"image is {w}x{h} but the {self.backend.name!r} backend takes {size}x{size} "
@@ -479,7 +479,7 @@ def _run_locked(cfg: StudyConfig, out: Path, lock: RunLock, progress: bool, retr
     check_capabilities(backend, [spec.name for spec in cfg.schemes])
     if cfg.channel.word_correction and backend.bob_vocabulary is None:
         raise ConfigError(f"channel.word_correction needs Bob's vocabulary, and the {backend.name!r} backend has none")
-    size = backend.image_size
+    size = getattr(backend, "image_size", None)
     resize = getattr(cfg.images, "resize", None)
     if size is not None and resize is not None and resize != size:
         raise ConfigError(f"images.resize: the {backend.name!r} backend takes {size}x{size} images; "
