@@ -44,7 +44,7 @@ def test_skd_json_with_examples_file(tmp_path):
 
 
 def test_skd_builtin_examples_and_errors(tmp_path):
-    out = runner.invoke(app, ["skd", "there is a cat that is laying on the couch", "--json"])
+    out = runner.invoke(app, ["skd", "there is a cat that is laying on the couch", "--backend", "builtin", "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["text"] == "a cat lying on a sofa"
     bad = tmp_path / "bad.json"

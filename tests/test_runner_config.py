@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def lsc_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    # This checkout's sources first: the tests must exercise the tree they sit in, not an installed lsc.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])}
     return subprocess.run([sys.executable, "-m", "lsc.cli", *args], capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=120)
 

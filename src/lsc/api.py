@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 from lsc.config import StudyConfig, load_config, validate_config
 
@@ -24,10 +25,12 @@ def default_out_dir(config_path: str | Path | None) -> Path:
 
 
 def run(cfg: StudyConfig | str | Path | None = None, out_dir: str | Path | None = None, overrides: Sequence[str] = (),
-        progress: bool = True, retry_failed: bool = False, report: bool = True) -> Any:
+        progress: bool = True, retry_failed: bool = False, report: bool = True,
+        notify: Callable[[str], None] | None = None) -> Any:
     """Run or resume a study, then build its report; returns a StudySummary.
 
-    `cfg` is a StudyConfig, a YAML path, or None for the default world study.
+    `cfg` is a StudyConfig, a YAML path, or None for the default world study. `notify` receives
+    one-line notices, e.g. which function a 'module:function' backend imported.
     """
     from lsc.runner.study import run_study
 
@@ -38,11 +41,12 @@ def run(cfg: StudyConfig | str | Path | None = None, out_dir: str | Path | None 
     elif overrides:
         raise ValueError("overrides apply to a config file; pass an already-overridden StudyConfig instead")
     out = Path(out_dir) if out_dir is not None else default_out_dir(config_path)
-    summary = run_study(cfg, out, progress=progress, retry_failed=retry_failed)
+    summary = run_study(cfg, out, progress=progress, retry_failed=retry_failed, notify=notify)
     if report:
         from lsc.report import build_report
 
-        build_report(out)
+        with _store_errors(out):
+            build_report(out)
     return summary
 
 
@@ -50,14 +54,29 @@ def report(run_dir: str | Path) -> Path:
     """Rebuild a run's report from its store (also for partial runs); returns report.html."""
     from lsc.report import build_report
 
-    return build_report(run_dir)
+    with _store_errors(run_dir):
+        return build_report(run_dir)
 
 
 def export(run_dir: str | Path, fmt: Literal["csv", "parquet"] = "csv", out_dir: str | Path | None = None) -> list[Path]:
     """Write steps.<fmt> and summary.<fmt> for a run; returns their paths."""
     from lsc.runner.export import export_run
 
-    return export_run(run_dir, fmt, out_dir)
+    with _store_errors(run_dir):
+        return export_run(run_dir, fmt, out_dir)
+
+
+@contextmanager
+def _store_errors(run_dir: str | Path) -> Iterator[None]:
+    """A store damaged mid-file fails on some query, not on opening: still one line, never a traceback."""
+    import sqlite3
+
+    from lsc.errors import ConfigError
+
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"{Path(run_dir) / 'results.sqlite'} is damaged ({exc})") from None
 
 
 def compare(run_dirs: Sequence[str | Path], scheme: str = "heads", labels: Sequence[str] | None = None,

@@ -27,8 +27,19 @@ for _name in _COMMAND_MODULES:
 
 def main() -> None:
     """Entry point: run the app; errors the user can fix become one line and exit code 2."""
-    from lsc.errors import LscError
+    import warnings
 
+    from lsc.errors import LscError, LscWarning
+
+    previous = warnings.showwarning
+
+    def _show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+        if issubclass(category, LscWarning):
+            typer.echo(f"warning: {' '.join(str(message).split())}", err=True)
+        else:
+            previous(message, category, *args, **kwargs)  # type: ignore[arg-type]
+
+    warnings.showwarning = _show
     try:
         app(standalone_mode=True)
     except LscError as exc:

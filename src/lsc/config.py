@@ -243,15 +243,42 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({_first_line(exc)})") from None
+        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({_yaml_problem(exc)})") from None
     return key.split("."), value
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error as one line that keeps where it is: 'problem (line L, column C)'."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or _first_line(exc)
+    text = " ".join(str(problem).split())
+    return f"{text} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else text
+
+
+# Mappings whose `source` picks a variant with its own keys: switching the source by `--set` drops the
+# file's keys of the other variant (e.g. images.count when images.source becomes folder).
+_VARIANT_KEYS = {("images",): "source"}
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Apply `--set` overrides to a raw config dict (copy); dotted keys create nested mappings."""
+    """Apply `--set` overrides to a raw config dict (copy); dotted keys create nested mappings.
+
+    `--set images.source=folder --set images.path=D` works on a file whose images are the world's:
+    a changed `source` keeps only the keys that overrides set, as the file's belong to the old source.
+    """
     data = copy.deepcopy(data)
+    set_by_override: set[tuple[str, ...]] = set()
     for text in overrides:
         path, value = parse_override(text)
+        parent, leaf = tuple(path[:-1]), path[-1]
+        if _VARIANT_KEYS.get(parent) == leaf:
+            node = data
+            for part in parent:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and node.get(leaf) != value:
+                for k in [k for k in node if parent + (k,) not in set_by_override]:
+                    del node[k]
+        set_by_override.add(tuple(path))
         node = data
         for i, part in enumerate(path[:-1]):
             child = node.get(part)
@@ -272,7 +299,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {_first_line(exc)}") from None
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {_yaml_problem(exc)}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {str(p)!r} cannot be read: {exc}") from None
     if data is None:

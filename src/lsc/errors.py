@@ -58,3 +58,5 @@ def validation_message(
     if len(parts) > 1:
         line += f" (and {len(parts) - 1} more problem{'s' if len(parts) > 2 else ''})"
     return one_line(line)
+class LscWarning(UserWarning):
+    """Something was skipped, not failed: the CLI prints it as one line (`warning: ...`)."""

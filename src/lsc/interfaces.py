@@ -133,6 +133,9 @@ class Backend:
     default_threshold: float = 0.6
     # How Bob builds his prompt unless the study says: "send" (research code) or "caption" order.
     default_prompt_order: str = "send"
+    # The square side (pixels) this backend's models take; None = any size. The runner refuses other
+    # sizes with a reason naming images.resize rather than letting a model fail on a tensor shape.
+    image_size: int | None = None
 
     def missing(self, required: frozenset[str] | set[str]) -> list[str]:
         """Capabilities in `required` this backend lacks (parser/skd are provided by lsc.language)."""

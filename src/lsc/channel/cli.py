@@ -27,6 +27,11 @@ def _number(text: str, name: str) -> float:
     return value
 
 
+# Upper bounds on --bits: the analytic channel simulates about 5e7 bits a second, the phy one far fewer;
+# a typo of a few zeros must not become a silent hours-long run.
+MAX_BITS = {"analytic": 1_000_000_000, "phy": 100_000_000}
+
+
 def _count(text: str, name: str) -> int:
     value = _number(text.replace("_", ""), name)
     if value != int(value) or value <= 0:
@@ -60,6 +65,10 @@ def ber_command(
     }
     cfg = build_config(**values)
     n_bits = _count(bits, "--bits")
+    limit = MAX_BITS.get(cfg.model)
+    if limit is not None and n_bits > limit:
+        raise ConfigError(f"--bits {bits}: at most {limit:.0e} bits on the {cfg.model} channel "
+                          "(1e6 already measures a BER of 1e-4 to about 10%)")
     result = measure_ber(cfg, n_bits, seed=int(_number(seed, "--seed")), block_bits=_count(block_bits, "--block-bits"))
     if as_json:
         typer.echo(json.dumps(result))
@@ -98,12 +107,18 @@ def send_command(
     from lsc.channel.ber import build_config
     from lsc.channel.link import WordLink
 
+    if not text.split():
+        raise ConfigError("nothing to send: the text is empty")
     vocab = None
     if vocabulary is not None:
         path = Path(vocabulary)
         if not path.is_file():
             raise ConfigError(f"vocabulary file not found: {vocabulary}")
-        vocab = frozenset(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"vocabulary file {vocabulary} cannot be read: {' '.join(str(exc).split())}") from None
+        vocab = frozenset(line.strip() for line in lines if line.strip())
     cfg = build_config(
         model=model,
         modulation=modulation,

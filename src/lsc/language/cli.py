@@ -14,17 +14,35 @@ from lsc.errors import ConfigError
 
 def _load_examples(path: Path) -> list[tuple[str, str]]:
     """A JSON list of [alice, bob] pairs."""
+    if not path.exists():
+        raise ConfigError(f"examples file not found: {path}")
+    if not path.is_file():
+        raise ConfigError(f"examples file {path} is not a file")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"examples file not found: {path}") from exc
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"examples file {path} is not JSON: {exc.msg} (line {exc.lineno})") from exc
+        raise ConfigError(f"examples file {path} is not JSON: {exc.msg} (line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"examples file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"examples file {path} cannot be read: {exc.strerror or exc}") from None
     if not isinstance(data, list) or not all(
         isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in data
     ):
         raise ConfigError(f"examples file {path} must be a JSON list of [alice, bob] string pairs")
     return [(a, b) for a, b in data]
+
+
+def study_examples(backend: str) -> list[tuple[str, str]]:
+    """The SKD examples a study on `backend` gives its schemes (empty = the built-in examples).
+
+    Why: `lsc skd` must rewrite as a study does, and a study's schemes learn from the backend's pairs.
+    """
+    if backend == "builtin":
+        return []
+    from lsc.runner.study import get_backend
+
+    return list(get_backend(backend, {}).skd_examples)
 
 
 def register(app: typer.Typer) -> None:
@@ -91,18 +109,23 @@ def register(app: typer.Typer) -> None:
         base_url: Optional[str] = typer.Option(None, help="openai: endpoint root, e.g. http://localhost:8000/v1"),
         model: Optional[str] = typer.Option(None, help="openai: model name"),
         api_key_env: Optional[str] = typer.Option(None, help="openai: environment variable holding the key"),
+        backend: str = typer.Option("world", "--backend",
+                                    help="without --examples, use this backend's examples, as a study on it "
+                                         "does ('builtin': lsc's photo-caption examples)"),
         as_json: bool = typer.Option(False, "--json", help="print JSON"),
     ) -> None:
         """Rewrite a caption in Bob's style (semantic knowledge distillation)."""
         from lsc.language.skd import make_skd
 
+        if not caption.split():
+            raise ConfigError("the caption is empty")
         cfg: dict[str, object] = {"engine": engine}
         for key, value in (("model_id", model_id), ("base_url", base_url), ("model", model), ("api_key_env", api_key_env)):
             if value is not None:
                 cfg[key] = value
         if engine not in ("lexicon", "transformers", "openai"):
             raise ConfigError(f"unknown SKD engine {engine!r}; use lexicon, transformers or openai")
-        pairs = _load_examples(examples) if examples else None
+        pairs = _load_examples(examples) if examples else study_examples(backend)
         result = make_skd(cfg).rewrite(caption, pairs)
         if as_json:
             typer.echo(json.dumps(result.to_dict(), indent=2))

@@ -23,9 +23,6 @@ import json
 import logging
 import os
 import re
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
@@ -296,39 +293,75 @@ class OpenAISKD:
         return msgs
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST to the endpoint within one deadline (`timeout_s`, retries included); one-line errors.
+
+        Why httpx under asyncio: a deadline on the whole call (a server trickling a byte a second is
+        cut at `timeout_s`, which per-read socket timeouts never do), redirects never followed (the
+        key would go to another origin), and malformed answers (bad status line, truncated or
+        non-UTF-8 body) surface as errors. Anything shown to the user is redacted of the key.
+        """
         url = self.cfg.base_url.rstrip("/") + "/chat/completions"
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.cfg.api_key_env)
+        key = os.environ.get(self.cfg.api_key_env) or None
+        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
         data = json.dumps(body).encode()
+        try:
+            return _in_fresh_loop(lambda: self._attempts(url, headers, data, key))
+        except LscError as exc:  # the message may quote the server: never let the key through
+            raise type(exc)(redact(str(exc), key)) from None
+
+    async def _attempts(self, url: str, headers: dict[str, str], data: bytes, key: str | None) -> dict[str, Any]:
+        import asyncio
+
+        import httpx
+
+        tries = self.cfg.retries + 1
         last = ""
-        for attempt in range(self.cfg.retries + 1):
-            if attempt:
-                time.sleep(min(0.25 * 2 ** (attempt - 1), 4.0))
-            req = urllib.request.Request(url, data=data, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
-                    return json.loads(resp.read().decode("utf-8"))
-            except urllib.error.HTTPError as exc:
-                detail = exc.read()[:200].decode("utf-8", "replace").replace("\n", " ")
-                if exc.code in (401, 403):
-                    raise ModelUnavailableError(
-                        f"{url} refused the request ({exc.code}); set ${self.cfg.api_key_env} to a valid key"
-                    ) from exc
-                if exc.code == 429 or exc.code >= 500:
-                    last = f"HTTP {exc.code} {detail}"
-                    continue
-                raise LscError(f"{url} answered HTTP {exc.code}: {detail}") from exc
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-                last = str(getattr(exc, "reason", exc))
-                continue
-            except json.JSONDecodeError:
-                last = "answer is not JSON"
-                continue
-        raise ModelUnavailableError(
-            f"chat endpoint {url} failed after {self.cfg.retries + 1} tries ({last}); check skd.base_url"
-        )
+
+        async def loop() -> dict[str, Any]:
+            nonlocal last
+            async with httpx.AsyncClient(follow_redirects=False, timeout=self.cfg.timeout_s) as client:
+                for attempt in range(tries):
+                    if attempt:
+                        await asyncio.sleep(min(0.25 * 2 ** (attempt - 1), 4.0))
+                    try:
+                        status, text = await _fetch(client, url, headers, data)
+                    except httpx.HTTPError as exc:  # connection refused, reset, bad status line, truncated body
+                        last = _one_line(f"{type(exc).__name__}: {exc}")
+                        continue
+                    except _BadAnswer as exc:
+                        last = str(exc)
+                        continue
+                    if 300 <= status < 400:
+                        raise LscError(f"{url} answered a redirect (HTTP {status}); lsc does not follow redirects "
+                                       "with your key: set skd.base_url to the final address")
+                    if status in (401, 403):
+                        raise ModelUnavailableError(
+                            f"{url} refused the request ({status}); set ${self.cfg.api_key_env} to a valid key")
+                    if status == 429 or status >= 500:
+                        last = f"HTTP {status} {_one_line(redact(text, key))[:200]}"
+                        continue
+                    if status >= 400:
+                        raise LscError(f"{url} answered HTTP {status}: {_one_line(redact(text, key))[:200]}")
+                    try:
+                        reply = json.loads(text)
+                    except json.JSONDecodeError:
+                        last = "answer is not JSON"
+                        continue
+                    if not isinstance(reply, dict):
+                        last = "answer is not a JSON object"
+                        continue
+                    return reply
+            raise ModelUnavailableError(
+                f"chat endpoint {url} failed after {tries} tries ({last}); check skd.base_url")
+
+        try:
+            return await asyncio.wait_for(loop(), self.cfg.timeout_s)
+        except asyncio.TimeoutError:
+            raise ModelUnavailableError(
+                f"chat endpoint {url} did not answer within skd.timeout_s={self.cfg.timeout_s:g} s"
+                + (f" ({last})" if last else "")) from None
 
     def rewrite(self, caption: str, examples: Examples | None = None) -> SKDResult:
         exs = _examples(examples)
@@ -347,6 +380,90 @@ class OpenAISKD:
         text = _usable(answer, caption)
         return _finish(self.cfg, self.name, caption, text, learn_lexicon(exs, self.cfg.min_count),
                        why_unusable=repr(str(answer)[:60]))
+
+
+MAX_ANSWER_BYTES = 1 << 20  # a chat answer is a line of text; more is a misbehaving server
+
+
+class _BadAnswer(Exception):
+    """The server's answer cannot be used (too long, not UTF-8); retried like a transport error."""
+
+
+async def _fetch(client: Any, url: str, headers: dict[str, str], data: bytes) -> tuple[int, str]:
+    """(status, body text) of one POST; the body is capped and must be UTF-8."""
+    async with client.stream("POST", url, content=data, headers=headers) as resp:
+        chunks, size = [], 0
+        async for chunk in resp.aiter_raw():
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise _BadAnswer(f"answer longer than {MAX_ANSWER_BYTES} bytes")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        if resp.headers.get("content-encoding", "identity") not in ("identity", ""):
+            raw = await _decode_content(resp, raw)
+        try:
+            return resp.status_code, raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _BadAnswer("answer is not UTF-8 text") from None
+
+
+async def _decode_content(resp: Any, raw: bytes) -> bytes:
+    """Undo gzip/deflate transfer compression (raw bytes were read to cap the size before decoding)."""
+    import zlib
+
+    enc = resp.headers.get("content-encoding", "").lower()
+    try:
+        if enc == "gzip":
+            return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, MAX_ANSWER_BYTES)
+        if enc == "deflate":
+            return zlib.decompressobj().decompress(raw, MAX_ANSWER_BYTES)
+    except zlib.error:
+        raise _BadAnswer(f"answer's {enc} encoding is corrupt") from None
+    raise _BadAnswer(f"answer uses unsupported content-encoding {enc!r}")
+
+
+def _in_fresh_loop(make: Any) -> Any:
+    """Run a coroutine to completion on its own event loop in a helper thread.
+
+    A thread, so that callers already inside an event loop (a notebook) can call SKD synchronously.
+    """
+    import asyncio
+    import threading
+
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            out["value"] = asyncio.run(make())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=target, name="lsc-skd-http", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+_SECRETS = (
+    re.compile(r"(?i)\b(authorization|x-api-key|api[_-]?key)(\s*[:=]\s*)(bearer\s+)?[^\s,;\"']+"),
+    re.compile(r"(?i)\bbearer\s+[^\s,;\"']+"),
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{4,}"),
+)
+
+
+def redact(text: str, key: str | None = None) -> str:
+    """Text fit to print: the key itself, Authorization headers and sk-... tokens replaced."""
+    if key and len(key) >= 4:
+        text = text.replace(key, "[redacted]")
+    text = _SECRETS[0].sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
+    text = _SECRETS[1].sub("Bearer [redacted]", text)
+    return _SECRETS[2].sub("sk-[redacted]", text)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 _ENGINES = {"lexicon": LexiconSKD, "transformers": TransformersSKD, "openai": OpenAISKD}

@@ -29,7 +29,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(cfg.to_yaml(), nl=False)
             return
         out_dir = out if out is not None else api.default_out_dir(config)
-        summary = api.run(cfg, out_dir, progress=not no_progress, retry_failed=retry_failed, report=not no_report)
+        summary = api.run(cfg, out_dir, progress=not no_progress, retry_failed=retry_failed, report=not no_report,
+                          notify=lambda line: typer.echo(line, err=True))
         typer.echo(summary.line())
         if not no_report:
             typer.echo(f"report: {out_dir / 'report' / 'report.html'}")

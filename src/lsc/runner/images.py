@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
-from pathlib import Path
+import re
+from pathlib import Path, PurePath
 from typing import Any, Callable
 
 import numpy as np
 
 from lsc.config import FolderImages, StudyConfig, WorldImages
-from lsc.errors import ConfigError
+from lsc.errors import ConfigError, LscWarning
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -25,14 +25,36 @@ class ImageReadError(Exception):
     """An image file could not be decoded; the message is the reason recorded in the store."""
 
 
-@dataclass
 class StudyImage:
-    """One image of a study: its id, reference captions, ground truth, and a loader for its pixels."""
+    """One image of a study: its id, reference captions, ground truth, and a loader for its pixels.
 
-    image_id: str
-    loader: Callable[[], np.ndarray]
-    captions: list[str] = field(default_factory=list)
-    attributes: dict[str, Any] | None = None
+    `details`, when given, computes (captions, attributes) on first use: a 100 000-scene world study
+    lists its ids at once but draws each scene only when the runner reaches it.
+    """
+
+    def __init__(self, image_id: str, loader: Callable[[], np.ndarray], captions: list[str] | None = None,
+                 attributes: dict[str, Any] | None = None,
+                 details: Callable[[], tuple[list[str], dict[str, Any] | None]] | None = None) -> None:
+        self.image_id = image_id
+        self.loader = loader
+        self._captions = list(captions or [])
+        self._attributes = attributes
+        self._details = details
+
+    def _resolve(self) -> None:
+        if self._details is not None:
+            self._captions, self._attributes = self._details()
+            self._details = None
+
+    @property
+    def captions(self) -> list[str]:
+        self._resolve()
+        return self._captions
+
+    @property
+    def attributes(self) -> dict[str, Any] | None:
+        self._resolve()
+        return self._attributes
 
     def load(self) -> np.ndarray:
         """Pixels as float32 (H, W, 3) in [0, 1]; raises ImageReadError with a one-line reason."""
@@ -46,20 +68,41 @@ def list_images(cfg: StudyConfig) -> list[StudyImage]:
     return folder_images(cfg.images, need_captions=cfg.caption_source == "dataset")
 
 
+class _WorldScene:
+    """The index-th scene of a world study, drawn on first use (same content as `world_samples`)."""
+
+    __slots__ = ("index", "seed", "_scene")
+
+    def __init__(self, index: int, seed: int) -> None:
+        self.index, self.seed, self._scene = index, seed, None
+
+    def scene(self) -> Any:
+        from lsc.backends.world import scenes
+
+        if self._scene is None:
+            self._scene = scenes.world_scene(self.index, self.seed)
+        return self._scene
+
+    def pixels(self) -> np.ndarray:
+        from lsc.backends.world import scenes
+
+        return np.asarray(scenes.render(self.scene()), dtype=np.float32)
+
+    def details(self) -> tuple[list[str], dict[str, Any] | None]:
+        from lsc.backends.world import scenes
+
+        s = self.scene()
+        return [scenes.alice_caption(s), scenes.bob_caption(s)], s.attributes()
+
+
+def world_image(index: int, seed: int) -> StudyImage:
+    """The index-th scene of the world as a StudyImage whose scene is drawn only when used."""
+    w = _WorldScene(index, seed)
+    return StudyImage(f"world-{seed}-{index:05d}", w.pixels, details=w.details)
+
+
 def _world_images(spec: WorldImages) -> list[StudyImage]:
-    from lsc.backends.world.scenes import world_samples
-
-    out = []
-    for sample in world_samples(spec.count, spec.seed):
-        pixels = sample.image
-
-        def _load(pixels: np.ndarray | None = pixels, err: str | None = sample.error) -> np.ndarray:
-            if pixels is None:
-                raise ImageReadError(err or "no pixels")
-            return np.asarray(pixels, dtype=np.float32)
-
-        out.append(StudyImage(sample.image_id, _load, list(sample.captions), sample.attributes))
-    return out
+    return [world_image(i, spec.seed) for i in range(spec.count)]
 
 
 def folder_images(spec: FolderImages, need_captions: bool = False) -> list[StudyImage]:
@@ -95,12 +138,31 @@ def folder_images(spec: FolderImages, need_captions: bool = False) -> list[Study
     ]
 
 
+class DatasetWarning(LscWarning):
+    """Something in a captions file was skipped; the CLI prints it as one `warning: ...` line."""
+
+
+def _notice(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, DatasetWarning, stacklevel=3)
+
+
+def check_image_name(name: str, path: Path, where: str) -> None:
+    """An image name from a captions file must stay inside images.path (no absolute path, no '..')."""
+    p = PurePath(name)
+    if p.is_absolute() or ".." in p.parts or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        raise ConfigError(f"images.captions: {str(path)!r} {where}: image name {name!r} points outside "
+                          "images.path (names must be relative, without '..')")
+
+
 def read_flickr8k_captions(path: Path) -> dict[str, list[str]]:
     """Flickr8k `captions.txt`: a CSV `image,caption` with a header; several captions per image."""
     table: dict[str, list[str]] = {}
+    start = 1
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
+            reader = csv.reader(fh, strict=True)
             header = next(reader, None)
             if header is None:
                 return table
@@ -110,34 +172,70 @@ def read_flickr8k_captions(path: Path) -> dict[str, list[str]]:
                     f"images.captions: {str(path)!r} is not Flickr8k format (expected header 'image,caption')"
                 )
             i_img, i_cap = cols.index("image"), cols.index("caption")
+            start = reader.line_num + 1
             for row in reader:
-                if len(row) <= max(i_img, i_cap):
+                line, start = start, reader.line_num + 1
+                if reader.line_num > line or any("\n" in c or "\r" in c for c in row):
+                    raise ConfigError(f"images.captions: {str(path)!r} line {line}: unbalanced quote "
+                                      f"(the row runs over lines {line}-{reader.line_num})")
+                if not row or not any(c.strip() for c in row):
                     continue
-                name, caption = row[i_img].strip(), row[i_cap].strip()
-                if name and caption:
-                    table.setdefault(name, []).append(caption)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ConfigError(f"images.captions: cannot read {str(path)!r}: {exc}") from None
+                if len(row) <= max(i_img, i_cap):
+                    raise ConfigError(f"images.captions: {str(path)!r} line {line}: expected "
+                                      f"{max(i_img, i_cap) + 1} columns, got {len(row)}")
+                name, caption = row[i_img].strip(), " ".join(row[i_cap].split())
+                if not name:
+                    raise ConfigError(f"images.captions: {str(path)!r} line {line}: empty image name")
+                check_image_name(name, path, f"line {line}")
+                if not caption:
+                    _notice(f"images.captions: line {line}: empty caption for image {name!r}; skipped")
+                    continue
+                table.setdefault(name, []).append(caption)
+    except csv.Error as exc:
+        raise ConfigError(f"images.captions: {str(path)!r} line {start}: bad CSV, e.g. an unbalanced quote "
+                          f"({_line(exc)})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"images.captions: cannot read {str(path)!r}: {_line(exc)}") from None
     return table
 
 
 def read_coco_captions(path: Path) -> dict[str, list[str]]:
     """COCO `captions_*.json`: `images` (id, file_name) and `annotations` (image_id, caption)."""
+    where = f"images.captions: {str(path)!r}"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        files = {img["id"]: img["file_name"] for img in data["images"]}
+        files: dict[Any, str] = {}
+        for img in data["images"]:
+            name = img["file_name"]
+            if not isinstance(name, str) or not name.strip():
+                raise ConfigError(f"{where}: image id {img.get('id')!r} has file_name {name!r}, not a file name")
+            check_image_name(name, path, f"image id {img.get('id')!r}")
+            files[img["id"]] = name
         table: dict[str, list[str]] = {}
-        for img_id in sorted(files):  # COCO order: by image id
+        for img_id in sorted(files, key=lambda i: (str(type(i)), i)):  # COCO order: by image id
             table[files[img_id]] = []
-        for ann in sorted(data["annotations"], key=lambda a: (a["image_id"], a.get("id", 0))):
+        for ann in sorted(data["annotations"], key=lambda a: (str(a["image_id"]), a.get("id", 0) or 0)):
             name = files.get(ann["image_id"])
-            if name is not None and str(ann["caption"]).strip():
-                table[name].append(" ".join(str(ann["caption"]).split()))
+            if name is None:
+                continue
+            caption = ann.get("caption")
+            if not isinstance(caption, str):
+                _notice(f"images.captions: annotation {ann.get('id')!r} of {name!r} has caption {caption!r}, "
+                        "not text; skipped")
+                continue
+            if not caption.strip():
+                _notice(f"images.captions: annotation {ann.get('id')!r}: empty caption for image {name!r}; skipped")
+                continue
+            table[name].append(" ".join(caption.split()))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"images.captions: cannot read {str(path)!r}: {exc}") from None
-    except (KeyError, TypeError) as exc:
-        raise ConfigError(f"images.captions: {str(path)!r} is not COCO captions format (missing {exc})") from None
+        raise ConfigError(f"images.captions: cannot read {str(path)!r}: {_line(exc)}") from None
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{where} is not COCO captions format (missing or wrong {exc})") from None
     return table
+
+
+def _line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _file_loader(path: Path, resize: int | None) -> Callable[[], np.ndarray]:
@@ -147,21 +245,93 @@ def _file_loader(path: Path, resize: int | None) -> Callable[[], np.ndarray]:
     return _load
 
 
+# Decoding bounds: a folder may hold anything, and one huge file must not take the study down.
+MIN_SIDE = 8  # smaller images carry no picture to score (and match images.resize's lower bound)
+MAX_DECODE_PIXELS = 100_000_000  # larger files are refused before decoding (about 300 MB as RGB)
+MAX_UNRESIZED_PIXELS = 4096 * 4096  # without images.resize, larger images are refused (float32 copy)
+
+
 def read_image(path: Path, resize: int | None = None) -> np.ndarray:
-    """Decode an image file to float32 RGB in [0, 1]; any failure becomes ImageReadError."""
+    """Decode an image file to float32 RGB in [0, 1]; any failure becomes ImageReadError.
+
+    Why the care: 16-bit and float modes keep their real range (Pillow's RGB conversion clips them),
+    EXIF orientation is applied (what a viewer shows is what is scored), JPEGs are decoded at reduced
+    scale when only a small image is wanted, and sizes are checked before the pixels are decoded.
+    """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
         raise ImageReadError(f"file not found: {path.name}")
     try:
-        with Image.open(path) as im:
-            im.load()
-            rgb = im.convert("RGB")
-            if resize is not None:
-                rgb = rgb.resize((resize, resize), Image.Resampling.BICUBIC)
-            return np.asarray(rgb, dtype=np.float32) / 255.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limits apply below
+            with Image.open(path) as im:
+                return _decode(im, path.name, resize)
+    except ImageReadError:
+        raise
     except UnidentifiedImageError:
         raise ImageReadError(f"cannot decode image {path.name}: not a recognised image format") from None
-    except (OSError, ValueError, SyntaxError) as exc:
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"image {path.name} is too large to decode safely") from None
+    except (OSError, ValueError, SyntaxError, MemoryError) as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__
         raise ImageReadError(f"cannot decode image {path.name}: {msg}") from None
+
+
+def _decode(im: Any, name: str, resize: int | None) -> np.ndarray:
+    from PIL import Image
+
+    w, h = im.size
+    if min(w, h) < MIN_SIDE:
+        raise ImageReadError(f"image {name} is {w}x{h}, smaller than {MIN_SIDE} pixels a side; not scored")
+    if resize is not None and im.format == "JPEG":
+        im.draft("RGB", (resize, resize))  # decode at 1/2, 1/4 or 1/8 scale: bounded memory
+    dw, dh = im.size
+    if dw * dh > MAX_DECODE_PIXELS:
+        raise ImageReadError(f"image {name} is {w}x{h} ({w * h / 1e6:.0f} Mpx), over the "
+                             f"{MAX_DECODE_PIXELS / 1e6:.0f} Mpx decoding limit; shrink the file")
+    if resize is None and dw * dh > MAX_UNRESIZED_PIXELS:
+        raise ImageReadError(f"image {name} is {w}x{h}, over {MAX_UNRESIZED_PIXELS / 1e6:.1f} Mpx; "
+                             "set images.resize (e.g. 512) to scale images down")
+    orientation = im.getexif().get(0x0112, 1)
+    im.load()
+    rgb = _to_rgb(im)
+    if orientation not in (None, 1):
+        rgb = _orient(rgb, int(orientation))
+    if resize is not None:
+        rgb = rgb.resize((resize, resize), Image.Resampling.BICUBIC)
+    return np.asarray(rgb, dtype=np.float32) / 255.0
+
+
+def _orient(im: Any, orientation: int) -> Any:
+    """Apply an EXIF orientation tag (2-8) so pixels are the right way up."""
+    from PIL import Image
+
+    t = Image.Transpose
+    ops = {2: [t.FLIP_LEFT_RIGHT], 3: [t.ROTATE_180], 4: [t.FLIP_TOP_BOTTOM], 5: [t.TRANSPOSE],
+           6: [t.ROTATE_270], 7: [t.TRANSVERSE], 8: [t.ROTATE_90]}.get(orientation, [])
+    for op in ops:
+        im = im.transpose(op)
+    return im
+
+
+def _to_rgb(im: Any) -> Any:
+    """8-bit RGB with each mode's real range: 16-bit and 32-bit modes are scaled, not clipped."""
+    from PIL import Image
+
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(im)
+        if mode == "F":
+            top = 1.0 if float(np.nanmax(arr, initial=0.0)) <= 1.0 else 255.0
+        elif mode.startswith("I;16"):
+            top = 65535.0
+        else:  # 32-bit integer: 16-bit PNGs decode to "I" on some Pillow versions
+            top = 65535.0 if int(arr.max(initial=0)) > 255 else 255.0
+        u8 = (np.clip(np.nan_to_num(arr.astype(np.float64) / top), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        return Image.fromarray(u8, "L").convert("RGB")
+    if mode == "RGB":
+        return im
+    return im.convert("RGB")

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from lsc.errors import LscError
+
 SCHEMA_VERSION = "1"
 
 _SCHEMA = """
@@ -48,6 +50,13 @@ CREATE TABLE IF NOT EXISTS oracle_status (
   image_id TEXT PRIMARY KEY, n_words INTEGER, status TEXT NOT NULL, error TEXT);
 """
 
+TABLES = ("meta", "images", "summary", "steps", "oracle", "oracle_status")
+
+
+class StoreError(LscError):
+    """results.sqlite is missing tables, damaged, or not a database: one line, never a traceback."""
+
+
 STEP_COLUMNS = (
     "image_id", "scheme", "cond", "snr_db", "step", "word_index", "word_sent", "word_received", "bits",
     "cum_bits", "bit_errors", "prompt", "lpips", "ssim", "psnr", "image_key",
@@ -63,14 +72,24 @@ class ResultStore:
 
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
-        if readonly:
-            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
-        else:
-            self.conn = sqlite3.connect(self.path, isolation_level=None)  # transactions are explicit
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.executescript(_SCHEMA)
-            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        try:
+            if readonly:
+                # A URI built by as_uri(): '#', '?' and '%' in a folder name are escaped, not parsed.
+                self.conn = sqlite3.connect(self.path.absolute().as_uri() + "?mode=ro", uri=True,
+                                            isolation_level=None)
+                missing = set(TABLES) - {r[0] for r in self.conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if missing:
+                    self.conn.close()
+                    raise StoreError(f"{self.path} is not an lsc results store (no table {sorted(missing)[0]!r})")
+            else:
+                self.conn = sqlite3.connect(self.path, isolation_level=None)  # transactions are explicit
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.executescript(_SCHEMA)
+                self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a readable lsc results store ({exc})") from None
         self.conn.row_factory = sqlite3.Row
 
     def close(self) -> None:

@@ -30,6 +30,7 @@ from lsc.runner.store import ResultStore
 
 RESOLVED_CONFIG = "config.resolved.yaml"
 STORE_FILE = "results.sqlite"
+LOCK_FILE = ".lsc-run.lock"
 IMAGES_DIR = "images"
 ORIGINALS_DIR = "originals"
 
@@ -55,16 +56,64 @@ class StudySummary:
 
 
 # ---------------------------------------------------------------- backend loading (once per process)
-def get_backend(name: str, options: dict[str, Any]) -> Backend:
-    """Load a backend once per process; 'package.module:function' loads a user's own backend."""
+# Backend options that decide how fast a study runs, never its numbers: not part of a study's identity,
+# so a study started with one thread count resumes with another.
+EXECUTION_OPTIONS = ("threads",)
+
+
+def default_threads(workers: int = 1) -> int:
+    """A sensible thread count: the idle cores per worker, 1 on a loaded machine, at most 4.
+
+    Oversubscribing cores is far worse than leaving one idle (2 threads on a loaded 2-core machine
+    ran 5-6x slower than 1), so the count is taken from the load average, not the core count.
+    """
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
+    idle = int(cores - load + 0.5)
+    return max(1, min(4, idle // max(1, workers)))
+
+
+def get_backend(name: str, options: dict[str, Any], notify: Callable[[str], None] | None = None) -> Backend:
+    """Load a backend once per process; 'package.module:function' loads a user's own backend.
+
+    A loader taking `threads` gets `default_threads()` unless the options set it. `notify` hears which
+    function a 'module:function' backend imported (that function runs with the user's rights).
+    """
+    from lsc.backends import backend_loader
+
+    loader = backend_loader(name)
+    options = dict(options)
+    if "threads" not in options and _takes(loader, "threads"):
+        options["threads"] = default_threads()
     key = f"{name}\x1f{json.dumps(options, sort_keys=True, default=str)}"
     if key not in _BACKENDS:
-        from lsc.backends import backend_loader
-
-        loader = backend_loader(name)
+        if ":" in name and notify is not None:
+            notify(f"backend: calling {getattr(loader, '__module__', '?')}.{getattr(loader, '__qualname__', '?')} "
+                   f"from {_source_of(loader)} (a custom backend is code; it runs with your rights)")
         _check_options(name, loader, options)
         _BACKENDS[key] = loader(**options)
     return _BACKENDS[key]
+
+
+def _takes(loader: Callable[..., Any], param: str) -> bool:
+    import inspect
+
+    try:
+        return param in inspect.signature(loader).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _source_of(func: Callable[..., Any]) -> str:
+    import inspect
+
+    try:
+        return str(inspect.getsourcefile(func) or "?")
+    except TypeError:
+        return "?"
 
 
 def _check_options(name: str, loader: Callable[..., Any], options: dict[str, Any]) -> None:
@@ -85,12 +134,15 @@ def _check_options(name: str, loader: Callable[..., Any], options: dict[str, Any
 
 
 def resolve(cfg: StudyConfig, backend: Backend) -> StudyConfig:
-    """Fill what the backend decides (threshold, prompt order) so the resolved config fixes every number."""
+    """The study's identity: what the backend decides (threshold, prompt order) filled in, execution
+    options (threads) left out, so the resolved config fixes every number."""
     update: dict[str, Any] = {}
     if cfg.threshold is None:
         update["threshold"] = float(backend.default_threshold)
     if cfg.prompt_order is None:
         update["prompt_order"] = backend.default_prompt_order
+    if any(k in cfg.backend_options for k in EXECUTION_OPTIONS):
+        update["backend_options"] = {k: v for k, v in cfg.backend_options.items() if k not in EXECUTION_OPTIONS}
     return cfg.model_copy(update=update) if update else cfg
 
 
@@ -126,6 +178,14 @@ class ImageWorker:
             return image.captions[0]
         return str(self.backend.captioner.caption([pixels])[0])
 
+    def _check_size(self, pixels: np.ndarray) -> None:
+        """A backend with a fixed image size refuses others with what to set (not a tensor-shape error)."""
+        size = getattr(self.backend, "image_size", None)
+        h, w = pixels.shape[:2]
+        if size is not None and (h, w) != (size, size):
+            raise ImageReadError(f"image is {w}x{h} but the {self.backend.name!r} backend takes {size}x{size} "
+                                 f"images; set images.resize: {size}")
+
     def run(self, task: ImageTask) -> Iterator[Outcome]:
         from lsc.protocol.loop import ImageContext
 
@@ -133,6 +193,7 @@ class ImageWorker:
         base = {"seq": task.seq, "image_id": image.image_id, "captions": image.captions, "attributes": image.attributes}
         try:
             pixels = image.load()
+            self._check_size(pixels)
             caption = self.caption_for(image, pixels)
             ctx = ImageContext(self.backend, image.image_id, pixels, caption, seed=self.cfg.seed)
         except Exception as exc:  # noqa: BLE001 - any unreadable image is recorded and the study goes on
@@ -227,34 +288,140 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
     return None if a == b else prefix.rstrip(".") or "config"
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """--out must be (or be creatable as) a writable folder: checked before any model loads."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir}: exists and is not a folder")
+    probe = out_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"--out {out_dir}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out_dir}: folder {probe} is not writable")
+    store = out_dir / STORE_FILE
+    if store.exists() and not (store.is_file() and os.access(store, os.R_OK | os.W_OK)):
+        raise ConfigError(f"--out {out_dir}: {STORE_FILE} is not a writable file")
+
+
+class RunLock:
+    """An exclusive lock on a run folder (flock on a lock file) held while `lsc run` writes to it.
+
+    Why: two runs writing one folder would interleave results and race on files. Readers (report,
+    export) take no lock: SQLite's WAL lets them read a store while it is written. The kernel drops
+    the lock when the process dies, so a kill -9 never leaves a folder locked.
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+
+        if self.fd is not None:
+            return self
+        path = self.out_dir / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"--out {self.out_dir}: cannot create {LOCK_FILE}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            who = f" (pid {holder})" if holder.isdigit() else ""
+            raise ConfigError(f"{self.out_dir} is in use by another `lsc run`{who}; wait for it or use another "
+                              "--out (report and export work meanwhile)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
+
+
+def _stored_config(store_path: Path) -> dict[str, Any] | None:
+    """The configuration a store recorded (None for a store without one)."""
+    with ResultStore(store_path) as store:
+        text = store.get_meta("config")
+    if text is None:
+        return None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _identity(data: Any) -> Any:
+    """A config dict without execution options (so configs written before they were split still match)."""
+    if isinstance(data, dict) and isinstance(data.get("backend_options"), dict):
+        data = {**data, "backend_options": {k: v for k, v in data["backend_options"].items()
+                                            if k not in EXECUTION_OPTIONS}}
+    return data
+
+
 def prepare_run_dir(out_dir: Path, resolved: StudyConfig) -> None:
-    """Create the folder, or check that an existing one holds the same study (else refuse)."""
+    """Create the folder, or check that an existing one holds the same study (else refuse).
+
+    Both records are checked: config.resolved.yaml and the store's own copy, so deleting (or editing)
+    the YAML file cannot make a folder adopt results of another study.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / RESOLVED_CONFIG
-    new = resolved.to_dict()
+    new = _identity(resolved.to_dict())
+    records: list[tuple[str, Any]] = []
     if path.exists():
         try:
-            old = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError:
-            old = None
+            records.append((RESOLVED_CONFIG, yaml.safe_load(path.read_text(encoding="utf-8"))))
+        except (yaml.YAMLError, UnicodeDecodeError, OSError):
+            records.append((RESOLVED_CONFIG, None))
+    if (out_dir / STORE_FILE).exists():
+        stored = _stored_config(out_dir / STORE_FILE)
+        if stored is not None:
+            records.append((f"{STORE_FILE}'s stored config", stored))
+    for what, old in records:
+        old = _identity(old)
         if old != new:
             where = _first_difference(old, new) if isinstance(old, dict) else "config"
             raise ConfigError(
-                f"{out_dir} holds a different study ({RESOLVED_CONFIG} differs at {where!r}); "
+                f"{out_dir} holds a different study ({what} differs at {where!r}); "
                 "use another --out or the same config"
             )
-        return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(resolved.to_yaml(), encoding="utf-8")
-    os.replace(tmp, path)
+    if not path.exists():
+        write_atomic(path, resolved.to_yaml())
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file via a temporary of this process's own name, then rename it into place."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def safe_name(image_id: str) -> str:
-    """A file name for an image id (ids may contain '/' or spaces)."""
-    return _SAFE.sub("_", image_id).strip("._") or "image"
+    """A file name for an image id (ids may contain '/' or spaces).
+
+    An id that needs changing gets a short hash of itself appended, so 'a b.png' and 'a_b.png' never
+    share an original or a strip.
+    """
+    safe = _SAFE.sub("_", image_id).strip("._") or "image"
+    if safe != image_id:
+        import hashlib
+
+        safe = f"{safe}-{hashlib.sha256(image_id.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return safe
 
 
 def save_png(path: Path, pixels: np.ndarray) -> None:
@@ -264,9 +431,12 @@ def save_png(path: Path, pixels: np.ndarray) -> None:
     if path.exists():
         return
     arr = np.clip(np.asarray(pixels, dtype=np.float32), 0.0, 1.0)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray((arr * 255.0 + 0.5).astype(np.uint8)).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: no two writers share one
+    try:
+        Image.fromarray((arr * 255.0 + 0.5).astype(np.uint8)).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- entry point
@@ -276,19 +446,45 @@ def run_study(
     progress: bool = True,
     retry_failed: bool = False,
     executor_factory: Callable[[ImageWorker], Executor] = InProcessExecutor,
+    notify: Callable[[str], None] | None = None,
 ) -> StudySummary:
-    """Run (or resume) a study into `out_dir`; returns counts. Raises LscError on a user error."""
-    from lsc.schemes import check_capabilities
+    """Run (or resume) a study into `out_dir`; returns counts. Raises LscError on a user error.
+
+    The folder is locked for the run's duration; `notify` receives one-line notices (e.g. which
+    function a custom backend imported).
+    """
 
     t0 = time.perf_counter()
     out = Path(out_dir)
+    check_out_dir(out)
+    lock = RunLock(out)
+    if out.is_dir():
+        lock.acquire()  # a second run on a busy folder stops here, before loading any model
+    try:
+        return _run_locked(cfg, out, lock, progress, retry_failed, executor_factory, notify, t0)
+    finally:
+        lock.release()
+
+
+def _run_locked(cfg: StudyConfig, out: Path, lock: RunLock, progress: bool, retry_failed: bool,
+                executor_factory: Callable[[ImageWorker], Executor], notify: Callable[[str], None] | None,
+                t0: float) -> StudySummary:
+    from lsc.schemes import check_capabilities
+
     # Models first: a missing model is the first thing a user on a fresh machine must hear about.
-    backend = get_backend(cfg.backend, cfg.backend_options)
+    backend = get_backend(cfg.backend, cfg.backend_options, notify=notify)
     images = list_images(cfg)
     check_capabilities(backend, [spec.name for spec in cfg.schemes])
     if cfg.channel.word_correction and backend.bob_vocabulary is None:
         raise ConfigError(f"channel.word_correction needs Bob's vocabulary, and the {backend.name!r} backend has none")
+    size = getattr(backend, "image_size", None)
+    resize = getattr(cfg.images, "resize", None)
+    if size is not None and resize is not None and resize != size:
+        raise ConfigError(f"images.resize: the {backend.name!r} backend takes {size}x{size} images; "
+                          f"set images.resize: {size} (got {resize})")
     resolved = resolve(cfg, backend)
+    out.mkdir(parents=True, exist_ok=True)
+    lock.acquire()
     prepare_run_dir(out, resolved)
     (out / IMAGES_DIR).mkdir(exist_ok=True)
     (out / ORIGINALS_DIR).mkdir(exist_ok=True)

@@ -318,4 +318,5 @@ def load_world_backend(
         skd_examples=scenes.skd_example_pairs(),
         default_threshold=float(models.meta.get("threshold", 0.5)),
         default_prompt_order="caption",  # each word carries its caption position (see protocol.loop.position_bits)
+        image_size=scenes.IMAGE_SIZE,
     )
