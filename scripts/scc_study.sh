@@ -6,7 +6,7 @@ set -euo pipefail
 out="${1:-runs/scc_study}"
 shift || true
 lsc="${LSC:-.venv/bin/lsc}"
-scheme="${SCHEME:-heads_skd}"  # the scheme of configs/examples/snr_sweep.yaml
+scheme="${SCHEME:-heads}"  # the scheme of configs/examples/snr_sweep.yaml
 mkdir -p "$out"
 run() {  # name scc correction
   OMP_NUM_THREADS=1 "$lsc" run configs/examples/snr_sweep.yaml --out "$out/$1" --no-progress \

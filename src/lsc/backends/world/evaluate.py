@@ -208,6 +208,8 @@ def evaluate_world(
     all_d, all_right, all_missing = [], [], []
     curves: list[list[float]] = []
     for i, scene in enumerate(samples[: min(n_curve, n_scenes)]):
+        if progress and i and i % 10 == 0:
+            say("world eval: prefix curves, scene %d/%d", i, min(n_curve, n_scenes))
         ref = backend.perceptual.reference(images[i])
         for style, (words, roles) in (("alice", scenes.alice_caption_roles(scene)), ("bob", scenes.bob_caption_roles(scene))):
             prompts = [" ".join(words[:k]) for k in range(len(words) + 1)]
