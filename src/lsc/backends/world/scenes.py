@@ -6,8 +6,8 @@ anti-aliased the way a camera would see them; textures and small position jitter
 
 The two caption styles differ the way BLIP captions and CLIP prompts do. Alice writes short ordinary
 English, salient things first, and leaves out what a caption would: positions when the layout is the
-usual one (one object in the middle, two apart, three in a row), sizes when there are several objects
-("a red ball and a blue box on the grass"). Bob's prompts are tag-like inventories with other words
+usual one (one object in the middle, two apart, three in a row): "a big red ball and a small blue box
+on grass". Bob's prompts are tag-like inventories with other words
 for some concepts ("green grass with a large red circle at left and a small blue square at right").
 Bob's generator learns both styles (Stable Diffusion reads BLIP's English), but renders his own,
 complete phrasing better: that gap is what semantic knowledge distillation can close.
@@ -61,7 +61,7 @@ ALICE_LAYOUT = {
 BOB_SLOT = {"left": "at left", "middle": "at center", "right": "at right"}
 ALICE_BACKGROUND = {
     "sky": "in the sky",
-    "grass": "on the grass",
+    "grass": "on grass",
     "sand": "on the beach",
     "night": "at night",
     "brick": "by a wall",
@@ -216,11 +216,10 @@ def alice_caption_roles(scene: Scene) -> tuple[list[str], list[int]]:
     """Alice's caption as words, and what each word describes: object index, ROLE_BACKGROUND,
     ROLE_LINK ("and") or ROLE_LAYOUT (a position phrase that places the objects as a group)."""
     pairs: list[tuple[str, int]] = []
-    single = len(scene.objects) == 1
     for j, o in enumerate(scene.objects):
         if j and j == len(scene.objects) - 1:
             pairs.append(("and", ROLE_LINK))
-        words = ([ALICE_SIZE[o.size]] if single else []) + [o.color, ALICE_SHAPE[o.shape]]
+        words = [ALICE_SIZE[o.size], o.color, ALICE_SHAPE[o.shape]]
         words.insert(0, "an" if words[0][0] in "aeiou" else "a")
         pairs.extend((w, j) for w in words)
     layout = ALICE_LAYOUT[tuple(o.slot for o in scene.objects)]
