@@ -32,6 +32,10 @@ def train_cmd(
     init_captioner: Optional[Path] = typer.Option(
         None, "--init-captioner", help="Fine-tune Alice's captioner from this weights folder instead of from scratch."
     ),
+    base_weights: Optional[Path] = typer.Option(
+        None, "--base-weights", help="Weights folder the parts not trained here come from (the classifier the perceptual weights are learnt on; "
+        "exported as they are). Default: the --init-generator or --init-captioner folder."
+    ),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads (default: torch's choice)."),
 ) -> None:
     """Train (or resume training) the world's models on the CPU, then export and calibrate."""
@@ -50,7 +54,8 @@ def train_cmd(
     caps = {"generator": generator_steps, "captioner": captioner_steps, "classifier": classifier_steps, "perceptual": perceptual_steps}
     if min(caps.values()) < 1:
         raise ConfigError("step caps must be at least 1")
-    for flag, folder in (("--init-generator", init_generator), ("--init-captioner", init_captioner)):
+    base_weights = base_weights or init_generator or init_captioner
+    for flag, folder in (("--init-generator", init_generator), ("--init-captioner", init_captioner), ("--base-weights", base_weights)):
         if folder is not None and not (folder / "world.json").exists():
             raise ConfigError(f"{flag} {folder}: no world.json there (expected a weights folder)")
     if threads is not None:
@@ -58,10 +63,10 @@ def train_cmd(
             raise ConfigError(f"--threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
     states = T.train(out, minutes, chosen, seed, caps, init_generator=init_generator, init_captioner=init_captioner,
-                     base_weights=init_generator or init_captioner)
+                     base_weights=base_weights)
     typer.echo(json.dumps({p: {"step": s["step"], "elapsed_s": round(s["elapsed_s"])} for p, s in states.items()}))
     # A generator fine-tune exports with the other parts taken from the weights it started from.
-    base = init_generator or init_captioner
+    base = base_weights
     if export and (base is not None or all((out / p / "state.json").exists() for p in T.PARTS)):
         from lsc.backends.world.release import export_and_calibrate
 

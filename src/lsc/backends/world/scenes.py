@@ -18,6 +18,7 @@ captions by hand at run time; the caption parsers exist only to score captions i
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,6 +227,17 @@ def alice_caption_roles(scene: Scene) -> tuple[list[str], list[int]]:
     pairs.extend((w, ROLE_LAYOUT) for w in layout.split())
     pairs.extend((w, ROLE_BACKGROUND) for w in ALICE_BACKGROUND[scene.background].split())
     return [w for w, _ in pairs], [r for _, r in pairs]
+
+
+def place_by_layout(objects: tuple[WorldObject, ...], said: str) -> tuple[WorldObject, ...]:
+    """Objects (left to right) moved to the slots Alice's layout rule gives that many objects with the
+    position words `said` ("", "on the left", "on the right", or fragments of them); unchanged when the
+    rule has no such layout."""
+    phrase = "on the left" if "left" in said.split() else "on the right" if "right" in said.split() else ""
+    slots = next((k for k, p in ALICE_LAYOUT.items() if len(k) == len(objects) and p == phrase), None)
+    if slots is None:
+        return objects
+    return tuple(dataclasses.replace(o, slot=s) for o, s in zip(objects, slots))
 
 
 def alice_caption(scene: Scene, rng: np.random.Generator | None = None) -> str:

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lsc.backends.world import nets, scenes
+from lsc.errors import ConfigError
 
 log = logging.getLogger("lsc.world.train")
 
@@ -93,9 +94,13 @@ def training_prompt(scene: scenes.Scene, rng: np.random.Generator) -> tuple[list
     The prompt is Alice's caption or Bob's own phrasing (object phrases sometimes reordered), cut to
     a partial prompt. The target shows only the objects the prompt mentions by a colour, shape or size
     word: a prompt that names fewer objects must not make Bob invent the others, and words that name
-    no object leave the scene empty, as a text-to-image model draws what it is told.
+    no object leave the scene empty, as a text-to-image model draws what it is told. Objects a partial
+    Alice-style prompt names stand where her layout rule puts that many objects given the position
+    words received ("a big red ball on grass" is one ball in the middle, whatever the full scene held):
+    otherwise the same words would mean every slot, and Bob would hedge by drawing several.
     """
-    if rng.random() < ALICE_STYLE_RATE:
+    alice = rng.random() < ALICE_STYLE_RATE
+    if alice:
         words, roles = scenes.alice_caption_roles(scene)
     else:
         words, roles = scenes.bob_caption_roles(scene, rng, shuffle_objects=rng.random() < SHUFFLE_OBJECTS_RATE)
@@ -103,7 +108,11 @@ def training_prompt(scene: scenes.Scene, rng: np.random.Generator) -> tuple[list
     prompt = ["[UNK]" if i is None else words[i] for i in picked]
     mentioned = {roles[i] for i in picked if i is not None and roles[i] >= 0 and words[i] in scenes.OBJECT_WORDS}
     if len(mentioned) < len(scene.objects):
-        scene = dataclasses.replace(scene, objects=tuple(o for j, o in enumerate(scene.objects) if j in mentioned))
+        kept = tuple(o for j, o in enumerate(scene.objects) if j in mentioned)
+        if alice and kept:  # Alice's words place objects by her layout rule: draw them where they say
+            said = " ".join(words[i] for i in picked if i is not None and roles[i] == scenes.ROLE_LAYOUT)
+            kept = scenes.place_by_layout(kept, said)
+        scene = dataclasses.replace(scene, objects=kept)
     return prompt, scene
 
 
@@ -530,7 +539,7 @@ def train(
         kwargs: dict = {"max_steps": max_steps[part]} if max_steps and part in max_steps else {}
         if part == "perceptual" and not (Path(out_dir) / "classifier" / "state.json").exists():
             if base_weights is None:
-                raise FileNotFoundError("the perceptual weights need a classifier: train it in the same folder or give base weights")
+                raise ConfigError("the perceptual part needs a classifier: train it in the same folder (--part classifier) or give --base-weights")
             kwargs["classifier_from"] = Path(base_weights)
         if part == "generator" and init_generator is not None:
             kwargs["init_from"] = Path(init_generator)
