@@ -86,12 +86,14 @@ def test_scheme_table_numbers(tmp_path: Path) -> None:
     db = sqlite3.connect(out / "results.sqlite")
     wtt = [r[0] for r in db.execute("SELECT words_to_threshold FROM summary WHERE status = 'ok'")]
     finals = [r[0] for r in db.execute("SELECT final_lpips FROM summary WHERE status = 'ok'")]
+    per_image = db.execute("SELECT image_id, AVG(lpips) FROM steps WHERE step > 0 GROUP BY image_id").fetchall()
     db.close()
     row = scheme_table(data, "")[0]
     hits = [w for w in wtt if w is not None]
     assert row["n"] == 4 and row["failed"] == 1
     assert row["words"] == mean_ci(hits).fmt(2)
     assert row["final_lpips"] == mean_ci(finals).fmt(3)
+    assert row["mean_lpips"] == mean_ci(v for _, v in per_image).fmt(3)  # area under each curve, per word
     assert row["success"].startswith(f"{len(hits) / 4:.0%} [")
 
 

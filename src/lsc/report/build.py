@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+import numpy as np
+
 import lsc.report.plots as plots
 from lsc.report.data import RunData, load_run
 from lsc.report.stats import mean_ci, wilson
@@ -39,6 +41,13 @@ def lpips_after(data: RunData, cond: str, scheme: str, image_id: str, k: int) ->
     return float(at[-1]["lpips"]) if at else None
 
 
+def mean_transmission_lpips(data: RunData, cond: str, scheme: str, image_id: str) -> float | None:
+    """Mean LPIPS over the steps after each word (the area under the LPIPS-vs-words curve per word):
+    one number for how fast meaning arrived, comparable across schemes that end at the same caption."""
+    rows = [r for r in data.steps.get((cond, scheme, image_id)) or [] if r["step"] > 0]
+    return float(np.mean([r["lpips"] for r in rows])) if rows else None
+
+
 def scheme_table(data: RunData, cond: str) -> list[dict[str, Any]]:
     """Per scheme: images, failures, success rate, mean words/bits to threshold and final LPIPS with 95% CIs."""
     rows = []
@@ -55,6 +64,7 @@ def scheme_table(data: RunData, cond: str) -> list[dict[str, Any]]:
             "words": mean_ci(s["words_to_threshold"] for s in hits).fmt(2),
             "bits": mean_ci(s["bits_to_threshold"] for s in hits).fmt(1),
             "lpips_at_3": mean_ci(lpips_after(data, cond, scheme, s["image_id"], LPIPS_AFTER_WORDS) for s in ok).fmt(3),
+            "mean_lpips": mean_ci(mean_transmission_lpips(data, cond, scheme, s["image_id"]) for s in ok).fmt(3),
             "final_lpips": mean_ci(s["final_lpips"] for s in ok).fmt(3),
         })
     if data.oracle and data.threshold is not None:
@@ -71,7 +81,7 @@ def scheme_table(data: RunData, cond: str) -> list[dict[str, Any]]:
             p, lo, hi = wilson(len(hits), len(firsts))
             rows.append({"scheme": "oracle (bound)", "n": len(firsts), "failed": 0,
                          "success": f"{p:.0%} [{lo:.0%}, {hi:.0%}]", "words": mean_ci(hits).fmt(2),
-                         "bits": "–", "lpips_at_3": "–", "final_lpips": mean_ci(finals).fmt(3)})
+                         "bits": "–", "lpips_at_3": "–", "mean_lpips": "–", "final_lpips": mean_ci(finals).fmt(3)})
     return rows
 
 
@@ -95,8 +105,8 @@ def sweep_table(data: RunData) -> tuple[list[str], list[list[str]]]:
 
 
 TABLE_HEAD = ["scheme", "images", "failed", "success rate [95% CI]", "words to threshold", "bits to threshold",
-              "LPIPS after 3 words", "final LPIPS"]
-TABLE_KEYS = ["scheme", "n", "failed", "success", "words", "bits", "lpips_at_3", "final_lpips"]
+              "LPIPS after 3 words", "mean LPIPS over the words", "final LPIPS"]
+TABLE_KEYS = ["scheme", "n", "failed", "success", "words", "bits", "lpips_at_3", "mean_lpips", "final_lpips"]
 
 
 def build_report(run_dir: str | Path) -> Path:
