@@ -103,3 +103,35 @@ def test_world_perceptual_uses_learnt_channel_weights(tmp_path):
     w = torch.cat(weighted.channel_weights)
     assert float(w.mean()) == pytest.approx(1.0, rel=1e-3) and float(w.min()) >= 0
     load_models.cache_clear()
+
+
+def test_derived_threshold_keeps_precision_and_excludes_missing_objects():
+    """By hand: the cut sits under the first image missing an object, where at least 85% are right."""
+    from lsc.backends.world.evaluate import derive_threshold
+
+    d = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    right = np.array([1, 1, 1, 0, 1, 1, 1, 0], dtype=bool)
+    missing = np.array([0, 0, 0, 0, 0, 0, 1, 0], dtype=bool)
+    out = derive_threshold(d, right, missing, precision=0.8)
+    assert out["threshold"] == pytest.approx(0.65) and out["missing_under"] == 0  # 5 of 6 right under it
+    assert out["precision"] == pytest.approx(5 / 6) and out["recall"] == pytest.approx(5 / 6)
+    strict = derive_threshold(d, right, missing)  # 85%: 5 of 6 is too few, 4 of 5 too; 3 of 3
+    assert strict["threshold"] == pytest.approx(0.35) and strict["precision"] == 1.0
+    loose = derive_threshold(d, right, missing, precision=0.5)
+    assert loose["threshold"] == pytest.approx(0.65)  # never past the first image missing an object
+
+
+def test_judge_checks_what_the_words_state_and_every_object():
+    from lsc.backends.world.evaluate import judge, statement
+
+    scene = scenes.Scene("grass", (scenes.WorldObject("circle", "red", "small", "left"), scenes.WorldObject("square", "blue", "large", "right")))
+    words, roles = scenes.bob_caption_roles(scene)
+    seen = scene.attributes()
+    wrong_colour = {**seen, "objects": [{**seen["objects"][0], "color": "white"}, seen["objects"][1]]}
+    said_bg = statement(scene, words, roles, range(2))  # "green grass": only the background is stated
+    assert judge(scene, said_bg, wrong_colour).right  # an unstated colour may be anything
+    said_all = statement(scene, words, roles, range(len(words)))
+    assert not judge(scene, said_all, wrong_colour).right
+    missing = {**seen, "objects": seen["objects"][:1], "count": 1}
+    verdict = judge(scene, said_bg, missing)
+    assert verdict.missing_object and not verdict.right

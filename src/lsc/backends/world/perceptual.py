@@ -7,7 +7,7 @@ linear weights (LPIPS' "lin" variant; trained in `train.train_perceptual` from t
 same-scene / changed-scene judgements, as LPIPS trained its own from people's), summed over channels
 and averaged over space; the stages are summed. Weights without linear layers use LPIPS' "baseline"
 variant (all ones). It is not LPIPS-AlexNet, so its numbers are on their own scale: the success
-threshold is calibrated for this world (see `lsc.backends.world.evaluate.calibrate_threshold`).
+threshold is derived for this world from what success means (see `lsc.backends.world.evaluate.derive_threshold`).
 """
 
 from __future__ import annotations
