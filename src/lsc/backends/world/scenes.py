@@ -377,18 +377,6 @@ def parse_caption(caption: str) -> dict[str, Any] | None:
     return {"background": background, "count": len(objects), "objects": objects}
 
 
-def stated_attributes(scene: Scene, caption: str) -> dict[str, Any]:
-    """The scene's attributes as a caption of it would state them (a size it leaves out is None)."""
-    truth = scene.attributes()
-    if scene_caption_states_sizes(caption):
-        return truth
-    return {**truth, "objects": [{**o, "size": None} for o in truth["objects"]]}
-
-
-def scene_caption_states_sizes(caption: str) -> bool:
-    return any(w in _SIZE_OF for w in caption.split())
-
-
 # --------------------------------------------------------------------------------------------- data
 @dataclass
 class WorldBatch:

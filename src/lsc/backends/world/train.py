@@ -423,22 +423,21 @@ class BindingHead(nn.Module):
         return dict(zip(self.sizes, self.proj(feats).split(list(self.sizes.values()), dim=-1)))
 
 
-def binding_prompt(scene: scenes.Scene, rng: np.random.Generator) -> tuple[list[str], list[int], bool]:
-    """A full prompt for the binding objective, in either style, with its roles and whether it states
-    sizes. Alice places objects by her layout rule rather than slot words, so her captions need the
+def binding_prompt(scene: scenes.Scene, rng: np.random.Generator) -> tuple[list[str], list[int]]:
+    """A full prompt for the binding objective, in either style, with its roles. Alice places objects by her layout rule rather than slot words, so her captions need the
     objective as much as Bob's reordered phrases do: each object word must carry its object's slot."""
     if rng.random() < ALICE_STYLE_RATE:
         words, roles = scenes.alice_caption_roles(scene)
     else:
         words, roles = scenes.bob_caption_roles(scene, rng, shuffle_objects=True)
-    return words, roles, scenes.scene_caption_states_sizes(" ".join(words))
+    return words, roles
 
 
 def binding_targets(
-    batch_scenes: list[scenes.Scene], roles: list[list[int]], width: int, sizes_stated: list[bool] | None = None
+    batch_scenes: list[scenes.Scene], roles: list[list[int]], width: int
 ) -> dict[str, torch.Tensor]:
-    """Per-token targets (B, width) for BindingHead; -100 where a word says nothing about the key
-    (and for size where the prompt states no size). Token 0 is [BOS]; word i of a prompt is token i + 1."""
+    """Per-token targets (B, width) for BindingHead; -100 where a word says nothing about the key.
+    Token 0 is [BOS]; word i of a prompt is token i + 1."""
     b = len(batch_scenes)
     out = {k: torch.full((b, width), -100, dtype=torch.long) for k in ("color", "shape", "size", "slot", "background")}
     for i, (scene, rs) in enumerate(zip(batch_scenes, roles)):
@@ -449,8 +448,7 @@ def binding_targets(
                 o = scene.objects[r]
                 out["color"][i, w + 1] = scenes.COLORS.index(o.color)
                 out["shape"][i, w + 1] = scenes.SHAPES.index(o.shape)
-                if sizes_stated is None or sizes_stated[i]:
-                    out["size"][i, w + 1] = scenes.SIZES.index(o.size)
+                out["size"][i, w + 1] = scenes.SIZES.index(o.size)
                 out["slot"][i, w + 1] = scenes.SLOTS.index(o.slot)
     return out
 
@@ -507,8 +505,8 @@ def train_generator(
         feats, padding = text(tokens)
         v = unet(xt, t, feats, padding)
         flow = F.mse_loss(v, noise - x0)
-        full_tokens = encode_prompts(BOB_VOCAB, [w for w, _, _ in full], text.cfg.max_len)
-        targets = binding_targets(batch_scenes, [r for _, r, _ in full], full_tokens.shape[1], [z for _, _, z in full])
+        full_tokens = encode_prompts(BOB_VOCAB, [w for w, _ in full], text.cfg.max_len)
+        targets = binding_targets(batch_scenes, [r for _, r in full], full_tokens.shape[1])
         logits = binding(text(full_tokens)[0])
         bind = sum(F.cross_entropy(logits[k].flatten(0, 1), targets[k].flatten(), ignore_index=-100) for k in targets)
         return flow + BINDING_WEIGHT * bind, {"flow": flow.item(), "bind": bind.item()}
