@@ -1,0 +1,145 @@
+"""A kill inside a transmission loses at most the generator call in flight (issue 18, item 6).
+
+lowest_lpips generates n(n+1)/2 images before its result exists; every generator call is journaled in
+results.sqlite as it returns, and a resumed run starts from the journal: it generates exactly what the
+killed run had not, and gives the same steps as an uninterrupted run, bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fakes import make_folder, study_yaml
+from lsc.config import load_config
+from lsc.runner.export import export_tables
+from lsc.runner.store import ResultStore, decode_pixels, encode_pixels
+from lsc.runner.study import get_backend, run_study
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL in-process: not an Exception, so nothing records it as a failed transmission."""
+
+
+def count(db: Path, sql: str) -> int:
+    con = sqlite3.connect(db)
+    try:
+        return int(con.execute(sql).fetchone()[0])
+    finally:
+        con.close()
+
+
+def counting(monkeypatch: pytest.MonkeyPatch, generator: Any, kill_at_call: int | None = None) -> list[int]:
+    """Wrap a generator: the returned list grows by each call's image count; `kill_at_call` raises Killed."""
+    real = generator.generate
+    sizes: list[int] = []
+
+    def generate(prompts: Any, seed: int) -> np.ndarray:
+        if kill_at_call is not None and len(sizes) + 1 == kill_at_call:
+            raise Killed
+        out = real(prompts, seed)
+        sizes.append(len(prompts))
+        return out
+
+    monkeypatch.setattr(generator, "generate", generate)
+    return sizes
+
+
+def test_pixels_round_trip_bit_for_bit() -> None:
+    rng = np.random.default_rng(0)
+    levels = (rng.integers(0, 256, (4, 5, 3)).astype(np.float32) / np.float32(255.0))  # the world's 8-bit images
+    floats = rng.random((4, 5, 3), dtype=np.float32)
+    for img in (levels, floats, np.zeros((2, 2, 3), np.float32)):
+        back = decode_pixels(encode_pixels(img))
+        assert back.dtype == np.float32 and np.array_equal(back.view(np.uint32), img.view(np.uint32))
+    assert len(encode_pixels(levels)) < len(encode_pixels(floats))  # 8-bit levels stored as bytes
+
+
+def test_injected_kill_inside_lowest_lpips_loses_only_the_call_in_flight(tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "imgs"
+    cap = make_folder(folder, corrupt=False)
+    cfg = load_config(study_yaml(tmp_path / "s.yaml", folder, cap, ["lowest_lpips"]), ["oracle=false"])
+    gen = get_backend(cfg.backend, cfg.backend_options).generator
+
+    scratch = counting(monkeypatch, gen)
+    run_study(cfg, tmp_path / "clean", progress=False)
+    monkeypatch.undo()
+
+    killed = tmp_path / "killed"
+    before = counting(monkeypatch, gen, kill_at_call=11)  # inside the second image's transmission
+    with pytest.raises(Killed):
+        run_study(cfg, killed, progress=False)
+    monkeypatch.undo()
+    db = killed / "results.sqlite"
+    assert count(db, "SELECT COUNT(*) FROM summary") == 1  # the first image's transmission only
+    journaled = count(db, "SELECT COUNT(*) FROM generated WHERE pixels IS NOT NULL")
+    assert journaled > 0  # the in-flight transmission's completed calls, with their images
+
+    resumed = counting(monkeypatch, gen)
+    summary = run_study(cfg, killed, progress=False)
+    monkeypatch.undo()
+    assert (summary.ok, summary.skipped) == (3, 1)
+    # Nothing generated before the kill is generated again; before the journal, the resumed run
+    # redid every call of the transmission in flight.
+    assert sum(resumed) == sum(scratch) - sum(before) and sum(resumed) < sum(scratch)
+    assert export_tables(killed) == export_tables(tmp_path / "clean")
+    assert count(db, "SELECT COUNT(*) FROM generated WHERE pixels IS NOT NULL") == 0  # done work keeps no pixels
+
+
+@pytest.mark.slow
+def test_kill_minus_9_inside_a_world_lowest_lpips_transmission(tmp_path: Path, monkeypatch) -> None:
+    """A real `lsc run` on the world, killed with SIGKILL after two steps of a 7-word lowest_lpips
+    transmission; the resumed run generates only what was not journaled and its steps equal an
+    uninterrupted run's (the world's images depend on their batch in rare last bits, so this also
+    checks that journaled images come back exactly rather than being generated again)."""
+    sets = ["images.count=1", "images.seed=1", "caption_source=dataset", "schemes=[lowest_lpips]", "oracle=false",
+            "backend_options.sampler_steps=1", "backend_options.threads=1"]
+    killed = tmp_path / "killed"
+    args = [a for s in sets for a in ("--set", s)]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lsc.cli", "run", *args, "--out", str(killed), "--no-report",
+                             "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    db = killed / "results.sqlite"
+    deadline = time.time() + 240
+    journaled = 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            journaled = count(db, "SELECT COUNT(*) FROM generated") if db.exists() else 0
+        except sqlite3.OperationalError:
+            journaled = 0
+        if journaled >= 6 + 6:  # the first two steps' new candidates of "a big orange box by a wall"
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read() if proc.stderr else ''}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    journaled = count(db, "SELECT COUNT(*) FROM generated")
+    assert count(db, "SELECT COUNT(*) FROM summary") == 0 and journaled >= 12  # killed inside the transmission
+
+    cfg = load_config(overrides=sets)
+    gen = get_backend(cfg.backend, cfg.backend_options).generator
+    resumed = counting(monkeypatch, gen)
+    assert run_study(cfg, killed, progress=False).ok == 1
+    monkeypatch.undo()
+    scratch = counting(monkeypatch, gen)
+    run_study(cfg, tmp_path / "clean", progress=False)
+    monkeypatch.undo()
+    assert sum(scratch) == 28  # 7+6+...+1 candidates, less the repeats of "a" (same prompt), plus the empty prompt
+    assert sum(resumed) == sum(scratch) - journaled  # before the journal: all of sum(scratch)
+    assert export_tables(killed) == export_tables(tmp_path / "clean")
+    assert sorted(p.name for p in (killed / "images").iterdir()) == sorted(p.name for p in (tmp_path / "clean" / "images").iterdir())
+    with ResultStore(db) as store:  # the journal's distances are the ones the steps report
+        journal = {r["prompt"]: r["lpips"] for r in store.rows("SELECT prompt, lpips FROM generated")}
+        for step in store.steps():
+            assert journal[step["prompt"]] == step["lpips"]
