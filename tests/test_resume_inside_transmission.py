@@ -22,7 +22,7 @@ import pytest
 from fakes import make_folder, study_yaml
 from lsc.config import load_config
 from lsc.runner.export import export_tables
-from lsc.runner.store import ResultStore, decode_pixels, encode_pixels
+from lsc.runner.store import GenerationJournal, ResultStore, decode_pixels, encode_pixels
 from lsc.runner.study import get_backend, run_study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +64,24 @@ def test_pixels_round_trip_bit_for_bit() -> None:
         back = decode_pixels(encode_pixels(img))
         assert back.dtype == np.float32 and np.array_equal(back.view(np.uint32), img.view(np.uint32))
     assert len(encode_pixels(levels)) < len(encode_pixels(floats))  # 8-bit levels stored as bytes
+
+
+def test_journal_returns_what_it_got_and_gives_dropped_pages_back(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    images = [rng.random((64, 64, 3), dtype=np.float32) for _ in range(6)]  # incompressible: 48 KB each
+    with ResultStore(tmp_path / "results.sqlite") as store:
+        journal = GenerationJournal(store)
+        journal.record("img", [(f"k{i}", f"p {i}", 0.5 + i, im) for i, im in enumerate(images)])
+        journal.record("img", [("k9", "p 9", 1.25, None)])
+        got = journal.load("img")
+        assert [(k, p, d) for k, p, d, _ in got] == [(f"k{i}", f"p {i}", 0.5 + i) for i in range(6)] + [("k9", "p 9", 1.25)]
+        assert all(np.array_equal(a, b) for a, b in zip(images, [im for *_, im in got]))
+        assert journal.load("other") == []
+        pages = count(tmp_path / "results.sqlite", "PRAGMA page_count")
+        journal.drop_pixels_of("img")
+        assert [im for *_, im in journal.load("img")] == [None] * 7
+        assert store.conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+        assert store.conn.execute("PRAGMA page_count").fetchone()[0] <= pages - 60  # 288 KB given back
 
 
 def test_injected_kill_inside_lowest_lpips_loses_only_the_call_in_flight(tmp_path: Path, monkeypatch) -> None:
@@ -141,6 +159,8 @@ def test_kill_minus_9_inside_a_world_lowest_lpips_transmission(tmp_path: Path, m
     assert sum(resumed) == sum(scratch) - journaled  # before the journal: every lowest_lpips image again
     assert export_tables(killed) == export_tables(tmp_path / "clean")
     assert sorted(p.name for p in (killed / "images").iterdir()) == sorted(p.name for p in (tmp_path / "clean" / "images").iterdir())
+    # the journal's images are gone once the image is done
+    assert count(db, "SELECT COUNT(*) FROM generated WHERE pixels IS NOT NULL") == 0
     with ResultStore(db) as store:  # the journal's distances are the ones the steps report
         journal = {r["prompt"]: r["lpips"] for r in store.rows("SELECT prompt, lpips FROM generated")}
         for step in store.steps():

@@ -95,6 +95,8 @@ class ResultStore:
                     raise StoreError(f"{self.path} is not an lsc results store (no table {sorted(missing)[0]!r})")
             else:
                 self.conn = sqlite3.connect(self.path, isolation_level=None)  # transactions are explicit
+                # Takes effect on a new file only: the journal's dropped images give their pages back.
+                self.conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
                 self.conn.executescript(_SCHEMA)
@@ -232,6 +234,7 @@ class GenerationJournal:
     def drop_pixels_of(self, image_id: str) -> None:
         with self.store.transaction() as c:
             c.execute("UPDATE generated SET pixels = NULL WHERE image_id = ? AND pixels IS NOT NULL", (image_id,))
+        self.store.conn.executescript("PRAGMA incremental_vacuum;")  # run to the end (execute frees one page); no-op on old stores
 
 
 def encode_pixels(image: np.ndarray) -> bytes:
