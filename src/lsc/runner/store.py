@@ -234,7 +234,7 @@ class GenerationJournal:
     def drop_pixels_of(self, image_id: str) -> None:
         with self.store.transaction() as c:
             c.execute("UPDATE generated SET pixels = NULL WHERE image_id = ? AND pixels IS NOT NULL", (image_id,))
-        self.store.conn.executescript("PRAGMA incremental_vacuum;")  # run to the end (execute frees one page); no-op on old stores
+        self.store.conn.executescript("PRAGMA incremental_vacuum;")  # to the end: execute() frees one page
 
 
 def encode_pixels(image: np.ndarray) -> bytes:
