@@ -241,7 +241,8 @@ def encode_pixels(image: np.ndarray) -> bytes:
     """An image as compressed .npy bytes, exactly: as 8-bit levels when that loses nothing (the world's
     images are 8-bit pictures: a quarter of the size), else as float32."""
     arr = np.ascontiguousarray(image, dtype=np.float32)
-    levels = np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
+    with np.errstate(invalid="ignore"):  # a NaN pixel fails the check below and is kept as float32
+        levels = np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
     if np.array_equal((levels.astype(np.float32) / np.float32(255.0)).view(np.uint32), arr.view(np.uint32)):
         arr = levels  # type: ignore[assignment]
     buf = io.BytesIO()
