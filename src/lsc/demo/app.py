@@ -25,7 +25,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 from lsc.demo.inputs import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, upload_source, world_source
 from lsc.demo.session import SNR_RANGE_DB, DemoEvent, DemoInputError, DemoRequest, Source, archive_run, \
-    check_request, parse_scheme_options, run_request
+    check_request, parse_scheme_options, prepare_run, run_config
 from lsc.demo.view import PAGE_CSS, RunView, curve_image, load_view, panel_html
 from lsc.errors import LscError, one_line
 
@@ -167,15 +167,20 @@ class Demo:
         import gradio as gr
 
         keep = gr.update()
-        self._drop_run(state.get("run_dir"))
         run_dir = self.work_dir / "runs" / f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        try:
+            cfg = prepare_run(req, run_dir)
+        except Exception:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        self._drop_run(state.get("run_dir"))
         state["run_dir"] = str(run_dir)
         events: queue.Queue[DemoEvent | None] = queue.Queue()
         outcome: dict[str, Any] = {}
 
         def work() -> None:
             try:
-                outcome["summary"] = run_request(req, run_dir, events.put)
+                outcome["summary"] = run_config(cfg, run_dir, events.put)
             except BaseException as exc:  # noqa: BLE001 - reported by the page
                 outcome["error"] = exc
             finally:

@@ -210,13 +210,24 @@ def backend_options(backend: str, threads: int | None) -> dict[str, Any]:
     return {"threads": int(threads)} if threads and _takes(backend_loader(backend), "threads") else {}
 
 
-def run_request(req: DemoRequest, run_dir: Path, notify: Callable[[DemoEvent], None]) -> Any:
-    """Run the page's request as a study into run_dir (the runner's own loop, store and files)."""
-    from lsc.runner.study import get_backend, run_study
+def prepare_run(req: DemoRequest, run_dir: Path) -> StudyConfig:
+    """The request's study config, validated (a bad scheme option or channel value is refused here)."""
+    from lsc.runner.study import get_backend
 
     backend = get_backend(req.backend, backend_options(req.backend, req.threads))
-    cfg = build_config(req, run_dir, getattr(backend, "image_size", None))
+    return build_config(req, run_dir, getattr(backend, "image_size", None))
+
+
+def run_config(cfg: StudyConfig, run_dir: Path, notify: Callable[[DemoEvent], None]) -> Any:
+    """Run the page's study into run_dir: the runner's own loop, store and files; events as it goes."""
+    from lsc.runner.study import run_study
+
     return run_study(cfg, run_dir, progress=False, executor_factory=lambda worker: StreamingExecutor(worker, notify))
+
+
+def run_request(req: DemoRequest, run_dir: Path, notify: Callable[[DemoEvent], None]) -> Any:
+    """prepare_run then run_config: a request as a study, for callers without a page."""
+    return run_config(prepare_run(req, run_dir), run_dir, notify)
 
 
 def archive_run(run_dir: Path, zip_path: Path) -> Path:
