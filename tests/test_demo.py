@@ -54,7 +54,7 @@ def uploaded(demo: Demo, tmp_path: Path) -> dict[str, Any]:
     save_caption_png(img, CAPTION, size=16)
     original, caption, status, state = demo.load_upload(str(img), {})
     assert caption == CAPTION and "error" not in status
-    assert isinstance(original, np.ndarray) and original.shape == (16, 16, 3)
+    assert isinstance(original, np.ndarray) and original.shape == (160, 160, 3)  # shown scaled up
     return state
 
 
@@ -71,7 +71,7 @@ def test_send_streams_then_shows_the_stored_run_and_a_zip_lsc_report_reads(demo:
                                                                           tmp_path: Path) -> None:
     outs = list(demo.send(uploaded, *_fields(model="analytic", snr=2.0)))
     status, panel, curve, step, download, state = outs[-1]
-    assert status.startswith("done"), status
+    assert status.startswith("finished"), status
     run_dir = Path(state["run_dir"])
     rows = _steps(run_dir)
     assert {r[0] for r in rows} == {"random", "heads"}
@@ -139,12 +139,12 @@ def test_bad_input_is_a_line_in_the_page_and_the_app_keeps_serving(demo: Demo, u
     assert "no image uploaded" in demo.load_upload(None, {})[2]
     assert "world backend" in demo.load_scene(0, 0, {})[2]  # the fake backend has no world scenes
     # ... and after all that, a good request still runs.
-    assert _last(demo.send(uploaded, *_fields()))[0].startswith("done")
+    assert _last(demo.send(uploaded, *_fields()))[0].startswith("finished")
 
 
 def test_an_edited_caption_is_what_alice_sends(demo: Demo, uploaded: dict[str, Any]) -> None:
     status, panel, *_, state = _last(demo.send(uploaded, *_fields(caption="two blue cats", schemes=("heads",))))
-    assert status.startswith("done")
+    assert status.startswith("finished")
     cfg = load_config(Path(state["run_dir"]) / "config.resolved.yaml")
     assert cfg.caption_source == "dataset"
     con = sqlite3.connect(Path(state["run_dir"]) / "results.sqlite")
@@ -230,7 +230,7 @@ def test_world_demo_numbers_equal_the_world_studys(tmp_path: Path) -> None:
     assert "world-0-00001" in status
     fields = _fields(caption=caption, schemes=("random",), model="analytic", snr=4.0, seed=3)
     final = _last(demo.send(state, *fields))
-    assert final[0].startswith("done"), final[0]
+    assert final[0].startswith("finished"), final[0]
     cfg = load_config(None, ["images.count=2", "schemes=[random]", "oracle=false", "seed=3", "channel.model=analytic",
                              "channel.snr_db=4.0", "channel.modulation=qam16"])
     api.run(cfg, tmp_path / "study", progress=False, report=False)

@@ -48,6 +48,15 @@ def describe(exc: BaseException) -> str:
     return one_line(f"{type(exc).__name__}: {exc}")
 
 
+def for_display(pixels: Any, side: int = 160) -> Any:
+    """A small image scaled up by whole pixels (nearest) so a 32x32 scene is visible; numbers never use it."""
+    import numpy as np
+
+    arr = np.asarray(pixels)
+    k = max(1, side // max(arr.shape[:2]))
+    return arr.repeat(k, axis=0).repeat(k, axis=1) if k > 1 else arr
+
+
 def _no_change(n: int) -> list[Any]:
     import gradio as gr
 
@@ -107,7 +116,7 @@ class Demo:
         """World scene -> (original, Alice's caption, status, state)."""
         pixels, src = world_source(self.backend(), index, seed)
         state = {**(state or {}), "source": src}
-        return pixels, src.alice_caption, message(f"scene {src.index} of seed {src.seed}: {src.image_id}"), state
+        return for_display(pixels), src.alice_caption, message(f"scene {src.index} of seed {src.seed}: {src.image_id}"), state
 
     @guarded(5, 3)
     def random_scene(self, seed: Any, state: dict[str, Any] | None) -> tuple[Any, ...]:
@@ -121,7 +130,7 @@ class Demo:
         path = getattr(file, "name", file)
         pixels, src = upload_source(self.backend(), path, self.work_dir / "uploads", self.max_bytes, self.max_pixels)
         state = {**(state or {}), "source": src}
-        return pixels, src.alice_caption, message(f"uploaded image {src.image_id}"), state
+        return for_display(pixels), src.alice_caption, message(f"uploaded image {src.image_id}"), state
 
     # ------------------------------------------------------------ sending
     def request(self, state: dict[str, Any] | None, caption: Any, schemes: Any, options: Any, channel_model: Any,
@@ -256,15 +265,15 @@ class Demo:
     def _progress(req: DemoRequest, done: list[str], drawn: int) -> str:
         working = [s for s in req.schemes if s not in {d.split("[")[0] for d in done}]
         now = f"; working on {working[0]}" if working else ""
-        return message(f"Bob drew {drawn} images so far; done: {', '.join(done) or 'none'}{now}")
+        return message(f"Bob drew {drawn} images so far; stored: {', '.join(done) or 'none yet'}{now}")
 
     @staticmethod
     def _summary(view: RunView, summary: Any) -> str:
         parts = [f"{s.label}: final LPIPS {s.final_lpips:.4f}" if s.status == "ok" else f"{s.label}: failed ({s.error})"
                  for s in view.schemes]
         took = f" in {summary.elapsed_s:.1f} s" if summary is not None else ""
-        return message(f"done{took} ({view.image_id}, threshold {view.threshold:.4f}): " + "; ".join(parts)
-                       if view.threshold is not None else "done: " + "; ".join(parts))
+        return message(f"finished{took} ({view.image_id}, threshold {view.threshold:.4f}): " + "; ".join(parts)
+                       if view.threshold is not None else "finished: " + "; ".join(parts))
 
     def _drop_run(self, run_dir: Any) -> None:
         """A session keeps only its latest run folder (and zip) on disk."""
