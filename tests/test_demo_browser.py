@@ -22,6 +22,7 @@ CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/lib/ch
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 SCENE = 2
+SNR_DB = 8.0  # Eb/N0 at which 16-QAM flips a few bits of a caption: errors to highlight
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "figures" / "demo.png"
 
 
@@ -42,7 +43,7 @@ def _study_final_lpips(tmp_path: Path) -> dict[str, float]:
     from lsc.config import load_config
 
     cfg = load_config(None, [f"images.start={SCENE}", "images.count=1", "schemes=[random, heads]", "oracle=false",
-                             "seed=0"])
+                             "seed=0", "channel.model=analytic", f"channel.snr_db={SNR_DB}", "channel.modulation=qam16"])
     api.run(cfg, tmp_path / "study", progress=False, report=False)
     con = sqlite3.connect(tmp_path / "study" / "results.sqlite")
     rows = con.execute("SELECT scheme, final_lpips FROM summary WHERE image_id = ?", (f"world-0-{SCENE:05d}",)).fetchall()
@@ -88,7 +89,10 @@ def test_demo_in_chromium_runs_two_schemes_and_shows_the_studys_numbers(tmp_path
             page.locator("#send").click()
             expect(page.locator("#status")).to_contain_text("the caption is empty", timeout=60_000)
             caption.fill(alice)
-            # Two cheap schemes (random and heads are checked by default), ideal channel, seed 0.
+            # Two cheap schemes (random and heads are checked by default), a noisy channel, seed 0.
+            page.locator("#channel-model input").click()
+            page.get_by_role("option", name="analytic").click()
+            page.locator("#snr input").fill(str(SNR_DB))
             page.locator("#send").click()
             expect(page.locator("#status")).to_contain_text("finished", timeout=600_000)
             page.screenshot(path=str(tmp_path / "after-send.png"), full_page=True)  # kept for a failing run
@@ -101,6 +105,12 @@ def test_demo_in_chromium_runs_two_schemes_and_shows_the_studys_numbers(tmp_path
             assert set(shown) == {"random", "heads"}
             expect(page.locator("#download")).to_be_visible()
             shot = page.screenshot(full_page=True)
+            # The slider scrubs back: dragged to its start, the panel shows step 0 (no words yet).
+            box = page.locator("#step input[type=range]").bounding_box()
+            assert box is not None
+            page.mouse.click(box["x"] + 2, box["y"] + box["height"] / 2)
+            expect(panel.locator(".lsc-panel")).to_have_attribute("data-step", "0", timeout=60_000)
+            expect(panel.locator("ol.lsc-words li")).to_have_count(0)
             browser.close()
     finally:
         page_app.close()
