@@ -10,8 +10,8 @@ import os
 import shutil
 import socket
 import sqlite3
+import zipfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -105,6 +105,10 @@ def test_demo_in_chromium_runs_two_schemes_and_shows_the_studys_numbers(tmp_path
             assert set(shown) == {"random", "heads"}
             expect(page.locator("#download")).to_be_visible()
             shot = page.screenshot(full_page=True)
+            # "Download run" gives the run folder as a zip.
+            with page.expect_download(timeout=60_000) as got:
+                page.locator("#download").click()
+            got.value.save_as(tmp_path / "run.zip")
             # The slider scrubs back: dragged to its start, the panel shows step 0 (no words yet).
             box = page.locator("#step input[type=range]").bounding_box()
             assert box is not None
@@ -119,6 +123,9 @@ def test_demo_in_chromium_runs_two_schemes_and_shows_the_studys_numbers(tmp_path
     for scheme, (value, text) in shown.items():
         assert value == study[scheme], (scheme, value, study[scheme])
         assert text == f"{study[scheme]:.4f}"
+    with zipfile.ZipFile(tmp_path / "run.zip") as zf:
+        names = zf.namelist()
+    assert any(n.endswith("/results.sqlite") for n in names) and any("/images/" in n for n in names)
     _save_small_png(shot, tmp_path / "demo.png")
     assert (tmp_path / "demo.png").stat().st_size < 300_000
     if os.environ.get("LSC_DEMO_SCREENSHOT"):
