@@ -215,7 +215,7 @@ class Demo:
                 continue  # the image row: Alice's caption is stored
             done.append(ev.scheme)
             view = load_view(run_dir)
-            pending = [s for s in self._labels(run_dir) if s not in done]
+            pending = [spec.label for spec in cfg.schemes if spec.label not in done]
             yield from self._animate(view, ev.scheme, pending, self._progress(req, done, drawn))
         if "error" in outcome:
             yield message(describe(outcome["error"]), error=True), keep, keep, keep, keep, state
@@ -225,8 +225,8 @@ class Demo:
             yield message(f"the image could not be used: {view.image_error}", error=True), panel_html(view, 0), \
                 None, keep, keep, state
             return
-        zip_path = archive_run(run_dir, self.work_dir / "downloads" / f"{run_dir.name}.zip") \
-            if self._mkdir(self.work_dir / "downloads") else None
+        (self.work_dir / "downloads").mkdir(parents=True, exist_ok=True)
+        zip_path = archive_run(run_dir, self.work_dir / "downloads" / f"{run_dir.name}.zip")
         top = view.max_step
         yield (self._summary(view, outcome.get("summary")), panel_html(view, top), curve_image(view, top),
                gr.update(value=top, maximum=max(top, 1)), gr.update(visible=True, value=str(zip_path)), state)
@@ -243,23 +243,6 @@ class Demo:
                    keep, keep)
             if self.step_delay > 0:
                 time.sleep(self.step_delay)
-
-    @staticmethod
-    def _labels(run_dir: Path) -> list[str]:
-        import yaml
-
-        from lsc.config import SchemeSpec, _scheme_from_raw
-
-        try:
-            cfg = yaml.safe_load((run_dir / "config.resolved.yaml").read_text(encoding="utf-8"))
-            return [SchemeSpec(**_scheme_from_raw(raw)).label for raw in cfg.get("schemes", [])]
-        except (OSError, ValueError, AttributeError, TypeError):
-            return []
-
-    @staticmethod
-    def _mkdir(path: Path) -> bool:
-        path.mkdir(parents=True, exist_ok=True)
-        return True
 
     @staticmethod
     def _progress(req: DemoRequest, done: list[str], drawn: int) -> str:
