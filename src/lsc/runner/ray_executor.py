@@ -115,7 +115,7 @@ class RayExecutor:
         if not ray.is_initialized():
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
-            if self.spec.address is None:
+            if self.spec.address is None and not os.environ.get("RAY_ADDRESS"):  # else Ray joins that cluster
                 kwargs.update(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
             try:
                 ray.init(address=self.spec.address, **kwargs)
