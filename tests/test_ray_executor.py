@@ -178,7 +178,7 @@ def test_worker_killed_mid_unit_is_retried_and_a_unit_failing_twice_is_recorded(
         tmp_path: Path, ray_cluster: str, capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "imgs"
     cap = make_folder(folder, corrupt=False)
-    cfg_path = study_yaml(tmp_path / "s.yaml", folder, cap, ["random", "nouns"])
+    cfg_path = study_yaml(tmp_path / "s.yaml", folder, cap, ["random", "most_attentive"])
     clean = tmp_path / "clean"
     run_study(load_config(cfg_path), clean, progress=False)
 
@@ -195,7 +195,7 @@ def test_worker_killed_mid_unit_is_retried_and_a_unit_failing_twice_is_recorded(
     assert always.read_text().count("killed") == 2  # c.png: the first attempt and one retry, no more
     assert (summary.ok, summary.failed) == (6, 2)
     failed = rows(out / "results.sqlite", "SELECT image_id, scheme, status, error FROM summary WHERE status != 'ok'")
-    assert sorted((r[0], r[1]) for r in failed) == [("c.png", "nouns"), ("c.png", "random")]
+    assert sorted((r[0], r[1]) for r in failed) == [("c.png", "most_attentive"), ("c.png", "random")]
     assert all("Ray worker died twice" in r[3] for r in failed), failed
     assert rows(out / "results.sqlite", "SELECT status FROM images WHERE image_id = 'c.png'") == [("failed",)]
     # Everything else has the numbers of the local run, a.png (retried) included.
@@ -206,7 +206,7 @@ def test_worker_killed_mid_unit_is_retried_and_a_unit_failing_twice_is_recorded(
     assert ok_lines == [line for line in ref_summary.splitlines() if b"c.png" not in line]
     # One progress bar over units (4 images), with its rate and ETA.
     err = capsys.readouterr().err
-    assert "4/4" in err and "image/s" in err or "s/image" in err
+    assert "4/4" in err and ("image/s" in err or "s/image" in err)
 
     # Resuming leaves the failed unit failed; --retry-failed submits exactly that unit again.
     log = tmp_path / "submitted.txt"
