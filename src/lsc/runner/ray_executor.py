@@ -162,6 +162,11 @@ class RayExecutor:
 
     # ------------------------------------------------------------ run: submit units, receive outcomes
     def run(self, resolved: StudyConfig, tasks: Iterable[ImageTask]) -> Iterator[Outcome]:
+        """Keep every actor busy with one unit; yield each unit's outcomes as it finishes.
+
+        `resolved` is not shipped: each actor resolved the same config against its own backend (the
+        driver's copy came from the first actor's facts), so a restarted actor needs nothing more.
+        """
         ray = self.ray
         queue = list(tasks)
         queue.reverse()  # pop() takes units in study order
