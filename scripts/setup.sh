@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up lsc in ./.venv from scratch (idempotent). `--test` adds what the test suite needs
-# (hf, phy and parquet extras, pytest) and WordNet for NLTK.
+# (hf, phy, parquet and ray extras, pytest) and WordNet for NLTK.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"

@@ -106,6 +106,27 @@ def _scheme_from_raw(raw: Any) -> Any:
     return raw
 
 
+class ExecutorConfig(_Strict):
+    """Where a study's units (one source image with all its schemes) run: this process, or Ray actors.
+
+    Not part of a study's identity: a study started locally resumes on Ray and vice versa, with the
+    same numbers (seeds come from ids, never from which worker ran what).
+    """
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(None, description='null = start a local Ray instance; "auto" or "ray://host:port"')
+    num_cpus_per_task: float = Field(1.0, ge=0)
+    num_gpus_per_task: float = Field(0.0, ge=0)
+    max_in_flight: int | None = Field(None, ge=1, description="units running at once (one actor each); null = what the cluster fits")
+
+    @field_validator("address")
+    @classmethod
+    def _address_form(cls, value: str | None) -> str | None:
+        if value is not None and value != "auto" and not value.startswith("ray://"):
+            raise ValueError(f'{value!r} is not null, "auto" or "ray://host:port"')
+        return value
+
+
 class StudyConfig(_Strict):
     """Everything that decides a study's numbers (the output folder and progress display do not)."""
 
@@ -124,6 +145,7 @@ class StudyConfig(_Strict):
     snr_db_sweep: list[float] | None = Field(None, description="set by writing a list in channel.snr_db")
     skd: SKDConfig = Field(default_factory=SKDConfig)
     save_images: bool = True
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -214,6 +236,8 @@ class StudyConfig(_Strict):
         data["schemes"] = [_scheme_to_raw(s) for s in self.schemes]
         if data["images"].get("source") == "world" and not data["images"].get("start"):
             del data["images"]["start"]  # studies written before `start` existed keep their identity
+        if self.executor == ExecutorConfig():
+            del data["executor"]  # an execution setting: written only when set, never part of a run folder's study
         return data
 
     def to_yaml(self) -> str:

@@ -21,6 +21,7 @@ import yaml
 
 from lsc.config import StudyConfig, validate_config
 from lsc.errors import LscError
+from lsc.runner.executor import InProcessExecutor
 
 SNR_RANGE_DB = (-20.0, 40.0)  # the page's SNR bounds: beyond them every word is lost or none is
 INPUTS_DIR = "inputs"  # an upload (or an edited world scene) and its captions file, inside the run folder
@@ -180,25 +181,29 @@ class CountingGenerator:
         return getattr(self._inner, name)
 
 
-class StreamingExecutor:
+class StreamingExecutor(InProcessExecutor):
     """The runner's in-process executor, announcing each outcome once the runner has stored it.
 
     The runner stores an outcome before asking for the next, so the event sent when the generator
     resumes means: it is in results.sqlite now (the page reads it from there, as `lsc report` does).
     """
 
-    def __init__(self, worker: Any, notify: Callable[[DemoEvent], None]) -> None:
-        self.worker = worker
-        self.notify = notify
-        counter = CountingGenerator(worker.backend.generator, lambda n: notify(DemoEvent("generated", count=n)))
-        worker.backend = dataclasses.replace(worker.backend, generator=counter)
+    def __init__(self, notify: Callable[[DemoEvent], None]) -> None:
+        super().__init__()
+        self.events = notify
 
-    def run(self, tasks: Iterable[Any]) -> Iterator[Any]:
-        for task in tasks:
-            for outcome in self.worker.run(task):
-                yield outcome
-                data = outcome.data
-                self.notify(DemoEvent("stored", scheme=data.get("scheme") if outcome.kind == "result" else None,
+    def start(self, cfg: Any) -> Any:
+        backend = super().start(cfg)
+        counter = CountingGenerator(backend.generator, lambda n: self.events(DemoEvent("generated", count=n)))
+        self.backend = dataclasses.replace(backend, generator=counter)
+        return self.backend
+
+    def run(self, resolved: Any, tasks: Iterable[Any], journal: Any = None) -> Iterator[Any]:
+        for outcome in super().run(resolved, tasks, journal):
+            yield outcome
+            data = outcome.data
+            if outcome.kind != "done":
+                self.events(DemoEvent("stored", scheme=data.get("scheme") if outcome.kind == "result" else None,
                                       status=data.get("status"), error=data.get("error")))
 
 
@@ -222,7 +227,7 @@ def run_config(cfg: StudyConfig, run_dir: Path, notify: Callable[[DemoEvent], No
     """Run the page's study into run_dir: the runner's own loop, store and files; events as it goes."""
     from lsc.runner.study import run_study
 
-    return run_study(cfg, run_dir, progress=False, executor_factory=lambda worker: StreamingExecutor(worker, notify))
+    return run_study(cfg, run_dir, progress=False, executor=StreamingExecutor(notify))
 
 
 def run_request(req: DemoRequest, run_dir: Path, notify: Callable[[DemoEvent], None]) -> Any:

@@ -1,28 +1,35 @@
-"""Executors: where the per-image work runs. The runner only sees `Executor.run(tasks) -> outcomes`.
+"""Executors: where the units of a study run. The runner sees `start`, `run(tasks) -> outcomes`, `close`.
 
-Why a seam: today everything runs in this process (models loaded once, one image after another). A
-Ray executor can later hold one `ImageWorker` per actor (each loading the models once) and stream the
-same `Outcome` objects back; results are written only by the driver, so durability and resume do not
-change. The one exception is the generation journal (`lsc.runner.store.GenerationJournal`), which the
-in-process worker writes after each generator call; a remote worker would need its own journal.
+Why a seam: locally everything runs in this process (models loaded once, one image after another); the
+Ray executor (`ray_executor.py`) holds one `ImageWorker` per actor (each loading the models once) and
+streams the same `Outcome` objects back. Only the driver writes the store and the run folder, so
+durability and resume do not depend on where a unit ran. The one exception is the generation journal
+(`lsc.runner.store.GenerationJournal`), which the in-process worker writes after each generator call
+(a kill loses at most the call in flight); a Ray unit is journaled by nobody, so a killed driver loses
+the units in flight.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Protocol
 
 import numpy as np
 
-from lsc.config import Condition, SchemeSpec
+from lsc.config import Condition, SchemeSpec, StudyConfig
 from lsc.runner.images import StudyImage
+
+if TYPE_CHECKING:
+    from lsc.interfaces import Backend
+    from lsc.runner.store import GenerationJournal
 
 
 @dataclass
 class ImageTask:
-    """All pending work on one image: (condition, schemes) pairs, and whether its oracle is still due.
+    """One unit of work: all pending work on one image, (condition, schemes) pairs, and whether its oracle
+    is still due.
 
-    One task per image so that every scheme and SNR of that image shares one ImageContext (the
+    One unit per image so that every scheme and SNR of that image shares one ImageContext (the
     perceptual reference and Bob's image cache).
     """
 
@@ -34,18 +41,21 @@ class ImageTask:
 
 @dataclass
 class Outcome:
-    """A unit of finished work, ready for the store.
+    """A piece of finished work, ready for the store.
 
-    kind "image": `data` is the images-table row (caption, status, error) and `original` the pixels;
-    kind "result": `data` is the summary row, `steps` its step rows, `images` Bob's pictures by key;
-    kind "oracle": `data` holds n_words, curve, status, error.
+    kind "image": `data` is the images-table row (caption, status, error) and `original` the pixels
+    (an array, or PNG bytes when it crossed a process boundary);
+    kind "result": `data` is the summary row, `steps` its step rows, `images` Bob's pictures by key
+    (arrays or PNG bytes);
+    kind "oracle": `data` holds n_words, curve, status, error;
+    kind "done": the unit `data["seq"]` / `data["image_id"]` has no more outcomes (progress over units).
     """
 
-    kind: Literal["image", "result", "oracle"]
+    kind: Literal["image", "result", "oracle", "done"]
     data: dict[str, Any]
     steps: list[dict[str, Any]] = field(default_factory=list)
-    images: dict[str, np.ndarray] = field(default_factory=dict)
-    original: np.ndarray | None = None
+    images: dict[str, np.ndarray | bytes] = field(default_factory=dict)
+    original: np.ndarray | bytes | None = None
 
 
 class Worker(Protocol):
@@ -54,18 +64,80 @@ class Worker(Protocol):
 
 
 class Executor(Protocol):
-    """Runs tasks and yields outcomes as they finish (any order across tasks)."""
+    """Runs units and yields their outcomes as they finish (any order across units).
 
-    def run(self, tasks: Iterable[ImageTask]) -> Iterator[Outcome]:
+    `start(cfg)` loads the backend where units will run and returns it, or a `BackendFacts` view of it,
+    for the driver's checks and `resolve`; `run(resolved, tasks, journal)` runs the units (a worker in this process journals its generator calls); `close()` frees workers.
+    `progress_unit` is what the progress bar counts: "run" (each transmission and oracle) or "image"
+    (each finished unit).
+    """
+
+    progress_unit: str
+
+    def start(self, cfg: StudyConfig) -> Any:
+        ...
+
+    def run(self, resolved: StudyConfig, tasks: Iterable[ImageTask], journal: "GenerationJournal | None" = None) -> Iterator[Outcome]:
+        ...
+
+    def close(self) -> None:
         ...
 
 
+@dataclass(frozen=True)
+class BackendFacts:
+    """What the driver needs to know about a backend loaded elsewhere (checks and `resolve`), so a Ray
+    driver never loads the models itself (it may have no GPU)."""
+
+    name: str
+    capabilities: frozenset[str]
+    bob_vocabulary: frozenset[str] | None
+    default_threshold: float
+    default_prompt_order: str
+    image_size: int | None
+
+    @classmethod
+    def of(cls, backend: "Backend") -> "BackendFacts":
+        return cls(backend.name, frozenset(backend.capabilities), backend.bob_vocabulary,
+                   float(backend.default_threshold), str(backend.default_prompt_order),
+                   getattr(backend, "image_size", None))
+
+    def missing(self, required: frozenset[str] | set[str]) -> list[str]:
+        from lsc.interfaces import Backend
+
+        return Backend.missing(self, required)  # type: ignore[arg-type]  # the same rule as the backend's
+
+
 class InProcessExecutor:
-    """Runs each task in this process, one after another, yielding each outcome as soon as it exists."""
+    """Runs each unit in this process, one after another, yielding each outcome as soon as it exists."""
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    progress_unit = "run"
 
-    def run(self, tasks: Iterable[ImageTask]) -> Iterator[Outcome]:
+    def __init__(self, notify: Callable[[str], None] | None = None) -> None:
+        self.notify = notify
+        self.backend: Any = None
+
+    def start(self, cfg: StudyConfig) -> Any:
+        from lsc.runner.study import get_backend
+
+        self.backend = get_backend(cfg.backend, cfg.backend_options, notify=self.notify)
+        return self.backend
+
+    def run(self, resolved: StudyConfig, tasks: Iterable[ImageTask], journal: "GenerationJournal | None" = None) -> Iterator[Outcome]:
+        from lsc.runner.study import ImageWorker
+
+        worker = ImageWorker(resolved, self.backend, journal)
         for task in tasks:
-            yield from self.worker.run(task)
+            yield from worker.run(task)
+
+    def close(self) -> None:
+        """Nothing to free: the backend stays cached for the next study in this process."""
+
+
+def make_executor(cfg: StudyConfig, notify: Callable[[str], None] | None = None) -> Executor:
+    """The executor a study's `executor.kind` asks for."""
+    if cfg.executor.kind == "ray":
+        from lsc.runner.ray_executor import RayExecutor
+
+        return RayExecutor(cfg.executor, notify=notify)
+    return InProcessExecutor(notify=notify)

@@ -23,10 +23,10 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import yaml
 
-from lsc.config import Condition, SchemeSpec, StudyConfig
+from lsc.config import Condition, ExecutorConfig, SchemeSpec, StudyConfig
 from lsc.errors import ConfigError, LscError
 from lsc.interfaces import Backend
-from lsc.runner.executor import Executor, ImageTask, InProcessExecutor, Outcome
+from lsc.runner.executor import Executor, ImageTask, Outcome, make_executor
 from lsc.runner.images import ImageReadError, StudyImage, list_images
 from lsc.runner.store import GenerationJournal, ResultStore
 
@@ -145,6 +145,8 @@ def resolve(cfg: StudyConfig, backend: Backend) -> StudyConfig:
         update["prompt_order"] = backend.default_prompt_order
     if any(k in cfg.backend_options for k in EXECUTION_OPTIONS):
         update["backend_options"] = {k: v for k, v in cfg.backend_options.items() if k not in EXECUTION_OPTIONS}
+    if cfg.executor != ExecutorConfig():
+        update["executor"] = ExecutorConfig()  # where units run never changes a number
     return cfg.model_copy(update=update) if update else cfg
 
 
@@ -212,6 +214,7 @@ class ImageWorker:
             if task.oracle:
                 yield Outcome("oracle", {"image_id": image.image_id, "n_words": None, "curve": [],
                                          "status": "failed", "error": reason})
+            yield Outcome("done", {"seq": task.seq, "image_id": image.image_id})
             return
         yield Outcome("image", {**base, "caption": caption, "status": "ok", "error": None}, original=pixels)
         for cond, specs in task.jobs:
@@ -221,6 +224,7 @@ class ImageWorker:
             yield self._oracle(ctx)
         if self.journal is not None:  # every outcome above is stored by now: its images are not needed
             self.journal.drop_pixels_of(image.image_id)
+        yield Outcome("done", {"seq": task.seq, "image_id": image.image_id})
 
     def _transmit(self, ctx: Any, spec: SchemeSpec, cond: Condition) -> Outcome:
         from lsc.protocol.loop import transmit
@@ -369,6 +373,8 @@ def _stored_config(store_path: Path) -> dict[str, Any] | None:
 
 def _identity(data: Any) -> Any:
     """A config dict without execution options (so configs written before they were split still match)."""
+    if isinstance(data, dict) and "executor" in data:
+        data = {k: v for k, v in data.items() if k != "executor"}
     if isinstance(data, dict) and isinstance(data.get("backend_options"), dict):
         data = {**data, "backend_options": {k: v for k, v in data["backend_options"].items()
                                             if k not in EXECUTION_OPTIONS}}
@@ -433,16 +439,28 @@ def safe_name(image_id: str) -> str:
     return safe
 
 
-def save_png(path: Path, pixels: np.ndarray) -> None:
-    """Write a PNG atomically (a killed run never leaves a truncated file under the final name)."""
+def encode_png(pixels: np.ndarray) -> bytes:
+    """An image in [0, 1] as PNG bytes: how a remote worker ships Bob's images (the same bytes the
+    driver would write from the pixels, and 8x smaller than float32)."""
+    import io
+
     from PIL import Image
 
+    arr = np.clip(np.asarray(pixels, dtype=np.float32), 0.0, 1.0)
+    buf = io.BytesIO()
+    Image.fromarray((arr * 255.0 + 0.5).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_png(path: Path, pixels: np.ndarray | bytes) -> None:
+    """Write a PNG (pixels, or PNG bytes from a worker) atomically: a killed run never leaves a
+    truncated file under the final name."""
     if path.exists():
         return
-    arr = np.clip(np.asarray(pixels, dtype=np.float32), 0.0, 1.0)
+    data = pixels if isinstance(pixels, bytes) else encode_png(pixels)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: no two writers share one
     try:
-        Image.fromarray((arr * 255.0 + 0.5).astype(np.uint8)).save(tmp, format="PNG")
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -454,13 +472,13 @@ def run_study(
     out_dir: str | Path,
     progress: bool = True,
     retry_failed: bool = False,
-    executor_factory: Callable[[ImageWorker], Executor] = InProcessExecutor,
+    executor: Executor | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> StudySummary:
     """Run (or resume) a study into `out_dir`; returns counts. Raises LscError on a user error.
 
     The folder is locked for the run's duration; `notify` receives one-line notices (e.g. which
-    function a custom backend imported).
+    function a custom backend imported). `executor` defaults to the one `cfg.executor` names.
     """
 
     t0 = time.perf_counter()
@@ -470,18 +488,23 @@ def run_study(
     if out.is_dir():
         lock.acquire()  # a second run on a busy folder stops here, before loading any model
     try:
-        return _run_locked(cfg, out, lock, progress, retry_failed, executor_factory, notify, t0)
+        if executor is None:
+            executor = make_executor(cfg, notify)
+        try:
+            return _run_locked(cfg, out, lock, progress, retry_failed, executor, t0)
+        finally:
+            executor.close()
     finally:
         lock.release()
 
 
 def _run_locked(cfg: StudyConfig, out: Path, lock: RunLock, progress: bool, retry_failed: bool,
-                executor_factory: Callable[[ImageWorker], Executor], notify: Callable[[str], None] | None,
-                t0: float) -> StudySummary:
+                executor: Executor, t0: float) -> StudySummary:
     from lsc.schemes import check_capabilities
 
-    # Models first: a missing model is the first thing a user on a fresh machine must hear about.
-    backend = get_backend(cfg.backend, cfg.backend_options, notify=notify)
+    # Models first: a missing model is the first thing a user on a fresh machine must hear about. With
+    # Ray they load on the workers, and `backend` is what the driver needs to know of them.
+    backend = executor.start(cfg)
     images = list_images(cfg)
     check_capabilities(backend, [spec.name for spec in cfg.schemes])
     if cfg.channel.word_correction and backend.bob_vocabulary is None:
@@ -520,12 +543,11 @@ def _run_locked(cfg: StudyConfig, out: Path, lock: RunLock, progress: bool, retr
 
         journal = GenerationJournal(store)
         journal.drop_pixels(keep=[t.image.image_id for t in tasks])  # left by a run killed after its last result
-        worker = ImageWorker(resolved, backend, journal)
-        executor = executor_factory(worker)
         ok = failed = 0
-        bar = _progress(n_pending + n_oracle, progress)
+        per_unit = executor.progress_unit == "image"
+        bar = _progress(len(tasks) if per_unit else n_pending + n_oracle, progress, executor.progress_unit)
         try:
-            for outcome in executor.run(tasks):
+            for outcome in executor.run(resolved, tasks, journal):
                 if outcome.kind == "image":
                     d = outcome.data
                     store.record_image(d["seq"], d["image_id"], d["caption"], d["captions"], d["attributes"],
@@ -540,12 +562,17 @@ def _run_locked(cfg: StudyConfig, out: Path, lock: RunLock, progress: bool, retr
                         ok += 1
                     else:
                         failed += 1
-                    bar.update(1)
-                    bar.set_postfix_str(f"{outcome.data['image_id']} {outcome.data['scheme']}", refresh=False)
-                else:
+                    if not per_unit:
+                        bar.update(1)
+                        bar.set_postfix_str(f"{outcome.data['image_id']} {outcome.data['scheme']}", refresh=False)
+                elif outcome.kind == "oracle":
                     d = outcome.data
                     store.record_oracle(d["image_id"], d["n_words"], d["curve"], d["status"], d["error"])
+                    if not per_unit:
+                        bar.update(1)
+                elif per_unit:  # "done": a unit finished
                     bar.update(1)
+                    bar.set_postfix_str(f"{outcome.data['image_id']} ({ok} ok, {failed} failed)", refresh=False)
         finally:
             bar.close()
     return StudySummary(out, total, skipped, ok, failed, time.perf_counter() - t0)
@@ -557,9 +584,9 @@ class _NoBar:
     def close(self) -> None: ...
 
 
-def _progress(total: int, enabled: bool) -> Any:
+def _progress(total: int, enabled: bool, unit: str = "run") -> Any:
     if not enabled:
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="lsc run", unit="run", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+    return tqdm(total=total, desc="lsc run", unit=unit, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
