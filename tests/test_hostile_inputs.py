@@ -258,7 +258,7 @@ def test_captions_files_confined_and_explicit(tmp_path: Path) -> None:
 
 
 def test_names_mapping_to_one_safe_name_stay_distinct() -> None:
-    from lsc.runner.study import safe_name
+    from lsc.runner.folder import safe_name
 
     assert safe_name("a b.png") != safe_name("a_b.png") and safe_name("a/b.png") != safe_name("a_b.png")
     assert safe_name("world-0-00001") == "world-0-00001" and safe_name("1000_ab.jpg") == "1000_ab.jpg"

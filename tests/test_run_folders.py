@@ -22,7 +22,7 @@ def _cfg(tmp: Path, schemes: list[str] | None = None, extra: str = "") -> Path:
 
 
 def test_second_run_on_a_locked_folder_exits_2_while_report_and_export_work(tmp_path: Path) -> None:
-    from lsc.runner.study import RunLock
+    from lsc.runner.folder import RunLock
 
     cfg, out = _cfg(tmp_path), tmp_path / "run"
     first = lsc_cli("run", str(cfg), "--out", str(out), *QUIET)
@@ -68,7 +68,7 @@ def test_odd_out_names_work_end_to_end(tmp_path: Path, name: str) -> None:
 
 
 def test_another_process_temp_file_does_not_block_a_write(tmp_path: Path) -> None:
-    from lsc.runner.study import save_png
+    from lsc.runner.folder import save_png
 
     target = tmp_path / "x.png"
     (tmp_path / "x.png.tmp").mkdir()  # what another process (or an old version) left mid-write

@@ -17,7 +17,8 @@ import pytest
 from fakes import CAPTIONS, make_folder, study_yaml
 from lsc.config import load_config
 from lsc.errors import ConfigError
-from lsc.runner.export import STEPS_EXPORT, SUMMARY_EXPORT, export_run
+from lsc.runner.export import export_run
+from lsc.runner.rows import STEPS_EXPORT, SUMMARY_EXPORT
 from lsc.runner.images import read_coco_captions, read_flickr8k_captions
 from lsc.runner.study import get_backend, run_study
 

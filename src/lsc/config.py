@@ -70,6 +70,11 @@ class SchemeSpec(_Strict):
                 self.label = self.name
         return self
 
+    @classmethod
+    def from_raw(cls, raw: Any) -> "SchemeSpec":
+        """A scheme as written in a config: `heads` or `{name: heads, only_heads: true, label: ssc_only}`."""
+        return cls.model_validate(_scheme_from_raw(raw))
+
 
 def _scheme_to_raw(spec: SchemeSpec) -> Any:
     """The short YAML form of a scheme: its bare name when it has no options and the default label."""

@@ -9,12 +9,14 @@ change.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Literal, Protocol
+from typing import Any, Iterable, Iterator, Protocol, Union
 
 import numpy as np
 
 from lsc.config import Condition, SchemeSpec
+from lsc.protocol.loop import StepRecord
 from lsc.runner.images import StudyImage
+from lsc.runner.rows import ResultKey, ResultSummary
 
 
 @dataclass
@@ -32,19 +34,41 @@ class ImageTask:
 
 
 @dataclass
-class Outcome:
-    """A unit of finished work, ready for the store.
+class ImageOutcome:
+    """An image read (or not): its images-table row, and the original's pixels when it was read."""
 
-    kind "image": `data` is the images-table row (caption, status, error) and `original` the pixels;
-    kind "result": `data` is the summary row, `steps` its step rows, `images` Bob's pictures by key;
-    kind "oracle": `data` holds n_words, curve, status, error.
-    """
-
-    kind: Literal["image", "result", "oracle"]
-    data: dict[str, Any]
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    images: dict[str, np.ndarray] = field(default_factory=dict)
+    seq: int
+    image_id: str
+    caption: str | None
+    captions: list[str]
+    attributes: dict[str, Any] | None
+    status: str
+    error: str | None
     original: np.ndarray | None = None
+
+
+@dataclass
+class ResultOutcome:
+    """One transmission (image x scheme x condition): its summary and steps rows, Bob's images by key."""
+
+    key: ResultKey
+    summary: ResultSummary
+    steps: list[StepRecord] = field(default_factory=list)
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class OracleOutcome:
+    """An image's oracle curve [(k, lpips)], or why there is none (status 'skipped' or 'failed')."""
+
+    image_id: str
+    n_words: int | None
+    curve: list[tuple[int, float]]
+    status: str
+    error: str | None
+
+
+Outcome = Union[ImageOutcome, ResultOutcome, OracleOutcome]
 
 
 class Worker(Protocol):
