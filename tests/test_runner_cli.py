@@ -30,39 +30,39 @@ def test_run_report_export_cli(tmp_path: Path) -> None:
         assert len(list(csv.DictReader(fh))) == 8
 
 
-def test_other_study_same_folder_refused(tmp_path: Path) -> None:
+def test_other_study_same_folder_refused(tmp_path: Path, lsc_main) -> None:
     folder = tmp_path / "imgs"
     cap = make_folder(folder, corrupt=False)
     cfg = study_yaml(tmp_path / "s.yaml", folder, cap, ["random"])
     out = tmp_path / "run"
-    assert lsc_cli("run", str(cfg), "--out", str(out), "--no-report", "--no-progress").returncode == 0
-    proc = lsc_cli("run", str(cfg), "--out", str(out), "--set", "prompt_order=caption")
+    assert lsc_main("run", str(cfg), "--out", str(out), "--no-report", "--no-progress").returncode == 0
+    proc = lsc_main("run", str(cfg), "--out", str(out), "--set", "prompt_order=caption")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (f"error: {out} holds a different study (config.resolved.yaml differs at "
                                    "'prompt_order'); use another --out or the same config")
 
 
-def test_missing_capability_fails_before_the_study(tmp_path: Path) -> None:
+def test_missing_capability_fails_before_the_study(tmp_path: Path, lsc_main) -> None:
     folder = tmp_path / "imgs"
     cap = make_folder(folder, corrupt=False)
     cfg = study_yaml(tmp_path / "s.yaml", folder, cap, ["random", "alice_attention"])
     out = tmp_path / "run"
-    proc = lsc_cli("run", str(cfg), "--out", str(out))
+    proc = lsc_main("run", str(cfg), "--out", str(out))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == ("error: backend 'fake' lacks what these schemes need: scheme 'alice_attention' "
                                    "needs alice_grounding")
     assert not out.exists()  # nothing written
 
 
-def test_report_and_export_errors() -> None:
+def test_report_and_export_errors(lsc_main) -> None:
     for args in (["report", "/nonexistent/run"], ["export", "/nonexistent/run"]):
-        proc = lsc_cli(*args)
+        proc = lsc_main(*args)
         assert proc.returncode == 2
         assert proc.stderr.strip() == "error: /nonexistent/run is not a run folder (no results.sqlite)"
 
 
-def test_schemes_table() -> None:
-    proc = lsc_cli("schemes")
+def test_schemes_table(lsc_main) -> None:
+    proc = lsc_main("schemes")
     assert proc.returncode == 0
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["name", "Alice", "holds", "description"]
@@ -72,14 +72,14 @@ def test_schemes_table() -> None:
     assert "all of Bob's model" in row
 
 
-def test_unknown_backend_option_one_line(tmp_path: Path) -> None:
+def test_unknown_backend_option_one_line(tmp_path: Path, lsc_main) -> None:
     folder = tmp_path / "imgs"
     cap = make_folder(folder, corrupt=False)
     cfg = study_yaml(tmp_path / "s.yaml", folder, cap, ["random"])
-    proc = lsc_cli("run", str(cfg), "--out", str(tmp_path / "run"), "--set", "backend_options.speed=9")
+    proc = lsc_main("run", str(cfg), "--out", str(tmp_path / "run"), "--set", "backend_options.speed=9")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == ("error: backend_options.speed: unknown option of backend 'fakes:load_fake_backend'; "
                                    "its options are caption, delay, threshold")
-    proc = lsc_cli("run", "--set", "backend_options.turbo=1", "--out", str(tmp_path / "w"))
+    proc = lsc_main("run", "--set", "backend_options.turbo=1", "--out", str(tmp_path / "w"))
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: backend_options.turbo: unknown option of "
                                                                    "backend 'world'")

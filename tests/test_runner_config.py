@@ -92,8 +92,8 @@ def test_scheme_options_and_labels() -> None:
         ("backend=quantum", "error: backend: unknown backend 'quantum'"),
     ],
 )
-def test_bad_config_one_line_exit_2(override: str, expected: str) -> None:
-    proc = lsc_cli("run", "--set", override, "--dry-run")
+def test_bad_config_one_line_exit_2(override: str, expected: str, lsc_main) -> None:
+    proc = lsc_main("run", "--set", override, "--dry-run")
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -117,8 +117,8 @@ def test_bad_config_file_errors(tmp_path: Path) -> None:
         load_config(folder)
 
 
-def test_dry_run_prints_resolved_yaml() -> None:
-    proc = lsc_cli("run", "--set", "images.count=2", "--set", "schemes=[random]", "--dry-run")
+def test_dry_run_prints_resolved_yaml(lsc_main) -> None:
+    proc = lsc_main("run", "--set", "images.count=2", "--set", "schemes=[random]", "--dry-run")
     assert proc.returncode == 0, proc.stderr
     data = yaml.safe_load(proc.stdout)
     assert data["images"] == {"source": "world", "count": 2, "seed": 0}
