@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakes import make_folder, study_yaml
+from study_data import make_folder, study_yaml
 from lsc.errors import ConfigError, LscWarning
 from lsc.runner.images import ImageReadError, read_coco_captions, read_flickr8k_captions, read_image
 
@@ -130,7 +130,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, capsys, build, frag
     assert code == 2, err
     *notices, last = err.splitlines()
     assert last.startswith("error: ") and "Traceback" not in err, err
-    assert all(n.startswith("backend: calling fakes.load_fake_backend") for n in notices), err
+    assert all(n.startswith("backend: calling lsc.protocol.testing.load_fake_backend") for n in notices), err
     assert fragment in last, err
 
 
@@ -206,6 +206,7 @@ def test_tiny_and_huge_images_are_refused_with_a_reason(tmp_path: Path) -> None:
     assert read_image(tmp_path / "big.png", resize=32).shape == (32, 32, 3)
 
 
+@pytest.mark.slow
 def test_8000_square_png_costs_well_under_1_gb(tmp_path: Path) -> None:
     Image.linear_gradient("L").resize((8000, 8000)).convert("RGB").save(tmp_path / "big.png", compress_level=1)
     code = (

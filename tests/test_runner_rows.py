@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes import make_folder, study_yaml
+from study_data import make_folder, study_yaml
 from lsc.config import load_config
 from lsc.protocol.loop import StepRecord
 from lsc.runner.export import export_run

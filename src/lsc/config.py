@@ -195,6 +195,14 @@ class StudyConfig(_Strict):
             )
         return value
 
+    @model_validator(mode="after")
+    def _backend_options_known(self) -> "StudyConfig":
+        """A registered backend's options are checked here, so `--dry-run` catches a bad one (ConfigError)."""
+        from lsc.backends import check_backend_options
+
+        check_backend_options(self.backend, self.backend_options)
+        return self
+
     # ---------------------------------------------------------------- derived views
     def conditions(self) -> list["Condition"]:
         """The sub-studies: one per swept SNR value, or a single unnamed one."""
