@@ -3,12 +3,12 @@ behind lsc's four interfaces. Model ids or local folders are options; nothing is
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from lsc.errors import ConfigError, ModelUnavailableError, validation_message
+from lsc.errors import ConfigError, ModelUnavailableError
 from lsc.interfaces import (
     CAP_ALICE_ATTENTION,
     CAP_ALICE_GROUNDING,

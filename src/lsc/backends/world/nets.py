@@ -9,7 +9,7 @@ the schemes read word-level self-attention and per-word cross-attention maps.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from typing import Sequence
 
