@@ -68,8 +68,8 @@ def test_report_files_and_self_contained_html(tmp_path: Path) -> None:
     rep = out / "report"
     assert html_path == rep / "report.html"
     names = sorted(p.name for p in rep.iterdir())
-    assert names == ["lpips_vs_bits.png", "lpips_vs_words.png", "report.html", "report.md", "strip_a_png.png",
-                     "strip_b_png.png", "strip_c_png.png", "success_vs_words.png"]
+    assert names == ["lpips_vs_bits.png", "lpips_vs_words.png", "report.html", "report.md", "strip_a.png.png",
+                     "strip_b.png.png", "strip_c.png.png", "success_vs_words.png"]
     html = html_path.read_text()
     pngs = _embedded_pngs(html)
     assert len(pngs) == 6 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)

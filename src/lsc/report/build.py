@@ -196,7 +196,7 @@ def _strips(data: RunData, out: Path) -> list[Block]:
     strip_cond = data.conds[-1][0] if data.conds else ""
     ok_ids = [i for i in data.image_order if any(s["image_id"] == i and s["status"] == "ok" for s in data.summaries)]
     for image_id in ok_ids[:STRIP_IMAGES]:
-        path = out / f"strip_{safe_name(image_id).replace('.', '_')}.png"
+        path = out / f"strip_{safe_name(image_id)}.png"  # safe_name keeps distinct ids distinct
         if plots.image_strip(data, image_id, strip_cond, path):
             strips.append(Figure(f"Image strip: {image_id}", path))
     return strips
