@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up lsc with its test dependencies, then run the whole test suite.
+# Set up lsc with its test dependencies, then run the whole test suite; arguments go to pytest
+# (`-m "not slow"`: the fast lane, without the end-to-end and shipped-weights tests).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test || exit 1

@@ -1,6 +1,6 @@
 """`lsc demo` without a browser: the page's callbacks, the config it builds, its archive, its limits.
 
-The fast tests use the fake backend (tests/fakes.py); the world test checks that a demo run's numbers
+The fast tests use the fake backend (lsc.protocol.testing); the world test checks that a demo run's numbers
 equal a study's for the same scene, schemes, channel and seed.
 """
 
@@ -18,14 +18,14 @@ import pytest
 
 pytest.importorskip("gradio", reason="lsc demo needs gradio (pip install -e '.[demo]')")
 
-from fakes import save_caption_png  # noqa: E402
+from study_data import FAKE_BACKEND, save_caption_png  # noqa: E402
 from lsc.config import load_config  # noqa: E402
 from lsc.demo.app import Demo  # noqa: E402
 from lsc.demo.session import DemoInputError, DemoRequest, Source, build_config, parse_scheme_options  # noqa: E402
 from lsc.demo.view import RunView, SchemeView, panel_html  # noqa: E402
 from lsc.runner.images import list_images  # noqa: E402
 
-FAKE = "fakes:load_fake_backend"
+FAKE = FAKE_BACKEND
 CAPTION = "a red ball on green grass"  # the fake captioner's caption
 
 

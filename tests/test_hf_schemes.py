@@ -55,6 +55,7 @@ def _flickr_folder(root: Path) -> tuple[Path, Path]:
     return images, captions
 
 
+@pytest.mark.slow
 def test_lsc_run_paper_config_on_tiny_models(hf_options, tmp_path: Path) -> None:
     """`lsc run configs/paper.yaml --set backend=hf` with every model pointed at a tiny local folder."""
     images, captions = _flickr_folder(tmp_path / "flickr")
@@ -71,6 +72,7 @@ def test_lsc_run_paper_config_on_tiny_models(hf_options, tmp_path: Path) -> None
     assert "backend: hf" in resolved and "threshold: 0.6" in resolved
 
 
+@pytest.mark.slow
 def test_lsc_run_paper_config_without_weights_is_one_line(hf_options, tmp_path: Path) -> None:
     """On a machine without the BLIP / Stable Diffusion weights: exit 2 and one line naming the model."""
     images, captions = _flickr_folder(tmp_path / "flickr")

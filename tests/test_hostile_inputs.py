@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import warnings
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakes import make_folder, study_yaml
+from study_data import make_folder, study_yaml
 from lsc.errors import ConfigError, LscWarning
 from lsc.runner.images import ImageReadError, read_coco_captions, read_flickr8k_captions, read_image
 
@@ -130,7 +129,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, capsys, build, frag
     assert code == 2, err
     *notices, last = err.splitlines()
     assert last.startswith("error: ") and "Traceback" not in err, err
-    assert all(n.startswith("backend: calling fakes.load_fake_backend") for n in notices), err
+    assert all(n.startswith("backend: calling lsc.protocol.testing.load_fake_backend") for n in notices), err
     assert fragment in last, err
 
 
@@ -206,6 +205,7 @@ def test_tiny_and_huge_images_are_refused_with_a_reason(tmp_path: Path) -> None:
     assert read_image(tmp_path / "big.png", resize=32).shape == (32, 32, 3)
 
 
+@pytest.mark.slow
 def test_8000_square_png_costs_well_under_1_gb(tmp_path: Path) -> None:
     Image.linear_gradient("L").resize((8000, 8000)).convert("RGB").save(tmp_path / "big.png", compress_level=1)
     code = (
@@ -258,7 +258,7 @@ def test_captions_files_confined_and_explicit(tmp_path: Path) -> None:
 
 
 def test_names_mapping_to_one_safe_name_stay_distinct() -> None:
-    from lsc.runner.study import safe_name
+    from lsc.runner.folder import safe_name
 
     assert safe_name("a b.png") != safe_name("a_b.png") and safe_name("a/b.png") != safe_name("a_b.png")
     assert safe_name("world-0-00001") == "world-0-00001" and safe_name("1000_ab.jpg") == "1000_ab.jpg"
@@ -300,7 +300,7 @@ def test_world_study_lists_100000_scenes_without_drawing_them(monkeypatch) -> No
 
 def test_names_mapping_to_one_strip_name_get_distinct_strips(tmp_path: Path) -> None:
     """'a.b.png' and 'a_b.png' are different images: each keeps its own original and report strip."""
-    from fakes import save_caption_png
+    from study_data import save_caption_png
     from lsc.config import load_config
     from lsc.report import build_report
     from lsc.runner.study import run_study

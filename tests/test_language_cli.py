@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from lsc.cli import app
@@ -21,6 +22,7 @@ def test_parse_json():
     assert ud["heads"] == ["children", "playing", "beach"]
 
 
+@pytest.mark.slow
 def test_synonyms_json():
     out = runner.invoke(app, ["synonyms", "red", "--pos", "adj", "--json"])
     assert out.exit_code == 0, out.output

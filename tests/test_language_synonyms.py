@@ -14,16 +14,7 @@ from lsc.language.synonyms import inflect, longer_synonyms, synonyms
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _need_wordnet():
-    if syn.wordnet_available():
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail("WordNet is not installed in CI: scripts/install_wordnet.sh should have installed it")
-    pytest.skip("WordNet not installed (run scripts/install_wordnet.sh)")
-
-
-def test_wordnet_dog_red_running():
-    _need_wordnet()
+def test_wordnet_dog_red_running(wordnet):
     dog = synonyms("dog")
     assert dog.source == "wordnet"
     assert {"domestic dog", "hound"} <= set(dog.by_pos["noun"])
@@ -38,15 +29,13 @@ def test_wordnet_dog_red_running():
     assert "run" not in verbs and "running" not in verbs
 
 
-def test_wordnet_inflection_follows_the_word():
-    _need_wordnet()
+def test_wordnet_inflection_follows_the_word(wordnet):
     assert "hounds" in synonyms("dogs", "noun").by_pos["noun"]
     jumped = synonyms("jumped", "verb").by_pos["verb"]
     assert {"leapt", "sprang"} <= set(jumped)  # irregular pasts from WordNet's verb.exc
 
 
-def test_longer_synonyms_for_scc():
-    _need_wordnet()
+def test_longer_synonyms_for_scc(wordnet):
     out = longer_synonyms("red", "adj", 2)
     assert "crimson" in out and all(len(s) >= 5 and " " not in s for s in out)
     assert longer_synonyms("red", "ADJ", 2, vocabulary={"scarlet", "blue"}) == ["scarlet"]

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from fakes import make_folder, study_yaml
+from study_data import make_folder, study_yaml
 from lsc.config import load_config, validate_config
 from lsc.errors import ConfigError
 from lsc.runner.executor import ImageTask
@@ -38,8 +38,9 @@ needs_ray = pytest.mark.skipif(ray is None, reason="ray is not installed (pip in
 def ray_cluster() -> Iterator[str]:
     """One local Ray instance for the module (starting one takes seconds); yields its address.
 
-    Workers inherit the raylet's environment, so PYTHONPATH set here lets them import `fakes` (the fake
-    backend) and this module (the fault hooks), also for a driver started in a subprocess.
+    Workers inherit the raylet's environment, so PYTHONPATH set here lets them import this checkout's `lsc`
+    (with its fake backend, `lsc.protocol.testing`) and this module (the fault hooks), also for a driver
+    started in a subprocess.
     """
     assert ray is not None
     old = os.environ.get("PYTHONPATH")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fakes import make_folder, study_yaml
+from study_data import make_folder, study_yaml
 from lsc.config import load_config
 from lsc.report import build_report
 from lsc.report.build import scheme_table

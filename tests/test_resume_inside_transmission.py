@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fakes import make_folder, study_yaml
+from study_data import make_folder, study_yaml
 from lsc.config import load_config
 from lsc.runner.export import export_tables
 from lsc.runner.store import GenerationJournal, ResultStore, decode_pixels, encode_pixels

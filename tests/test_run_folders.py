@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fakes import make_folder, study_yaml
+from study_data import make_folder, study_yaml
 from test_runner_config import lsc_cli
 
 QUIET = ("--no-report", "--no-progress")
@@ -21,14 +21,15 @@ def _cfg(tmp: Path, schemes: list[str] | None = None, extra: str = "") -> Path:
     return study_yaml(tmp / "s.yaml", folder, cap, schemes or ["random"], extra=extra)
 
 
+@pytest.mark.slow
 def test_second_run_on_a_locked_folder_exits_2_while_report_and_export_work(tmp_path: Path) -> None:
-    from lsc.runner.study import RunLock
+    from lsc.runner.folder import RunLock
 
     cfg, out = _cfg(tmp_path), tmp_path / "run"
     first = lsc_cli("run", str(cfg), "--out", str(out), *QUIET)
     assert first.returncode == 0, first.stderr
     # The custom backend's function is named: a study YAML naming module:function is code.
-    assert "backend: calling fakes.load_fake_backend from " in first.stderr
+    assert "backend: calling lsc.protocol.testing.load_fake_backend from " in first.stderr
     lock = RunLock(out).acquire()  # as a running `lsc run` holds it
     try:
         second = lsc_cli("run", str(cfg), "--out", str(out), *QUIET)
@@ -58,6 +59,7 @@ def test_deleted_resolved_config_is_checked_against_the_store(tmp_path: Path) ->
     assert (out / "config.resolved.yaml").is_file()  # written back
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["out#1", "what?x=1", "100%done"])
 def test_odd_out_names_work_end_to_end(tmp_path: Path, name: str) -> None:
     cfg, out = _cfg(tmp_path), tmp_path / name
@@ -68,7 +70,7 @@ def test_odd_out_names_work_end_to_end(tmp_path: Path, name: str) -> None:
 
 
 def test_another_process_temp_file_does_not_block_a_write(tmp_path: Path) -> None:
-    from lsc.runner.study import save_png
+    from lsc.runner.folder import save_png
 
     target = tmp_path / "x.png"
     (tmp_path / "x.png.tmp").mkdir()  # what another process (or an old version) left mid-write
@@ -78,11 +80,11 @@ def test_another_process_temp_file_does_not_block_a_write(tmp_path: Path) -> Non
 
 def _fake_with_threads():
     """A fake backend loader that takes `threads`, as the world backend's does."""
-    import fakes
+    from lsc.protocol.testing import load_fake_backend
 
     def load(threads: int | None = None, **kw):
         load.seen.append(threads)
-        return fakes.load_fake_backend(**kw)
+        return load_fake_backend(**kw)
 
     load.seen = []
     return load
@@ -133,6 +135,7 @@ def test_default_threads_is_1_on_a_loaded_machine(monkeypatch: pytest.MonkeyPatc
     assert default_threads() == 4
 
 
+@pytest.mark.slow
 def test_skd_command_rewrites_as_a_study_on_the_world_does() -> None:
     from lsc.language.config import SKDConfig
     from lsc.language.skd import LexiconSKD

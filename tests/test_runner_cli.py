@@ -5,15 +5,21 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from fakes import make_folder, study_yaml
+import pytest
+
+from study_data import make_folder, study_yaml
+
+
+def _study(tmp_path: Path, schemes: list[str]) -> tuple[Path, Path]:
+    """A study YAML of the fake backend on a folder of four images, and the run folder to use."""
+    folder = tmp_path / "imgs"
+    return study_yaml(tmp_path / "s.yaml", folder, make_folder(folder, corrupt=False), schemes), tmp_path / "run"
 from test_runner_config import lsc_cli
 
 
+@pytest.mark.slow
 def test_run_report_export_cli(tmp_path: Path) -> None:
-    folder = tmp_path / "imgs"
-    cap = make_folder(folder, corrupt=False)
-    cfg = study_yaml(tmp_path / "s.yaml", folder, cap, ["random", "heads_random"])
-    out = tmp_path / "run"
+    cfg, out = _study(tmp_path, ["random", "heads_random"])
     proc = lsc_cli("run", str(cfg), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0].startswith("8 ok, 0 failed, 0 already done, of 8 transmissions")
@@ -30,39 +36,33 @@ def test_run_report_export_cli(tmp_path: Path) -> None:
         assert len(list(csv.DictReader(fh))) == 8
 
 
-def test_other_study_same_folder_refused(tmp_path: Path) -> None:
-    folder = tmp_path / "imgs"
-    cap = make_folder(folder, corrupt=False)
-    cfg = study_yaml(tmp_path / "s.yaml", folder, cap, ["random"])
-    out = tmp_path / "run"
-    assert lsc_cli("run", str(cfg), "--out", str(out), "--no-report", "--no-progress").returncode == 0
-    proc = lsc_cli("run", str(cfg), "--out", str(out), "--set", "prompt_order=caption")
+def test_other_study_same_folder_refused(tmp_path: Path, lsc_main) -> None:
+    cfg, out = _study(tmp_path, ["random"])
+    assert lsc_main("run", str(cfg), "--out", str(out), "--no-report", "--no-progress").returncode == 0
+    proc = lsc_main("run", str(cfg), "--out", str(out), "--set", "prompt_order=caption")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (f"error: {out} holds a different study (config.resolved.yaml differs at "
                                    "'prompt_order'); use another --out or the same config")
 
 
-def test_missing_capability_fails_before_the_study(tmp_path: Path) -> None:
-    folder = tmp_path / "imgs"
-    cap = make_folder(folder, corrupt=False)
-    cfg = study_yaml(tmp_path / "s.yaml", folder, cap, ["random", "alice_attention"])
-    out = tmp_path / "run"
-    proc = lsc_cli("run", str(cfg), "--out", str(out))
+def test_missing_capability_fails_before_the_study(tmp_path: Path, lsc_main) -> None:
+    cfg, out = _study(tmp_path, ["random", "alice_attention"])
+    proc = lsc_main("run", str(cfg), "--out", str(out))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == ("error: backend 'fake' lacks what these schemes need: scheme 'alice_attention' "
                                    "needs alice_grounding")
     assert not out.exists()  # nothing written
 
 
-def test_report_and_export_errors() -> None:
+def test_report_and_export_errors(lsc_main) -> None:
     for args in (["report", "/nonexistent/run"], ["export", "/nonexistent/run"]):
-        proc = lsc_cli(*args)
+        proc = lsc_main(*args)
         assert proc.returncode == 2
         assert proc.stderr.strip() == "error: /nonexistent/run is not a run folder (no results.sqlite)"
 
 
-def test_schemes_table() -> None:
-    proc = lsc_cli("schemes")
+def test_schemes_table(lsc_main) -> None:
+    proc = lsc_main("schemes")
     assert proc.returncode == 0
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["name", "Alice", "holds", "description"]
@@ -72,14 +72,12 @@ def test_schemes_table() -> None:
     assert "all of Bob's model" in row
 
 
-def test_unknown_backend_option_one_line(tmp_path: Path) -> None:
-    folder = tmp_path / "imgs"
-    cap = make_folder(folder, corrupt=False)
-    cfg = study_yaml(tmp_path / "s.yaml", folder, cap, ["random"])
-    proc = lsc_cli("run", str(cfg), "--out", str(tmp_path / "run"), "--set", "backend_options.speed=9")
+def test_unknown_backend_option_one_line(tmp_path: Path, lsc_main) -> None:
+    cfg, _ = _study(tmp_path, ["random"])
+    proc = lsc_main("run", str(cfg), "--out", str(tmp_path / "run"), "--set", "backend_options.speed=9")
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == ("error: backend_options.speed: unknown option of backend 'fakes:load_fake_backend'; "
+    assert proc.stderr.strip().splitlines()[-1] == ("error: backend_options.speed: unknown option of backend 'lsc.protocol.testing:load_fake_backend'; "
                                    "its options are caption, delay, threshold")
-    proc = lsc_cli("run", "--set", "backend_options.turbo=1", "--out", str(tmp_path / "w"))
+    proc = lsc_main("run", "--set", "backend_options.turbo=1", "--out", str(tmp_path / "w"))
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: backend_options.turbo: unknown option of "
                                                                    "backend 'world'")

@@ -90,10 +90,13 @@ def test_scheme_options_and_labels() -> None:
         ("threshold=-1", "error: threshold: Input should be greater than 0 (got -1)"),
         ("schemes=[{name: heads, wings: 2}]", "error: schemes.0 (heads[wings=2]): scheme 'heads' has no option 'wings'"),
         ("backend=quantum", "error: backend: unknown backend 'quantum'"),
+        ("backend_options.bogus=1", "error: backend_options.bogus: unknown option of backend 'world'; its options are "
+                                    "weights, sampler_steps, guidance, threads"),
+        ("backend_options.sampler_steps=0", "error: backend_options.sampler_steps: Input should be greater than or equal to 1"),
     ],
 )
-def test_bad_config_one_line_exit_2(override: str, expected: str) -> None:
-    proc = lsc_cli("run", "--set", override, "--dry-run")
+def test_bad_config_one_line_exit_2(override: str, expected: str, lsc_main) -> None:
+    proc = lsc_main("run", "--set", override, "--dry-run")
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -117,8 +120,8 @@ def test_bad_config_file_errors(tmp_path: Path) -> None:
         load_config(folder)
 
 
-def test_dry_run_prints_resolved_yaml() -> None:
-    proc = lsc_cli("run", "--set", "images.count=2", "--set", "schemes=[random]", "--dry-run")
+def test_dry_run_prints_resolved_yaml(lsc_main) -> None:
+    proc = lsc_main("run", "--set", "images.count=2", "--set", "schemes=[random]", "--dry-run")
     assert proc.returncode == 0, proc.stderr
     data = yaml.safe_load(proc.stdout)
     assert data["images"] == {"source": "world", "count": 2, "seed": 0}

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from fakes import CAPTIONS, make_folder, study_yaml
+from study_data import CAPTIONS, make_folder, study_yaml
 from lsc.config import load_config
 from lsc.errors import ConfigError
-from lsc.runner.export import STEPS_EXPORT, SUMMARY_EXPORT, export_run
+from lsc.runner.export import export_run
+from lsc.runner.rows import STEPS_EXPORT, SUMMARY_EXPORT
 from lsc.runner.images import read_coco_captions, read_flickr8k_captions
 from lsc.runner.study import get_backend, run_study
 
@@ -116,11 +117,12 @@ def test_resume_skips_done_work_and_refuses_other_study(tmp_path: Path) -> None:
         run_study(other, out, progress=False)
 
 
+@pytest.mark.slow
 def test_kill_minus_9_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     folder = tmp_path / "imgs"
     cap = make_folder(folder, corrupt=True)
     cfg_path = study_yaml(tmp_path / "s.yaml", folder, cap, ["random", "most_attentive", "lowest_lpips"], delay=0.03)
-    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}  # this checkout's sources, as lsc_cli runs them
     cmd = [sys.executable, "-m", "lsc.cli", "run", str(cfg_path), "--no-report", "--no-progress"]
 
     killed = tmp_path / "killed"
@@ -228,7 +230,7 @@ def test_export_csv_and_parquet_columns(tmp_path: Path) -> None:
 @pytest.mark.parametrize("source_code,separator_bits", [("ascii", 8), ("ascii", 0), ("utf8", 8), ("utf8", 0)])
 def test_study_bits_follow_the_configured_source_code(tmp_path: Path, source_code: str, separator_bits: int) -> None:
     """On the ideal channel too, a word costs what the configured source code says ('café': 5 UTF-8 bytes)."""
-    cfg = load_config(None, ["backend=fakes:load_fake_backend", "backend_options={caption: 'café on red'}", "schemes=[heads]",
+    cfg = load_config(None, ["backend=lsc.protocol.testing:load_fake_backend", "backend_options={caption: 'café on red'}", "schemes=[heads]",
                              "oracle=false", "images.count=1", "prompt_order=send", f"channel.source_code={source_code}",
                              f"channel.separator_bits={separator_bits}"])
     run_study(cfg, tmp_path / "run")

@@ -14,6 +14,8 @@ from lsc.backends.world import scenes
 from lsc.backends.world.backend import PACKAGED_WEIGHTS, load_models, load_world_backend
 from lsc.backends.world.evaluate import evaluate_world
 
+pytestmark = pytest.mark.slow  # the shipped weights on many scenes: minutes on a CPU
+
 
 @pytest.fixture(scope="module")
 def backend():

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -34,6 +35,7 @@ def test_partial_prompts_cover_empty_shuffled_and_unknown():
     assert any([w for w in p if w != "[UNK]"] != [w for w in words if w in p] for p in seen)  # shuffled ones
 
 
+@pytest.mark.slow
 def test_world_train_command_exports_weights(tmp_path):
     out = tmp_path / "train"
     result = CliRunner().invoke(
@@ -98,6 +100,7 @@ def test_fine_tuning_runs_from_weights(tmp_path):
     assert state["step"] == 2 and {"flow", "bind"} <= set(state["metrics"])
 
 
+@pytest.mark.slow
 def test_generator_fine_tune_command_exports_with_the_base_parts(tmp_path):
     from lsc.backends.world.release import write_random_weights
 

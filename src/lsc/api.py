@@ -72,11 +72,12 @@ def _store_errors(run_dir: str | Path) -> Iterator[None]:
     import sqlite3
 
     from lsc.errors import ConfigError
+    from lsc.runner.folder import STORE_FILE
 
     try:
         yield
     except sqlite3.DatabaseError as exc:
-        raise ConfigError(f"{Path(run_dir) / 'results.sqlite'} is damaged ({exc})") from None
+        raise ConfigError(f"{Path(run_dir) / STORE_FILE} is damaged ({exc})") from None
 
 
 def compare(run_dirs: Sequence[str | Path], scheme: str = "heads", labels: Sequence[str] | None = None,

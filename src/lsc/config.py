@@ -73,6 +73,11 @@ class SchemeSpec(_Strict):
                 self.label = self.name
         return self
 
+    @classmethod
+    def from_raw(cls, raw: Any) -> "SchemeSpec":
+        """A scheme as written in a config: `heads` or `{name: heads, only_heads: true, label: ssc_only}`."""
+        return cls.model_validate(_scheme_from_raw(raw))
+
 
 def _scheme_to_raw(spec: SchemeSpec) -> Any:
     """The short YAML form of a scheme: its bare name when it has no options and the default label."""
@@ -214,6 +219,14 @@ class StudyConfig(_Strict):
                 "or 'package.module:loader'"
             )
         return value
+
+    @model_validator(mode="after")
+    def _backend_options_known(self) -> "StudyConfig":
+        """A registered backend's options are checked here, so `--dry-run` catches a bad one (ConfigError)."""
+        from lsc.backends import check_backend_options
+
+        check_backend_options(self.backend, self.backend_options)
+        return self
 
     # ---------------------------------------------------------------- derived views
     def conditions(self) -> list["Condition"]:

@@ -155,7 +155,7 @@ def _write_input(src: Source, inputs: Path) -> str:
         shutil.copyfile(src.path, inputs / name)
         return name
     from lsc.runner.images import world_image
-    from lsc.runner.study import save_png
+    from lsc.runner.folder import save_png
 
     name = f"{src.image_id}.png"
     save_png(inputs / name, world_image(src.index, src.seed).load())
@@ -199,12 +199,15 @@ class StreamingExecutor(InProcessExecutor):
         return self.backend
 
     def run(self, resolved: Any, tasks: Iterable[Any], journal: Any = None) -> Iterator[Any]:
+        from lsc.runner.executor import DoneOutcome, ResultOutcome
+
         for outcome in super().run(resolved, tasks, journal):
             yield outcome
-            data = outcome.data
-            if outcome.kind != "done":
-                self.events(DemoEvent("stored", scheme=data.get("scheme") if outcome.kind == "result" else None,
-                                      status=data.get("status"), error=data.get("error")))
+            if isinstance(outcome, ResultOutcome):
+                self.events(DemoEvent("stored", scheme=outcome.key.scheme, status=outcome.summary.status,
+                                      error=outcome.summary.error))
+            elif not isinstance(outcome, DoneOutcome):
+                self.events(DemoEvent("stored", status=outcome.status, error=outcome.error))
 
 
 def backend_options(backend: str, threads: int | None) -> dict[str, Any]:

@@ -26,7 +26,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
-from lsc.errors import ConfigError, LscError, ModelUnavailableError
+from pydantic import ValidationError
+
+from lsc.errors import ConfigError, LscError, ModelUnavailableError, validation_message
 from lsc.language.config import SKDConfig
 from lsc.language.lexicon import StyleLexicon, tokenize
 
@@ -476,6 +478,6 @@ def make_skd(cfg: SKDConfig | dict[str, Any] | None = None) -> SKDEngine:
     elif isinstance(cfg, dict):
         try:
             cfg = SKDConfig(**cfg)
-        except Exception as exc:  # pydantic.ValidationError: one line for the user
-            raise ConfigError(f"invalid skd configuration: {str(exc).splitlines()[0]} {exc}".replace("\n", " ")) from exc
+        except ValidationError as exc:
+            raise ConfigError(validation_message(exc, "skd")) from None
     return _ENGINES[cfg.engine](cfg)

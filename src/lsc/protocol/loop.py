@@ -23,20 +23,24 @@ __all__ = [
 
 @dataclass
 class StepRecord:
-    """One transmission step. Step 0 is the empty prompt (nothing received; index None, bits 0)."""
+    """One transmission step. Step 0 is the empty prompt (nothing received; index None, bits 0).
+
+    Its fields are the columns of a run's steps table and export, in this order (`lsc.runner.rows`):
+    a new per-step metric is one more field here, with a default.
+    """
 
     step: int
-    index: int | None
     word_sent: str
     word_received: str
     bits: int
     cum_bits: int
-    bit_errors: int
     prompt: str
     lpips: float
     ssim: float
     psnr: float
-    image_key: str
+    bit_errors: int
+    index: int | None = field(default=None, metadata={"column": "word_index"})
+    image_key: str = ""
 
 
 @dataclass
@@ -147,7 +151,8 @@ def transmit(ctx: ImageContext, scheme: SchemeLike, settings: LoopSettings | Non
             cum_bits += bits
             key = ctx.key(prompt)
             s, p = ctx.fidelity(key)
-            steps.append(StepRecord(step, idx, word, got, bits, cum_bits, errors, prompt, float(value), s, p, key))
+            steps.append(StepRecord(step=step, index=idx, word_sent=word, word_received=got, bits=bits, cum_bits=cum_bits,
+                                    bit_errors=errors, prompt=prompt, lpips=float(value), ssim=s, psnr=p, image_key=key))
             if hit is None and value < settings.threshold:
                 hit = step
                 if settings.stop_at_success:

@@ -85,21 +85,34 @@ class FakeGenerator:
 
 
 class FakePerceptual:
-    """Mean absolute pixel difference, with the reference 'features' (a copy) counted when computed."""
+    """Mean absolute pixel difference, with the reference 'features' (a copy) counted when computed.
 
-    def __init__(self, build_s: float = 0.0) -> None:
+    With `size`, images of any size are first box-filtered to size x size (as a perceptual network takes
+    one resolution), so a study's originals need not match Bob's resolution.
+    """
+
+    def __init__(self, build_s: float = 0.0, size: int | None = None) -> None:
         if build_s:
             time.sleep(build_s)  # a network being built / loaded
+        self.size = size
         self.reference_calls = 0
         self.distance_calls = 0
 
+    def _view(self, image: np.ndarray) -> np.ndarray:
+        arr = np.asarray(image, dtype=np.float64)
+        if self.size is None or arr.shape[:2] == (self.size, self.size):
+            return arr
+        from lsc.metrics.image import resize
+
+        return np.asarray(resize(arr, self.size, self.size, box=True), dtype=np.float64)
+
     def reference(self, image: np.ndarray) -> np.ndarray:
         self.reference_calls += 1
-        return np.asarray(image, dtype=np.float64).copy()
+        return self._view(image).copy()
 
     def distances(self, reference: np.ndarray, images: np.ndarray) -> np.ndarray:
         self.distance_calls += 1
-        imgs = np.asarray(images, dtype=np.float64)
+        imgs = np.stack([self._view(im) for im in images]) if self.size is not None else np.asarray(images, dtype=np.float64)
         return np.abs(imgs - reference[None]).reshape(len(imgs), -1).mean(axis=1)
 
 
@@ -148,6 +161,7 @@ def fake_backend(
     skd_examples: list[tuple[str, str]] | None = None,
     threshold: float = 0.6,
     with_text_encoders: bool = True,
+    perceptual_size: int | None = None,
 ) -> Backend:
     """A Backend of fakes; capabilities follow what was given (text encoders default to a distance-decay stand-in)."""
     gen = generator or FakeGenerator()
@@ -167,10 +181,18 @@ def fake_backend(
         name="fake",
         captioner=FakeCaptioner(caption, grounding_maps),
         generator=gen,
-        perceptual=FakePerceptual(),
+        perceptual=FakePerceptual(size=perceptual_size),
         bob_text_encoder=bob,
         alice_text_encoder=alice,
         capabilities=frozenset(caps),
         skd_examples=list(skd_examples or []),
         default_threshold=threshold,
     )
+
+
+def load_fake_backend(caption: str = "a red ball on green grass", delay: float = 0.0, threshold: float = 0.05) -> Backend:
+    """The fake as a study's backend (`backend: lsc.protocol.testing:load_fake_backend`): Bob draws 8x8
+    word patterns, the distance compares at 8x8 whatever the original's size, Alice says `caption`;
+    `delay` seconds per generator call make a run slow enough to kill."""
+    return fake_backend(caption, generator=FakeGenerator(size=8, latency_s=delay), threshold=threshold,
+                        perceptual_size=8)

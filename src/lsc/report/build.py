@@ -16,8 +16,7 @@ import numpy as np
 import lsc.report.plots as plots
 from lsc.report.data import RunData, load_run
 from lsc.report.stats import mean_ci, wilson
-
-REPORT_DIR = "report"
+from lsc.runner.folder import REPORT_DIR, safe_name
 STRIP_IMAGES = 3
 
 
@@ -193,8 +192,6 @@ def report_blocks(data: RunData, out: Path) -> list[Block]:
 
 
 def _strips(data: RunData, out: Path) -> list[Block]:
-    from lsc.runner.study import safe_name
-
     strips: list[Block] = []
     strip_cond = data.conds[-1][0] if data.conds else ""
     ok_ids = [i for i in data.image_order if any(s["image_id"] == i and s["status"] == "ok" for s in data.summaries)]

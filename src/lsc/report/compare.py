@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from lsc.errors import LscError
 from lsc.report.data import RunData, load_run
 from lsc.report.stats import mean_ci, wilson
+from lsc.runner.folder import STORE_FILE
 
 
 @dataclass
@@ -57,8 +58,8 @@ def compare_runs(run_dirs: Sequence[str | Path], scheme: str, labels: Sequence[s
     cells: list[Cell] = []
     for i, run_dir in enumerate(run_dirs):
         path = Path(run_dir)
-        if not (path / "results.sqlite").exists():
-            raise LscError(f"{path}: not a run folder (no results.sqlite)")
+        if not (path / STORE_FILE).exists():
+            raise LscError(f"{path}: not a run folder (no {STORE_FILE})")
         data: RunData = load_run(path)
         if scheme not in data.schemes:
             raise LscError(f"{path}: no scheme {scheme!r} (it has {', '.join(data.schemes) or 'none'})")

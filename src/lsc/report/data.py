@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from lsc.runner.export import open_store
+from lsc.runner.folder import open_store, scheme_labels
 
 
 @dataclass
@@ -41,23 +41,12 @@ class RunData:
         return len(self.conds) > 1
 
 
-def _labels_from_config(config: dict[str, Any]) -> list[str]:
-    from lsc.config import SchemeSpec, _scheme_from_raw
-
-    labels = []
-    for raw in config.get("schemes") or []:
-        try:
-            labels.append(SchemeSpec(**_scheme_from_raw(raw)).label)
-        except Exception:  # noqa: BLE001 - an odd entry just falls back to store order
-            continue
-    return labels
-
-
 def load_run(run_dir: str | Path) -> RunData:
     """Read a (possibly partial) run folder."""
     run_dir = Path(run_dir)
     with open_store(run_dir) as store:
         cfg_text = store.get_meta("config")
+        labels = scheme_labels(store)
         summaries = store.summaries()
         step_rows = store.steps()
         oracle_rows = store.oracle_rows()
@@ -67,7 +56,6 @@ def load_run(run_dir: str | Path) -> RunData:
     if not isinstance(config, dict):
         config = {}
     threshold = config.get("threshold")
-    labels = _labels_from_config(config)
     for s in summaries:
         if s["scheme"] not in labels:
             labels.append(s["scheme"])

@@ -234,7 +234,7 @@ def image_strip(data: RunData, image_id: str, cond: str, path: Path) -> bool:
     """Fig. 2 style: one row per scheme; per step the word sent, Bob's image and its LPIPS."""
     from PIL import Image
 
-    from lsc.runner.study import IMAGES_DIR, ORIGINALS_DIR, safe_name
+    from lsc.runner.folder import image_path, original_path
 
     rows = [(s, data.steps.get((cond, s, image_id))) for s in data.schemes]
     rows = [(s, r) for s, r in rows if r]
@@ -242,7 +242,7 @@ def image_strip(data: RunData, image_id: str, cond: str, path: Path) -> bool:
         return False
     ncols = 1 + max(len(r) for _, r in rows)
     fig, axes = plt.subplots(len(rows), ncols, figsize=(1.05 * ncols + 0.6, 1.25 * len(rows) + 0.4), squeeze=False)
-    original = data.run_dir / ORIGINALS_DIR / f"{safe_name(image_id)}.png"
+    original = original_path(data.run_dir, image_id)
     for i, (scheme, steps) in enumerate(rows):
         for j in range(ncols):
             ax = axes[i, j]
@@ -260,7 +260,7 @@ def image_strip(data: RunData, image_id: str, cond: str, path: Path) -> bool:
             if j - 1 >= len(steps):
                 continue
             st = steps[j - 1]
-            png = data.run_dir / IMAGES_DIR / f"{st['image_key']}.png"
+            png = image_path(data.run_dir, st["image_key"])
             if png.is_file():
                 ax.imshow(np.asarray(Image.open(png).convert("RGB")))
             word = st["word_received"] or "∅"

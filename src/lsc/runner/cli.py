@@ -33,7 +33,9 @@ def register(app: typer.Typer) -> None:
                           notify=lambda line: typer.echo(line, err=True))
         typer.echo(summary.line())
         if not no_report:
-            typer.echo(f"report: {out_dir / 'report' / 'report.html'}")
+            from lsc.runner.folder import REPORT_DIR
+
+            typer.echo(f"report: {out_dir / REPORT_DIR / 'report.html'}")
 
     @app.command("report")
     def report_cmd(run_dir: Path = typer.Argument(..., help="a run folder")) -> None:

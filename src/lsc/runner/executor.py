@@ -12,12 +12,14 @@ the units in flight.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Union
 
 import numpy as np
 
 from lsc.config import Condition, SchemeSpec, StudyConfig
+from lsc.protocol.loop import StepRecord
 from lsc.runner.images import StudyImage
+from lsc.runner.rows import ResultKey, ResultSummary
 
 if TYPE_CHECKING:
     from lsc.interfaces import Backend
@@ -40,22 +42,51 @@ class ImageTask:
 
 
 @dataclass
-class Outcome:
-    """A piece of finished work, ready for the store.
+class ImageOutcome:
+    """An image read (or not): its images-table row, and the original when it was read (its pixels, or
+    PNG bytes when it crossed a process boundary)."""
 
-    kind "image": `data` is the images-table row (caption, status, error) and `original` the pixels
-    (an array, or PNG bytes when it crossed a process boundary);
-    kind "result": `data` is the summary row, `steps` its step rows, `images` Bob's pictures by key
-    (arrays or PNG bytes);
-    kind "oracle": `data` holds n_words, curve, status, error;
-    kind "done": the unit `data["seq"]` / `data["image_id"]` has no more outcomes (progress over units).
-    """
-
-    kind: Literal["image", "result", "oracle", "done"]
-    data: dict[str, Any]
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    images: dict[str, np.ndarray | bytes] = field(default_factory=dict)
+    seq: int
+    image_id: str
+    caption: str | None
+    captions: list[str]
+    attributes: dict[str, Any] | None
+    status: str
+    error: str | None
     original: np.ndarray | bytes | None = None
+
+
+@dataclass
+class ResultOutcome:
+    """One transmission (image x scheme x condition): its summary and steps rows, Bob's images by key
+    (pixels, or PNG bytes when they crossed a process boundary)."""
+
+    key: ResultKey
+    summary: ResultSummary
+    steps: list[StepRecord] = field(default_factory=list)
+    images: dict[str, np.ndarray | bytes] = field(default_factory=dict)
+
+
+@dataclass
+class OracleOutcome:
+    """An image's oracle curve [(k, lpips)], or why there is none (status 'skipped' or 'failed')."""
+
+    image_id: str
+    n_words: int | None
+    curve: list[tuple[int, float]]
+    status: str
+    error: str | None
+
+
+@dataclass
+class DoneOutcome:
+    """The unit (`seq`, `image_id`) has no more outcomes: what progress over units counts."""
+
+    seq: int
+    image_id: str
+
+
+Outcome = Union[ImageOutcome, ResultOutcome, OracleOutcome, DoneOutcome]
 
 
 class Worker(Protocol):

@@ -12,30 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lsc.errors import ConfigError
-from lsc.runner.store import ResultStore
-
-STEPS_EXPORT = (
-    "image_id", "scheme", "step", "word_sent", "word_received", "bits", "cum_bits", "prompt", "lpips", "ssim",
-    "psnr", "snr_db", "bit_errors", "word_index", "image_key",
-)
-SUMMARY_EXPORT = (
-    "image_id", "scheme", "words_to_threshold", "bits_to_threshold", "final_lpips", "snr_db", "n_words",
-    "caption", "status", "error",
-)
-
-
-def open_store(run_dir: str | Path) -> ResultStore:
-    """Open a run folder's store read-only, with a one-line error if it is not a run folder."""
-    path = Path(run_dir) / "results.sqlite"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a run folder (no results.sqlite)")
-    return ResultStore(path, readonly=True)
+from lsc.runner.folder import open_store, scheme_labels
+from lsc.runner.rows import STEP_COLUMNS, STEPS_EXPORT, SUMMARY_COLUMNS, SUMMARY_EXPORT
 
 
 def export_tables(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(steps rows, summary rows) with the export columns, in image then scheme order."""
     with open_store(run_dir) as store:
-        rank = _scheme_rank(store.get_meta("config"))
+        rank = {label: i for i, label in enumerate(scheme_labels(store))}
         seq = {r["image_id"]: r["seq"] for r in store.images()}
 
         def key(r: dict[str, Any]) -> tuple[Any, ...]:
@@ -45,19 +29,6 @@ def export_tables(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[
         steps = [{c: r.get(c) for c in STEPS_EXPORT} for r in sorted(store.steps(), key=key)]
         summary = [{c: r.get(c) for c in SUMMARY_EXPORT} for r in sorted(store.summaries(), key=key)]
     return steps, summary
-
-
-def _scheme_rank(config_yaml: str | None) -> dict[str, int]:
-    """Scheme label -> position in the study's config, so exports list schemes as the user did."""
-    import yaml
-
-    from lsc.config import SchemeSpec, _scheme_from_raw
-
-    try:
-        raw = (yaml.safe_load(config_yaml or "") or {}).get("schemes") or []
-        return {SchemeSpec(**_scheme_from_raw(x)).label: i for i, x in enumerate(raw)}
-    except Exception:  # noqa: BLE001 - ordering is cosmetic
-        return {}
 
 
 def export_run(run_dir: str | Path, fmt: Literal["csv", "parquet"] = "csv", out_dir: str | Path | None = None) -> list[Path]:
@@ -94,11 +65,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], cols: tuple[str, ...]) ->
             writer.writerow([_cell(r[c]) for c in cols])
 
 
-_PARQUET_TYPES = {
-    "step": "int64", "bits": "int64", "cum_bits": "int64", "bit_errors": "int64", "word_index": "int64",
-    "words_to_threshold": "int64", "bits_to_threshold": "int64", "n_words": "int64",
-    "lpips": "float64", "ssim": "float64", "psnr": "float64", "snr_db": "float64", "final_lpips": "float64",
-}
+_ARROW_TYPES = {c.name: c.arrow for c in STEP_COLUMNS + SUMMARY_COLUMNS}
 
 
 def _write_parquet(path: Path, rows: list[dict[str, Any]], cols: tuple[str, ...]) -> None:
@@ -107,7 +74,6 @@ def _write_parquet(path: Path, rows: list[dict[str, Any]], cols: tuple[str, ...]
         import pyarrow.parquet as pq
     except ImportError:
         raise ConfigError("Parquet export needs pyarrow: pip install 'lsc[parquet]'") from None
-    types = {"int64": pa.int64(), "float64": pa.float64()}
-    schema = pa.schema([(c, types[_PARQUET_TYPES[c]] if c in _PARQUET_TYPES else pa.string()) for c in cols])
+    schema = pa.schema([(c, pa.type_for_alias(_ARROW_TYPES[c])) for c in cols])
     table = pa.table({c: [r[c] for r in rows] for c in cols}, schema=schema)
     pq.write_table(table, path)

@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from lsc.config import ExecutorConfig, StudyConfig
 from lsc.errors import ConfigError, LscError
-from lsc.runner.executor import BackendFacts, ImageTask, Outcome
+from lsc.runner.executor import (BackendFacts, DoneOutcome, ImageOutcome, ImageTask, OracleOutcome, Outcome,
+                                 ResultOutcome)
 
 INSTALL_HINT = "pip install 'lsc[ray]'"
 # A local Ray instance started by lsc keeps its shared-memory object store small: units return PNG
@@ -71,23 +72,25 @@ class UnitActor:
 
     def run(self, task: ImageTask) -> list[Outcome]:
         """All outcomes of one unit, Bob's images and the original as PNG bytes (each image once)."""
-        from lsc.runner.study import encode_png
+        from lsc.runner.folder import encode_png
 
         if self.error is not None:
             raise RuntimeError(self.error)
         if self.hook is not None:
             self.hook(task)
         sent: set[str] = set()
-        out = []
+        out: list[Outcome] = []
         for outcome in self.worker.run(task):
-            images = {}
-            for key, pixels in outcome.images.items():
-                if key not in sent:  # schemes of one image share pictures; the driver writes each once
-                    sent.add(key)
-                    images[key] = pixels if isinstance(pixels, bytes) else encode_png(pixels)
-            outcome.images = images
-            if outcome.original is not None and not isinstance(outcome.original, bytes):
-                outcome.original = encode_png(outcome.original) if self.worker.cfg.save_images else None
+            if isinstance(outcome, ResultOutcome):
+                images: dict[str, Any] = {}
+                for key, pixels in outcome.images.items():
+                    if key not in sent:  # schemes of one image share pictures; the driver writes each once
+                        sent.add(key)
+                        images[key] = pixels if isinstance(pixels, bytes) else encode_png(pixels)
+                outcome.images = images
+            elif isinstance(outcome, ImageOutcome):
+                if outcome.original is not None and not isinstance(outcome.original, bytes):
+                    outcome.original = encode_png(outcome.original) if self.worker.cfg.save_images else None
             out.append(outcome)
         return out
 
@@ -162,11 +165,11 @@ class RayExecutor:
 
     # ------------------------------------------------------------ run: submit units, receive outcomes
     def run(self, resolved: StudyConfig, tasks: Iterable[ImageTask], journal: Any = None) -> Iterator[Outcome]:
-        """`journal` is not used: actors run elsewhere, and only the driver writes the store."""
         """Keep every actor busy with one unit; yield each unit's outcomes as it finishes.
 
         `resolved` is not shipped: each actor resolved the same config against its own backend (the
         driver's copy came from the first actor's facts), so a restarted actor needs nothing more.
+        `journal` is not used: actors run elsewhere, and only the driver writes the store.
         """
         ray = self.ray
         queue = list(tasks)
@@ -213,17 +216,16 @@ def _takes_threads(backend: str) -> bool:
 
 def failed_unit(task: ImageTask, reason: str) -> list[Outcome]:
     """Every pending piece of a unit recorded as failed with `reason` (the study goes on)."""
-    from lsc.runner.study import failed_summary
+    from lsc.runner.study import failed_result
 
     image = task.image
-    out = [Outcome("image", {"seq": task.seq, "image_id": image.image_id, "captions": image.captions,
-                             "attributes": image.attributes, "caption": None, "status": "failed", "error": reason})]
+    out: list[Outcome] = [ImageOutcome(task.seq, image.image_id, None, list(image.captions), image.attributes,
+                                       "failed", reason)]
     for cond, specs in task.jobs:
-        out.extend(Outcome("result", failed_summary(image.image_id, spec, cond, reason)) for spec in specs)
+        out.extend(failed_result(image.image_id, spec, cond, reason) for spec in specs)
     if task.oracle:
-        out.append(Outcome("oracle", {"image_id": image.image_id, "n_words": None, "curve": [],
-                                      "status": "failed", "error": reason}))
-    out.append(Outcome("done", {"seq": task.seq, "image_id": image.image_id}))
+        out.append(OracleOutcome(image.image_id, None, [], "failed", reason))
+    out.append(DoneOutcome(task.seq, image.image_id))
     return out
 
 

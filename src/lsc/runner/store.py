@@ -5,12 +5,10 @@ runs (WAL), and queryable by anyone with Python. Every table is keyed so that re
 done?" and re-writing the same result is idempotent.
 
 Tables
-- meta(key, value): the resolved config (YAML) and the store's schema version.
+- meta(key, value): the resolved config (YAML), the scheme labels in config order and the schema version.
 - images(seq, image_id, caption, captions_json, attributes_json, status, error)
-- summary(image_id, scheme, cond, snr_db, caption, words_json, order_json, n_words,
-  words_to_threshold, bits_to_threshold, final_lpips, status, error, elapsed_s)
-- steps(image_id, scheme, cond, snr_db, step, word_index, word_sent, word_received, bits, cum_bits,
-  bit_errors, prompt, lpips, ssim, psnr, image_key)
+- summary and steps: the columns of `lsc.runner.rows` (ResultKey + ResultSummary, ResultKey + StepRecord);
+  a column added there is added to an existing store when it is next opened for writing.
 - oracle(image_id, k, lpips) and oracle_status(image_id, n_words, status, error)
 - generated(image_id, key, prompt, lpips, pixels): the journal of Bob's images (see `GenerationJournal`),
   written as each generator call returns, so a kill inside a transmission loses at most that call.
@@ -22,7 +20,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import sqlite3
 import zlib
 from contextlib import contextmanager
@@ -32,25 +29,19 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from lsc.errors import LscError
+from lsc.protocol.loop import StepRecord
+from lsc.runner.rows import (STEP_COLUMNS, STEP_KEY, SUMMARY_COLUMNS, SUMMARY_KEY, Column, ResultKey, ResultSummary,
+                             create_table, values)
 
 SCHEMA_VERSION = "1"
 
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS images (
   seq INTEGER NOT NULL, image_id TEXT PRIMARY KEY, caption TEXT, captions_json TEXT,
   attributes_json TEXT, status TEXT NOT NULL, error TEXT);
-CREATE TABLE IF NOT EXISTS summary (
-  image_id TEXT NOT NULL, scheme TEXT NOT NULL, cond TEXT NOT NULL, snr_db REAL,
-  caption TEXT, words_json TEXT, order_json TEXT, n_words INTEGER,
-  words_to_threshold INTEGER, bits_to_threshold INTEGER, final_lpips REAL,
-  status TEXT NOT NULL, error TEXT, elapsed_s REAL,
-  PRIMARY KEY (image_id, scheme, cond));
-CREATE TABLE IF NOT EXISTS steps (
-  image_id TEXT NOT NULL, scheme TEXT NOT NULL, cond TEXT NOT NULL, snr_db REAL, step INTEGER NOT NULL,
-  word_index INTEGER, word_sent TEXT, word_received TEXT, bits INTEGER, cum_bits INTEGER,
-  bit_errors INTEGER, prompt TEXT, lpips REAL, ssim REAL, psnr REAL, image_key TEXT,
-  PRIMARY KEY (image_id, scheme, cond, step));
+{create_table("summary", SUMMARY_COLUMNS, SUMMARY_KEY)};
+{create_table("steps", STEP_COLUMNS, STEP_KEY)};
 CREATE TABLE IF NOT EXISTS oracle (
   image_id TEXT NOT NULL, k INTEGER NOT NULL, lpips REAL NOT NULL, PRIMARY KEY (image_id, k));
 CREATE TABLE IF NOT EXISTS oracle_status (
@@ -66,16 +57,6 @@ TABLES = ("meta", "images", "summary", "steps", "oracle", "oracle_status")
 
 class StoreError(LscError):
     """results.sqlite is missing tables, damaged, or not a database: one line, never a traceback."""
-
-
-STEP_COLUMNS = (
-    "image_id", "scheme", "cond", "snr_db", "step", "word_index", "word_sent", "word_received", "bits",
-    "cum_bits", "bit_errors", "prompt", "lpips", "ssim", "psnr", "image_key",
-)
-SUMMARY_COLUMNS = (
-    "image_id", "scheme", "cond", "snr_db", "caption", "words_json", "order_json", "n_words",
-    "words_to_threshold", "bits_to_threshold", "final_lpips", "status", "error", "elapsed_s",
-)
 
 
 class ResultStore:
@@ -100,6 +81,8 @@ class ResultStore:
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
                 self.conn.executescript(_SCHEMA)
+                _add_missing_columns(self.conn, "summary", SUMMARY_COLUMNS)
+                _add_missing_columns(self.conn, "steps", STEP_COLUMNS)
                 self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a readable lsc results store ({exc})") from None
@@ -145,19 +128,13 @@ class ResultStore:
                 (seq, image_id, caption, json.dumps(list(captions)), _json_or_none(attributes), status, error),
             )
 
-    def record_result(self, summary: dict[str, Any], steps: Sequence[dict[str, Any]]) -> None:
+    def record_result(self, key: ResultKey, summary: ResultSummary, steps: Sequence[StepRecord]) -> None:
         """One (image, scheme, cond): its steps and summary in a single transaction."""
-        key = (summary["image_id"], summary["scheme"], summary["cond"])
         with self.transaction() as c:
-            c.execute("DELETE FROM steps WHERE image_id = ? AND scheme = ? AND cond = ?", key)
-            c.executemany(
-                f"INSERT INTO steps VALUES ({', '.join('?' * len(STEP_COLUMNS))})",
-                [tuple(_db(s.get(col)) for col in STEP_COLUMNS) for s in steps],
-            )
-            c.execute(
-                f"INSERT OR REPLACE INTO summary VALUES ({', '.join('?' * len(SUMMARY_COLUMNS))})",
-                tuple(_db(summary.get(col)) for col in SUMMARY_COLUMNS),
-            )
+            c.execute("DELETE FROM steps WHERE image_id = ? AND scheme = ? AND cond = ?",
+                      (key.image_id, key.scheme, key.cond))
+            c.executemany(_insert("steps", STEP_COLUMNS), [tuple(map(_db, values(STEP_COLUMNS, key, s))) for s in steps])
+            c.execute(_insert("summary", SUMMARY_COLUMNS, replace=True), tuple(map(_db, values(SUMMARY_COLUMNS, key, summary))))
 
     def record_oracle(self, image_id: str, n_words: int | None, curve: Sequence[tuple[int, float]],
                       status: str = "ok", error: str | None = None) -> None:
@@ -184,15 +161,17 @@ class ResultStore:
         return [dict(r) for r in self.conn.execute(sql, params)]
 
     def summaries(self) -> list[dict[str, Any]]:
-        return self.rows(
+        """Summary rows in image order, every column of ResultSummary present (None where an older store has none)."""
+        return _complete(SUMMARY_COLUMNS, self.rows(
             "SELECT s.* FROM summary s LEFT JOIN images i USING (image_id) ORDER BY i.seq, s.image_id, s.cond, s.scheme"
-        )
+        ))
 
     def steps(self) -> list[dict[str, Any]]:
-        return self.rows(
+        """Step rows in image order, every column of StepRecord present (None where an older store has none)."""
+        return _complete(STEP_COLUMNS, self.rows(
             "SELECT t.* FROM steps t LEFT JOIN images i USING (image_id) "
             "ORDER BY i.seq, t.image_id, t.cond, t.scheme, t.step"
-        )
+        ))
 
     def oracle_rows(self) -> list[dict[str, Any]]:
         return self.rows("SELECT * FROM oracle ORDER BY image_id, k")
@@ -273,5 +252,19 @@ def _db(value: Any) -> Any:
     return value
 
 
-def finite_or_none(x: float | None) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+def _complete(columns: tuple[Column, ...], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**{c.name: None for c in columns}, **r} for r in rows]
+
+
+def _insert(table: str, columns: tuple[Column, ...], replace: bool = False) -> str:
+    """INSERT naming its columns, so a store whose columns were added later in another order works."""
+    names = ", ".join(c.name for c in columns)
+    return f"INSERT {'OR REPLACE ' if replace else ''}INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})"
+
+
+def _add_missing_columns(conn: sqlite3.Connection, table: str, columns: tuple[Column, ...]) -> None:
+    """A column added to a row dataclass since this store was written is added to its table (empty in old rows)."""
+    have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+    for c in columns:
+        if c.name not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {c.name} {c.sql}")

@@ -1,19 +1,18 @@
 """The study runner: every image x scheme (x SNR) of a config, durably, resumably, with progress.
 
-A run folder holds config.resolved.yaml, results.sqlite (see store.py), images/ (Bob's PNGs named by
-image key, shared by schemes), originals/ and report/. Each (image, scheme, condition) is one SQLite
-transaction written as soon as it finishes; the same command on the same folder skips what is done.
-Results depend only on the config (seeds are derived from ids, never from processing order), so a
-run killed with SIGKILL and resumed gives the numbers of an uninterrupted run. Inside a transmission,
-every generator call is journaled in the store as it returns (`GenerationJournal`), so a kill in a long
-one (lowest_lpips: n(n+1)/2 images) loses at most the call in flight, not the whole transmission.
+A run folder's layout is `lsc.runner.folder`'s (config.resolved.yaml, results.sqlite, images/, originals/,
+report/). Each (image, scheme, condition) is one SQLite transaction written as soon as it finishes; the
+same command on the same folder skips what is done. Results depend only on the config (seeds are derived
+from ids, never from processing order), so a run killed with SIGKILL and resumed gives the numbers of an
+uninterrupted run. Inside a transmission, every generator call is journaled in the store as it returns
+(`GenerationJournal`), so a kill in a long one (lowest_lpips: n(n+1)/2 images) loses at most the call in
+flight, not the whole transmission.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -21,20 +20,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import yaml
 
 from lsc.config import Condition, ExecutorConfig, SchemeSpec, StudyConfig
 from lsc.errors import ConfigError, LscError
 from lsc.interfaces import Backend
-from lsc.runner.executor import Executor, ImageTask, Outcome, make_executor
+from lsc.runner.executor import (DoneOutcome, Executor, ImageOutcome, ImageTask, OracleOutcome, Outcome,
+                                 ResultOutcome, make_executor)
+from lsc.runner.folder import (EXECUTION_OPTIONS, SCHEMES_META, STORE_FILE, RunLock, check_out_dir, image_path,
+                               original_path, prepare_run_dir, save_png)
 from lsc.runner.images import ImageReadError, StudyImage, list_images
+from lsc.runner.rows import ResultKey, ResultSummary
 from lsc.runner.store import GenerationJournal, ResultStore
-
-RESOLVED_CONFIG = "config.resolved.yaml"
-STORE_FILE = "results.sqlite"
-LOCK_FILE = ".lsc-run.lock"
-IMAGES_DIR = "images"
-ORIGINALS_DIR = "originals"
 
 _BACKENDS: dict[str, Backend] = {}
 
@@ -58,9 +54,6 @@ class StudySummary:
 
 
 # ---------------------------------------------------------------- backend loading (once per process)
-# Backend options that decide how fast a study runs, never its numbers: not part of a study's identity,
-# so a study started with one thread count resumes with another.
-EXECUTION_OPTIONS = ("threads",)
 
 
 def default_threads(workers: int = 1) -> int:
@@ -199,7 +192,12 @@ class ImageWorker:
         from lsc.protocol.loop import ImageContext
 
         image = task.image
-        base = {"seq": task.seq, "image_id": image.image_id, "captions": image.captions, "attributes": image.attributes}
+
+        def image_outcome(caption: str | None, status: str, error: str | None,
+                          original: np.ndarray | None = None) -> ImageOutcome:
+            return ImageOutcome(task.seq, image.image_id, caption, list(image.captions), image.attributes, status,
+                                error, original)
+
         try:
             pixels = image.load()
             self._check_size(pixels)
@@ -207,16 +205,15 @@ class ImageWorker:
             ctx = ImageContext(self.backend, image.image_id, pixels, caption, seed=self.cfg.seed, journal=self.journal)
         except Exception as exc:  # noqa: BLE001 - any unreadable image is recorded and the study goes on
             reason = one_line(exc)
-            yield Outcome("image", {**base, "caption": None, "status": "failed", "error": reason})
+            yield image_outcome(None, "failed", reason)
             for cond, specs in task.jobs:
                 for spec in specs:
-                    yield Outcome("result", failed_summary(image.image_id, spec, cond, reason))
+                    yield failed_result(image.image_id, spec, cond, reason)
             if task.oracle:
-                yield Outcome("oracle", {"image_id": image.image_id, "n_words": None, "curve": [],
-                                         "status": "failed", "error": reason})
-            yield Outcome("done", {"seq": task.seq, "image_id": image.image_id})
+                yield OracleOutcome(image.image_id, None, [], "failed", reason)
+            yield DoneOutcome(task.seq, image.image_id)
             return
-        yield Outcome("image", {**base, "caption": caption, "status": "ok", "error": None}, original=pixels)
+        yield image_outcome(caption, "ok", None, pixels)
         for cond, specs in task.jobs:
             for spec in specs:
                 yield self._transmit(ctx, spec, cond)
@@ -224,9 +221,9 @@ class ImageWorker:
             yield self._oracle(ctx)
         if self.journal is not None:  # every outcome above is stored by now: its images are not needed
             self.journal.drop_pixels_of(image.image_id)
-        yield Outcome("done", {"seq": task.seq, "image_id": image.image_id})
+        yield DoneOutcome(task.seq, image.image_id)
 
-    def _transmit(self, ctx: Any, spec: SchemeSpec, cond: Condition) -> Outcome:
+    def _transmit(self, ctx: Any, spec: SchemeSpec, cond: Condition) -> ResultOutcome:
         from lsc.protocol.loop import transmit
 
         t0 = time.perf_counter()
@@ -234,25 +231,15 @@ class ImageWorker:
             link = self._link(ctx.image_id, spec, cond)
             result = transmit(ctx, self.schemes[spec.label], self.settings, link)
         except Exception as exc:  # noqa: BLE001 - recorded as failed, the study goes on
-            return Outcome("result", failed_summary(ctx.image_id, spec, cond, one_line(exc)))
-        summary = {
-            "image_id": ctx.image_id, "scheme": spec.label, "cond": cond.key, "snr_db": cond.snr_db,
-            "caption": result.caption, "words_json": json.dumps(result.words), "order_json": json.dumps(result.order),
-            "n_words": len(result.words), "words_to_threshold": result.words_to_threshold,
-            "bits_to_threshold": result.bits_to_threshold, "final_lpips": float(result.final_lpips),
-            "status": "ok", "error": None, "elapsed_s": time.perf_counter() - t0,
-        }
-        steps = [
-            {
-                "image_id": ctx.image_id, "scheme": spec.label, "cond": cond.key, "snr_db": cond.snr_db,
-                "step": s.step, "word_index": s.index, "word_sent": s.word_sent, "word_received": s.word_received,
-                "bits": int(s.bits), "cum_bits": int(s.cum_bits), "bit_errors": int(s.bit_errors), "prompt": s.prompt,
-                "lpips": float(s.lpips), "ssim": float(s.ssim), "psnr": float(s.psnr), "image_key": s.image_key,
-            }
-            for s in result.steps
-        ]
+            return failed_result(ctx.image_id, spec, cond, one_line(exc))
+        summary = ResultSummary(
+            words_to_threshold=result.words_to_threshold, bits_to_threshold=result.bits_to_threshold,
+            final_lpips=float(result.final_lpips), n_words=len(result.words), caption=result.caption, status="ok",
+            error=None, words_json=json.dumps(result.words), order_json=json.dumps(result.order),
+            elapsed_s=time.perf_counter() - t0,
+        )
         images = {s.image_key: ctx.image_for(s.image_key) for s in result.steps} if self.cfg.save_images else {}
-        return Outcome("result", summary, steps, images)
+        return ResultOutcome(ResultKey(ctx.image_id, spec.label, cond.key, cond.snr_db), summary, result.steps, images)
 
     def _link(self, image_id: str, spec: SchemeSpec, cond: Condition) -> Any:
         from lsc.channel.link import WordLink
@@ -261,26 +248,24 @@ class ImageWorker:
         seed = stable_seed(self.cfg.seed, image_id, spec.label, cond.key, "channel")
         return WordLink(cond.channel, seed=seed, vocabulary=self.backend.bob_vocabulary)
 
-    def _oracle(self, ctx: Any) -> Outcome:
+    def _oracle(self, ctx: Any) -> OracleOutcome:
         from lsc.protocol.words import clean_words
 
         words = clean_words(ctx.caption)
-        data: dict[str, Any] = {"image_id": ctx.image_id, "n_words": len(words), "curve": []}
         if len(words) > self.cfg.oracle_max_words:
-            return Outcome("oracle", {**data, "status": "skipped",
-                                      "error": f"caption has {len(words)} words > oracle_max_words={self.cfg.oracle_max_words}"})
+            return OracleOutcome(ctx.image_id, len(words), [], "skipped",
+                                 f"caption has {len(words)} words > oracle_max_words={self.cfg.oracle_max_words}")
         try:
             from lsc.schemes.oracle import oracle_curve
 
             curve = [(int(k), float(v)) for k, v in oracle_curve(ctx, words)]
         except Exception as exc:  # noqa: BLE001
-            return Outcome("oracle", {**data, "status": "failed", "error": one_line(exc)})
-        return Outcome("oracle", {**data, "curve": curve, "status": "ok", "error": None})
+            return OracleOutcome(ctx.image_id, len(words), [], "failed", one_line(exc))
+        return OracleOutcome(ctx.image_id, len(words), curve, "ok", None)
 
 
-def failed_summary(image_id: str, spec: SchemeSpec, cond: Condition, reason: str) -> dict[str, Any]:
-    return {"image_id": image_id, "scheme": spec.label, "cond": cond.key, "snr_db": cond.snr_db,
-            "status": "failed", "error": reason}
+def failed_result(image_id: str, spec: SchemeSpec, cond: Condition, reason: str) -> ResultOutcome:
+    return ResultOutcome(ResultKey(image_id, spec.label, cond.key, cond.snr_db), ResultSummary(status="failed", error=reason))
 
 
 def one_line(exc: BaseException) -> str:
@@ -288,182 +273,6 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, (LscError, ImageReadError)):
         return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-# ---------------------------------------------------------------- the run folder
-def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in list(a) + [k for k in b if k not in a]:
-            d = _first_difference(a.get(k), b.get(k), f"{prefix}{k}.")
-            if d:
-                return d
-        return None
-    return None if a == b else prefix.rstrip(".") or "config"
-
-
-def check_out_dir(out_dir: Path) -> None:
-    """--out must be (or be creatable as) a writable folder: checked before any model loads."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir}: exists and is not a folder")
-    probe = out_dir
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"--out {out_dir}: {probe} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out_dir}: folder {probe} is not writable")
-    store = out_dir / STORE_FILE
-    if store.exists() and not (store.is_file() and os.access(store, os.R_OK | os.W_OK)):
-        raise ConfigError(f"--out {out_dir}: {STORE_FILE} is not a writable file")
-
-
-class RunLock:
-    """An exclusive lock on a run folder (flock on a lock file) held while `lsc run` writes to it.
-
-    Why: two runs writing one folder would interleave results and race on files. Readers (report,
-    export) take no lock: SQLite's WAL lets them read a store while it is written. The kernel drops
-    the lock when the process dies, so a kill -9 never leaves a folder locked.
-    """
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = out_dir
-        self.fd: int | None = None
-
-    def acquire(self) -> "RunLock":
-        import fcntl
-
-        if self.fd is not None:
-            return self
-        path = self.out_dir / LOCK_FILE
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise ConfigError(f"--out {self.out_dir}: cannot create {LOCK_FILE}: {exc.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            os.close(fd)
-            who = f" (pid {holder})" if holder.isdigit() else ""
-            raise ConfigError(f"{self.out_dir} is in use by another `lsc run`{who}; wait for it or use another "
-                              "--out (report and export work meanwhile)") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self.fd = fd
-        return self
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing drops the flock
-            self.fd = None
-
-
-def _stored_config(store_path: Path) -> dict[str, Any] | None:
-    """The configuration a store recorded (None for a store without one)."""
-    with ResultStore(store_path) as store:
-        text = store.get_meta("config")
-    if text is None:
-        return None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _identity(data: Any) -> Any:
-    """A config dict without execution options (so configs written before they were split still match)."""
-    if isinstance(data, dict) and "executor" in data:
-        data = {k: v for k, v in data.items() if k != "executor"}
-    if isinstance(data, dict) and isinstance(data.get("backend_options"), dict):
-        data = {**data, "backend_options": {k: v for k, v in data["backend_options"].items()
-                                            if k not in EXECUTION_OPTIONS}}
-    return data
-
-
-def prepare_run_dir(out_dir: Path, resolved: StudyConfig) -> None:
-    """Create the folder, or check that an existing one holds the same study (else refuse).
-
-    Both records are checked: config.resolved.yaml and the store's own copy, so deleting (or editing)
-    the YAML file cannot make a folder adopt results of another study.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / RESOLVED_CONFIG
-    new = _identity(resolved.to_dict())
-    records: list[tuple[str, Any]] = []
-    if path.exists():
-        try:
-            records.append((RESOLVED_CONFIG, yaml.safe_load(path.read_text(encoding="utf-8"))))
-        except (yaml.YAMLError, UnicodeDecodeError, OSError):
-            records.append((RESOLVED_CONFIG, None))
-    if (out_dir / STORE_FILE).exists():
-        stored = _stored_config(out_dir / STORE_FILE)
-        if stored is not None:
-            records.append((f"{STORE_FILE}'s stored config", stored))
-    for what, old in records:
-        old = _identity(old)
-        if old != new:
-            where = _first_difference(old, new) if isinstance(old, dict) else "config"
-            raise ConfigError(
-                f"{out_dir} holds a different study ({what} differs at {where!r}); "
-                "use another --out or the same config"
-            )
-    if not path.exists():
-        write_atomic(path, resolved.to_yaml())
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file via a temporary of this process's own name, then rename it into place."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_name(image_id: str) -> str:
-    """A file name for an image id (ids may contain '/' or spaces).
-
-    An id that needs changing gets a short hash of itself appended, so 'a b.png' and 'a_b.png' never
-    share an original or a strip.
-    """
-    safe = _SAFE.sub("_", image_id).strip("._") or "image"
-    if safe != image_id:
-        import hashlib
-
-        safe = f"{safe}-{hashlib.sha256(image_id.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
-    return safe
-
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    """An image in [0, 1] as PNG bytes: how a remote worker ships Bob's images (the same bytes the
-    driver would write from the pixels, and 8x smaller than float32)."""
-    import io
-
-    from PIL import Image
-
-    arr = np.clip(np.asarray(pixels, dtype=np.float32), 0.0, 1.0)
-    buf = io.BytesIO()
-    Image.fromarray((arr * 255.0 + 0.5).astype(np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def save_png(path: Path, pixels: np.ndarray | bytes) -> None:
-    """Write a PNG (pixels, or PNG bytes from a worker) atomically: a killed run never leaves a
-    truncated file under the final name."""
-    if path.exists():
-        return
-    data = pixels if isinstance(pixels, bytes) else encode_png(pixels)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: no two writers share one
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- entry point
@@ -517,14 +326,13 @@ def _run_locked(cfg: StudyConfig, out: Path, lock: RunLock, progress: bool, retr
     resolved = resolve(cfg, backend)
     out.mkdir(parents=True, exist_ok=True)
     lock.acquire()
-    prepare_run_dir(out, resolved)
-    (out / IMAGES_DIR).mkdir(exist_ok=True)
-    (out / ORIGINALS_DIR).mkdir(exist_ok=True)
+    prepare_run_dir(out, resolved.to_dict(), resolved.to_yaml())
 
     conditions = resolved.conditions()
     total = len(images) * len(conditions) * len(resolved.schemes)
     with ResultStore(out / STORE_FILE) as store:
         store.set_meta("config", resolved.to_yaml())
+        store.set_meta(SCHEMES_META, json.dumps([spec.label for spec in resolved.schemes]))
         done = store.done_keys(include_failed=not retry_failed)
         oracle_done = store.oracle_done(include_failed=not retry_failed)
         tasks: list[ImageTask] = []
@@ -548,31 +356,29 @@ def _run_locked(cfg: StudyConfig, out: Path, lock: RunLock, progress: bool, retr
         bar = _progress(len(tasks) if per_unit else n_pending + n_oracle, progress, executor.progress_unit)
         try:
             for outcome in executor.run(resolved, tasks, journal):
-                if outcome.kind == "image":
-                    d = outcome.data
-                    store.record_image(d["seq"], d["image_id"], d["caption"], d["captions"], d["attributes"],
-                                       d["status"], d["error"])
+                if isinstance(outcome, ImageOutcome):
+                    store.record_image(outcome.seq, outcome.image_id, outcome.caption, outcome.captions,
+                                       outcome.attributes, outcome.status, outcome.error)
                     if outcome.original is not None and resolved.save_images:
-                        save_png(out / ORIGINALS_DIR / f"{safe_name(d['image_id'])}.png", outcome.original)
-                elif outcome.kind == "result":
+                        save_png(original_path(out, outcome.image_id), outcome.original)
+                elif isinstance(outcome, ResultOutcome):
                     for key, pixels in outcome.images.items():
-                        save_png(out / IMAGES_DIR / f"{key}.png", pixels)
-                    store.record_result(outcome.data, outcome.steps)
-                    if outcome.data["status"] == "ok":
+                        save_png(image_path(out, key), pixels)
+                    store.record_result(outcome.key, outcome.summary, outcome.steps)
+                    if outcome.summary.status == "ok":
                         ok += 1
                     else:
                         failed += 1
                     if not per_unit:
                         bar.update(1)
-                        bar.set_postfix_str(f"{outcome.data['image_id']} {outcome.data['scheme']}", refresh=False)
-                elif outcome.kind == "oracle":
-                    d = outcome.data
-                    store.record_oracle(d["image_id"], d["n_words"], d["curve"], d["status"], d["error"])
+                        bar.set_postfix_str(f"{outcome.key.image_id} {outcome.key.scheme}", refresh=False)
+                elif isinstance(outcome, OracleOutcome):
+                    store.record_oracle(outcome.image_id, outcome.n_words, outcome.curve, outcome.status, outcome.error)
                     if not per_unit:
                         bar.update(1)
-                elif per_unit:  # "done": a unit finished
+                elif per_unit:  # DoneOutcome: a unit finished
                     bar.update(1)
-                    bar.set_postfix_str(f"{outcome.data['image_id']} ({ok} ok, {failed} failed)", refresh=False)
+                    bar.set_postfix_str(f"{outcome.image_id} ({ok} ok, {failed} failed)", refresh=False)
         finally:
             bar.close()
     return StudySummary(out, total, skipped, ok, failed, time.perf_counter() - t0)

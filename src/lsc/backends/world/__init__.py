@@ -1,0 +1,5 @@
+"""The embedded scene world: its scenes, small models, their training and the `world` backend."""
+
+# Training step cap of each part (its batch size is train.py's): the defaults of `lsc world train` and of
+# `train()` for a part given no cap. The shipped weights were trained with these.
+STEP_CAPS = {"classifier": 3000, "perceptual": 1500, "captioner": 3360, "generator": 14000}

@@ -52,13 +52,6 @@ def _to_unit(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).contiguous().numpy().astype(np.float32)
 
 
-def _from_unit(images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
-    arr = np.stack(list(images)) if not isinstance(images, np.ndarray) or images.ndim == 3 else images
-    if arr.ndim == 3:
-        arr = arr[None]
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(0, 3, 1, 2) * 2 - 1
-
-
 class WorldModels:
     """Every network of the world, loaded once from a weights folder."""
 
@@ -102,19 +95,12 @@ def normalise_word(word: str) -> str:
     return word.lower().strip(_PUNCTUATION) or nets.UNK
 
 
-def _encode(vocab: nets.WordVocab, prompts: Sequence[Sequence[str]], max_len: int, bos: bool = True) -> torch.Tensor:
-    """Token ids, one per word (so per-word maps stay aligned with the words given), [BOS] first."""
-    rows = []
-    for words in prompts:
-        ids = ([2] if bos else []) + vocab.encode([normalise_word(w) for w in words])
-        if len(ids) > max_len:
-            log.warning("prompt of %d words truncated to the model's %d tokens", len(words), max_len)
-            ids = ids[:max_len]
-        rows.append(ids)
-    out = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-    return out
+def _encode(vocab: nets.WordVocab, prompts: Sequence[Sequence[str]], max_len: int) -> torch.Tensor:
+    """Token ids of prompts as the world's tokenizers see their words (`normalise_word`), [BOS] first."""
+    longest = max(len(words) for words in prompts)
+    if longest + 1 > max_len:
+        log.warning("prompt of %d words truncated to the model's %d tokens", longest, max_len)
+    return vocab.tokens([[normalise_word(w) for w in words] for words in prompts], max_len)
 
 
 class WorldGenerator:
@@ -226,21 +212,21 @@ class WorldCaptioner:
         if len(images) == 0:
             return []
         model = self.m.captioner
-        image_tokens = model.encode_image(_from_unit(images))
+        image_tokens = model.encode_image(nets.to_tensor(images))
         b = image_tokens.shape[0]
-        tokens = torch.full((b, 1), 2, dtype=torch.long)
+        tokens = torch.full((b, 1), nets.BOS_ID, dtype=torch.long)
         done = torch.zeros(b, dtype=torch.bool)
         for _ in range(self.max_len):
             logits = model.decode(tokens, image_tokens)[:, -1]
-            logits[:, :3] = float("-inf")  # never PAD, UNK or BOS
+            logits[:, : nets.EOS_ID] = float("-inf")  # never PAD, UNK or BOS
             nxt = logits.argmax(-1)
-            nxt[done] = 0
+            nxt[done] = nets.PAD_ID
             tokens = torch.cat([tokens, nxt[:, None]], 1)
-            done |= nxt == 3
+            done |= nxt == nets.EOS_ID
             if bool(done.all()):
                 break
         itos = self.m.alice_vocab.itos
-        return [" ".join(itos[int(t)] for t in row[1:] if int(t) > 3) for row in tokens]
+        return [" ".join(itos[int(t)] for t in row[1:] if int(t) > nets.EOS_ID) for row in tokens]
 
     def grounding(self, image: np.ndarray, words: Sequence[str]) -> np.ndarray:
         """Grad-CAM of each word on the image, as lsc computes it for BLIP's image-text model.
@@ -257,7 +243,7 @@ class WorldCaptioner:
         last.capture, last.keep_graph = True, True
         try:
             with torch.enable_grad():
-                logits = model.decode(tokens[:, :n], model.encode_image(_from_unit([image])))
+                logits = model.decode(tokens[:, :n], model.encode_image(nets.to_tensor([image])))
                 attn = last.last_weights  # (1, heads, L, 64), in the graph
                 score = logits[0, :n].gather(1, tokens[0, 1 : n + 1, None])  # pre-softmax, as Grad-CAM
                 (grad,) = torch.autograd.grad(score.sum(), attn)

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from lsc.backends.world import STEP_CAPS
 from lsc.errors import ConfigError
 
 world_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The embedded scene world: train, eval, sample.")
@@ -20,10 +21,10 @@ def train_cmd(
     minutes: float = typer.Option(120.0, "--minutes", help="Time budget for this call, split over the parts."),
     parts: Optional[list[str]] = typer.Option(None, "--part", help="classifier, perceptual, captioner, generator (repeatable; default all)."),
     seed: int = typer.Option(0, "--seed"),
-    generator_steps: int = typer.Option(14000, "--generator-steps", help="Step cap of Bob's generator (batch 32)."),
-    captioner_steps: int = typer.Option(3360, "--captioner-steps", help="Step cap of Alice's captioner (batch 48)."),
-    classifier_steps: int = typer.Option(3000, "--classifier-steps", help="Step cap of the attribute classifier (batch 64)."),
-    perceptual_steps: int = typer.Option(1500, "--perceptual-steps", help="Step cap of the perceptual metric's channel weights (batch 64)."),
+    generator_steps: int = typer.Option(STEP_CAPS["generator"], "--generator-steps", help="Step cap of Bob's generator (batch 32)."),
+    captioner_steps: int = typer.Option(STEP_CAPS["captioner"], "--captioner-steps", help="Step cap of Alice's captioner (batch 48)."),
+    classifier_steps: int = typer.Option(STEP_CAPS["classifier"], "--classifier-steps", help="Step cap of the attribute classifier (batch 64)."),
+    perceptual_steps: int = typer.Option(STEP_CAPS["perceptual"], "--perceptual-steps", help="Step cap of the perceptual metric's channel weights (batch 64)."),
     export: bool = typer.Option(True, "--export/--no-export", help="Write OUT/weights and calibrate the threshold when all parts exist."),
     eval_scenes: int = typer.Option(200, "--eval-scenes", help="Held-out scenes for the evaluation that calibrates the threshold."),
     init_generator: Optional[Path] = typer.Option(

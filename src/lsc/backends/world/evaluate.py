@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from lsc.backends.world import scenes
+from lsc.backends.world import nets, scenes
 from lsc.interfaces import Backend
 
 log = logging.getLogger("lsc.world.eval")
@@ -30,7 +30,7 @@ TARGET_PRECISION = 0.85  # share of images under the threshold that must be righ
 @torch.inference_mode()
 def read_attributes(classifier: torch.nn.Module, images: np.ndarray) -> list[dict[str, Any]]:
     """What the attribute classifier sees in each image, in the format of Scene.attributes()."""
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2) * 2 - 1
+    x = nets.to_tensor(images)
     out = {k: v.argmax(-1) for k, v in classifier(x).items()}
     result = []
     for i in range(len(images)):

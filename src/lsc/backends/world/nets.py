@@ -9,30 +9,59 @@ the schemes read word-level self-attention and per-word cross-attention maps.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from typing import Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
+SPECIALS = (PAD, UNK, BOS, EOS)
+# Every vocabulary puts the specials first, so their ids are the same in every model and checkpoint.
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(len(SPECIALS))
 
 
 class WordVocab:
-    """A word-level vocabulary: the world's captions are whitespace words, one token each."""
+    """A word-level vocabulary: the world's captions are whitespace words, one token each.
+
+    Inference (backend.py) and training (train.py) both turn words into token ids here, so a model
+    sees at inference exactly the ids it was trained on.
+    """
 
     def __init__(self, words: list[str]):
-        self.itos = [PAD, UNK, BOS, EOS] + [w for w in words if w not in (PAD, UNK, BOS, EOS)]
+        self.itos = list(SPECIALS) + [w for w in words if w not in SPECIALS]
         self.stoi = {w: i for i, w in enumerate(self.itos)}
 
     def __len__(self) -> int:
         return len(self.itos)
 
-    def encode(self, words: list[str]) -> list[int]:
-        return [self.stoi.get(w, 1) for w in words]
+    def encode(self, words: Sequence[str]) -> list[int]:
+        return [self.stoi.get(w, UNK_ID) for w in words]
 
     def knows(self, word: str) -> bool:
-        return word in self.stoi and word not in (PAD, UNK, BOS, EOS)
+        return word in self.stoi and word not in SPECIALS
+
+    def tokens(self, prompts: Sequence[Sequence[str]], max_len: int | None = None, eos: bool = False) -> torch.Tensor:
+        """(B, L) token ids, one per word (per-word maps stay aligned with the words): [BOS] first, [EOS]
+        last when asked, cut to `max_len` tokens, padded with [PAD] to the longest row."""
+        rows = [[BOS_ID] + self.encode(words) + ([EOS_ID] if eos else []) for words in prompts]
+        if max_len is not None:
+            rows = [r[:max_len] for r in rows]
+        out = torch.full((len(rows), max(len(r) for r in rows)), PAD_ID, dtype=torch.long)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        return out
+
+
+def to_tensor(images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+    """Images (B, H, W, 3) or one (H, W, 3) in [0, 1] -> (B, 3, H, W) float32 in [-1, 1], as every world net takes them."""
+    arr = images if isinstance(images, np.ndarray) else np.stack(list(images))
+    if arr.ndim == 3:
+        arr = arr[None]
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(0, 3, 1, 2) * 2 - 1
 
 
 # --------------------------------------------------------------------------------------- attention

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from lsc.backends.world.nets import AttributeNet
+from lsc.backends.world.nets import AttributeNet, to_tensor
 
 
 class LinearWeights(torch.nn.Module):
@@ -58,11 +58,8 @@ class WorldPerceptual:
 
     @torch.inference_mode()
     def _features(self, images: np.ndarray | Sequence[np.ndarray]) -> list[torch.Tensor]:
-        arr = np.asarray(images, dtype=np.float32)
-        if arr.ndim == 3:
-            arr = arr[None]
-        x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2) * 2 - 1
-        self.feature_calls += len(arr)
+        x = to_tensor(np.asarray(images, dtype=np.float32))
+        self.feature_calls += len(x)
         return [_normalise(f) for f in self.net.features(x)]
 
     def reference(self, image: np.ndarray) -> list[torch.Tensor]:

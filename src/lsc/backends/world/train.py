@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from lsc.backends.world import nets, scenes
+from lsc.backends.world import STEP_CAPS, nets, scenes
 from lsc.errors import ConfigError
 
 log = logging.getLogger("lsc.world.train")
@@ -37,19 +37,7 @@ BOB_VOCAB = nets.WordVocab(scenes.BOB_WORDS)
 ALICE_VOCAB = nets.WordVocab(scenes.ALICE_WORDS)
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """(B, H, W, 3) in [0, 1] -> (B, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() * 2 - 1
-
-
-def encode_prompts(vocab: nets.WordVocab, prompts: list[list[str]], max_len: int) -> torch.Tensor:
-    """[BOS] + word ids, padded with 0; words past max_len - 1 are dropped."""
-    rows = [[2] + vocab.encode(p)[: max_len - 1] for p in prompts]
-    width = max(len(r) for r in rows)
-    out = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.tensor(r)
-    return out
+to_tensor = nets.to_tensor  # images -> the nets' input, as at inference
 
 
 def partial_prompt_indices(n: int, rng: np.random.Generator) -> list[int | None]:
@@ -258,7 +246,7 @@ def classifier_loss(model: nets.AttributeNet, images: torch.Tensor, targets: dic
     return loss
 
 
-def train_classifier(out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 64, max_steps: int = 3000) -> dict:
+def train_classifier(out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 64, max_steps: int = STEP_CAPS["classifier"]) -> dict:
     torch.manual_seed(seed + _PART_ID["classifier"])  # the initial weights, before any resume
     model = build_classifier()
 
@@ -296,7 +284,7 @@ CAPTIONER_FINETUNE_LR = 2e-4
 
 
 def train_captioner(
-    out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 48, max_steps: int = 20000, init_from: Path | None = None
+    out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 48, max_steps: int = STEP_CAPS["captioner"], init_from: Path | None = None
 ) -> dict:
     """Alice's captioner on her caption style; with `init_from`, fine-tuned from those weights."""
     torch.manual_seed(seed + _PART_ID["captioner"])
@@ -309,20 +297,15 @@ def train_captioner(
     def loss_fn(rng, gen, step):
         batch = scenes.sample_batch(rng, batch_size)
         captions = [scenes.alice_caption(s, rng).split() for s in batch.scenes]
-        ids = [[2] + ALICE_VOCAB.encode(c) + [3] for c in captions]
-        width = max(len(r) for r in ids)
-        tokens = torch.zeros(len(ids), width, dtype=torch.long)
-        for i, r in enumerate(ids):
-            tokens[i, : len(r)] = torch.tensor(r)
+        tokens = ALICE_VOCAB.tokens(captions, eos=True)
         logits = model.decode(tokens[:, :-1], model.encode_image(to_tensor(batch.images)))
-        loss = F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=0)
+        loss = F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=nets.PAD_ID)
         return loss, {}
 
     return _train_loop("captioner", out_dir, minutes, seed, {"model": model}, list(model.parameters()), loss_fn, base_lr, max_steps, lr_decay=decay)
 
 
 # ------------------------------------------------------------------------------ perceptual weights
-PERCEPTUAL_STEPS = 1500
 
 
 def perturb_scene(scene: scenes.Scene, rng: np.random.Generator) -> scenes.Scene:
@@ -360,7 +343,7 @@ def _camera(images: np.ndarray, rng: np.random.Generator, gen: torch.Generator) 
     return ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
 
 
-def train_perceptual(out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 64, max_steps: int = PERCEPTUAL_STEPS,
+def train_perceptual(out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 64, max_steps: int = STEP_CAPS["perceptual"],
                      classifier_from: Path | None = None) -> dict:
     """The perceptual metric's linear weights, learnt as LPIPS learnt its own from human judgements.
 
@@ -398,7 +381,6 @@ def train_perceptual(out_dir: Path, minutes: float, seed: int = 0, batch_size: i
     return _train_loop("perceptual", out_dir, minutes, seed, {"lin": lin}, list(lin.parameters()), loss_fn, 3e-2, max_steps)
 
 
-GENERATOR_STEPS = 14000
 GENERATOR_LR_DECAY = (8000, 14000, 0.07)  # constant 3e-4 to step 8000, then linear to 2e-5 at 14000
 FINETUNE_LR = 2e-4
 FINETUNE_COUNT_P = (0.25, 0.4, 0.35)  # fine-tuning sees more 2- and 3-object scenes: binding is the hard part
@@ -472,7 +454,7 @@ def init_generator_from(weights_dir: Path, text: nets.BobTextEncoder, unet: nets
 
 
 def train_generator(
-    out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 32, max_steps: int = GENERATOR_STEPS, init_from: Path | None = None
+    out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 32, max_steps: int = STEP_CAPS["generator"], init_from: Path | None = None
 ) -> dict:
     """Bob's text encoder + U-Net: rectified flow on partial prompts, plus the binding objective.
 
@@ -497,7 +479,7 @@ def train_generator(
         batch_scenes = [scenes.sample_scene(rng, count_p) for _ in range(batch_size)]
         full = [binding_prompt(s, rng) for s in batch_scenes]
         pairs = [training_prompt(s, rng) for s in batch_scenes]
-        tokens = encode_prompts(BOB_VOCAB, [p for p, _ in pairs], text.cfg.max_len)
+        tokens = BOB_VOCAB.tokens([p for p, _ in pairs], text.cfg.max_len)
         x0 = to_tensor(np.stack([scenes.render(target) for _, target in pairs]))
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.sigmoid(torch.randn(batch_size, generator=gen))  # logit-normal time, as SD3
@@ -505,7 +487,7 @@ def train_generator(
         feats, padding = text(tokens)
         v = unet(xt, t, feats, padding)
         flow = F.mse_loss(v, noise - x0)
-        full_tokens = encode_prompts(BOB_VOCAB, [w for w, _ in full], text.cfg.max_len)
+        full_tokens = BOB_VOCAB.tokens([w for w, _ in full], text.cfg.max_len)
         targets = binding_targets(batch_scenes, [r for _, r in full], full_tokens.shape[1])
         logits = binding(text(full_tokens)[0])
         bind = sum(F.cross_entropy(logits[k].flatten(0, 1), targets[k].flatten(), ignore_index=-100) for k in targets)
@@ -534,7 +516,7 @@ def train(
     for part in parts:
         budget = minutes * share[part] / total
         fn = {"classifier": train_classifier, "perceptual": train_perceptual, "captioner": train_captioner, "generator": train_generator}[part]
-        kwargs: dict = {"max_steps": max_steps[part]} if max_steps and part in max_steps else {}
+        kwargs: dict = {"max_steps": {**STEP_CAPS, **(max_steps or {})}[part]}
         if part == "perceptual" and not (Path(out_dir) / "classifier" / "state.json").exists():
             if base_weights is None:
                 raise ConfigError("the perceptual part needs a classifier: train it in the same folder (--part classifier) or give --base-weights")

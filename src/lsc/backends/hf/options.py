@@ -1,0 +1,52 @@
+"""The hf backend's options (the config's `backend_options`): a light module, so a configuration is
+checked against them without importing torch, transformers or diffusers."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class HFBackendOptions(BaseModel):
+    """Options of the hf backend (the config's `backend_options`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    captioner: str = "Salesforce/blip-image-captioning-large"
+    caption_prompt: str | None = None
+    caption_num_beams: int = Field(3, ge=1)
+    caption_max_new_tokens: int = Field(30, ge=1)
+    caption_min_length: int = Field(5, ge=0)
+    caption_repetition_penalty: float = Field(1.0, gt=0)
+    caption_first_segment: bool = False  # keep the text before the first comma (CLIP Interrogator's caption)
+    itm_model: str | None = "Salesforce/blip-itm-base-coco"
+    itm_block: int = Field(7, ge=0)
+    # Grad-CAM products are ~1e-14 on real and tiny models alike: in float16 they underflow to 0.
+    itm_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "float32"
+    itm_first_token: Literal["enc", "cls"] = "enc"  # LAVIS' BlipITM puts [ENC] first; "cls": Hugging Face's
+    alice_text_encoder: str | None = "itm"  # "itm": the ITM model's BERT text encoder (BLIP's language model)
+    bob_text_encoder: str | None = None  # None: the generator pipeline's own text encoder
+    generator: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    scheduler: Literal["default", "lcm", "ddim", "dpm", "euler"] = "default"
+    lcm_lora: str | None = None
+    # None: 50 steps and guidance 7.5, or 4 and 1.0 with LCM (lcm_lora or scheduler lcm).
+    num_inference_steps: int | None = Field(None, ge=1)
+    guidance_scale: float | None = None
+    # Weight files: "auto" tries the fp16 variant first when the dtype is float16, then the full files.
+    variant: str | None = "auto"
+    attention_slicing: bool = False
+    vae_slicing: bool = False
+    cpu_offload: Literal["none", "model", "sequential"] = "none"  # needs accelerate and a CUDA device
+    height: int | None = Field(512, ge=8)
+    width: int | None = Field(512, ge=8)
+    batch_size: int = Field(8, ge=1)
+    heatmap_size: int | None = Field(None, ge=1)
+    lpips_net: Literal["alex", "vgg"] = "alex"
+    lpips_backbone: str | None = None
+    lpips_linear: str | None = None
+    lpips_size: int | None = Field(None, ge=16)  # None: Bob's image size; the research code: 256
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    threshold: float = 0.6
+    skd_examples: list[tuple[str, str]] = Field(default_factory=list)

@@ -1,0 +1,17 @@
+"""The world backend's options (the config's `backend_options`): a light module, so a configuration is
+checked against them without importing torch."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class WorldBackendOptions(BaseModel):
+    """Options of `load_world_backend`; None takes the weights' own sampler settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: str | None = None
+    sampler_steps: int | None = Field(None, ge=1)
+    guidance: float | None = None
+    threads: int | None = Field(None, ge=1)

@@ -1,0 +1,255 @@
+"""A run folder's layout, in one place: its file names, how files are written into it, and how it is
+opened, prepared and locked. The runner writes it; report, export and compare read it through here.
+
+RUN_DIR/
+  config.resolved.yaml   the study's identity (also stored in the store's meta table)
+  results.sqlite         the result store (lsc.runner.store)
+  .lsc-run.lock          held by the `lsc run` writing the folder
+  images/<key>.png       Bob's images by image key, shared by schemes
+  originals/<id>.png     the original images, named by `safe_name(image_id)`
+  report/                the report (lsc.report)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from lsc.errors import ConfigError
+from lsc.runner.store import ResultStore
+
+RESOLVED_CONFIG = "config.resolved.yaml"
+STORE_FILE = "results.sqlite"
+LOCK_FILE = ".lsc-run.lock"
+IMAGES_DIR = "images"
+ORIGINALS_DIR = "originals"
+REPORT_DIR = "report"
+SCHEMES_META = "schemes"  # meta key: the study's scheme labels in config order, JSON
+
+# Backend options that decide how fast a study runs, never its numbers: not part of a study's identity,
+# so a study started with one thread count resumes with another.
+EXECUTION_OPTIONS = ("threads",)
+
+
+def image_path(run_dir: Path, key: str) -> Path:
+    """Where Bob's image of an image key lives."""
+    return Path(run_dir) / IMAGES_DIR / f"{key}.png"
+
+
+def original_path(run_dir: Path, image_id: str) -> Path:
+    """Where the original of an image lives."""
+    return Path(run_dir) / ORIGINALS_DIR / f"{safe_name(image_id)}.png"
+
+
+def open_store(run_dir: str | Path) -> ResultStore:
+    """Open a run folder's store read-only, with a one-line error if it is not a run folder."""
+    path = Path(run_dir) / STORE_FILE
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a run folder (no {STORE_FILE})")
+    return ResultStore(path, readonly=True)
+
+
+def scheme_labels(store: ResultStore) -> list[str]:
+    """The study's scheme labels in config order, as stored when the run started.
+
+    A store written before labels were stored gets them from its stored config (an entry that no
+    longer parses is left out: the order of labels is cosmetic).
+    """
+    text = store.get_meta(SCHEMES_META)
+    if text is not None:
+        return [str(x) for x in json.loads(text)]
+    from lsc.config import SchemeSpec
+
+    try:
+        raw = (yaml.safe_load(store.get_meta("config") or "") or {}).get("schemes") or []
+    except (yaml.YAMLError, AttributeError):
+        return []
+    labels = []
+    for item in raw:
+        try:
+            labels.append(SchemeSpec.from_raw(item).label)
+        except Exception:  # noqa: BLE001 - an odd entry just falls back to store order
+            continue
+    return labels
+
+
+def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            d = _first_difference(a.get(k), b.get(k), f"{prefix}{k}.")
+            if d:
+                return d
+        return None
+    return None if a == b else prefix.rstrip(".") or "config"
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """--out must be (or be creatable as) a writable folder: checked before any model loads."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir}: exists and is not a folder")
+    probe = out_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"--out {out_dir}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out_dir}: folder {probe} is not writable")
+    store = out_dir / STORE_FILE
+    if store.exists() and not (store.is_file() and os.access(store, os.R_OK | os.W_OK)):
+        raise ConfigError(f"--out {out_dir}: {STORE_FILE} is not a writable file")
+
+
+class RunLock:
+    """An exclusive lock on a run folder (flock on a lock file) held while `lsc run` writes to it.
+
+    Why: two runs writing one folder would interleave results and race on files. Readers (report,
+    export) take no lock: SQLite's WAL lets them read a store while it is written. The kernel drops
+    the lock when the process dies, so a kill -9 never leaves a folder locked.
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+
+        if self.fd is not None:
+            return self
+        path = self.out_dir / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"--out {self.out_dir}: cannot create {LOCK_FILE}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            who = f" (pid {holder})" if holder.isdigit() else ""
+            raise ConfigError(f"{self.out_dir} is in use by another `lsc run`{who}; wait for it or use another "
+                              "--out (report and export work meanwhile)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
+
+
+def _stored_config(store_path: Path) -> dict[str, Any] | None:
+    """The configuration a store recorded (None for a store without one)."""
+    with ResultStore(store_path) as store:
+        text = store.get_meta("config")
+    if text is None:
+        return None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _identity(data: Any) -> Any:
+    """A config dict without execution options (so configs written before they were split still match)."""
+    if isinstance(data, dict) and "executor" in data:
+        data = {k: v for k, v in data.items() if k != "executor"}
+    if isinstance(data, dict) and isinstance(data.get("backend_options"), dict):
+        data = {**data, "backend_options": {k: v for k, v in data["backend_options"].items()
+                                            if k not in EXECUTION_OPTIONS}}
+    return data
+
+
+def prepare_run_dir(out_dir: Path, config: dict[str, Any], config_yaml: str) -> None:
+    """Create the folder and its image folders, or check that an existing one holds the same study (else refuse).
+
+    Both records are checked: config.resolved.yaml and the store's own copy, so deleting (or editing)
+    the YAML file cannot make a folder adopt results of another study.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / RESOLVED_CONFIG
+    new = _identity(config)
+    records: list[tuple[str, Any]] = []
+    if path.exists():
+        try:
+            records.append((RESOLVED_CONFIG, yaml.safe_load(path.read_text(encoding="utf-8"))))
+        except (yaml.YAMLError, UnicodeDecodeError, OSError):
+            records.append((RESOLVED_CONFIG, None))
+    if (out_dir / STORE_FILE).exists():
+        stored = _stored_config(out_dir / STORE_FILE)
+        if stored is not None:
+            records.append((f"{STORE_FILE}'s stored config", stored))
+    for what, old in records:
+        old = _identity(old)
+        if old != new:
+            where = _first_difference(old, new) if isinstance(old, dict) else "config"
+            raise ConfigError(
+                f"{out_dir} holds a different study ({what} differs at {where!r}); "
+                "use another --out or the same config"
+            )
+    if not path.exists():
+        write_atomic(path, config_yaml)
+    (out_dir / IMAGES_DIR).mkdir(exist_ok=True)
+    (out_dir / ORIGINALS_DIR).mkdir(exist_ok=True)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file via a temporary of this process's own name, then rename it into place."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(image_id: str) -> str:
+    """A file name for an image id (ids may contain '/' or spaces).
+
+    An id that needs changing gets a short hash of itself appended, so 'a b.png' and 'a_b.png' never
+    share an original or a strip.
+    """
+    safe = _SAFE.sub("_", image_id).strip("._") or "image"
+    if safe != image_id:
+        safe = f"{safe}-{hashlib.sha256(image_id.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return safe
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """An image in [0, 1] as PNG bytes: how a remote worker ships Bob's images (the same bytes the
+    driver would write from the pixels, and 8x smaller than float32)."""
+    import io
+
+    from PIL import Image
+
+    arr = np.clip(np.asarray(pixels, dtype=np.float32), 0.0, 1.0)
+    buf = io.BytesIO()
+    Image.fromarray((arr * 255.0 + 0.5).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_png(path: Path, pixels: np.ndarray | bytes) -> None:
+    """Write a PNG (pixels, or PNG bytes from a worker) atomically: a killed run never leaves a
+    truncated file under the final name."""
+    if path.exists():
+        return
+    data = pixels if isinstance(pixels, bytes) else encode_png(pixels)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: no two writers share one
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

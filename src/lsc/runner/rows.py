@@ -1,0 +1,109 @@
+"""One definition of a result row: the store's tables, the export's columns and the Parquet types are
+derived from the dataclasses here and `lsc.protocol.loop.StepRecord`.
+
+A step row is a `ResultKey` (which transmission) followed by a `StepRecord` (what one step did); a
+summary row is a `ResultKey` followed by a `ResultSummary`. Adding a per-step metric is one field on
+StepRecord (with a default, e.g. `bleu: float | None = None`, filled in by the loop): the store adds
+the column (also to an existing results.sqlite), and export and Parquet carry it. Field types map to
+SQLite and Arrow as in `_TYPES` (int, float, str, each optionally `| None`); field metadata
+`{"column": name}` names the column differently from the field, `{"export": False}` keeps a column out
+of the export. Column names are the store's contract: renaming one orphans old run folders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from lsc.protocol.loop import StepRecord
+
+
+@dataclass(frozen=True)
+class ResultKey:
+    """Which transmission a row belongs to: image x scheme label x condition ('' or e.g. 'snr_db=4')."""
+
+    image_id: str
+    scheme: str
+    cond: str = field(default="", metadata={"export": False})
+    snr_db: float | None = None
+
+
+@dataclass
+class ResultSummary:
+    """One transmission's outcome; a failed one has only `status` 'failed' and its `error`."""
+
+    words_to_threshold: int | None = None
+    bits_to_threshold: int | None = None
+    final_lpips: float | None = None
+    n_words: int | None = None
+    caption: str | None = None
+    status: str = "ok"
+    error: str | None = None
+    words_json: str | None = field(default=None, metadata={"export": False})
+    order_json: str | None = field(default=None, metadata={"export": False})
+    elapsed_s: float | None = field(default=None, metadata={"export": False})
+
+
+@dataclass(frozen=True)
+class Column:
+    """A stored column: its name, the dataclass field it comes from, SQLite and Arrow types."""
+
+    name: str
+    field: str
+    sql: str
+    arrow: str
+    export: bool
+
+
+_TYPES = {int: ("INTEGER", "int64"), float: ("REAL", "float64"), str: ("TEXT", "string")}
+
+
+def columns_of(cls: type) -> tuple[Column, ...]:
+    """The columns of a row dataclass, in field order (a type outside int/float/str is a TypeError)."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if typing.get_origin(kind) in (Union, types.UnionType):
+            args = [a for a in typing.get_args(kind) if a is not type(None)]
+            kind = args[0] if len(args) == 1 else kind
+        if kind not in _TYPES:
+            raise TypeError(f"{cls.__name__}.{f.name}: a stored column must be int, float or str (or None), not {kind}")
+        sql, arrow = _TYPES[kind]
+        out.append(Column(f.metadata.get("column", f.name), f.name, sql, arrow, f.metadata.get("export", True)))
+    return tuple(out)
+
+
+KEY_COLUMNS = columns_of(ResultKey)
+STEP_COLUMNS = KEY_COLUMNS + columns_of(StepRecord)
+SUMMARY_COLUMNS = KEY_COLUMNS + columns_of(ResultSummary)
+STEP_KEY = ("image_id", "scheme", "cond", "step")
+SUMMARY_KEY = ("image_id", "scheme", "cond")
+
+
+def export_columns(columns: tuple[Column, ...]) -> tuple[str, ...]:
+    """Exported column names: image and scheme first, then the row's values, the SNR last."""
+    lead, last = ("image_id", "scheme"), ("snr_db",)
+    middle = tuple(c.name for c in columns if c.export and c.name not in lead + last)
+    return lead + middle + last
+
+
+STEPS_EXPORT = export_columns(STEP_COLUMNS)
+SUMMARY_EXPORT = export_columns(SUMMARY_COLUMNS)
+
+
+def create_table(name: str, columns: tuple[Column, ...], key: tuple[str, ...]) -> str:
+    """CREATE TABLE for a row dataclass's columns (NOT NULL on the primary key's columns)."""
+    cols = [f"{c.name} {c.sql}{' NOT NULL' if c.name in key else ''}" for c in columns]
+    return f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(cols)}, PRIMARY KEY ({', '.join(key)}))"
+
+
+def values(columns: tuple[Column, ...], *parts: Any) -> tuple[Any, ...]:
+    """A row's values in column order, read from the dataclasses that make it up (key first)."""
+    fields: dict[str, Any] = {}
+    for part in parts:
+        fields.update((f.name, getattr(part, f.name)) for f in dataclasses.fields(part))
+    return tuple(fields[c.field] for c in columns)
