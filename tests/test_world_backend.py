@@ -135,3 +135,18 @@ def test_judge_checks_what_the_words_state_and_every_object():
     missing = {**seen, "objects": seen["objects"][:1], "count": 1}
     verdict = judge(scene, said_bg, missing)
     assert verdict.missing_object and not verdict.right
+
+
+def test_alice_unmarked_size_is_stated_by_the_object_words():
+    """Alice says "a blue box" for a large box: once its colour arrives the size is stated too."""
+    from lsc.backends.world.evaluate import judge, statement
+
+    scene = scenes.Scene("sky", (scenes.WorldObject("circle", "red", "small", "left"), scenes.WorldObject("square", "blue", "large", "right")))
+    words, roles = scenes.alice_caption_roles(scene)  # a small red ball and a blue box in the sky
+    seen = scene.attributes()
+    small_box = {**seen, "objects": [seen["objects"][0], {**seen["objects"][1], "size": "small"}]}
+    said = statement(scene, words, roles, range(len(words)))
+    assert said.object_attributes[1] == {"color", "shape", "size"}
+    assert not judge(scene, said, small_box).right
+    only_first = statement(scene, words, roles, range(4))  # "a small red ball": the box says nothing yet
+    assert only_first.object_attributes == (frozenset({"size", "color", "shape"}), frozenset())

@@ -38,7 +38,7 @@ def test_shipped_weights_know_bobs_words(backend):
 
 def test_alice_speaks_briefly_and_exactly(result):
     words = result["alice_caption_words"]
-    assert 8 <= words["mean"] <= 12 and words["p95"] <= 16
+    assert 8 <= words["mean"] <= 12 and words["p95"] <= 16 and words["share_le_10"] >= 0.5
     assert result["captioner_exact"] >= 0.95
 
 

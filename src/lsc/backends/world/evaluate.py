@@ -74,7 +74,7 @@ _KIND = {
     **{w: "color" for w, base in scenes.SYNONYM_BASE.items() if base in scenes.COLORS},
     **{w: "shape" for w in (*scenes.ALICE_SHAPE.values(), *scenes.BOB_SHAPE.values())},
     **{w: "shape" for w, base in scenes.SYNONYM_BASE.items() if base in scenes.SHAPES},
-    **{w: "size" for w in (*scenes.ALICE_SIZE.values(), *scenes.BOB_SIZE.values())},
+    **{w: "size" for w in (*scenes.ALICE_SIZE.values(), *scenes.BOB_SIZE.values()) if w},
 }
 
 
@@ -92,14 +92,18 @@ class Statement:
 
 def statement(scene: scenes.Scene, words: Sequence[str], roles: Sequence[int], received: Sequence[int]) -> Statement:
     """The attributes the received word indices state: a colour, shape or size word of object j states
-    that attribute of object j; a background word states the background."""
+    that attribute of object j; a background word states the background. An object whose phrase has
+    no size word (Alice leaves the large size unmarked) has its size stated by any of its words."""
     per_object: list[set[str]] = [set() for _ in scene.objects]
+    sized = {roles[i] for i, w in enumerate(words) if roles[i] >= 0 and _KIND.get(w) == "size"}
     background = False
     for i in received:
         if roles[i] == scenes.ROLE_BACKGROUND:
             background = True
         elif roles[i] >= 0 and words[i] in _KIND:
             per_object[roles[i]].add(_KIND[words[i]])
+            if roles[i] not in sized:
+                per_object[roles[i]].add("size")
     return Statement(background, tuple(frozenset(a) for a in per_object))
 
 

@@ -5,9 +5,10 @@ right) with a shape, a colour and a size. Pixels are rendered at 4x and box-down
 anti-aliased the way a camera would see them; textures and small position jitter vary with the seed.
 
 The two caption styles differ the way BLIP captions and CLIP prompts do. Alice writes short ordinary
-English, salient things first, and leaves out what a caption would: positions when the layout is the
-usual one (one object in the middle, two apart, three in a row): "a big red ball and a small blue box
-on grass". Bob's prompts are tag-like inventories with other words
+English, salient things first, and leaves out what a caption would: the size of an ordinary (large)
+object, which English leaves unmarked ("a red ball", "a small blue box"), and positions when the
+layout is the usual one (one object in the middle, two apart, three in a row): "a red ball and a
+small blue box on grass". Bob's prompts are tag-like inventories with other words
 for some concepts ("green grass with a large red circle at left and a small blue square at right").
 Bob's generator learns both styles (Stable Diffusion reads BLIP's English), but renders his own,
 complete phrasing better: that gap is what semantic knowledge distillation can close.
@@ -47,7 +48,7 @@ COLOR_RGB = {
 # Alice's (BLIP-like) and Bob's (CLIP-prompt-like) words for each concept.
 ALICE_SHAPE = {"circle": "ball", "square": "box", "triangle": "triangle"}
 BOB_SHAPE = {"circle": "circle", "square": "square", "triangle": "triangle"}
-ALICE_SIZE = {"small": "small", "large": "big"}
+ALICE_SIZE = {"small": "small", "large": ""}  # "large" is unmarked: "a red ball" is a large one
 BOB_SIZE = {"small": "small", "large": "large"}
 # Where Alice states positions: only when the layout is not the usual one for that many objects.
 ALICE_LAYOUT = {
@@ -119,11 +120,12 @@ class Scene:
         }
 
 
-COUNT_PROBABILITIES = (0.4, 0.4, 0.2)
+# Half the pictures show one salient thing, as photos of a captioning data set often do.
+COUNT_PROBABILITIES = (0.5, 0.35, 0.15)
 
 
 def sample_scene(rng: np.random.Generator, count_p: tuple[float, float, float] = COUNT_PROBABILITIES) -> Scene:
-    """A random scene: 1 object (40%), 2 (40%) or 3 (20%) by default, in distinct slots, left to right."""
+    """A random scene: 1 object (50%), 2 (35%) or 3 (15%) by default, in distinct slots, left to right."""
     count = int(rng.choice([1, 2, 3], p=list(count_p)))
     slots = sorted(rng.choice(3, size=count, replace=False).tolist())
     objects = tuple(
@@ -220,7 +222,7 @@ def alice_caption_roles(scene: Scene) -> tuple[list[str], list[int]]:
     for j, o in enumerate(scene.objects):
         if j and j == len(scene.objects) - 1:
             pairs.append(("and", ROLE_LINK))
-        words = [ALICE_SIZE[o.size], o.color, ALICE_SHAPE[o.shape]]
+        words = [w for w in (ALICE_SIZE[o.size], o.color, ALICE_SHAPE[o.shape]) if w]
         words.insert(0, "an" if words[0][0] in "aeiou" else "a")
         pairs.extend((w, j) for w in words)
     layout = ALICE_LAYOUT[tuple(o.slot for o in scene.objects)]
@@ -243,8 +245,8 @@ def place_by_layout(objects: tuple[WorldObject, ...], said: str) -> tuple[WorldO
 def alice_caption(scene: Scene, rng: np.random.Generator | None = None) -> str:
     """Alice's (BLIP-like) caption: objects left to right, then where (if unusual), then the background.
 
-    "a big red ball on the left on the grass", "a red ball and a blue box in the sky", "a red ball a
-    blue box and a white triangle at night". `rng` is accepted for symmetry with `bob_caption`; Alice,
+    "a small red ball on the left on grass", "a red ball and a blue box in the sky", "a red ball a
+    small blue box and a white triangle at night". `rng` is accepted for symmetry with `bob_caption`; Alice,
     like BLIP decoding greedily, always says the same thing about the same scene.
     """
     return " ".join(alice_caption_roles(scene)[0])
@@ -321,13 +323,14 @@ BOB_WORDS: list[str] = sorted(set(BOB_OWN_WORDS) | set(ALICE_WORDS))
 
 # The Bob word each of Alice's words means, where he has one: her words start from his when Bob's
 # text encoder is fine-tuned to read her captions.
-ALICE_TO_BOB = {"an": "a", "ball": "circle", "box": "square", "big": "large", "beach": "desert"}
+ALICE_TO_BOB = {"an": "a", "ball": "circle", "box": "square", "beach": "desert"}
 
 # Words that name an object (a colour, a shape or a size, in either style or as Bob's synonym).
-OBJECT_WORDS = frozenset([*COLORS, *ALICE_SHAPE.values(), *BOB_SHAPE.values(), *ALICE_SIZE.values(), *BOB_SIZE.values(), *SYNONYM_BASE])
+OBJECT_WORDS = frozenset(w for w in [*COLORS, *ALICE_SHAPE.values(), *BOB_SHAPE.values(), *ALICE_SIZE.values(), *BOB_SIZE.values(), *SYNONYM_BASE] if w)
 
 _SHAPE_OF = {**{v: k for k, v in ALICE_SHAPE.items()}, **{v: k for k, v in BOB_SHAPE.items()}}
-_SIZE_OF = {**{v: k for k, v in ALICE_SIZE.items()}, **{v: k for k, v in BOB_SIZE.items()}}
+_SIZE_OF = {v: k for table in (ALICE_SIZE, BOB_SIZE) for k, v in table.items() if v}
+_UNMARKED_SIZE = next(k for k, v in ALICE_SIZE.items() if not v)
 _BOB_SLOT_OF = {v: k for k, v in BOB_SLOT.items()}
 
 
@@ -335,7 +338,8 @@ def parse_caption(caption: str) -> dict[str, Any] | None:
     """Attributes a caption states, in either style, for scoring only (`lsc world eval`).
 
     Objects are `[size] colour shape` runs; a Bob-style object names its slot ("at left"); Alice's
-    objects take their slots from her layout rule. A size the caption leaves out is None. Returns None
+    objects take their slots from her layout rule and, without a size word, are the unmarked size. A
+    size a Bob-style caption leaves out is None. Returns None
     when the caption does not follow the world's grammar.
     """
     words = [SYNONYM_BASE.get(w, w) for w in caption.split()]
@@ -369,6 +373,8 @@ def parse_caption(caption: str) -> dict[str, Any] | None:
         slots = next((k for k, p in ALICE_LAYOUT.items() if len(k) == len(objects) and p == said), None)
         if slots is None:
             return None
+        for o in objects:
+            o["size"] = o["size"] or _UNMARKED_SIZE
     if len(set(slots)) != len(slots):
         return None
     for o, slot in zip(objects, slots):

@@ -84,7 +84,7 @@ def training_prompt(scene: scenes.Scene, rng: np.random.Generator) -> tuple[list
     word: a prompt that names fewer objects must not make Bob invent the others, and words that name
     no object leave the scene empty, as a text-to-image model draws what it is told. Objects a partial
     Alice-style prompt names stand where her layout rule puts that many objects given the position
-    words received ("a big red ball on grass" is one ball in the middle, whatever the full scene held):
+    words received ("a red ball on grass" is one ball in the middle, whatever the full scene held):
     otherwise the same words would mean every slot, and Bob would hedge by drawing several.
     """
     alice = rng.random() < ALICE_STYLE_RATE
