@@ -42,10 +42,13 @@ class HFBackendOptions(BaseModel):
     itm_first_token: Literal["enc", "cls"] = "enc"  # LAVIS' BlipITM puts [ENC] first; "cls": Hugging Face's
     alice_text_encoder: str | None = "itm"  # "itm": the ITM model's BERT text encoder (BLIP's language model)
     bob_text_encoder: str | None = None  # None: the generator pipeline's own text encoder
-    generator: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    # Bob's text-to-image design: "sd" (Stable Diffusion), "lcm" (few-step latent consistency: LCM scheduler,
+    # 4 steps, guidance 1; LCM-LoRA on the default SD 1.5), "amused" (VQGAN + masked-token transformer).
+    receiver: Literal["sd", "lcm", "amused"] = "sd"
+    generator: str | None = None  # None: the receiver's default model (RECEIVER_MODELS)
     scheduler: Literal["default", "lcm", "ddim", "dpm", "euler"] = "default"
-    lcm_lora: str | None = None
-    # None: 50 steps and guidance 7.5, or 4 and 1.0 with LCM (lcm_lora or scheduler lcm).
+    lcm_lora: str | None = None  # unset with receiver lcm and the default generator: LCM_LORA_SD15
+    # None: 50 steps and guidance 7.5; 4 and 1.0 with LCM (receiver lcm, lcm_lora or scheduler lcm); aMUSEd 12, 10.
     num_inference_steps: int | None = Field(None, ge=1)
     guidance_scale: float | None = None
     # Weight files: "auto" tries the fp16 variant first when the dtype is float16, then the full files.
@@ -53,7 +56,7 @@ class HFBackendOptions(BaseModel):
     attention_slicing: bool = False
     vae_slicing: bool = False
     cpu_offload: Literal["none", "model", "sequential"] = "none"  # needs accelerate and a CUDA device
-    height: int | None = Field(512, ge=8)
+    height: int | None = Field(512, ge=8)  # unset with receiver amused: the model's own size
     width: int | None = Field(512, ge=8)
     batch_size: int = Field(8, ge=1)
     heatmap_size: int | None = Field(None, ge=1)
@@ -73,19 +76,52 @@ def _none(value: str | None) -> bool:
 
 LCM_STEPS, LCM_GUIDANCE = 4, 1.0
 DEFAULT_STEPS, DEFAULT_GUIDANCE = 50, 7.5
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+LCM_LORA_SD15 = "latent-consistency/lcm-lora-sdv1-5"
+RECEIVER_MODELS = {"sd": SD15, "lcm": SD15, "amused": "amused/amused-256"}
+
+
+def check_receiver(opts: HFBackendOptions) -> HFBackendOptions:
+    """Fill the receiver's defaults (generator, LCM-LoRA, aMUSEd's own size) and refuse options that
+    contradict it, so a study never runs a different receiver than the one it names."""
+    given = opts.model_fields_set
+    update: dict[str, Any] = {}
+    if opts.generator is None:
+        update["generator"] = RECEIVER_MODELS[opts.receiver]
+    if opts.receiver == "lcm":
+        if opts.scheduler not in ("default", "lcm"):
+            raise ConfigError(f"backend_options: receiver lcm uses the LCM scheduler, not scheduler={opts.scheduler}")
+        if "lcm_lora" not in given and opts.generator is None:
+            update["lcm_lora"] = LCM_LORA_SD15  # the consistency-distilled adapter of the default SD 1.5
+    if opts.receiver == "amused":
+        if opts.scheduler != "default":
+            raise ConfigError(f"backend_options: receiver amused has its own masked-token scheduler; "
+                              f"scheduler={opts.scheduler} is for sd/lcm")
+        if not _none(opts.lcm_lora):
+            raise ConfigError("backend_options: lcm_lora is an adapter of Stable Diffusion, not of receiver amused")
+        for side in ("height", "width"):
+            if side not in given:
+                update[side] = None
+    return opts.model_copy(update=update)
 
 
 def uses_lcm(opts: HFBackendOptions) -> bool:
-    """LCM-LoRA or the LCM scheduler: a few-step sampler without classifier-free guidance."""
-    return not _none(opts.lcm_lora) or opts.scheduler == "lcm"
+    """Receiver lcm, LCM-LoRA or the LCM scheduler: a few-step sampler without classifier-free guidance."""
+    return opts.receiver == "lcm" or not _none(opts.lcm_lora) or opts.scheduler == "lcm"
 
 
 def sampler_settings(opts: HFBackendOptions) -> tuple[int, float]:
-    """(steps, guidance): the options when given, else LCM's 4 / 1.0 or Stable Diffusion's 50 / 7.5."""
-    lcm = uses_lcm(opts)
-    steps = opts.num_inference_steps or (LCM_STEPS if lcm else DEFAULT_STEPS)
-    guidance = opts.guidance_scale if opts.guidance_scale is not None else (LCM_GUIDANCE if lcm else DEFAULT_GUIDANCE)
-    return steps, guidance
+    """(steps, guidance): the options when given, else LCM's 4 / 1.0, aMUSEd's 12 / 10.0 or Stable
+    Diffusion's 50 / 7.5."""
+    from lsc.backends.hf.amused import AMUSED_GUIDANCE, AMUSED_STEPS
+
+    if opts.receiver == "amused":
+        steps, guidance = AMUSED_STEPS, AMUSED_GUIDANCE
+    elif uses_lcm(opts):
+        steps, guidance = LCM_STEPS, LCM_GUIDANCE
+    else:
+        steps, guidance = DEFAULT_STEPS, DEFAULT_GUIDANCE
+    return opts.num_inference_steps or steps, opts.guidance_scale if opts.guidance_scale is not None else guidance
 
 
 def weight_variants(variant: str | None, dtype: torch.dtype) -> list[str | None]:
@@ -141,9 +177,17 @@ def load_pipeline(opts: HFBackendOptions, device: torch.device, dtype: torch.dty
 
     # diffusers renamed torch_dtype to dtype (0.3x); pass whichever this version understands.
     dtype_key = "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
-    pipe = load_with_variants(DiffusionPipeline.from_pretrained, opts.generator, "generator pipeline", "generator",
-                              weight_variants(opts.variant, dtype), safety_checker=None, requires_safety_checker=False,
-                              **{dtype_key: dtype})
+    from lsc.backends.hf.amused import is_amused
+
+    generator = str(opts.generator or RECEIVER_MODELS[opts.receiver])
+    extra = {} if opts.receiver == "amused" else dict(safety_checker=None, requires_safety_checker=False)
+    pipe = load_with_variants(DiffusionPipeline.from_pretrained, generator, "generator pipeline", "generator",
+                              weight_variants(opts.variant, dtype), **extra, **{dtype_key: dtype})
+    if opts.receiver == "amused" and not is_amused(pipe):
+        raise ConfigError(f"backend_options: receiver amused needs an aMUSEd pipeline (VQ model, UVit2D transformer, "
+                          f"AmusedScheduler); generator {generator!r} is a {type(pipe).__name__}")
+    if opts.receiver != "amused" and is_amused(pipe):
+        raise ConfigError(f"backend_options: generator {generator!r} is an aMUSEd pipeline: set receiver=amused")
     if not _none(opts.lcm_lora):
         try:
             import peft  # noqa: F401  (diffusers' LoRA loading needs it)
@@ -151,9 +195,7 @@ def load_pipeline(opts: HFBackendOptions, device: torch.device, dtype: torch.dty
             raise ModelUnavailableError("lcm_lora needs the 'peft' package: pip install peft") from exc
         load_pretrained(pipe.load_lora_weights, str(opts.lcm_lora), "LCM-LoRA", "lcm_lora")
         pipe.fuse_lora()
-        if opts.scheduler == "default":
-            _scheduler(pipe, "lcm")
-    _scheduler(pipe, opts.scheduler)
+    _scheduler(pipe, "lcm" if uses_lcm(opts) and opts.scheduler == "default" else opts.scheduler)
     return place_pipeline(pipe, opts, device)
 
 
@@ -195,6 +237,7 @@ def load_hf_backend(**options: Any) -> Backend:
     except ValidationError as exc:
         unknown = "{key}: unknown option of backend 'hf'; its options are " + ", ".join(HFBackendOptions.model_fields)
         raise ConfigError(validation_message(exc, "backend_options", unknown=unknown)) from None
+    opts = check_receiver(opts)
     try:
         import diffusers  # noqa: F401
         import transformers  # noqa: F401
@@ -202,6 +245,7 @@ def load_hf_backend(**options: Any) -> Backend:
         raise ModelUnavailableError(f"the hf backend needs transformers and diffusers: pip install 'lsc[hf]' ({exc.name} missing)") from exc
     from transformers import AutoModel, AutoTokenizer, BlipForConditionalGeneration, BlipForImageTextRetrieval
 
+    from lsc.backends.hf.amused import AmusedGenerator
     from lsc.backends.hf.captioner import BlipCaptioner
     from lsc.backends.hf.generator import DiffusersGenerator
     from lsc.backends.hf.lpips import LpipsPerceptual, load_lpips
@@ -235,7 +279,8 @@ def load_hf_backend(**options: Any) -> Backend:
 
     pipe = load_pipeline(opts, device, dtype)
     steps, guidance = sampler_settings(opts)
-    generator = DiffusersGenerator(pipe, steps, guidance, opts.height, opts.width, opts.batch_size, opts.heatmap_size)
+    gen_cls = AmusedGenerator if opts.receiver == "amused" else DiffusersGenerator
+    generator = gen_cls(pipe, steps, guidance, opts.height, opts.width, opts.batch_size, opts.heatmap_size)
     if generator.has_cross_attention:
         capabilities.add(CAP_BOB_CROSS_ATTENTION)
 
