@@ -207,3 +207,52 @@ def test_unknown_receiver_in_a_study_exits_2_with_one_line(hf_options, tmp_path:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith("error: ") and "receiver" in line and "pixelsnail" in line, proc.stderr[-800:]
+
+
+def _close(a: np.ndarray, b: np.ndarray, rel: float = 1e-3) -> bool:
+    return a.shape == b.shape and float(np.abs(a - b).max()) <= rel * max(float(np.abs(b).max()), 1e-12)
+
+
+def test_amused_cross_attention_equals_independent_recomputation(amused_backend) -> None:
+    """aMUSEd's maps recomputed from the default processors' inputs: forward hooks on every attention
+    module called with text states (the transformer layers' attn2 and the resolution blocks' attn1 and
+    attn2 alike); softmax(q k^T * scale) per head written out here, the conditional (second) half of the
+    guidance batch, mean over heads, bilinear to the 16x16 code grid, mean over calls and steps."""
+    from torch.nn import functional as F
+
+    gen = amused_backend.generator
+    words = ["a", "dog", "runs", "on", "grass"]
+    seen: list[torch.Tensor] = []
+    names: set[str] = set()
+
+    def hook(name: str):
+        def run(module, args, kwargs, _out) -> None:
+            h = args[0] if args else kwargs["hidden_states"]
+            enc = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
+            if enc is None:
+                return
+            names.add(name)
+            b, q_len, _ = h.shape
+            heads = module.heads
+            q = module.to_q(h).view(b, q_len, heads, -1).permute(0, 2, 1, 3)
+            k = module.to_k(enc).view(b, enc.shape[1], heads, -1).permute(0, 2, 1, 3)
+            probs = torch.softmax(q.float() @ k.float().transpose(-1, -2) * module.scale, dim=-1)
+            side = int(round(q_len ** 0.5))
+            maps = probs[-1].mean(0).T.reshape(1, -1, side, side)
+            seen.append(F.interpolate(maps, size=(16, 16), mode="bilinear", align_corners=False)[0])
+        return run
+
+    handles = [m.register_forward_hook(hook(n), with_kwargs=True) for n, m in gen.pipe.transformer.named_modules()
+               if type(m).__name__ == "Attention"]
+    try:
+        with torch.no_grad():
+            gen._sample([" ".join(words)], seed=4)
+    finally:
+        for h in handles:
+            h.remove()
+    assert {"transformer_layers.0.attn2", "down_block.attention_blocks.0.attn1", "up_block.attention_blocks.0.attn2"} <= names
+    tokens = torch.stack(seen).mean(0).clamp(min=0).numpy()  # (K, 16, 16); token 0 is <bos>
+    expected = tokens[1 : 1 + len(words)]
+    got = gen.cross_attention(words, seed=4)
+    assert _close(got, expected, rel=1e-5)
+    assert not _close(got, tokens[: len(words)]) and not _close(got, expected[::-1])
