@@ -127,7 +127,7 @@ def test_amused_cross_attention_maps(amused_backend) -> None:
 
 def test_lcm_receiver_sets_scheduler_steps_and_guidance(hf_options) -> None:
     from lsc.backends.hf import load_hf_backend
-    from lsc.backends.hf.backend import LCM_LORA_SD15, HFBackendOptions, check_receiver
+    from lsc.backends.hf.backend import LCM_LORA_SD15, SD15, HFBackendOptions, check_receiver
 
     base = {k: v for k, v in hf_options.items() if k != "num_inference_steps"}
     gen = load_hf_backend(**{**base, "receiver": "lcm"}).generator
@@ -138,8 +138,9 @@ def test_lcm_receiver_sets_scheduler_steps_and_guidance(hf_options) -> None:
     assert np.abs(batch[0] - batch[2]).max() > 1e-4
     given = load_hf_backend(**{**base, "receiver": "lcm", "num_inference_steps": 2, "guidance_scale": 1.5}).generator
     assert (given.num_inference_steps, given.guidance_scale) == (2, 1.5)
-    # The default generator (SD 1.5) gets its LCM-LoRA; a given generator or lcm_lora: none is left alone.
+    # SD 1.5 (the default generator) gets its LCM-LoRA; another generator or lcm_lora: none is left alone.
     assert check_receiver(HFBackendOptions(receiver="lcm")).lcm_lora == LCM_LORA_SD15
+    assert check_receiver(HFBackendOptions(receiver="lcm", generator=SD15)).lcm_lora == LCM_LORA_SD15  # paper.yaml's
     assert check_receiver(HFBackendOptions(receiver="lcm", generator="x")).lcm_lora is None
     assert check_receiver(HFBackendOptions(receiver="lcm", lcm_lora="none")).lcm_lora == "none"
     assert check_receiver(HFBackendOptions()).generator == "stable-diffusion-v1-5/stable-diffusion-v1-5"

@@ -47,7 +47,7 @@ class HFBackendOptions(BaseModel):
     receiver: Literal["sd", "lcm", "amused"] = "sd"
     generator: str | None = None  # None: the receiver's default model (RECEIVER_MODELS)
     scheduler: Literal["default", "lcm", "ddim", "dpm", "euler"] = "default"
-    lcm_lora: str | None = None  # unset with receiver lcm and the default generator: LCM_LORA_SD15
+    lcm_lora: str | None = None  # unset with receiver lcm on SD 1.5 (the default generator): LCM_LORA_SD15
     # None: 50 steps and guidance 7.5; 4 and 1.0 with LCM (receiver lcm, lcm_lora or scheduler lcm); aMUSEd 12, 10.
     num_inference_steps: int | None = Field(None, ge=1)
     guidance_scale: float | None = None
@@ -91,8 +91,8 @@ def check_receiver(opts: HFBackendOptions) -> HFBackendOptions:
     if opts.receiver == "lcm":
         if opts.scheduler not in ("default", "lcm"):
             raise ConfigError(f"backend_options: receiver lcm uses the LCM scheduler, not scheduler={opts.scheduler}")
-        if "lcm_lora" not in given and opts.generator is None:
-            update["lcm_lora"] = LCM_LORA_SD15  # the consistency-distilled adapter of the default SD 1.5
+        if "lcm_lora" not in given and opts.generator in (None, SD15):
+            update["lcm_lora"] = LCM_LORA_SD15  # SD 1.5's consistency-distilled adapter (paper.yaml names SD 1.5)
     if opts.receiver == "amused":
         if opts.scheduler != "default":
             raise ConfigError(f"backend_options: receiver amused has its own masked-token scheduler; "
