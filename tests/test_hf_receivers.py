@@ -257,3 +257,32 @@ def test_amused_cross_attention_equals_independent_recomputation(amused_backend)
     got = gen.cross_attention(words, seed=4)
     assert _close(got, expected, rel=1e-5)
     assert not _close(got, tokens[: len(words)]) and not _close(got, expected[::-1])
+
+
+@pytest.mark.parametrize("name", ["random", "most_attentive", "lowest_lpips", "crossattention_match", "heads"])
+def test_schemes_on_the_amused_receiver(amused_backend, name: str) -> None:
+    """Schemes of each kind (Bob's text attention, Bob's images, Bob's cross-attention, the parser) on aMUSEd."""
+    from lsc.protocol.loop import ImageContext, LoopSettings, transmit
+    from lsc.schemes import check_capabilities, get_scheme
+
+    check_capabilities(amused_backend, [name])
+    image = np.random.default_rng(0).random((48, 48, 3)).astype(np.float32)
+    ctx = ImageContext(amused_backend, "img0", image, "a brown dog runs on the green grass", seed=0)
+    result = transmit(ctx, get_scheme(name), LoopSettings(threshold=0.6))
+    assert sorted(result.order) == list(range(len(result.words))) and len(result.steps) == len(result.words) + 1
+    lp = np.array([s.lpips for s in result.steps])
+    assert np.all(np.isfinite(lp)) and np.all(lp >= 0)
+    assert ctx.image_for(result.steps[-1].image_key).shape == (32, 32, 3)
+
+
+def test_amused_in_float16(amused_options) -> None:
+    """float16 weights (as on a GPU): finite images in [0, 1], batch-independent, finite maps."""
+    from lsc.backends.hf import load_hf_backend
+
+    gen = load_hf_backend(**{**amused_options, "dtype": "float16"}).generator
+    assert gen.pipe.transformer.dtype == torch.float16 and gen.pipe.vqvae.dtype == torch.float16
+    batch = gen.generate(["a dog", "a cat runs"], seed=1)
+    assert batch.dtype == np.float32 and np.isfinite(batch).all() and batch.min() >= 0 and batch.max() <= 1
+    np.testing.assert_allclose(gen.generate(["a cat runs"], seed=1)[0], batch[1], atol=1e-3)
+    maps = gen.cross_attention(["a", "dog"], seed=1)
+    assert maps.shape == (2, 16, 16) and np.isfinite(maps).all() and np.all(maps.sum((1, 2)) > 0)
