@@ -123,6 +123,42 @@ def build_sd(folder: Path, seed: int = 0) -> Path:
     return path
 
 
+def build_amused(folder: Path, seed: int = 0) -> Path:
+    """Tiny aMUSEd pipeline in diffusers' dummy-component style: a VQGAN of 32 codes (2x downsampling), a
+    UVit2D masked-token transformer (downsampling blocks + one transformer layer, all with cross-attention
+    to the text), a CLIP text encoder with projection and the CLIP BPE tokenizer written here."""
+    from diffusers import AmusedPipeline, AmusedScheduler, UVit2DModel, VQModel
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    tok = clip_tokenizer()
+    torch.manual_seed(seed)
+    transformer = UVit2DModel(
+        hidden_size=16, use_bias=False, hidden_dropout=0.0, cond_embed_dim=16, micro_cond_encode_dim=2,
+        micro_cond_embed_dim=10, encoder_hidden_size=32, vocab_size=33, codebook_size=32, in_channels=8,
+        block_out_channels=16, num_res_blocks=1, downsample=True, upsample=True, block_num_heads=2, num_hidden_layers=1,
+        num_attention_heads=2, attention_dropout=0.0, intermediate_size=16, layer_norm_eps=1e-06,
+        ln_elementwise_affine=True, sample_size=16,
+    )
+    torch.manual_seed(seed)
+    vqvae = VQModel(
+        act_fn="silu", block_out_channels=[8, 8], down_block_types=["DownEncoderBlock2D"] * 2, in_channels=3,
+        latent_channels=8, layers_per_block=1, norm_num_groups=8, num_vq_embeddings=32, out_channels=3, sample_size=32,
+        up_block_types=["UpDecoderBlock2D"] * 2, mid_block_add_attention=False, lookup_from_codebook=True,
+        force_upcast=False,
+    )
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModelWithProjection(CLIPTextConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, hidden_size=32,
+        intermediate_size=37, layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=2, vocab_size=len(tok),
+        max_position_embeddings=77, projection_dim=16,
+    ))
+    pipe = AmusedPipeline(vqvae=vqvae, tokenizer=tok, text_encoder=text_encoder, transformer=transformer,
+                          scheduler=AmusedScheduler(mask_token_id=32))
+    path = folder / "amused"
+    pipe.save_pretrained(path)
+    return path
+
+
 def random_lpips_state(net: str, seed: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Random torchvision-format backbone and lpips-format linear weights (non-negative, as trained ones)."""
     from lsc.backends.hf.lpips import CHANNELS, Trunk

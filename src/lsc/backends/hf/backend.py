@@ -31,19 +31,52 @@ def _none(value: str | None) -> bool:
 
 LCM_STEPS, LCM_GUIDANCE = 4, 1.0
 DEFAULT_STEPS, DEFAULT_GUIDANCE = 50, 7.5
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+LCM_LORA_SD15 = "latent-consistency/lcm-lora-sdv1-5"
+RECEIVER_MODELS = {"sd": SD15, "lcm": SD15, "amused": "amused/amused-256"}
+
+
+def check_receiver(opts: HFBackendOptions) -> HFBackendOptions:
+    """Fill the receiver's defaults (generator, LCM-LoRA, aMUSEd's own size) and refuse options that
+    contradict it, so a study never runs a different receiver than the one it names."""
+    given = opts.model_fields_set
+    update: dict[str, Any] = {}
+    if opts.generator is None:
+        update["generator"] = RECEIVER_MODELS[opts.receiver]
+    if opts.receiver == "lcm":
+        if opts.scheduler not in ("default", "lcm"):
+            raise ConfigError(f"backend_options: receiver lcm uses the LCM scheduler, not scheduler={opts.scheduler}")
+        if "lcm_lora" not in given and opts.generator in (None, SD15):
+            update["lcm_lora"] = LCM_LORA_SD15  # SD 1.5's consistency-distilled adapter (paper.yaml names SD 1.5)
+    if opts.receiver == "amused":
+        if opts.scheduler != "default":
+            raise ConfigError(f"backend_options: receiver amused has its own masked-token scheduler; "
+                              f"scheduler={opts.scheduler} is for sd/lcm")
+        if not _none(opts.lcm_lora):
+            raise ConfigError("backend_options: lcm_lora is an adapter of Stable Diffusion, not of receiver amused")
+        for side in ("height", "width"):
+            if side not in given:
+                update[side] = None
+    return opts.model_copy(update=update)
 
 
 def uses_lcm(opts: HFBackendOptions) -> bool:
-    """LCM-LoRA or the LCM scheduler: a few-step sampler without classifier-free guidance."""
-    return not _none(opts.lcm_lora) or opts.scheduler == "lcm"
+    """Receiver lcm, LCM-LoRA or the LCM scheduler: a few-step sampler without classifier-free guidance."""
+    return opts.receiver == "lcm" or not _none(opts.lcm_lora) or opts.scheduler == "lcm"
 
 
 def sampler_settings(opts: HFBackendOptions) -> tuple[int, float]:
-    """(steps, guidance): the options when given, else LCM's 4 / 1.0 or Stable Diffusion's 50 / 7.5."""
-    lcm = uses_lcm(opts)
-    steps = opts.num_inference_steps or (LCM_STEPS if lcm else DEFAULT_STEPS)
-    guidance = opts.guidance_scale if opts.guidance_scale is not None else (LCM_GUIDANCE if lcm else DEFAULT_GUIDANCE)
-    return steps, guidance
+    """(steps, guidance): the options when given, else LCM's 4 / 1.0, aMUSEd's 12 / 10.0 or Stable
+    Diffusion's 50 / 7.5."""
+    from lsc.backends.hf.amused import AMUSED_GUIDANCE, AMUSED_STEPS
+
+    if opts.receiver == "amused":
+        steps, guidance = AMUSED_STEPS, AMUSED_GUIDANCE
+    elif uses_lcm(opts):
+        steps, guidance = LCM_STEPS, LCM_GUIDANCE
+    else:
+        steps, guidance = DEFAULT_STEPS, DEFAULT_GUIDANCE
+    return opts.num_inference_steps or steps, opts.guidance_scale if opts.guidance_scale is not None else guidance
 
 
 def weight_variants(variant: str | None, dtype: torch.dtype) -> list[str | None]:
@@ -99,9 +132,17 @@ def load_pipeline(opts: HFBackendOptions, device: torch.device, dtype: torch.dty
 
     # diffusers renamed torch_dtype to dtype (0.3x); pass whichever this version understands.
     dtype_key = "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
-    pipe = load_with_variants(DiffusionPipeline.from_pretrained, opts.generator, "generator pipeline", "generator",
-                              weight_variants(opts.variant, dtype), safety_checker=None, requires_safety_checker=False,
-                              **{dtype_key: dtype})
+    from lsc.backends.hf.amused import is_amused
+
+    generator = str(opts.generator or RECEIVER_MODELS[opts.receiver])
+    extra = {} if opts.receiver == "amused" else dict(safety_checker=None, requires_safety_checker=False)
+    pipe = load_with_variants(DiffusionPipeline.from_pretrained, generator, "generator pipeline", "generator",
+                              weight_variants(opts.variant, dtype), **extra, **{dtype_key: dtype})
+    if opts.receiver == "amused" and not is_amused(pipe):
+        raise ConfigError(f"backend_options: receiver amused needs an aMUSEd pipeline (VQ model, UVit2D transformer, "
+                          f"AmusedScheduler); generator {generator!r} is a {type(pipe).__name__}")
+    if opts.receiver != "amused" and is_amused(pipe):
+        raise ConfigError(f"backend_options: generator {generator!r} is an aMUSEd pipeline: set receiver=amused")
     if not _none(opts.lcm_lora):
         try:
             import peft  # noqa: F401  (diffusers' LoRA loading needs it)
@@ -109,9 +150,7 @@ def load_pipeline(opts: HFBackendOptions, device: torch.device, dtype: torch.dty
             raise ModelUnavailableError("lcm_lora needs the 'peft' package: pip install peft") from exc
         load_pretrained(pipe.load_lora_weights, str(opts.lcm_lora), "LCM-LoRA", "lcm_lora")
         pipe.fuse_lora()
-        if opts.scheduler == "default":
-            _scheduler(pipe, "lcm")
-    _scheduler(pipe, opts.scheduler)
+    _scheduler(pipe, "lcm" if uses_lcm(opts) and opts.scheduler == "default" else opts.scheduler)
     return place_pipeline(pipe, opts, device)
 
 
@@ -152,6 +191,7 @@ def load_hf_backend(**options: Any) -> Backend:
         opts = HFBackendOptions(**options)
     except ValidationError as exc:
         raise ConfigError(options_message(exc, "hf", HFBackendOptions)) from None
+    opts = check_receiver(opts)
     try:
         import diffusers  # noqa: F401
         import transformers  # noqa: F401
@@ -159,6 +199,7 @@ def load_hf_backend(**options: Any) -> Backend:
         raise ModelUnavailableError(f"the hf backend needs transformers and diffusers: pip install 'lsc[hf]' ({exc.name} missing)") from exc
     from transformers import AutoModel, AutoTokenizer, BlipForConditionalGeneration, BlipForImageTextRetrieval
 
+    from lsc.backends.hf.amused import AmusedGenerator
     from lsc.backends.hf.captioner import BlipCaptioner
     from lsc.backends.hf.generator import DiffusersGenerator
     from lsc.backends.hf.lpips import LpipsPerceptual, load_lpips
@@ -192,7 +233,8 @@ def load_hf_backend(**options: Any) -> Backend:
 
     pipe = load_pipeline(opts, device, dtype)
     steps, guidance = sampler_settings(opts)
-    generator = DiffusersGenerator(pipe, steps, guidance, opts.height, opts.width, opts.batch_size, opts.heatmap_size)
+    gen_cls = AmusedGenerator if opts.receiver == "amused" else DiffusersGenerator
+    generator = gen_cls(pipe, steps, guidance, opts.height, opts.width, opts.batch_size, opts.heatmap_size)
     if generator.has_cross_attention:
         capabilities.add(CAP_BOB_CROSS_ATTENTION)
 

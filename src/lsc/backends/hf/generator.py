@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -99,6 +99,33 @@ class CrossAttentionCapture:
         if attn.residual_connection:
             hidden_states = hidden_states + residual
         return hidden_states / attn.rescale_output_factor
+
+
+def capture_word_maps(tokenizer: Any, text_encoder: Any, model: Any, select: Callable[[str], bool],
+                      run: Callable[[str], None], words: list[str], latent_hw: tuple[int, int],
+                      grid: tuple[int, int]) -> np.ndarray:
+    """Per-word maps (n, *grid) of one generation of the joined words: the capturing processor on the
+    `model`'s attention processors that `select` picks (it records only calls given text states), the
+    original processors restored afterwards, token maps merged into words."""
+    wt = word_tokens(tokenizer, words, max_tokens(tokenizer, getattr(text_encoder, "config", None)),
+                     what="generator's text encoder")
+    prompt = " ".join(words)
+    piped = list(tokenizer(prompt, truncation=True, max_length=len(wt.ids))["input_ids"])
+    if piped != wt.ids[: len(piped)]:
+        warnings.warn("word-by-word tokenization differs from the pipeline's; cross-attention maps may be misaligned",
+                      stacklevel=3)
+    original = dict(model.attn_processors)
+    store = _HeatStore(latent_hw, grid)
+    capture = CrossAttentionCapture(store)
+    model.set_attn_processor({name: (capture if select(name) else proc) for name, proc in original.items()})
+    try:
+        run(prompt)
+    finally:
+        model.set_attn_processor(original)
+    if store.total is None:
+        return np.zeros((len(words),) + grid, dtype=np.float32)
+    tokens = (store.total / store.count).clamp(min=0).cpu().numpy()
+    return merge_maps(tokens, wt.spans)
 
 
 def _accepts(func: Any, name: str) -> bool:
@@ -193,24 +220,9 @@ class DiffusersGenerator:
         grid = (self.heatmap_size, self.heatmap_size) if self.heatmap_size else (lh, lw)
         if not words:
             return np.zeros((0,) + grid, dtype=np.float32)
-        tok = self.pipe.tokenizer
-        wt = word_tokens(tok, words, max_tokens(tok, getattr(getattr(self.pipe, "text_encoder", None), "config", None)),
-                         what="generator's text encoder")
-        prompt = " ".join(words)
-        piped = list(tok(prompt, truncation=True, max_length=len(wt.ids))["input_ids"])
-        if piped != wt.ids[: len(piped)]:
-            warnings.warn("word-by-word tokenization differs from the pipeline's; cross-attention maps may be misaligned",
-                          stacklevel=2)
-        unet = self.pipe.unet
-        original = dict(unet.attn_processors)
-        store = _HeatStore((lh, lw), grid)
-        capture = CrossAttentionCapture(store)
-        unet.set_attn_processor({name: (capture if name.endswith("attn2.processor") else proc) for name, proc in original.items()})
-        try:
+
+        def run(prompt: str) -> None:
             self._call([prompt], seed)
-        finally:
-            unet.set_attn_processor(original)
-        if store.total is None:
-            return np.zeros((len(words),) + grid, dtype=np.float32)
-        tokens = (store.total / store.count).clamp(min=0).cpu().numpy()
-        return merge_maps(tokens, wt.spans)
+
+        return capture_word_maps(self.pipe.tokenizer, getattr(self.pipe, "text_encoder", None), self.pipe.unet,
+                                 lambda name: name.endswith("attn2.processor"), run, words, (lh, lw), grid)

@@ -27,10 +27,13 @@ class HFBackendOptions(BaseModel):
     itm_first_token: Literal["enc", "cls"] = "enc"  # LAVIS' BlipITM puts [ENC] first; "cls": Hugging Face's
     alice_text_encoder: str | None = "itm"  # "itm": the ITM model's BERT text encoder (BLIP's language model)
     bob_text_encoder: str | None = None  # None: the generator pipeline's own text encoder
-    generator: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    # Bob's text-to-image design: "sd" (Stable Diffusion), "lcm" (few-step latent consistency: LCM scheduler,
+    # 4 steps, guidance 1; LCM-LoRA on the default SD 1.5), "amused" (VQGAN + masked-token transformer).
+    receiver: Literal["sd", "lcm", "amused"] = "sd"
+    generator: str | None = None  # None: the receiver's default model (RECEIVER_MODELS)
     scheduler: Literal["default", "lcm", "ddim", "dpm", "euler"] = "default"
-    lcm_lora: str | None = None
-    # None: 50 steps and guidance 7.5, or 4 and 1.0 with LCM (lcm_lora or scheduler lcm).
+    lcm_lora: str | None = None  # unset with receiver lcm on SD 1.5 (the default generator): LCM_LORA_SD15
+    # None: 50 steps and guidance 7.5; 4 and 1.0 with LCM (receiver lcm, lcm_lora or scheduler lcm); aMUSEd 12, 10.
     num_inference_steps: int | None = Field(None, ge=1)
     guidance_scale: float | None = None
     # Weight files: "auto" tries the fp16 variant first when the dtype is float16, then the full files.
@@ -38,7 +41,7 @@ class HFBackendOptions(BaseModel):
     attention_slicing: bool = False
     vae_slicing: bool = False
     cpu_offload: Literal["none", "model", "sequential"] = "none"  # needs accelerate and a CUDA device
-    height: int | None = Field(512, ge=8)
+    height: int | None = Field(512, ge=8)  # unset with receiver amused: the model's own size
     width: int | None = Field(512, ge=8)
     batch_size: int = Field(8, ge=1)
     heatmap_size: int | None = Field(None, ge=1)
