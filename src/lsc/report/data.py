@@ -28,6 +28,7 @@ class RunData:
     images: list[dict[str, Any]]
     image_order: list[str] = field(default_factory=list)
     oracle_status: dict[str, int] = field(default_factory=dict)  # images per oracle status (ok, skipped, failed)
+    scheme_names: dict[str, str] = field(default_factory=dict)  # label -> registered scheme name (for families)
 
     def ok(self, cond: str, scheme: str) -> list[dict[str, Any]]:
         """Summaries of successful transmissions of one scheme under one condition, in image order."""
@@ -41,15 +42,17 @@ class RunData:
         return len(self.conds) > 1
 
 
-def _labels_from_config(config: dict[str, Any]) -> list[str]:
+def _labels_from_config(config: dict[str, Any]) -> dict[str, str]:
+    """Scheme label -> registered name, in the study's order."""
     from lsc.config import SchemeSpec, _scheme_from_raw
 
-    labels = []
+    labels: dict[str, str] = {}
     for raw in config.get("schemes") or []:
         try:
-            labels.append(SchemeSpec(**_scheme_from_raw(raw)).label)
+            spec = SchemeSpec(**_scheme_from_raw(raw))
         except Exception:  # noqa: BLE001 - an odd entry just falls back to store order
             continue
+        labels[spec.label] = spec.name
     return labels
 
 
@@ -67,7 +70,8 @@ def load_run(run_dir: str | Path) -> RunData:
     if not isinstance(config, dict):
         config = {}
     threshold = config.get("threshold")
-    labels = _labels_from_config(config)
+    names = _labels_from_config(config)
+    labels = list(names)
     for s in summaries:
         if s["scheme"] not in labels:
             labels.append(s["scheme"])
@@ -85,4 +89,5 @@ def load_run(run_dir: str | Path) -> RunData:
         oracle[r["image_id"]].append((int(r["k"]), float(r["lpips"])))
     order = [i["image_id"] for i in images]
     return RunData(run_dir, config, float(threshold) if threshold is not None and not math.isnan(float(threshold)) else None,
-                   conds, labels, summaries, dict(steps), dict(oracle), images, order, oracle_status)
+                   conds, labels, summaries, dict(steps), dict(oracle), images, order, oracle_status,
+                   {lab: names.get(lab, lab) for lab in labels})

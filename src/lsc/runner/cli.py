@@ -36,11 +36,15 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"report: {out_dir / 'report' / 'report.html'}")
 
     @app.command("report")
-    def report_cmd(run_dir: Path = typer.Argument(..., help="a run folder")) -> None:
+    def report_cmd(
+        run_dir: Path = typer.Argument(..., help="a run folder"),
+        strips: int = typer.Option(3, "--strips", help="image strips of the first N images"),
+        strip_image: List[str] = typer.Option([], "--strip-image", help="draw the strip of this image id (repeatable; replaces --strips)"),
+    ) -> None:
         """(Re)build a run's report from its store; works on partial runs."""
         from lsc import api
 
-        typer.echo(str(api.report(run_dir)))
+        typer.echo(str(api.report(run_dir, strips, strip_image or None)))
 
     @app.command("export")
     def export_cmd(
