@@ -136,6 +136,7 @@ def report_blocks(data: RunData, out: Path, strip_ids: list[str] | None = None) 
                 blocks.append(Figure(title, path))
         blocks += _paired_blocks(data, cond, out / f"paired_difference{tag}.png")
         blocks += _oracle_blocks(data, cond)
+        blocks += _distribution_blocks(data, cond)
     if data.swept:
         head, body = sweep_table(data)
         blocks += [Heading("SNR sweep"),
@@ -219,6 +220,31 @@ def _paired_blocks(data: RunData, cond: str, path: Path) -> list[Block]:
     if plots.paired_difference(rows, path, PAIRED_METRICS):
         blocks.append(Figure(f"Each scheme minus {BASELINE} on the same images (95% CI)", path))
     return blocks
+
+
+def _distribution_blocks(data: RunData, cond: str) -> list[Block]:
+    from lsc.report import distribution
+
+    extractor, why = distribution.extractor_for(data.config)
+    heading = Heading("Distribution metrics of Bob's images (FID, KID, IS)", level=3)
+    if extractor is None:
+        return [heading, Paragraph(why)]
+    cells, note = distribution.run_cells(data, cond, extractor)
+    if not cells:
+        return [heading, Paragraph("Not computed: fewer than two images with every image stored (save_images: false "
+                                   "keeps none).")]
+    head, body = distribution.table(cells, extractor.name)
+    what = ("On the world backend these are FID-world, KID-world and IS-world: computed on the attribute "
+            "classifier's features (128-d, last conv stage averaged over space) and scene-class posteriors "
+            "(background x shape in each slot, 320 classes), not on Inception, so they are not comparable to "
+            "published FID/KID/IS numbers." if extractor.name == "world" else
+            "Inception v3 features (2048-d) and logits, torchmetrics' FID feature extractor.")
+    return [heading,
+            Paragraph(f"Bob's images after k words (his last image for shorter captions) against the originals of the "
+                      f"same images, per scheme. {what} Lower FID/KID is closer; higher IS is more confident and more "
+                      f"varied classes. Brackets: percentile bootstrap 95% interval over images "
+                      f"({distribution.BOOTSTRAP} resamples)." + (" " + note if note else "")),
+            Table(head, body)]
 
 
 def _oracle_blocks(data: RunData, cond: str) -> list[Block]:
