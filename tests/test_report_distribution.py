@@ -110,17 +110,51 @@ def test_missing_inception_weights_is_one_line(tmp_path: Path, monkeypatch: pyte
     assert ex is None and "no feature extractor" in why
 
 
-def test_world_run_report_section(tmp_path: Path) -> None:
-    """On a stored world run: a FID-world table and the too-small note (4 images < 128 dimensions)."""
-    from lsc.report.data import load_run
-    from lsc.runner.study import run_study
+@pytest.fixture(scope="module")
+def world_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny stored world study (3 scenes, random and nouns, no oracle), shared by the tests below."""
     from lsc.config import load_config
+    from lsc.runner.study import run_study
 
     cfg = load_config(None, ["images.count=3", "schemes=[random, nouns]", "oracle=false"])
-    out = tmp_path / "run"
+    out = tmp_path_factory.mktemp("world") / "run"
     run_study(cfg, out, progress=False)
-    data = load_run(out)
+    return out
+
+
+def test_world_run_report_section(world_run: Path) -> None:
+    """On a stored world run: a FID-world table and the too-small note (3 images < 128 dimensions)."""
+    from lsc.report.data import load_run
+
+    data = load_run(world_run)
     cells, note = dist.run_cells(data, "", dist.WorldFeatures(), resamples=20)
     assert {(c.scheme, c.step) for c in cells} == {("random", "3"), ("random", "final"), ("nouns", "3"), ("nouns", "final")}
     assert all(c.n == 3 and not math.isnan(c.fid[0]) for c in cells)
     assert "too small for FID" in note and "3 images per set against 128" in note
+
+
+def test_embedding_maps(world_run: Path) -> None:
+    """--embeddings: one point per stored step, deterministic maps, both figures in the report."""
+    pytest.importorskip("sklearn")
+    import sqlite3
+
+    from lsc.report import build_report, embeddings
+    from lsc.report.data import load_run
+
+    data = load_run(world_run)
+    pts = embeddings.points(data, "")
+    db = sqlite3.connect(world_run / "results.sqlite")
+    assert len(pts) == db.execute("SELECT COUNT(*) FROM steps").fetchone()[0]
+    db.close()
+    x = embeddings.world_text_embedding(data.config)([p["prompt"] for p in pts])
+    assert x.shape == (len(pts), 128)
+    full = [i for i, p in enumerate(pts) if p["last"]]
+    empty = [i for i, p in enumerate(pts) if p["step"] == 0]
+    assert np.allclose(x[empty[0]], x[empty[-1]])  # every empty prompt is the same point
+    a, b = embeddings.project(x), embeddings.project(x)
+    assert np.array_equal(a[1], b[1]) and a[0].shape == (len(pts), 2)  # seeded t-SNE repeats
+    html = build_report(world_run, strips=0, embeddings=True).read_text()
+    assert "<h2>Embedding maps</h2>" in html and html.count("Bob&#x27;s text-encoder embedding of each partial prompt: PCA") >= 1
+    assert {p.name for p in (world_run / "report").glob("embeddings_*.png")} == {"embeddings_text.png", "embeddings_images.png"}
+    assert "FID-world" in html and "too small for FID" in html
+    assert full  # the stars have points

@@ -71,11 +71,13 @@ def sweep_table(data: RunData) -> tuple[list[str], list[list[str]]]:
     return head, body
 
 
-def build_report(run_dir: str | Path, strips: int = STRIP_IMAGES, strip_images: list[str] | None = None) -> Path:
+def build_report(run_dir: str | Path, strips: int = STRIP_IMAGES, strip_images: list[str] | None = None,
+                 embeddings: bool = False) -> Path:
     """(Re)build RUN_DIR/report/ from the store; returns the path of report.html.
 
     `strips`: how many image strips (the first images in study order); `strip_images`: these image ids
-    instead (an id the run does not hold is refused with one line).
+    instead (an id the run does not hold is refused with one line). `embeddings`: add the PCA / t-SNE maps
+    of Bob's prompt and image embeddings (world runs; needs scikit-learn).
     """
     data = load_run(run_dir)
     ids = _strip_ids(data, strips, strip_images)
@@ -83,7 +85,13 @@ def build_report(run_dir: str | Path, strips: int = STRIP_IMAGES, strip_images: 
     out.mkdir(exist_ok=True)
     for old in out.glob("*.png"):
         old.unlink()
+    if embeddings:
+        from lsc.report.embeddings import _require_sklearn
+
+        _require_sklearn()  # refuse before drawing anything
     blocks = report_blocks(data, out, ids)
+    if embeddings:
+        blocks += _embedding_blocks(data, out)
     (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     html_path = out / "report.html"
     html_path.write_text(to_html(blocks, f"lsc report: {data.run_dir.name}"), encoding="utf-8")
@@ -219,6 +227,22 @@ def _paired_blocks(data: RunData, cond: str, path: Path) -> list[Block]:
     ]
     if plots.paired_difference(rows, path, PAIRED_METRICS):
         blocks.append(Figure(f"Each scheme minus {BASELINE} on the same images (95% CI)", path))
+    return blocks
+
+
+def _embedding_blocks(data: RunData, out: Path) -> list[Block]:
+    from lsc.report import embeddings
+
+    drawn = embeddings.draw(data, out, data.conds[0][0] if data.conds else "")
+    blocks: list[Block] = [Heading("Embedding maps"),
+                           Paragraph("Every step of every transmission (first condition) as one point: Bob's "
+                                     "text-encoder embedding of his partial prompt (mean over its tokens), and his "
+                                     "image's attribute-classifier features, mapped to 2-d by PCA and by t-SNE "
+                                     "(scikit-learn, seeded). Stars: after the last word. t-SNE distances between "
+                                     "clusters do not mean much; PCA's do.")]
+    if not drawn:
+        blocks.append(Paragraph("Too few steps to map."))
+    blocks += [Figure(title, path) for title, path in drawn]
     return blocks
 
 

@@ -40,11 +40,12 @@ def register(app: typer.Typer) -> None:
         run_dir: Path = typer.Argument(..., help="a run folder"),
         strips: int = typer.Option(3, "--strips", help="image strips of the first N images"),
         strip_image: List[str] = typer.Option([], "--strip-image", help="draw the strip of this image id (repeatable; replaces --strips)"),
+        embeddings: bool = typer.Option(False, "--embeddings", help="add PCA / t-SNE maps of Bob's prompt and image embeddings (world)"),
     ) -> None:
         """(Re)build a run's report from its store; works on partial runs."""
         from lsc import api
 
-        typer.echo(str(api.report(run_dir, strips, strip_image or None)))
+        typer.echo(str(api.report(run_dir, strips, strip_image or None, embeddings)))
 
     @app.command("export")
     def export_cmd(
