@@ -72,15 +72,21 @@ def sweep_table(data: RunData) -> tuple[list[str], list[list[str]]]:
 
 
 def build_report(run_dir: str | Path, strips: int = STRIP_IMAGES, strip_images: list[str] | None = None,
-                 embeddings: bool = False) -> Path:
+                 embeddings: bool = False, step_metrics: list[str] | None = None) -> Path:
     """(Re)build RUN_DIR/report/ from the store; returns the path of report.html.
 
     `strips`: how many image strips (the first images in study order); `strip_images`: these image ids
     instead (an id the run does not hold is refused with one line). `embeddings`: add the PCA / t-SNE maps
-    of Bob's prompt and image embeddings (world runs; needs scikit-learn).
+    of Bob's prompt and image embeddings (world runs; needs scikit-learn). `step_metrics`: names from
+    lsc.metrics.registry computed on the stored images (None: attributes on the world, none elsewhere).
     """
     data = load_run(run_dir)
     ids = _strip_ids(data, strips, strip_images)
+    from lsc.metrics.registry import select
+    from lsc.report.step_metrics import default_metrics
+
+    names = default_metrics(data.config) if step_metrics is None else step_metrics
+    metrics = select(names, str(data.config.get("backend", "world")))  # refuse a bad name before drawing
     out = Path(run_dir) / REPORT_DIR
     out.mkdir(exist_ok=True)
     for old in out.glob("*.png"):
@@ -89,7 +95,7 @@ def build_report(run_dir: str | Path, strips: int = STRIP_IMAGES, strip_images: 
         from lsc.report.embeddings import _require_sklearn
 
         _require_sklearn()  # refuse before drawing anything
-    blocks = report_blocks(data, out, ids)
+    blocks = report_blocks(data, out, ids, metrics)
     if embeddings:
         blocks += _embedding_blocks(data, out)
     (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
@@ -125,7 +131,7 @@ class Table:
 Block = Union[Heading, Paragraph, Bullets, Table, Figure]
 
 
-def report_blocks(data: RunData, out: Path, strip_ids: list[str] | None = None) -> list[Block]:
+def report_blocks(data: RunData, out: Path, strip_ids: list[str] | None = None, metrics: list[Any] | None = None) -> list[Block]:
     """Draw the figures into `out` and lay out the report once; the markdown and HTML renderers only format it."""
     blocks: list[Block] = [Heading(f"lsc report: {data.run_dir.name}", level=1), Bullets(_intro(data))]
     if not data.summaries:
@@ -145,6 +151,8 @@ def report_blocks(data: RunData, out: Path, strip_ids: list[str] | None = None) 
         blocks += _paired_blocks(data, cond, out / f"paired_difference{tag}.png")
         blocks += _oracle_blocks(data, cond)
         blocks += _distribution_blocks(data, cond)
+        if metrics:
+            blocks += _step_metric_blocks(data, cond, metrics, out, tag)
     if data.swept:
         head, body = sweep_table(data)
         blocks += [Heading("SNR sweep"),
@@ -227,6 +235,37 @@ def _paired_blocks(data: RunData, cond: str, path: Path) -> list[Block]:
     ]
     if plots.paired_difference(rows, path, PAIRED_METRICS):
         blocks.append(Figure(f"Each scheme minus {BASELINE} on the same images (95% CI)", path))
+    return blocks
+
+
+STEP_FIGURES = [("attr_mean", "attribute accuracy (mean of background, count, position, colour, shape, size)"),
+                ("attr_all_right", "share of images with every attribute right"),
+                ("bleu4", "BLEU-4 of Alice's re-caption"), ("rouge_l", "ROUGE-L of Alice's re-caption"),
+                ("meteor", "METEOR of Alice's re-caption")]
+
+
+def _step_metric_blocks(data: RunData, cond: str, metrics: list[Any], out: Path, tag: str) -> list[Block]:
+    from lsc.report import step_metrics
+
+    values = step_metrics.compute(data, cond, metrics)
+    blocks: list[Block] = [Heading("Beyond LPIPS: " + ", ".join(m.name for m in metrics), level=3)]
+    if not values:
+        return blocks + [Paragraph("Not computed: no transmission has all its images stored.")]
+    blocks.append(Paragraph(
+        "Computed on the stored images when this report was built (lsc.metrics.registry). " +
+        " ".join(f"{m.name}: needs {m.needs}; cost: {m.cost}." for m in metrics) +
+        " Attributes: the attribute classifier reads Bob's image and is compared with the scene's truth; 'every "
+        "attribute right' is the world's own success criterion, beside the LPIPS threshold. Re-caption scores "
+        "compare Alice's caption of Bob's image with her caption of the original (higher is better)."))
+    head, body = step_metrics.table(data, values)
+    blocks.append(Table(head, body))
+    present = {c for curves in values.values() for v in curves for c in v}
+    for column, label in STEP_FIGURES:
+        if column in present:
+            path = out / f"{column}_vs_words{tag}.png"
+            if plots.step_metric_vs_words(data, values, column, path, f"{label[0].upper()}{label[1:]} vs words sent",
+                                          column):
+                blocks.append(Figure(f"{label[0].upper()}{label[1:]} vs words sent (95% CI bands)", path))
     return blocks
 
 

@@ -407,3 +407,18 @@ def _short(word: str, width: int = 11) -> str:
 
 def _cond_title(cond: str) -> str:
     return f" ({cond.replace('snr_db=', 'SNR ')} dB)" if cond.startswith("snr_db=") else (f" ({cond})" if cond else "")
+
+
+def step_metric_vs_words(data: RunData, values: dict[tuple[str, str], list[dict[str, float]]], column: str,
+                         path: Path, title: str, ylabel: str) -> bool:
+    """Mean of a step metric (attribute accuracy, BLEU-4, ...) after k words, one panel per scheme family."""
+    def series(scheme: str) -> Any:
+        curves = [[v.get(column, math.nan) for v in values[(scheme, i)]] for i in data.image_order if (scheme, i) in values]
+        curves = [c for c in curves if c and not any(math.isnan(x) for x in c)]
+        if not curves:
+            return None
+        m = pad_forward(curves)
+        mean, lo, hi = band(m)
+        return np.arange(m.shape[1]), mean, lo, hi, f"{scheme} (n={m.shape[0]})"
+
+    return _small_multiples(data, path, title, "words sent", ylabel, series, threshold=False)

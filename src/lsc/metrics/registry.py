@@ -1,0 +1,152 @@
+"""Step metrics beyond LPIPS: a small registry, computed on a run's stored images.
+
+A step metric has a name, what it needs (the backend, stored images, scene ground truth), its cost per
+step, and a `compute` that takes a batch of steps (Bob's image, the original caption, the scene's truth)
+and returns one dict of named values per step. Adding a metric is one `register(StepMetric(...))`.
+
+They are computed when the report is built (`lsc report --step-metrics attributes,recaption`), from the
+PNGs and ground truth the store already holds, so a study's time and its result rows do not change.
+
+Built in (world backend):
+- `attributes`: the attribute classifier reads Bob's image and is compared with the scene's truth
+  (background, object count, slots, and per object colour / shape / size): accuracy per attribute, their
+  mean, and `all_right` (every attribute right). Cost: one classifier pass per image (about a millisecond).
+- `recaption`: Alice re-captions Bob's image; BLEU-4 (sacrebleu, sentence-level, exponential smoothing),
+  ROUGE-L F (rouge-score) and METEOR (nltk, needs WordNet) against her original caption. Cost: one greedy
+  decode of her captioner per image (tens of milliseconds on a CPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from lsc.errors import ConfigError
+
+
+@dataclass
+class StepBatch:
+    """What a step metric may read: Bob's images (B, H, W, 3) in [0, 1], per step the original caption
+    and the scene's ground truth (None where the images have none), and the run's configuration."""
+
+    images: np.ndarray
+    captions: list[str]
+    truths: list[dict[str, Any] | None]
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StepMetric:
+    name: str
+    needs: str  # one line: what it needs (backend, ground truth, packages)
+    cost: str  # one line: its cost per step
+    columns: tuple[str, ...]  # the values it returns per step (higher is better for each)
+    compute: Callable[[StepBatch], list[dict[str, float]]]
+    backends: tuple[str, ...] = ("world",)
+
+
+REGISTRY: dict[str, StepMetric] = {}
+
+
+def register(metric: StepMetric) -> StepMetric:
+    REGISTRY[metric.name] = metric
+    return metric
+
+
+def select(names: Sequence[str], backend: str) -> list[StepMetric]:
+    """The named metrics, refusing an unknown name or one the backend cannot compute with one line."""
+    out = []
+    for name in names:
+        if name not in REGISTRY:
+            raise ConfigError(f"unknown step metric {name!r} (known: {', '.join(sorted(REGISTRY))})")
+        metric = REGISTRY[name]
+        if backend not in metric.backends:
+            raise ConfigError(f"step metric {name!r} needs the {' or '.join(metric.backends)} backend, not {backend!r}")
+        out.append(metric)
+    return out
+
+
+# ---------------------------------------------------------------- world: attribute accuracy
+def _world_models(config: dict[str, Any]) -> Any:
+    import os
+    from pathlib import Path
+
+    from lsc.backends.world.backend import PACKAGED_WEIGHTS, load_models
+
+    weights = (config.get("backend_options") or {}).get("weights")
+    return load_models(str(Path(weights or os.environ.get("LSC_WORLD_WEIGHTS", PACKAGED_WEIGHTS)).resolve()))
+
+
+ATTRIBUTES = ("background", "count", "position", "color", "shape", "size")
+
+
+def _attributes(batch: StepBatch) -> list[dict[str, float]]:
+    from lsc.backends.world.evaluate import _attribute_hits, read_attributes
+
+    seen = read_attributes(_world_models(batch.config).classifier, batch.images)
+    out = []
+    for truth, s in zip(batch.truths, seen):
+        if truth is None:
+            out.append({})
+            continue
+        hits = _attribute_hits(truth, s)
+        row = {f"attr_{k}": float(v) for k, v in hits.items()}
+        row["attr_mean"] = float(np.mean(list(hits.values())))
+        row["attr_all_right"] = float(all(v == 1.0 for v in hits.values()))
+        out.append(row)
+    return out
+
+
+register(StepMetric(
+    "attributes", "world backend, scene ground truth (world images)", "one attribute-classifier pass per image",
+    tuple(f"attr_{k}" for k in ATTRIBUTES) + ("attr_mean", "attr_all_right"), _attributes))
+
+
+# ---------------------------------------------------------------- world: re-captioning text metrics
+def bleu4(reference: str, hypothesis: str) -> float:
+    """Sentence BLEU-4 in [0, 1] (sacrebleu, exponential smoothing as sacrebleu's sentence_bleu)."""
+    from sacrebleu.metrics import BLEU
+
+    return float(BLEU(effective_order=True).sentence_score(hypothesis, [reference]).score) / 100.0
+
+
+def rouge_l(reference: str, hypothesis: str) -> float:
+    """ROUGE-L F-measure (rouge-score, no stemming)."""
+    from rouge_score import rouge_scorer
+
+    return float(rouge_scorer.RougeScorer(["rougeL"]).score(reference, hypothesis)["rougeL"].fmeasure)
+
+
+def meteor(reference: str, hypothesis: str) -> float | None:
+    """METEOR (nltk) on whitespace tokens; None when WordNet is not installed."""
+    from lsc.language.synonyms import wordnet_available
+
+    if not wordnet_available():
+        return None
+    from nltk.translate.meteor_score import meteor_score
+
+    return float(meteor_score([reference.lower().split()], hypothesis.lower().split()))
+
+
+def _recaption(batch: StepBatch) -> list[dict[str, float]]:
+    from lsc.backends.world.backend import WorldCaptioner
+
+    captioner = WorldCaptioner(_world_models(batch.config))
+    hyps: list[str] = []
+    for i in range(0, len(batch.images), 64):
+        hyps += captioner.caption(list(batch.images[i : i + 64]))
+    out = []
+    for ref, hyp in zip(batch.captions, hyps):
+        row = {"bleu4": bleu4(ref, hyp), "rouge_l": rouge_l(ref, hyp)}
+        m = meteor(ref, hyp)
+        if m is not None:
+            row["meteor"] = m
+        out.append(row)
+    return out
+
+
+register(StepMetric(
+    "recaption", "world backend (Alice's captioner), sacrebleu, rouge-score; METEOR: nltk with WordNet",
+    "one greedy decode of Alice's captioner per image", ("bleu4", "rouge_l", "meteor"), _recaption))

@@ -1,0 +1,87 @@
+"""Step metrics beyond LPIPS (lsc.metrics.registry): re-captioning text scores through sacrebleu, rouge-score and
+nltk, the world's attribute reader against scene truth, the registry's one-line refusals, and the report section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lsc.errors import ConfigError
+from lsc.metrics import registry
+
+
+def test_text_scores_by_hand() -> None:
+    pytest.importorskip("sacrebleu")
+    pytest.importorskip("rouge_score")
+    ref = "a big red ball on grass"
+    assert registry.bleu4(ref, ref) == pytest.approx(1.0)
+    # LCS("a b c d", "a c d") = 3: P = 1, R = 3/4, F = 2PR/(P+R) = 6/7
+    assert registry.rouge_l("a b c d", "a c d") == pytest.approx(6 / 7)
+    assert registry.rouge_l(ref, "blue sky") == 0.0
+    # no 4-gram in common but unigrams do: smoothed BLEU is small and positive, less than a near copy
+    assert 0 < registry.bleu4(ref, "a red ball") < registry.bleu4(ref, "a big red ball on sand") < 1
+
+
+def test_meteor_with_wordnet_or_none() -> None:
+    from lsc.language.synonyms import wordnet_available
+
+    got = registry.meteor("a big red ball on grass", "a big red ball on grass")
+    if not wordnet_available():
+        assert got is None
+        return
+    assert got == pytest.approx(0.9977, abs=1e-3)  # METEOR's fragmentation penalty keeps an exact match under 1
+    assert registry.meteor("a big red ball on grass", "a small blue box at night") < 0.2
+
+
+def test_select_refuses_unknown_names_and_backends() -> None:
+    assert [m.name for m in registry.select(["attributes", "recaption"], "world")] == ["attributes", "recaption"]
+    with pytest.raises(ConfigError, match="unknown step metric 'bleu' \\(known: attributes, recaption\\)"):
+        registry.select(["bleu"], "world")
+    with pytest.raises(ConfigError, match="step metric 'attributes' needs the world backend, not 'hf'"):
+        registry.select(["attributes"], "hf")
+
+
+def test_attributes_read_real_renders_right_and_a_wrong_scene_wrong() -> None:
+    from lsc.backends.world import scenes
+
+    scs = [scenes.world_scene(i, seed=7) for i in range(8)]
+    images = np.stack([scenes.render(s) for s in scs]).astype(np.float32)
+    truths = [s.attributes() for s in scs]
+    right = registry.REGISTRY["attributes"].compute(registry.StepBatch(images, [""] * 8, truths, {"backend": "world"}))
+    assert sum(r["attr_all_right"] for r in right) >= 7  # the reader is 98.5% right on real renders
+    shifted = truths[1:] + truths[:1]  # each image judged against another scene's truth
+    wrong = registry.REGISTRY["attributes"].compute(registry.StepBatch(images, [""] * 8, shifted, {"backend": "world"}))
+    assert sum(r["attr_all_right"] for r in wrong) <= 1 and np.mean([r["attr_mean"] for r in wrong]) < np.mean([r["attr_mean"] for r in right])
+    none = registry.REGISTRY["attributes"].compute(registry.StepBatch(images[:1], [""], [None], {"backend": "world"}))
+    assert none == [{}]
+
+
+def test_report_section_on_a_world_run(tmp_path: Path) -> None:
+    pytest.importorskip("sacrebleu")
+    pytest.importorskip("rouge_score")
+    from lsc.config import load_config
+    from lsc.report import build_report, step_metrics
+    from lsc.report.data import load_run
+    from lsc.runner.study import run_study
+
+    out = tmp_path / "run"
+    run_study(load_config(None, ["images.count=2", "schemes=[random, nouns]", "oracle=false"]), out, progress=False)
+    data = load_run(out)
+    values = step_metrics.compute(data, "", registry.select(["attributes", "recaption"], "world"))
+    assert set(values) == {(s, i) for s in ("random", "nouns") for i in data.image_order}
+    for (scheme, image_id), curve in values.items():
+        assert len(curve) == len(data.steps[("", scheme, image_id)])
+        assert {"attr_mean", "attr_all_right", "bleu4", "rouge_l"} <= set(curve[-1])
+        first = step_metrics.first_all_right(curve)
+        assert first is None or curve[first]["attr_all_right"] == 1.0 and all(v["attr_all_right"] == 0 for v in curve[:first])
+    head, body = step_metrics.table(data, values)
+    assert "words until every attribute is right (successes)" in head and "bleu4 after the last word" in head
+    assert [r[0] for r in body] == ["random", "nouns"]
+    html = build_report(out, strips=0, step_metrics=["attributes", "recaption"]).read_text()
+    assert "Beyond LPIPS: attributes, recaption" in html
+    names = {p.name for p in (out / "report").glob("*_vs_words.png")}
+    assert {"attr_mean_vs_words.png", "attr_all_right_vs_words.png", "bleu4_vs_words.png", "rouge_l_vs_words.png"} <= names
+    build_report(out, strips=0, step_metrics=[])
+    assert not list((out / "report").glob("attr_*"))
