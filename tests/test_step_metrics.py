@@ -37,7 +37,7 @@ def test_meteor_with_wordnet_or_none() -> None:
 
 def test_select_refuses_unknown_names_and_backends() -> None:
     assert [m.name for m in registry.select(["attributes", "recaption"], "world")] == ["attributes", "recaption"]
-    with pytest.raises(ConfigError, match="unknown step metric 'bleu' \\(known: attributes, recaption\\)"):
+    with pytest.raises(ConfigError, match="unknown step metric 'bleu' \\(known: attributes, itm, recaption\\)"):
         registry.select(["bleu"], "world")
     with pytest.raises(ConfigError, match="step metric 'attributes' needs the world backend, not 'hf'"):
         registry.select(["attributes"], "hf")
@@ -85,3 +85,28 @@ def test_report_section_on_a_world_run(tmp_path: Path) -> None:
     assert {"attr_mean_vs_words.png", "attr_all_right_vs_words.png", "bleu4_vs_words.png", "rouge_l_vs_words.png"} <= names
     build_report(out, strips=0, step_metrics=[])
     assert not list((out / "report").glob("attr_*"))
+
+
+def test_cider_d_by_hand() -> None:
+    refs = ["a red ball", "a blue box"]
+    # identical to its reference: cosine 1 per n where the reference has n-grams (n = 1, 2, 3: 3 of 4), no length
+    # penalty: 10 * 3/4; "a" is in every reference (idf 0) so it counts for nothing
+    got = registry.cider_d(refs, ["a red ball", "a blue box"])
+    assert got == pytest.approx([7.5, 7.5])
+    assert registry.cider_d(refs, ["green grass", "a"]) == [0.0, 0.0]
+    # one word off: unigrams {red, ball} vs {red, box} ("a" weighs 0), equal idf: cosine 1/2; bigrams
+    # {a red, red ball} vs {a red, red box}: 1/2; no common trigram: 10 * (1/2 + 1/2) / 4
+    part = registry.cider_d(refs, ["a red box", "a blue box"])[0]
+    assert part == pytest.approx(2.5)
+
+
+def test_itm_prefers_the_right_image() -> None:
+    from lsc.backends.world import scenes
+
+    scs = [scenes.world_scene(i, seed=9) for i in range(6)]
+    images = np.stack([scenes.render(s) for s in scs]).astype(np.float32)
+    caps = [scenes.alice_caption(s) for s in scs]
+    itm = registry.REGISTRY["itm"].compute
+    right = [r["itm"] for r in itm(registry.StepBatch(images, caps, [None] * 6, {"backend": "world"}))]
+    wrong = [r["itm"] for r in itm(registry.StepBatch(images, caps[1:] + caps[:1], [None] * 6, {"backend": "world"}))]
+    assert all(0 < r <= 1 for r in right) and sum(r > w for r, w in zip(right, wrong)) >= 5

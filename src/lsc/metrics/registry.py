@@ -12,8 +12,10 @@ Built in (world backend):
   (background, object count, slots, and per object colour / shape / size): accuracy per attribute, their
   mean, and `all_right` (every attribute right). Cost: one classifier pass per image (about a millisecond).
 - `recaption`: Alice re-captions Bob's image; BLEU-4 (sacrebleu, sentence-level, exponential smoothing),
-  ROUGE-L F (rouge-score) and METEOR (nltk, needs WordNet) against her original caption. Cost: one greedy
-  decode of her captioner per image (tens of milliseconds on a CPU).
+  ROUGE-L F (rouge-score), METEOR (nltk, needs WordNet) and CIDEr-D (here; document frequencies over the
+  study's captions) against her original caption. Cost: one greedy decode of her captioner per image.
+- `itm`: Alice's image-text match of (Bob's image, her original caption): the geometric-mean probability
+  per token her captioner gives that caption on Bob's image, in (0, 1]. Cost: one teacher-forced pass.
 """
 
 from __future__ import annotations
@@ -130,6 +132,41 @@ def meteor(reference: str, hypothesis: str) -> float | None:
     return float(meteor_score([reference.lower().split()], hypothesis.lower().split()))
 
 
+def cider_d(references: Sequence[str], hypotheses: Sequence[str], sigma: float = 6.0) -> list[float]:
+    """CIDEr-D (Vedantam et al. 2015, the COCO evaluation's variant) of each hypothesis against its one reference.
+
+    n = 1..4 TF-IDF vectors, document frequencies over the references given (so a score depends on the
+    corpus: pass every caption of a study together), hypothesis counts clipped by the reference's, a
+    Gaussian length penalty (sigma 6), times 10. Whitespace tokens, lower-cased.
+    """
+    from collections import Counter
+
+    def grams(text: str, n: int) -> Counter[tuple[str, ...]]:
+        w = text.lower().split()
+        return Counter(tuple(w[i : i + n]) for i in range(len(w) - n + 1))
+
+    refs = list(dict.fromkeys(references))  # the corpus: each distinct reference once
+    log_n = np.log(max(1.0, float(len(refs))))
+    scores = []
+    for ref, hyp in zip(references, hypotheses):
+        total = 0.0
+        for n in range(1, 5):
+            df = Counter(g for r in refs for g in grams(r, n))
+            gr, gh = grams(ref, n), grams(hyp, n)
+
+            def vec(c: Counter[tuple[str, ...]]) -> dict[tuple[str, ...], float]:
+                k = max(1, sum(c.values()))
+                return {g: (v / k) * (log_n - np.log(max(1.0, float(df[g])))) for g, v in c.items()}
+
+            vr, vh = vec(gr), vec(gh)
+            num = sum(min(vh[g], vr[g]) * vr[g] for g in vh if g in vr)
+            norm = np.sqrt(sum(v * v for v in vr.values())) * np.sqrt(sum(v * v for v in vh.values()))
+            delta = len(hyp.split()) - len(ref.split())
+            total += (num / norm if norm > 0 else 0.0) * np.exp(-(delta**2) / (2 * sigma**2))
+        scores.append(float(10.0 * total / 4))
+    return scores
+
+
 def _recaption(batch: StepBatch) -> list[dict[str, float]]:
     from lsc.backends.world.backend import WorldCaptioner
 
@@ -137,9 +174,10 @@ def _recaption(batch: StepBatch) -> list[dict[str, float]]:
     hyps: list[str] = []
     for i in range(0, len(batch.images), 64):
         hyps += captioner.caption(list(batch.images[i : i + 64]))
+    cider = cider_d(batch.captions, hyps)
     out = []
-    for ref, hyp in zip(batch.captions, hyps):
-        row = {"bleu4": bleu4(ref, hyp), "rouge_l": rouge_l(ref, hyp)}
+    for ref, hyp, c in zip(batch.captions, hyps, cider):
+        row = {"bleu4": bleu4(ref, hyp), "rouge_l": rouge_l(ref, hyp), "cider_d": c}
         m = meteor(ref, hyp)
         if m is not None:
             row["meteor"] = m
@@ -149,4 +187,35 @@ def _recaption(batch: StepBatch) -> list[dict[str, float]]:
 
 register(StepMetric(
     "recaption", "world backend (Alice's captioner), sacrebleu, rouge-score; METEOR: nltk with WordNet",
-    "one greedy decode of Alice's captioner per image", ("bleu4", "rouge_l", "meteor"), _recaption))
+    "one greedy decode of Alice's captioner per image", ("bleu4", "rouge_l", "meteor", "cider_d"), _recaption))
+
+
+# ---------------------------------------------------------------- world: Alice's image-text match
+def _itm(batch: StepBatch) -> list[dict[str, float]]:
+    """Geometric-mean probability per token that Alice's captioner gives the original caption on Bob's image."""
+    import torch
+
+    from lsc.backends.world.backend import _from_unit, normalise_word
+
+    models = _world_models(batch.config)
+    model = models.captioner
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(batch.images), 64):
+            caps = batch.captions[i : i + 64]
+            rows = [([2] + models.alice_vocab.encode([normalise_word(w) for w in c.split()]) + [3])[: model.cfg.max_len]
+                    for c in caps]
+            tokens = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
+            for j, r in enumerate(rows):
+                tokens[j, : len(r)] = torch.tensor(r)
+            logits = model.decode(tokens[:, :-1], model.encode_image(_from_unit(batch.images[i : i + 64])))
+            logp = logits.log_softmax(-1).gather(-1, tokens[:, 1:, None])[..., 0]
+            keep = (tokens[:, 1:] != 0).float()
+            mean = (logp * keep).sum(1) / keep.sum(1)
+            out += [{"itm": float(torch.exp(m))} for m in mean]
+    return out
+
+
+register(StepMetric(
+    "itm", "world backend (Alice's captioner as an image-text matcher)",
+    "one teacher-forced pass of Alice's captioner per image", ("itm",), _itm))

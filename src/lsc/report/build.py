@@ -241,7 +241,8 @@ def _paired_blocks(data: RunData, cond: str, path: Path) -> list[Block]:
 STEP_FIGURES = [("attr_mean", "attribute accuracy (mean of background, count, position, colour, shape, size)"),
                 ("attr_all_right", "share of images with every attribute right"),
                 ("bleu4", "BLEU-4 of Alice's re-caption"), ("rouge_l", "ROUGE-L of Alice's re-caption"),
-                ("meteor", "METEOR of Alice's re-caption")]
+                ("meteor", "METEOR of Alice's re-caption"), ("cider_d", "CIDEr-D of Alice's re-caption"),
+                ("itm", "Alice's image-text match of Bob's image and her caption")]
 
 
 def _step_metric_blocks(data: RunData, cond: str, metrics: list[Any], out: Path, tag: str) -> list[Block]:
