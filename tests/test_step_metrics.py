@@ -37,7 +37,7 @@ def test_meteor_with_wordnet_or_none() -> None:
 
 def test_select_refuses_unknown_names_and_backends() -> None:
     assert [m.name for m in registry.select(["attributes", "recaption"], "world")] == ["attributes", "recaption"]
-    with pytest.raises(ConfigError, match="unknown step metric 'bleu' \\(known: attributes, itm, recaption\\)"):
+    with pytest.raises(ConfigError, match="unknown step metric 'bleu' \\(known: attributes, clip_score, itm, recaption\\)"):
         registry.select(["bleu"], "world")
     with pytest.raises(ConfigError, match="step metric 'attributes' needs the world backend, not 'hf'"):
         registry.select(["attributes"], "hf")
@@ -110,3 +110,59 @@ def test_itm_prefers_the_right_image() -> None:
     right = [r["itm"] for r in itm(registry.StepBatch(images, caps, [None] * 6, {"backend": "world"}))]
     wrong = [r["itm"] for r in itm(registry.StepBatch(images, caps[1:] + caps[:1], [None] * 6, {"backend": "world"}))]
     assert all(0 < r <= 1 for r in right) and sum(r > w for r, w in zip(right, wrong)) >= 5
+
+
+def _tiny_clip(folder: Path, flip: bool = False) -> Path:
+    """A tiny random CLIP (32 px images) with hf_tiny's BPE tokenizer, saved with its processor; `flip`
+    negates the text projection, so every cosine changes sign (a random CLIP's may all be clamped to 0)."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    from hf_tiny import clip_tokenizer
+
+    import torch
+
+    torch.manual_seed(0)
+    tok = clip_tokenizer()
+    cfg = CLIPConfig(
+        text_config={"vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "max_position_embeddings": 77, "projection_dim": 16},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 8, "projection_dim": 16},
+        projection_dim=16)
+    path = folder / ("clip-tiny-flipped" if flip else "clip-tiny")
+    model = CLIPModel(cfg).eval()
+    if flip:
+        with torch.no_grad():
+            model.text_projection.weight.neg_()
+    model.save_pretrained(path)
+    proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=proc, tokenizer=tok).save_pretrained(path)
+    return path
+
+
+def test_clip_score_with_a_tiny_clip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("transformers")
+    import torch
+    from transformers import CLIPModel, CLIPProcessor
+
+    images = np.random.default_rng(0).random((3, 32, 32, 3)).astype(np.float32)
+    caps = ["a red ball on grass", "two dogs in the park", "a man riding a horse"]
+    positive = 0
+    for flip in (False, True):
+        path = _tiny_clip(tmp_path, flip)
+        monkeypatch.setenv(registry.CLIP_SCORE_MODEL_ENV, str(path))
+        got = registry.REGISTRY["clip_score"].compute(registry.StepBatch(images, caps, [None] * 3, {"backend": "hf"}))
+        # the definition through CLIP's own forward (image_embeds and text_embeds come normalised), image by image
+        model, proc = CLIPModel.from_pretrained(path).eval(), CLIPProcessor.from_pretrained(path)
+        for i in range(3):
+            inputs = proc(text=[caps[i]], images=[(images[i] * 255).round().astype(np.uint8)], return_tensors="pt",
+                          padding=True)
+            with torch.no_grad():
+                o = model(**inputs)
+            ref = 100 * max(float((o.image_embeds * o.text_embeds).sum()), 0.0)
+            assert got[i]["clip_score"] == pytest.approx(ref, rel=1e-4, abs=1e-4)
+            positive += got[i]["clip_score"] > 0
+    assert positive == 3  # each image scores above 0 with exactly one of the two models
+    monkeypatch.setenv(registry.CLIP_SCORE_MODEL_ENV, str(tmp_path / "absent"))
+    with pytest.raises(ConfigError, match="clip_score: CLIP model .* not found locally"):
+        registry.REGISTRY["clip_score"].compute(registry.StepBatch(images[:1], caps[:1], [None], {"backend": "hf"}))

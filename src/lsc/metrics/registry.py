@@ -219,3 +219,51 @@ def _itm(batch: StepBatch) -> list[dict[str, float]]:
 register(StepMetric(
     "itm", "world backend (Alice's captioner as an image-text matcher)",
     "one teacher-forced pass of Alice's captioner per image", ("itm",), _itm))
+
+
+# ---------------------------------------------------------------- hf: CLIPScore of (Bob's image, the caption)
+CLIP_SCORE_MODEL_ENV = "LSC_CLIP_SCORE_MODEL"
+CLIP_SCORE_DEFAULT = "openai/clip-vit-large-patch14"  # torchmetrics' default CLIPScore model
+
+
+def _features(out: Any) -> Any:
+    """transformers 5 returns an output object whose pooler_output is the projected embedding; 4.x a tensor."""
+    return getattr(out, "pooler_output", out)
+
+
+def _clip_score(batch: StepBatch) -> list[dict[str, float]]:
+    """CLIPScore (Hessel et al. 2021, as torchmetrics defines it): 100 x max(cos(image, text), 0) of CLIP's
+    projected embeddings, per image. Computed with transformers' CLIPModel: torchmetrics 1.9's CLIPScore
+    fails on transformers 5's get_image_features output and takes a plain CLIP only from an 'openai' name."""
+    import os
+
+    import torch
+
+    name = os.environ.get(CLIP_SCORE_MODEL_ENV, CLIP_SCORE_DEFAULT)
+    try:
+        from transformers import CLIPModel, CLIPProcessor
+    except ImportError as exc:
+        raise ConfigError(f"clip_score needs transformers ({exc})") from None
+    try:
+        model = CLIPModel.from_pretrained(name).eval()
+        processor = CLIPProcessor.from_pretrained(name)
+    except OSError:
+        raise ConfigError(f"clip_score: CLIP model {name!r} not found locally (no downloads here); set "
+                          f"{CLIP_SCORE_MODEL_ENV} to a CLIP folder or a cached model id") from None
+    pixels = [(np.asarray(im) * 255).round().astype(np.uint8) for im in batch.images]
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(pixels), 32):
+            inputs = processor(text=list(batch.captions[i : i + 32]), images=pixels[i : i + 32], return_tensors="pt",
+                               padding=True, truncation=True)
+            img = _features(model.get_image_features(pixel_values=inputs["pixel_values"]))
+            txt = _features(model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]))
+            cos = torch.nn.functional.cosine_similarity(img, txt, dim=-1)
+            out += [{"clip_score": float(100 * max(float(c), 0.0))} for c in cos]
+    return out
+
+
+register(StepMetric(
+    "clip_score", f"hf backend, transformers, a CLIP model ({CLIP_SCORE_MODEL_ENV}, default "
+    f"{CLIP_SCORE_DEFAULT})", "one CLIP image and text encoding per image", ("clip_score",), _clip_score,
+    backends=("hf",)))
