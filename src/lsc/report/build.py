@@ -265,7 +265,7 @@ def _step_metric_blocks(data: RunData, cond: str, metrics: list[Any], out: Path,
         if column in present:
             path = out / f"{column}_vs_words{tag}.png"
             if plots.step_metric_vs_words(data, values, column, path, f"{label[0].upper()}{label[1:]} vs words sent",
-                                          column):
+                                          f"{column} (mean, 95% CI band)"):
                 blocks.append(Figure(f"{label[0].upper()}{label[1:]} vs words sent (95% CI bands)", path))
     return blocks
 

@@ -419,6 +419,11 @@ def step_metric_vs_words(data: RunData, values: dict[tuple[str, str], list[dict[
             return None
         m = pad_forward(curves)
         mean, lo, hi = band(m)
+        lo = np.maximum(lo, 0.0)  # every step metric here is non-negative; shares and text scores end at 1
+        hi = np.minimum(hi, 1.0) if column in UNIT_RANGE else hi
         return np.arange(m.shape[1]), mean, lo, hi, f"{scheme} (n={m.shape[0]})"
 
     return _small_multiples(data, path, title, "words sent", ylabel, series, threshold=False)
+
+
+UNIT_RANGE = {"attr_mean", "attr_all_right", "bleu4", "rouge_l", "meteor", "itm"}
