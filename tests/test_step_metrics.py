@@ -37,7 +37,7 @@ def test_meteor_with_wordnet_or_none() -> None:
 
 def test_select_refuses_unknown_names_and_backends() -> None:
     assert [m.name for m in registry.select(["attributes", "recaption"], "world")] == ["attributes", "recaption"]
-    with pytest.raises(ConfigError, match="unknown step metric 'bleu' \\(known: attributes, clip_score, itm, recaption\\)"):
+    with pytest.raises(ConfigError, match="unknown step metric 'bleu' \\(known: attributes, clip_score, itm, lpips, psnr, recaption, ssim\\)"):
         registry.select(["bleu"], "world")
     with pytest.raises(ConfigError, match="step metric 'attributes' needs the world backend, not 'hf'"):
         registry.select(["attributes"], "hf")
@@ -166,3 +166,23 @@ def test_clip_score_with_a_tiny_clip(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv(registry.CLIP_SCORE_MODEL_ENV, str(tmp_path / "absent"))
     with pytest.raises(ConfigError, match="clip_score: CLIP model .* not found locally"):
         registry.REGISTRY["clip_score"].compute(registry.StepBatch(images[:1], caps[:1], [None], {"backend": "hf"}))
+
+
+def test_study_config_metrics_key(tmp_path: Path) -> None:
+    from lsc.config import load_config
+    from lsc.runner.study import prepare_run_dir
+
+    plain = load_config(None, [])
+    assert plain.metrics is None and "metrics" not in plain.to_dict()  # older resolved configs stay identical
+    chosen = load_config(None, ["metrics=[lpips, ssim, psnr, attributes, recaption]"])
+    assert chosen.to_dict()["metrics"] == ["lpips", "ssim", "psnr", "attributes", "recaption"]
+    with pytest.raises(ConfigError, match="unknown step metric 'bleu'"):
+        load_config(None, ["metrics=[bleu]"])
+    with pytest.raises(ConfigError, match="step metric 'clip_score' needs the hf backend, not 'world'"):
+        load_config(None, ["metrics=[clip_score]"])
+    prepare_run_dir(tmp_path / "run", plain)
+    prepare_run_dir(tmp_path / "run", chosen)  # report-time metrics are not part of the study's identity
+    from lsc.report.step_metrics import default_metrics
+
+    assert default_metrics(chosen.to_dict()) == ["lpips", "ssim", "psnr", "attributes", "recaption"]
+    assert default_metrics(plain.to_dict()) == ["attributes"]

@@ -121,6 +121,17 @@ class StudyConfig(_Strict):
     snr_db_sweep: list[float] | None = Field(None, description="set by writing a list in channel.snr_db")
     skd: SKDConfig = Field(default_factory=SKDConfig)
     save_images: bool = True
+    # Step metrics beyond LPIPS that the report computes from the stored images (lsc.metrics.registry);
+    # lpips, ssim and psnr are always stored. None: the report's default (attributes on the world).
+    metrics: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _metrics_known(self) -> "StudyConfig":
+        if self.metrics is not None:
+            from lsc.metrics.registry import STORED, select
+
+            select([m for m in self.metrics if m not in STORED], self.backend)  # a ConfigError names the bad one
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -209,6 +220,8 @@ class StudyConfig(_Strict):
         if sweep:
             data["channel"]["snr_db"] = sweep
         data["schemes"] = [_scheme_to_raw(s) for s in self.schemes]
+        if data.get("metrics") is None:
+            data.pop("metrics", None)  # configs written before the key existed stay the same
         return data
 
     def to_yaml(self) -> str:

@@ -4,8 +4,9 @@ A step metric has a name, what it needs (the backend, stored images, scene groun
 step, and a `compute` that takes a batch of steps (Bob's image, the original caption, the scene's truth)
 and returns one dict of named values per step. Adding a metric is one `register(StepMetric(...))`.
 
-They are computed when the report is built (`lsc report --step-metrics attributes,recaption`), from the
-PNGs and ground truth the store already holds, so a study's time and its result rows do not change.
+They are computed when the report is built, from the PNGs and ground truth the store already holds, so a
+study's time and its result rows do not change; the study config's `metrics: [...]` or `lsc report
+--step-metrics attributes,recaption` selects them.
 
 Built in (world backend):
 - `attributes`: the attribute classifier reads Bob's image and is compared with the scene's truth
@@ -50,6 +51,7 @@ class StepMetric:
 
 
 REGISTRY: dict[str, StepMetric] = {}
+STORED = ("lpips", "ssim", "psnr")  # computed by every study and stored in its rows; valid in `metrics:` too
 
 
 def register(metric: StepMetric) -> StepMetric:
@@ -61,8 +63,10 @@ def select(names: Sequence[str], backend: str) -> list[StepMetric]:
     """The named metrics, refusing an unknown name or one the backend cannot compute with one line."""
     out = []
     for name in names:
+        if name in STORED:
+            continue
         if name not in REGISTRY:
-            raise ConfigError(f"unknown step metric {name!r} (known: {', '.join(sorted(REGISTRY))})")
+            raise ConfigError(f"unknown step metric {name!r} (known: {', '.join(sorted((*REGISTRY, *STORED)))})")
         metric = REGISTRY[name]
         if backend not in metric.backends:
             raise ConfigError(f"step metric {name!r} needs the {' or '.join(metric.backends)} backend, not {backend!r}")

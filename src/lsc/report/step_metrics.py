@@ -19,7 +19,10 @@ DEFAULT_WORLD = ("attributes",)
 
 
 def default_metrics(config: dict[str, Any]) -> list[str]:
-    """The step metrics a report computes unless told: attribute accuracy on the world (cheap), none elsewhere."""
+    """The step metrics a report computes unless told: the study's `metrics:` list, else attribute accuracy
+    on the world (cheap) and none elsewhere."""
+    if isinstance(config.get("metrics"), list):
+        return [str(m) for m in config["metrics"]]
     return list(DEFAULT_WORLD) if config.get("backend", "world") == "world" else []
 
 

@@ -363,6 +363,8 @@ def _identity(data: Any) -> Any:
     if isinstance(data, dict) and isinstance(data.get("backend_options"), dict):
         data = {**data, "backend_options": {k: v for k, v in data["backend_options"].items()
                                             if k not in EXECUTION_OPTIONS}}
+    if isinstance(data, dict) and "metrics" in data:  # report-time metrics never change a study's numbers
+        data = {k: v for k, v in data.items() if k != "metrics"}
     return data
 
 
