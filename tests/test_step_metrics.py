@@ -37,7 +37,7 @@ def test_meteor_with_wordnet_or_none() -> None:
 
 def test_select_refuses_unknown_names_and_backends() -> None:
     assert [m.name for m in registry.select(["attributes", "recaption"], "world")] == ["attributes", "recaption"]
-    with pytest.raises(ConfigError, match="unknown step metric 'bleu' \\(known: attributes, clip_score, itm, lpips, psnr, recaption, ssim\\)"):
+    with pytest.raises(ConfigError, match="unknown step metric 'bleu' \\(known: attributes, bertscore, clip_score, itm, lpips, psnr, recaption, ssim\\)"):
         registry.select(["bleu"], "world")
     with pytest.raises(ConfigError, match="step metric 'attributes' needs the world backend, not 'hf'"):
         registry.select(["attributes"], "hf")
@@ -186,3 +186,35 @@ def test_study_config_metrics_key(tmp_path: Path) -> None:
 
     assert default_metrics(chosen.to_dict()) == ["lpips", "ssim", "psnr", "attributes", "recaption"]
     assert default_metrics(plain.to_dict()) == ["attributes"]
+
+
+def test_recaption_and_bertscore_on_tiny_hf_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """hf: the backend's (tiny BLIP) captioner re-captions once for both metrics; BERTScore on a tiny BERT
+    agrees with torchmetrics called directly; a missing model is one line."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("sacrebleu")
+    pytest.importorskip("rouge_score")
+    from hf_tiny import build_bert, tiny_options
+    from torchmetrics.functional.text import bert_score
+
+    opts = tiny_options(tmp_path)
+    bert = build_bert(tmp_path / "bs")
+    monkeypatch.setenv(registry.BERTSCORE_MODEL_ENV, str(bert))
+    monkeypatch.setenv(registry.BERTSCORE_LAYERS_ENV, "2")
+    images = np.random.default_rng(0).random((2, 32, 32, 3)).astype(np.float32)
+    caps = ["a red ball on grass", "two dogs in the park"]
+    batch = registry.StepBatch(images, caps, [None, None], {"backend": "hf", "backend_options": opts})
+    metrics = registry.select(["recaption", "bertscore"], "hf")
+    rows = [{} for _ in caps]
+    for m in metrics:
+        for r, got in zip(rows, m.compute(batch)):
+            r.update(got)
+    hyps = batch.cache["recaptions"]
+    assert len(hyps) == 2 and all(isinstance(h, str) for h in hyps)
+    ref = bert_score(hyps, caps, model_name_or_path=str(bert), num_layers=2, verbose=False)["f1"]
+    for r, h, c, f in zip(rows, hyps, caps, ref):
+        assert r["bleu4"] == pytest.approx(registry.bleu4(c, h)) and r["bertscore_f1"] == pytest.approx(float(f))
+    monkeypatch.setenv(registry.BERTSCORE_MODEL_ENV, str(tmp_path / "absent"))
+    with pytest.raises(ConfigError, match="bertscore: model .* not found locally"):
+        registry.REGISTRY["bertscore"].compute(registry.StepBatch(images, caps, [None, None], {"backend": "hf"},
+                                                                  cache={"recaptions": hyps}))

@@ -15,13 +15,16 @@ Built in (world backend):
 - `recaption`: Alice re-captions Bob's image; BLEU-4 (sacrebleu, sentence-level, exponential smoothing),
   ROUGE-L F (rouge-score), METEOR (nltk, needs WordNet) and CIDEr-D (here; document frequencies over the
   study's captions) against her original caption. Cost: one greedy decode of her captioner per image.
+- `bertscore`: BERTScore F1 (torchmetrics) of the same re-caption; any backend with a captioner, a local
+  BERT-style model named by LSC_BERTSCORE_MODEL.
+- `clip_score` (hf): CLIPScore of (Bob's image, the caption), see below.
 - `itm`: Alice's image-text match of (Bob's image, her original caption): the geometric-mean probability
   per token her captioner gives that caption on Bob's image, in (0, 1]. Cost: one teacher-forced pass.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -38,6 +41,7 @@ class StepBatch:
     captions: list[str]
     truths: list[dict[str, Any] | None]
     config: dict[str, Any]
+    cache: dict[str, Any] = field(default_factory=dict)  # shared by the metrics of one batch (e.g. re-captions)
 
 
 @dataclass(frozen=True)
@@ -171,13 +175,27 @@ def cider_d(references: Sequence[str], hypotheses: Sequence[str], sigma: float =
     return scores
 
 
-def _recaption(batch: StepBatch) -> list[dict[str, float]]:
-    from lsc.backends.world.backend import WorldCaptioner
+def recaptions(batch: StepBatch) -> list[str]:
+    """Alice's captions of Bob's images (computed once per batch): the world's captioner, or the hf backend's
+    (BLIP, loaded from the run's backend_options)."""
+    if "recaptions" not in batch.cache:
+        if batch.config.get("backend", "world") == "world":
+            from lsc.backends.world.backend import WorldCaptioner
 
-    captioner = WorldCaptioner(_world_models(batch.config))
-    hyps: list[str] = []
-    for i in range(0, len(batch.images), 64):
-        hyps += captioner.caption(list(batch.images[i : i + 64]))
+            captioner: Any = WorldCaptioner(_world_models(batch.config))
+        else:
+            from lsc.backends import load_backend
+
+            captioner = load_backend(str(batch.config["backend"]), dict(batch.config.get("backend_options") or {})).captioner
+        hyps: list[str] = []
+        for i in range(0, len(batch.images), 64):
+            hyps += captioner.caption(list(batch.images[i : i + 64]))
+        batch.cache["recaptions"] = hyps
+    return list(batch.cache["recaptions"])
+
+
+def _recaption(batch: StepBatch) -> list[dict[str, float]]:
+    hyps = recaptions(batch)
     cider = cider_d(batch.captions, hyps)
     out = []
     for ref, hyp, c in zip(batch.captions, hyps, cider):
@@ -191,7 +209,42 @@ def _recaption(batch: StepBatch) -> list[dict[str, float]]:
 
 register(StepMetric(
     "recaption", "world backend (Alice's captioner), sacrebleu, rouge-score; METEOR: nltk with WordNet",
-    "one greedy decode of Alice's captioner per image", ("bleu4", "rouge_l", "meteor", "cider_d"), _recaption))
+    "one greedy decode of Alice's captioner per image", ("bleu4", "rouge_l", "meteor", "cider_d"), _recaption,
+    backends=("world", "hf")))
+
+
+# ---------------------------------------------------------------- BERTScore of the re-caption
+BERTSCORE_MODEL_ENV = "LSC_BERTSCORE_MODEL"
+BERTSCORE_LAYERS_ENV = "LSC_BERTSCORE_LAYERS"
+BERTSCORE_DEFAULT = "roberta-large"  # bert-score's and torchmetrics' default for English
+
+
+def _bertscore(batch: StepBatch) -> list[dict[str, float]]:
+    """BERTScore F1 (torchmetrics: greedy cosine matching of contextual token embeddings, no idf, no baseline
+    rescaling) of Alice's re-caption of Bob's image against her original caption."""
+    import os
+
+    name = os.environ.get(BERTSCORE_MODEL_ENV, BERTSCORE_DEFAULT)
+    layers = os.environ.get(BERTSCORE_LAYERS_ENV)
+    try:
+        from torchmetrics.functional.text import bert_score
+    except ImportError as exc:
+        raise ConfigError(f"bertscore needs torchmetrics and transformers ({exc})") from None
+    hyps = recaptions(batch)
+    try:
+        got = bert_score(hyps, list(batch.captions), model_name_or_path=name, verbose=False,
+                         num_layers=int(layers) if layers else None)
+    except OSError:
+        raise ConfigError(f"bertscore: model {name!r} not found locally (no downloads here); set "
+                          f"{BERTSCORE_MODEL_ENV} to a local BERT-style folder") from None
+    return [{"bertscore_f1": float(f)} for f in got["f1"]]
+
+
+register(StepMetric(
+    "bertscore", f"Alice's captioner (as recaption), torchmetrics + transformers, a BERT-style model "
+    f"({BERTSCORE_MODEL_ENV}, default {BERTSCORE_DEFAULT}; {BERTSCORE_LAYERS_ENV}: its layer)",
+    "a re-caption (shared with recaption) and one encoder pass per caption pair", ("bertscore_f1",), _bertscore,
+    backends=("world", "hf")))
 
 
 # ---------------------------------------------------------------- world: Alice's image-text match

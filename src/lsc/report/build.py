@@ -242,7 +242,8 @@ STEP_FIGURES = [("attr_mean", "attribute accuracy (mean of background, count, po
                 ("attr_all_right", "share of images with every attribute right"),
                 ("bleu4", "BLEU-4 of Alice's re-caption"), ("rouge_l", "ROUGE-L of Alice's re-caption"),
                 ("meteor", "METEOR of Alice's re-caption"), ("cider_d", "CIDEr-D of Alice's re-caption"),
-                ("itm", "Alice's image-text match of Bob's image and her caption")]
+                ("itm", "Alice's image-text match of Bob's image and her caption"),
+                ("bertscore_f1", "BERTScore F1 of Alice's re-caption"), ("clip_score", "CLIPScore of Bob's image and the caption")]
 
 
 def _step_metric_blocks(data: RunData, cond: str, metrics: list[Any], out: Path, tag: str) -> list[Block]:
