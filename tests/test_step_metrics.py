@@ -83,8 +83,16 @@ def test_report_section_on_a_world_run(tmp_path: Path) -> None:
     assert "Beyond LPIPS: attributes, recaption" in html
     names = {p.name for p in (out / "report").glob("*_vs_words.png")}
     assert {"attr_mean_vs_words.png", "attr_all_right_vs_words.png", "bleu4_vs_words.png", "rouge_l_vs_words.png"} <= names
+    import csv
+
+    with open(out / "report" / "step_metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    n_steps = sum(len(data.steps[("", s, i)]) for s, i in values)
+    assert len([r for r in rows if r["metric"] == "attr_mean"]) == n_steps
+    first = next(r for r in rows if r["metric"] == "bleu4")
+    assert float(first["value"]) == values[(first["scheme"], first["image_id"])][int(first["step"])]["bleu4"]
     build_report(out, strips=0, step_metrics=[])
-    assert not list((out / "report").glob("attr_*"))
+    assert not list((out / "report").glob("attr_*")) and not list((out / "report").glob("step_metrics*.csv"))
 
 
 def test_cider_d_by_hand() -> None:

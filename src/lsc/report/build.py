@@ -89,7 +89,7 @@ def build_report(run_dir: str | Path, strips: int = STRIP_IMAGES, strip_images: 
     metrics = select(names, str(data.config.get("backend", "world")))  # refuse a bad name before drawing
     out = Path(run_dir) / REPORT_DIR
     out.mkdir(exist_ok=True)
-    for old in out.glob("*.png"):
+    for old in [*out.glob("*.png"), *out.glob("step_metrics*.csv")]:
         old.unlink()
     if embeddings:
         from lsc.report.embeddings import _require_sklearn
@@ -261,6 +261,9 @@ def _step_metric_blocks(data: RunData, cond: str, metrics: list[Any], out: Path,
         "compare Alice's caption of Bob's image with her caption of the original (higher is better)."))
     head, body = step_metrics.table(data, values)
     blocks.append(Table(head, body))
+    csv_path = step_metrics.write_csv(data, cond, values, out / f"step_metrics{tag}.csv")
+    blocks.append(Paragraph(f"Every value per step: {csv_path.name} beside this report (image_id, scheme, cond, step, "
+                            "metric, value)."))
     present = {c for curves in values.values() for v in curves for c in v}
     for column, label in STEP_FIGURES:
         if column in present:

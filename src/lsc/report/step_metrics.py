@@ -96,3 +96,21 @@ def table(data: RunData, values: dict[tuple[str, str], list[dict[str, float]]]) 
                     mean_ci(np.mean([v[col] for v in c[1:] if col in v]) if len(c) > 1 else None for _, c in txs).fmt(3)]
         body.append(row)
     return head, body
+
+
+def write_csv(data: RunData, cond: str, values: dict[tuple[str, str], list[dict[str, float]]], path: Any) -> Any:
+    """The step metrics in long form (image_id, scheme, cond, step, metric, value), in image and scheme order."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["image_id", "scheme", "cond", "step", "metric", "value"])
+        for image_id in data.image_order:
+            for scheme in data.schemes:
+                curve = values.get((scheme, image_id))
+                if curve is None:
+                    continue
+                for row, v in zip(data.steps[(cond, scheme, image_id)], curve):
+                    for name in sorted(v):
+                        w.writerow([image_id, scheme, cond, row["step"], name, repr(float(v[name]))])
+    return path
