@@ -296,3 +296,25 @@ def test_world_study_lists_100000_scenes_without_drawing_them(monkeypatch) -> No
         assert (image.image_id, image.captions, image.attributes) == (sample.image_id, sample.captions,
                                                                       sample.attributes)
         assert np.array_equal(image.load(), np.asarray(sample.image, np.float32))
+
+
+def test_names_mapping_to_one_strip_name_get_distinct_strips(tmp_path: Path) -> None:
+    """'a.b.png' and 'a_b.png' are different images: each keeps its own original and report strip."""
+    from fakes import save_caption_png
+    from lsc.config import load_config
+    from lsc.report import build_report
+    from lsc.runner.study import run_study
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    captions = {"a.b.png": "a red ball on green grass", "a_b.png": "two blue cats sleep"}
+    for name, text in captions.items():
+        save_caption_png(folder / name, text)
+    (folder / "captions.txt").write_text("image,caption\n" + "".join(f"{n},{c}\n" for n, c in captions.items()))
+    cfg = load_config(study_yaml(tmp_path / "s.yaml", folder, folder / "captions.txt", ["random"]), ["oracle=false"])
+    run_study(cfg, tmp_path / "run", progress=False)
+    build_report(tmp_path / "run")
+    strips = sorted((tmp_path / "run" / "report").glob("strip_*.png"))
+    originals = sorted((tmp_path / "run" / "originals").glob("*.png"))
+    assert len(strips) == 2 and len(originals) == 2, (strips, originals)
+    assert strips[0].read_bytes() != strips[1].read_bytes()

@@ -145,8 +145,8 @@ def test_strips_selectable_and_unknown_id_is_one_line(tmp_path: Path) -> None:
 
     out = _study(tmp_path, ["random"])
     build_report(out, strips=1)
-    assert sorted(p.name for p in (out / "report").glob("strip_*")) == ["strip_a_png.png"]
+    assert sorted(p.name for p in (out / "report").glob("strip_*")) == ["strip_a.png.png"]
     build_report(out, strip_images=["d.png", "c.png"])
-    assert sorted(p.name for p in (out / "report").glob("strip_*")) == ["strip_c_png.png", "strip_d_png.png"]
+    assert sorted(p.name for p in (out / "report").glob("strip_*")) == ["strip_c.png.png", "strip_d.png.png"]
     with pytest.raises(ConfigError, match="--strip-image 'nope.png': no transmitted image"):
         build_report(out, strip_images=["nope.png"])

@@ -19,6 +19,7 @@ _COMMAND_MODULES = [
     "lsc.backends.world.cli",  # world train / eval / sample
     "lsc.language.cli",  # parse, synonyms, skd
     "lsc.channel.cli",  # channel ber
+    "lsc.demo.cli",  # demo (the Gradio page; gradio is imported only when it runs)
 ]
 
 for _name in _COMMAND_MODULES:

@@ -37,6 +37,9 @@ class WorldImages(_Strict):
     source: Literal["world"] = "world"
     count: int = Field(8, ge=1, le=100_000)
     seed: int = 0
+    # First scene index: `lsc demo` runs one chosen scene (start: i, count: 1) with the ids, and so the
+    # numbers, that scene has in a study of the first i+1 scenes. Written to YAML only when set.
+    start: int = Field(0, ge=0, le=10**9)
 
 
 class FolderImages(_Strict):
@@ -220,6 +223,8 @@ class StudyConfig(_Strict):
         if sweep:
             data["channel"]["snr_db"] = sweep
         data["schemes"] = [_scheme_to_raw(s) for s in self.schemes]
+        if data["images"].get("source") == "world" and not data["images"].get("start"):
+            del data["images"]["start"]  # studies written before `start` existed keep their identity
         if data.get("metrics") is None:
             data.pop("metrics", None)  # configs written before the key existed stay the same
         return data

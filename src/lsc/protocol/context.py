@@ -6,13 +6,15 @@ schemes and the loop, so that schemes import the protocol and the protocol never
 
 Everything model-related goes through `ImageContext`, which computes the reference image's perceptual
 features once, and caches Bob's images by (prompt, seed) for every scheme run on the same image, so
-that a prompt is never generated twice and a batch only carries what is new.
+that a prompt is never generated twice and a batch only carries what is new. With a `CacheJournal`
+the cache also outlives the process: every generator call is saved as it completes and a new context
+for the same image starts from what was saved, so a killed run loses at most the batch in flight.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Callable, Iterable, Literal, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -37,15 +39,36 @@ def make_prompt(words: Sequence[str] | Mapping[int, str], sent: Sequence[int], p
     return join_words([words[i] for i in indices])
 
 
+JournalEntry = tuple[str, str, float, "np.ndarray | None"]
+"""(image key, prompt, LPIPS, Bob's image or None when the context did not keep it)."""
+
+
+class CacheJournal(Protocol):
+    """Durable storage of an image context's cache (the run's results.sqlite, see lsc.runner.store).
+
+    Why: a lowest_lpips transmission generates n(n+1)/2 images before its result exists; without a
+    journal a kill loses all of them. Entries must come back exactly as recorded (bit for bit), since a
+    resumed run has to give the numbers of an uninterrupted one.
+    """
+
+    def load(self, image_id: str) -> Iterable[JournalEntry]:
+        ...
+
+    def record(self, image_id: str, entries: Sequence[JournalEntry]) -> None:
+        ...
+
+
 class ImageContext:
     """Per-image state shared by all schemes: the reference's perceptual features and Bob's image cache.
 
     `seed` is Bob's generation seed: the same (prompt, seed) always gives the same image, so the cache
-    is exact. Counters (`generator_calls`, `generated_images`, `reference_computations`) let benchmarks
-    and tests check that nothing is recomputed.
+    is exact. Counters (`generator_calls`, `generated_images`, `reference_computations`, `preloaded`)
+    let benchmarks and tests check that nothing is recomputed. `journal` (optional) makes the cache
+    durable: it is preloaded here and every generator call is recorded as soon as it returns.
     """
 
-    def __init__(self, backend: Backend, image_id: str, image: np.ndarray | None, caption: str, seed: int = 0, max_batch: int | None = None) -> None:
+    def __init__(self, backend: Backend, image_id: str, image: np.ndarray | None, caption: str, seed: int = 0,
+                 max_batch: int | None = None, journal: CacheJournal | None = None) -> None:
         if image is None:
             raise ImageError(f"image {image_id!r} has no pixels")
         arr = np.asarray(image, dtype=np.float32)
@@ -68,6 +91,20 @@ class ImageContext:
         self._fidelity: dict[str, tuple[float, float]] = {}
         self._resized_refs: dict[tuple[int, int], np.ndarray] = {}
         self._memo: dict[Any, Any] = {}
+        self.journal = journal
+        self.preloaded = 0
+        if journal is not None:
+            self._preload(journal)
+
+    def _preload(self, journal: CacheJournal) -> None:
+        """Start from what an earlier (killed) process generated for this image with this seed."""
+        for key, prompt, lpips, image in journal.load(self.image_id):
+            if key != self.key(prompt):
+                continue  # another seed's image: not this context's
+            self._lpips[key] = float(lpips)
+            if image is not None:
+                self._images[key] = np.asarray(image, dtype=np.float32)
+            self.preloaded += 1
 
     @property
     def reference(self) -> Any:
@@ -131,6 +168,9 @@ class ImageContext:
             if keep_images:
                 self._images[k] = img
             self._lpips[k] = float(d)
+        if self.journal is not None:  # saved per call: a kill loses at most the call in flight
+            self.journal.record(self.image_id, [(k, p, self._lpips[k], self._images.get(k) if keep_images else None)
+                                                for p, k in zip(prompts, keys)])
 
     def lpips_of(self, prompt: str) -> float:
         """LPIPS of Bob's image for one prompt (generated if needed)."""

@@ -198,7 +198,7 @@ def _strips(data: RunData, out: Path, ids: list[str]) -> list[Block]:
     strips: list[Block] = []
     strip_cond = data.conds[-1][0] if data.conds else ""
     for image_id in ids:
-        path = out / f"strip_{safe_name(image_id).replace('.', '_')}.png"
+        path = out / f"strip_{safe_name(image_id)}.png"  # safe_name keeps distinct ids distinct
         if plots.image_strip(data, image_id, strip_cond, path):
             strips.append(Figure(f"Image strip: {image_id}", path))
     return strips

@@ -2,8 +2,9 @@
 
 Why a seam: today everything runs in this process (models loaded once, one image after another). A
 Ray executor can later hold one `ImageWorker` per actor (each loading the models once) and stream the
-same `Outcome` objects back; the store is written only by the driver, so durability and resume do not
-change.
+same `Outcome` objects back; results are written only by the driver, so durability and resume do not
+change. The one exception is the generation journal (`lsc.runner.store.GenerationJournal`), which the
+in-process worker writes after each generator call; a remote worker would need its own journal.
 """
 
 from __future__ import annotations

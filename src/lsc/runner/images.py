@@ -102,7 +102,7 @@ def world_image(index: int, seed: int) -> StudyImage:
 
 
 def _world_images(spec: WorldImages) -> list[StudyImage]:
-    return [world_image(i, spec.seed) for i in range(spec.count)]
+    return [world_image(i, spec.seed) for i in range(spec.start, spec.start + spec.count)]
 
 
 def folder_images(spec: FolderImages, need_captions: bool = False) -> list[StudyImage]:

@@ -12,17 +12,24 @@ Tables
 - steps(image_id, scheme, cond, snr_db, step, word_index, word_sent, word_received, bits, cum_bits,
   bit_errors, prompt, lpips, ssim, psnr, image_key)
 - oracle(image_id, k, lpips) and oracle_status(image_id, n_words, status, error)
+- generated(image_id, key, prompt, lpips, pixels): the journal of Bob's images (see `GenerationJournal`),
+  written as each generator call returns, so a kill inside a transmission loses at most that call.
+  Pixels are dropped once an image's work is done; distances stay (a few bytes per prompt).
 `cond` is '' for a study without a sweep, else e.g. 'snr_db=4'.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import sqlite3
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
 
 from lsc.errors import LscError
 
@@ -48,8 +55,12 @@ CREATE TABLE IF NOT EXISTS oracle (
   image_id TEXT NOT NULL, k INTEGER NOT NULL, lpips REAL NOT NULL, PRIMARY KEY (image_id, k));
 CREATE TABLE IF NOT EXISTS oracle_status (
   image_id TEXT PRIMARY KEY, n_words INTEGER, status TEXT NOT NULL, error TEXT);
+CREATE TABLE IF NOT EXISTS generated (
+  image_id TEXT NOT NULL, key TEXT NOT NULL, prompt TEXT NOT NULL, lpips REAL NOT NULL, pixels BLOB,
+  PRIMARY KEY (image_id, key));
 """
 
+# The tables every store has; `generated` is left out so stores written before it existed still read.
 TABLES = ("meta", "images", "summary", "steps", "oracle", "oracle_status")
 
 
@@ -84,6 +95,8 @@ class ResultStore:
                     raise StoreError(f"{self.path} is not an lsc results store (no table {sorted(missing)[0]!r})")
             else:
                 self.conn = sqlite3.connect(self.path, isolation_level=None)  # transactions are explicit
+                # Takes effect on a new file only: the journal's dropped images give their pages back.
+                self.conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
                 self.conn.executescript(_SCHEMA)
@@ -186,6 +199,63 @@ class ResultStore:
 
     def images(self) -> list[dict[str, Any]]:
         return self.rows("SELECT * FROM images ORDER BY seq")
+
+
+class GenerationJournal:
+    """An `lsc.protocol.context.CacheJournal` in a run's store: Bob's images and their distances.
+
+    Written by the image worker, in this process, after every generator call (one transaction each);
+    read when a context for the same image is made again, i.e. when a killed run resumes. Images come
+    back bit for bit (`encode_pixels`), so the resumed run gives the numbers of an uninterrupted one.
+    """
+
+    def __init__(self, store: ResultStore) -> None:
+        self.store = store
+
+    def load(self, image_id: str) -> list[tuple[str, str, float, np.ndarray | None]]:
+        rows = self.store.conn.execute(
+            "SELECT key, prompt, lpips, pixels FROM generated WHERE image_id = ? ORDER BY rowid", (image_id,))
+        return [(r[0], r[1], float(r[2]), None if r[3] is None else decode_pixels(r[3])) for r in rows]
+
+    def record(self, image_id: str, entries: Sequence[tuple[str, str, float, np.ndarray | None]]) -> None:
+        with self.store.transaction() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO generated VALUES (?, ?, ?, ?, ?)",
+                [(image_id, key, prompt, float(lpips), None if img is None else encode_pixels(img))
+                 for key, prompt, lpips, img in entries],
+            )
+
+    def drop_pixels(self, keep: Iterable[str] = ()) -> None:
+        """Forget the images (not the distances) of every image id but `keep`: done work needs none."""
+        held = {r[0] for r in self.store.conn.execute("SELECT DISTINCT image_id FROM generated WHERE pixels IS NOT NULL")}
+        for image_id in sorted(held - set(keep)):
+            self.drop_pixels_of(image_id)
+
+    def drop_pixels_of(self, image_id: str) -> None:
+        with self.store.transaction() as c:
+            c.execute("UPDATE generated SET pixels = NULL WHERE image_id = ? AND pixels IS NOT NULL", (image_id,))
+        self.store.conn.executescript("PRAGMA incremental_vacuum;")  # to the end: execute() frees one page
+
+
+def encode_pixels(image: np.ndarray) -> bytes:
+    """An image as compressed .npy bytes, exactly: as 8-bit levels when that loses nothing (the world's
+    images are 8-bit pictures: a quarter of the size), else as float32."""
+    arr = np.ascontiguousarray(image, dtype=np.float32)
+    with np.errstate(invalid="ignore"):  # a NaN pixel fails the check below and is kept as float32
+        levels = np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
+    if np.array_equal((levels.astype(np.float32) / np.float32(255.0)).view(np.uint32), arr.view(np.uint32)):
+        arr = levels  # type: ignore[assignment]
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return zlib.compress(buf.getvalue(), 1)
+
+
+def decode_pixels(blob: bytes) -> np.ndarray:
+    """The float32 image `encode_pixels` was given, bit for bit."""
+    arr = np.load(io.BytesIO(zlib.decompress(blob)), allow_pickle=False)
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / np.float32(255.0)
+    return arr.astype(np.float32, copy=False)
 
 
 def _json_or_none(obj: Any) -> str | None:

@@ -4,7 +4,9 @@ A run folder holds config.resolved.yaml, results.sqlite (see store.py), images/ 
 image key, shared by schemes), originals/ and report/. Each (image, scheme, condition) is one SQLite
 transaction written as soon as it finishes; the same command on the same folder skips what is done.
 Results depend only on the config (seeds are derived from ids, never from processing order), so a
-run killed with SIGKILL and resumed gives the numbers of an uninterrupted run.
+run killed with SIGKILL and resumed gives the numbers of an uninterrupted run. Inside a transmission,
+every generator call is journaled in the store as it returns (`GenerationJournal`), so a kill in a long
+one (lowest_lpips: n(n+1)/2 images) loses at most the call in flight, not the whole transmission.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from lsc.errors import ConfigError, LscError
 from lsc.interfaces import Backend
 from lsc.runner.executor import Executor, ImageTask, InProcessExecutor, Outcome
 from lsc.runner.images import ImageReadError, StudyImage, list_images
-from lsc.runner.store import ResultStore
+from lsc.runner.store import GenerationJournal, ResultStore
 
 RESOLVED_CONFIG = "config.resolved.yaml"
 STORE_FILE = "results.sqlite"
@@ -148,14 +150,19 @@ def resolve(cfg: StudyConfig, backend: Backend) -> StudyConfig:
 
 # ---------------------------------------------------------------- the worker
 class ImageWorker:
-    """Runs the pending schemes (and the oracle) of one image; holds the loaded backend."""
+    """Runs the pending schemes (and the oracle) of one image; holds the loaded backend.
 
-    def __init__(self, cfg: StudyConfig, backend: Backend) -> None:
+    With a `journal`, each image's context starts from what an earlier process generated for it and
+    records what it generates; the image's pixels are dropped from the journal once its work is done.
+    """
+
+    def __init__(self, cfg: StudyConfig, backend: Backend, journal: GenerationJournal | None = None) -> None:
         from lsc.protocol.loop import LoopSettings
         from lsc.schemes import get_scheme
 
         self.cfg = cfg
         self.backend = backend
+        self.journal = journal
         assert cfg.threshold is not None and cfg.prompt_order is not None
         self.settings = LoopSettings(
             prompt_order=cfg.prompt_order, threshold=cfg.threshold, stop_at_success=cfg.stop_at_success, seed=cfg.seed
@@ -195,7 +202,7 @@ class ImageWorker:
             pixels = image.load()
             self._check_size(pixels)
             caption = self.caption_for(image, pixels)
-            ctx = ImageContext(self.backend, image.image_id, pixels, caption, seed=self.cfg.seed)
+            ctx = ImageContext(self.backend, image.image_id, pixels, caption, seed=self.cfg.seed, journal=self.journal)
         except Exception as exc:  # noqa: BLE001 - any unreadable image is recorded and the study goes on
             reason = one_line(exc)
             yield Outcome("image", {**base, "caption": None, "status": "failed", "error": reason})
@@ -212,6 +219,8 @@ class ImageWorker:
                 yield self._transmit(ctx, spec, cond)
         if task.oracle:
             yield self._oracle(ctx)
+        if self.journal is not None:  # every outcome above is stored by now: its images are not needed
+            self.journal.drop_pixels_of(image.image_id)
 
     def _transmit(self, ctx: Any, spec: SchemeSpec, cond: Condition) -> Outcome:
         from lsc.protocol.loop import transmit
@@ -511,7 +520,9 @@ def _run_locked(cfg: StudyConfig, out: Path, lock: RunLock, progress: bool, retr
         skipped = total - n_pending
         n_oracle = sum(1 for t in tasks if t.oracle)
 
-        worker = ImageWorker(resolved, backend)
+        journal = GenerationJournal(store)
+        journal.drop_pixels(keep=[t.image.image_id for t in tasks])  # left by a run killed after its last result
+        worker = ImageWorker(resolved, backend, journal)
         executor = executor_factory(worker)
         ok = failed = 0
         bar = _progress(n_pending + n_oracle, progress)

@@ -3,7 +3,9 @@ would be closest to the original. Greedy by default; `beam` keeps the k best sen
 
 Efficiency: every candidate of a step goes to the generator in ONE batched call through the
 image context; the chosen candidate's image stays in the context's cache, so the transmission loop
-reuses it instead of generating it again, and other schemes of the same image reuse it too.
+reuses it instead of generating it again, and other schemes of the same image reuse it too. In a
+study the context journals each step's batch as it returns (`lsc.runner.store.GenerationJournal`), so a
+kill loses at most the step in flight and the resumed run continues from the last completed step.
 """
 
 from __future__ import annotations

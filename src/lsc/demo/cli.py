@@ -1,0 +1,38 @@
+"""`lsc demo`: serve the Gradio page (gradio comes with the optional `demo` extra)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add `lsc demo` to the main `lsc` app."""
+
+    @app.command("demo")
+    def demo_cmd(
+        backend: str = typer.Option("world", "--backend", help="world (embedded, CPU) or hf (the papers' models)"),
+        host: str = typer.Option("127.0.0.1", "--host", help="address to bind (default: this machine only)"),
+        port: Optional[int] = typer.Option(None, "--port", help="port (default: Gradio's, 7860 or the next free)"),
+        share: bool = typer.Option(False, "--share", help="also open a public Gradio share link"),
+        concurrency: int = typer.Option(1, "--concurrency", min=1, help="generations run at once; others queue"),
+        max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", min=0.01, help="largest upload, in MB"),
+        max_pixels: int = typer.Option(4096 * 4096, "--max-pixels", min=64, help="largest upload, in pixels"),
+        step_delay: float = typer.Option(0.25, "--step-delay", min=0.0, help="seconds per step when revealing a run"),
+    ) -> None:
+        """Watch a transmission in the browser: pick a scene or upload an image, choose schemes and channel, send."""
+        from lsc.errors import ConfigError
+
+        if backend not in ("world", "hf"):
+            raise ConfigError(f"--backend: choose world or hf, not {backend!r}")
+        try:
+            import gradio  # noqa: F401
+        except ImportError:
+            raise ConfigError("lsc demo needs gradio: pip install -e '.[demo]'") from None
+        from lsc.demo.app import launch
+
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            typer.echo(f"warning: serving on {host}: anyone who can reach it can run generations", err=True)
+        _, demo = launch(backend, host, port, share, concurrency, max_upload_mb, max_pixels, step_delay)
+        demo.close()

@@ -1,0 +1,241 @@
+"""`lsc demo` without a browser: the page's callbacks, the config it builds, its archive, its limits.
+
+The fast tests use the fake backend (tests/fakes.py); the world test checks that a demo run's numbers
+equal a study's for the same scene, schemes, channel and seed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gradio", reason="lsc demo needs gradio (pip install -e '.[demo]')")
+
+from fakes import save_caption_png  # noqa: E402
+from lsc.config import load_config  # noqa: E402
+from lsc.demo.app import Demo  # noqa: E402
+from lsc.demo.session import DemoInputError, DemoRequest, Source, build_config, parse_scheme_options  # noqa: E402
+from lsc.demo.view import RunView, SchemeView, panel_html  # noqa: E402
+from lsc.runner.images import list_images  # noqa: E402
+
+FAKE = "fakes:load_fake_backend"
+CAPTION = "a red ball on green grass"  # the fake captioner's caption
+
+
+def _fields(caption: str = CAPTION, schemes: tuple[str, ...] = ("random", "heads"), options: str = "",
+            model: str = "none", snr: Any = 8.0, modulation: str = "qam16", correction: bool = False,
+            scc: bool = False, order: str = "backend default", seed: Any = 0) -> list[Any]:
+    return [caption, list(schemes), options, model, snr, modulation, correction, scc, order, seed]
+
+
+def _last(gen: Any) -> tuple[Any, ...]:
+    out = None
+    for out in gen:
+        pass
+    assert out is not None
+    return out
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Demo:
+    return Demo(FAKE, work_dir=tmp_path / "work", threads=1, step_delay=0)
+
+
+@pytest.fixture
+def uploaded(demo: Demo, tmp_path: Path) -> dict[str, Any]:
+    img = tmp_path / "pic.png"
+    save_caption_png(img, CAPTION, size=16)
+    original, caption, status, state = demo.load_upload(str(img), {})
+    assert caption == CAPTION and "error" not in status
+    assert isinstance(original, np.ndarray) and original.shape == (160, 160, 3)  # shown scaled up
+    return state
+
+
+def _steps(run_dir: Path) -> list[tuple[Any, ...]]:
+    con = sqlite3.connect(run_dir / "results.sqlite")
+    try:
+        return con.execute("SELECT scheme, step, word_sent, word_received, bits, bit_errors, prompt, lpips, image_key "
+                           "FROM steps ORDER BY scheme, step").fetchall()
+    finally:
+        con.close()
+
+
+def test_send_streams_then_shows_the_stored_run_and_a_zip_lsc_report_reads(demo: Demo, uploaded: dict[str, Any],
+                                                                          tmp_path: Path) -> None:
+    outs = list(demo.send(uploaded, *_fields(model="analytic", snr=2.0)))
+    status, panel, curve, step, download, state = outs[-1]
+    assert status.startswith("finished"), status
+    run_dir = Path(state["run_dir"])
+    rows = _steps(run_dir)
+    assert {r[0] for r in rows} == {"random", "heads"}
+    # Every stored step's LPIPS is what the panel shows (the page reads the store).
+    for scheme in ("random", "heads"):
+        last = max((r for r in rows if r[0] == scheme), key=lambda r: r[1])
+        assert f'data-scheme="{scheme}" data-step="{last[1]}" data-lpips="{last[7]!r}"' in panel
+    assert step["value"] == max(r[1] for r in rows) and curve is not None and curve.ndim == 3
+    assert any("data-lpips" in str(o[1]) for o in outs[:-1])  # something was shown before the end
+    assert any(str(o[0]).startswith("Bob drew") for o in outs)  # progress while generating
+    # The zip is the run folder `lsc run` writes; `lsc report` rebuilds its report.
+    with zipfile.ZipFile(download["value"]) as zf:
+        names = zf.namelist()
+        zf.extractall(tmp_path / "unzipped")
+    top = run_dir.name
+    assert f"{top}/results.sqlite" in names and f"{top}/config.resolved.yaml" in names
+    assert any(n.startswith(f"{top}/images/") and n.endswith(".png") for n in names)
+    assert not any(n.endswith(".lsc-run.lock") for n in names)
+    from lsc import api
+
+    assert api.report(tmp_path / "unzipped" / top).is_file()  # what `lsc report` calls
+    assert _steps(tmp_path / "unzipped" / top) == rows
+    # Scrubbing shows another step of the same run.
+    panel0, _ = demo.scrub(0, state)
+    assert 'data-step="0"' in panel0 and "<li" not in panel0
+
+
+def test_demo_numbers_equal_a_folder_study_of_the_same_image(demo: Demo, uploaded: dict[str, Any], tmp_path: Path) -> None:
+    """The page builds a study config and the runner runs it: the same config via `lsc run` agrees."""
+    from lsc import api
+
+    _, _, _, _, _, state = _last(demo.send(uploaded, *_fields(model="analytic", snr=3.0, seed=5)))
+    run_dir = Path(state["run_dir"])
+    cfg = load_config(run_dir / "config.resolved.yaml")
+    api.run(cfg, tmp_path / "study", progress=False, report=False)
+    assert _steps(tmp_path / "study") == _steps(run_dir)
+    assert any(r[5] > 0 for r in _steps(run_dir))  # the channel did flip bits: the seeds matter
+
+
+def test_bad_input_is_a_line_in_the_page_and_the_app_keeps_serving(demo: Demo, uploaded: dict[str, Any],
+                                                                     tmp_path: Path) -> None:
+    cases = {
+        "the caption is empty": _fields(caption="   "),
+        "out of range": _fields(model="analytic", snr=99),
+        "SNR must be a number": _fields(model="analytic", snr=None),
+        "choose at least one scheme": _fields(schemes=()),
+        "scheme options": _fields(options="lowest_lpips: {beam: 2}"),
+        "has no option 'colour'": _fields(options="random: {colour: 3}"),
+    }
+    for expected, fields in cases.items():
+        outs = list(demo.send(uploaded, *fields))
+        assert len(outs) == 1 and outs[0][0].startswith("**error:**") and expected in outs[0][0], (expected, outs[0][0])
+        assert "Traceback" not in outs[0][0] and "\n" not in outs[0][0]
+    assert "pick a scene or upload" in list(demo.send({}, *_fields()))[0][0]
+    # Unreadable, too large (bytes, pixels) uploads.
+    junk = tmp_path / "junk.png"
+    junk.write_text("not an image")
+    assert "not an image file" in demo.load_upload(str(junk), {})[2]
+    big = tmp_path / "big.png"
+    save_caption_png(big, CAPTION, size=64)
+    small = Demo(FAKE, work_dir=tmp_path / "w2", threads=1, max_pixels=32 * 32, max_upload_mb=0.0001)
+    assert "MB limit" in small.load_upload(str(big), {})[2]
+    small.max_bytes = 10**9
+    assert "Mpx limit" in small.load_upload(str(big), {})[2]
+    assert "no image uploaded" in demo.load_upload(None, {})[2]
+    assert "world backend" in demo.load_scene(0, 0, {})[2]  # the fake backend has no world scenes
+    # ... and after all that, a good request still runs.
+    assert _last(demo.send(uploaded, *_fields()))[0].startswith("finished")
+
+
+def test_an_edited_caption_is_what_alice_sends(demo: Demo, uploaded: dict[str, Any]) -> None:
+    status, panel, *_, state = _last(demo.send(uploaded, *_fields(caption="two blue cats", schemes=("heads",))))
+    assert status.startswith("finished")
+    cfg = load_config(Path(state["run_dir"]) / "config.resolved.yaml")
+    assert cfg.caption_source == "dataset"
+    con = sqlite3.connect(Path(state["run_dir"]) / "results.sqlite")
+    assert con.execute("SELECT caption FROM summary").fetchone()[0] == "two blue cats"
+    con.close()
+
+
+def test_build_config_world_scene_is_the_studys_own_image(tmp_path: Path) -> None:
+    src = Source("world", "a big red ball", index=3, seed=7)
+    req = DemoRequest("world", src, "a big  red ball", ["random"], channel={"model": "analytic", "snr_db": 4})
+    cfg = build_config(req, tmp_path, 32)
+    assert cfg.images.source == "world" and (cfg.images.start, cfg.images.count, cfg.images.seed) == (3, 1, 7)
+    assert cfg.caption_source == "alice" and cfg.oracle is False
+    assert [im.image_id for im in list_images(cfg)] == ["world-7-00003"]
+    edited = build_config(DemoRequest("world", src, "a red ball", ["random"]), tmp_path, 32)
+    assert edited.images.source == "folder" and edited.caption_source == "dataset" and edited.images.resize == 32
+    assert (tmp_path / "inputs" / "world-7-00003.png").is_file()
+    assert "world-7-00003.png,a red ball" in (tmp_path / "inputs" / "captions.txt").read_text()
+
+
+def test_world_start_is_written_only_when_set() -> None:
+    plain = load_config(None, ["images.count=3"])
+    assert "start" not in plain.to_dict()["images"]  # existing run folders keep their identity
+    shifted = load_config(None, ["images.count=2", "images.start=5"])
+    assert shifted.to_dict()["images"]["start"] == 5
+    assert [im.image_id for im in list_images(shifted)] == ["world-0-00005", "world-0-00006"]
+    assert [im.image_id for im in list_images(plain)] == ["world-0-00000", "world-0-00001", "world-0-00002"]
+
+
+def test_scheme_options_parse_or_say_why() -> None:
+    assert parse_scheme_options("lowest_lpips: {beam: 2}", ["lowest_lpips"]) == {"lowest_lpips": {"beam": 2}}
+    assert parse_scheme_options("  ", ["heads"]) == {}
+    for text, why in [("heads: [1", "not valid YAML"), ("heads: 3", "one line per scheme"), ("nouns: {}", "not one of")]:
+        with pytest.raises(DemoInputError, match=why):
+            parse_scheme_options(text, ["heads"])
+
+
+def test_panel_escapes_words_and_marks_bit_errors(tmp_path: Path) -> None:
+    row = {"step": 1, "word_sent": "<b>red", "word_received": "<b>rad", "bit_errors": 2, "lpips": 0.5, "cum_bits": 40,
+           "prompt": "<b>rad", "image_key": "missing"}
+    zero = {**row, "step": 0, "word_sent": "", "word_received": "", "bit_errors": 0, "prompt": ""}
+    view = RunView(tmp_path, "x", "<b>red", 0.6, [SchemeView("heads", "ok", None, [zero, row], 1, 0.5)])
+    html = panel_html(view, 1)
+    assert '<span class="biterr" title="2 bit errors' in html and "&lt;b&gt;rad" in html and "<b>" not in html
+    assert "lsc-under" in html  # 0.5 is under the threshold 0.6
+    assert "biterr" not in panel_html(view, 0)
+
+
+def test_launch_binds_localhost_without_a_share_link_and_limits_uploads(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gradio as gr
+
+    from lsc.demo import app as demo_app
+
+    seen: dict[str, Any] = {}
+
+    def fake_launch(self: Any, **kwargs: Any) -> None:
+        seen.update(kwargs)
+
+    monkeypatch.setattr(gr.Blocks, "launch", fake_launch)
+    page, demo = demo_app.launch(FAKE, block=False, max_upload_mb=2)
+    try:
+        assert seen["server_name"] == "127.0.0.1" and seen["share"] is False and seen["max_file_size"] == 2_000_000
+        assert page._queue.default_concurrency_limit == 1  # one generation at a time
+        deps = [d for d in page.fns.values() if d.concurrency_id == "model"]
+        assert deps and all(d.concurrency_limit == 1 for d in deps)
+    finally:
+        demo.close()
+
+
+def test_cli_refuses_an_unknown_backend_in_one_line() -> None:
+    out = subprocess.run([sys.executable, "-m", "lsc.cli", "demo", "--backend", "nope"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip() == "error: --backend: choose world or hf, not 'nope'"
+
+
+@pytest.mark.slow
+def test_world_demo_numbers_equal_the_world_studys(tmp_path: Path) -> None:
+    """Scene 1 of seed 0 in the page = scene 1 of `lsc run --set images.count=2` (same schemes, channel, seed)."""
+    from lsc import api
+
+    demo = Demo("world", work_dir=tmp_path / "work", threads=1, step_delay=0)
+    _, caption, status, state = demo.load_scene(1, 0, {})
+    assert "world-0-00001" in status
+    fields = _fields(caption=caption, schemes=("random",), model="analytic", snr=4.0, seed=3)
+    final = _last(demo.send(state, *fields))
+    assert final[0].startswith("finished"), final[0]
+    cfg = load_config(None, ["images.count=2", "schemes=[random]", "oracle=false", "seed=3", "channel.model=analytic",
+                             "channel.snr_db=4.0", "channel.modulation=qam16"])
+    api.run(cfg, tmp_path / "study", progress=False, report=False)
+    con = sqlite3.connect(tmp_path / "study" / "results.sqlite")
+    study = con.execute("SELECT scheme, step, word_sent, word_received, bits, bit_errors, prompt, lpips, image_key "
+                        "FROM steps WHERE image_id = 'world-0-00001' ORDER BY scheme, step").fetchall()
+    con.close()
+    assert study and _steps(Path(final[-1]["run_dir"])) == study
