@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import math
 import re
 import sqlite3
@@ -68,16 +69,17 @@ def test_report_files_and_self_contained_html(tmp_path: Path) -> None:
     rep = out / "report"
     assert html_path == rep / "report.html"
     names = sorted(p.name for p in rep.iterdir())
-    assert names == ["lpips_vs_bits.png", "lpips_vs_words.png", "report.html", "report.md", "strip_a.png.png",
-                     "strip_b.png.png", "strip_c.png.png", "success_vs_words.png"]
+    assert names == ["lpips_vs_bits.png", "lpips_vs_words.png", "paired_difference.png", "report.html", "report.md",
+                     "strip_a.png.png", "strip_b.png.png", "strip_c.png.png", "success_vs_words.png"]
     html = html_path.read_text()
     pngs = _embedded_pngs(html)
-    assert len(pngs) == 6 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
+    assert len(pngs) == 7 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
     assert "<img" in html and 'src="report/' not in html and "file:" not in html  # nothing external
     assert "broken.png" in html and "cannot decode image" in html  # the failure is listed
     md = (rep / "report.md").read_text()
-    assert "![Mean LPIPS vs words sent (95% CI bands)](lpips_vs_words.png)" in md
-    assert "| random | 4 | 1 |" in md and "| oracle (bound) | 4 | 0 |" in md
+    assert "![Mean LPIPS vs words sent (95% CI bands), one panel per scheme family](lpips_vs_words.png)" in md
+    assert "| random | 4 | 1 |" in md and "| oracle (caption-order bound) | 4 |" in md
+    assert "### Paired comparison with random (same images)" in md and "| nouns | 4 |" in md
 
 
 def test_scheme_table_numbers(tmp_path: Path) -> None:
@@ -91,7 +93,7 @@ def test_scheme_table_numbers(tmp_path: Path) -> None:
     row = scheme_table(data, "")[0]
     hits = [w for w in wtt if w is not None]
     assert row["n"] == 4 and row["failed"] == 1
-    assert row["words"] == mean_ci(hits).fmt(2)
+    assert row["words"] == f"{mean_ci(hits).fmt(2)} ({len(hits)}/4)"
     assert row["final_lpips"] == mean_ci(finals).fmt(3)
     assert row["mean_lpips"] == mean_ci(v for _, v in per_image).fmt(3)  # area under each curve, per word
     assert row["success"].startswith(f"{len(hits) / 4:.0%} [")
@@ -137,7 +139,8 @@ def test_sweep_table_by_hand(tmp_path: Path) -> None:
                                      "AND words_to_threshold IS NOT NULL")]
     db.close()
     assert body[0][0] == "random"
-    assert body[0][2] == f"LPIPS {mean_ci(finals).fmt(3)}; words {mean_ci(hits).fmt(1)} ({len(hits)}/4 reached)"
+    assert body[0][2].startswith(f"LPIPS {mean_ci(finals).fmt(3)}; words over successes {mean_ci(hits).fmt(1)} "
+                                 f"({len(hits)}/4 reached), failures at n+1 ")
 
 
 def test_lpips_after_k_words_takes_the_step_or_the_last_one():
@@ -166,10 +169,10 @@ def test_report_laid_out_once_from_loaded_data_without_the_store(tmp_path: Path)
     md, page = to_markdown(blocks), to_html(blocks, "t")
     assert "oracle bound (best k-word subset, 2^n generations): 4 images; 0 skipped" in md
     for b in blocks:
-        if isinstance(b, Heading):
-            assert b.text in md and f"<h{b.level}>{b.text}</h{b.level}>" in page
+        if isinstance(b, Heading):  # the HTML escapes text ("Bob's" -> "Bob&#x27;s")
+            assert b.text in md and f"<h{b.level}>{html.escape(b.text)}</h{b.level}>" in page
         elif isinstance(b, Figure):
-            assert f"]({b.path.name})" in md and f'alt="{b.title}"' in page
+            assert f"]({b.path.name})" in md and f'alt="{html.escape(b.title)}"' in page
         elif isinstance(b, Table):
             assert "| " + " | ".join(b.head) + " |" in md and page.count("<table>") >= 1
     assert "reason</th></tr>\n<tr><td>broken.png</td>" in page and "text-align:left'>" in page

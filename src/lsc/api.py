@@ -50,12 +50,19 @@ def run(cfg: StudyConfig | str | Path | None = None, out_dir: str | Path | None 
     return summary
 
 
-def report(run_dir: str | Path) -> Path:
-    """Rebuild a run's report from its store (also for partial runs); returns report.html."""
+def report(run_dir: str | Path, strips: int = 3, strip_images: Sequence[str] | None = None,
+           embeddings: bool = False, step_metrics: Sequence[str] | None = None) -> Path:
+    """Rebuild a run's report from its store (also for partial runs); returns report.html.
+
+    `strips` image strips of the first images, or of `strip_images` (ids) when given; `embeddings` adds
+    PCA / t-SNE maps of Bob's prompt and image embeddings (world runs, scikit-learn); `step_metrics`: names
+    from lsc.metrics.registry computed on the stored images (None: attributes on the world, none elsewhere).
+    """
     from lsc.report import build_report
 
     with _store_errors(run_dir):
-        return build_report(run_dir)
+        return build_report(run_dir, strips, list(strip_images) if strip_images else None, embeddings,
+                            None if step_metrics is None else list(step_metrics))
 
 
 def export(run_dir: str | Path, fmt: Literal["csv", "parquet"] = "csv", out_dir: str | Path | None = None) -> list[Path]:

@@ -151,6 +151,17 @@ class StudyConfig(_Strict):
     skd: SKDConfig = Field(default_factory=SKDConfig)
     save_images: bool = True
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    # Step metrics beyond LPIPS that the report computes from the stored images (lsc.metrics.registry);
+    # lpips, ssim and psnr are always stored. None: the report's default (attributes on the world).
+    metrics: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _metrics_known(self) -> "StudyConfig":
+        if self.metrics is not None:
+            from lsc.metrics.registry import STORED, select
+
+            select([m for m in self.metrics if m not in STORED], self.backend)  # a ConfigError names the bad one
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -251,6 +262,8 @@ class StudyConfig(_Strict):
             del data["images"]["start"]  # studies written before `start` existed keep their identity
         if self.executor == ExecutorConfig():
             del data["executor"]  # an execution setting: written only when set, never part of a run folder's study
+        if data.get("metrics") is None:
+            data.pop("metrics", None)  # configs written before the key existed stay the same
         return data
 
     def to_yaml(self) -> str:

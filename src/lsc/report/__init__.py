@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def build_report(run_dir: str | Path) -> Path:
+def build_report(run_dir: str | Path, strips: int = 3, strip_images: list[str] | None = None,
+                 embeddings: bool = False, step_metrics: list[str] | None = None) -> Path:
     """(Re)build RUN_DIR/report/ (PNGs, report.md, self-contained report.html); returns report.html."""
     from lsc.report.build import build_report as _build
 
-    return _build(run_dir)
+    return _build(run_dir, strips, strip_images, embeddings, step_metrics)
 
 
 __all__ = ["build_report"]

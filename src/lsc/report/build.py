@@ -14,10 +14,16 @@ from typing import Any, Union
 import numpy as np
 
 import lsc.report.plots as plots
+from lsc.report.analysis import (AREA_HEAD, AREA_KEYS, BASELINE, ORACLE_HEAD, PAIRED_METRICS, SUCCESS_HEAD, SUCCESS_KEYS,
+                                 oracle_rows, paired_rows, paired_table, scheme_table)
 from lsc.report.data import RunData, load_run
-from lsc.report.stats import mean_ci, wilson
+from lsc.report.stats import mean_ci, penalised
+from lsc.errors import ConfigError
 from lsc.runner.folder import REPORT_DIR, safe_name
+
 STRIP_IMAGES = 3
+
+__all__ = ["build_report", "scheme_table", "sweep_table", "lpips_after"]
 
 
 @dataclass
@@ -27,8 +33,6 @@ class Figure:
     title: str
     path: Path
 
-
-LPIPS_AFTER_WORDS = 3  # the papers compare schemes early in the transmission: LPIPS after 3 words
 
 
 def lpips_after(data: RunData, cond: str, scheme: str, image_id: str, k: int) -> float | None:
@@ -47,45 +51,8 @@ def mean_transmission_lpips(data: RunData, cond: str, scheme: str, image_id: str
     return float(np.mean([r["lpips"] for r in rows])) if rows else None
 
 
-def scheme_table(data: RunData, cond: str) -> list[dict[str, Any]]:
-    """Per scheme: images, failures, success rate, mean words/bits to threshold and final LPIPS with 95% CIs."""
-    rows = []
-    for scheme in data.schemes:
-        ok = data.ok(cond, scheme)
-        failed = [s for s in data.summaries if s["cond"] == cond and s["scheme"] == scheme and s["status"] != "ok"]
-        if not ok and not failed:
-            continue
-        hits = [s for s in ok if s["words_to_threshold"] is not None]
-        p, lo, hi = wilson(len(hits), len(ok))
-        rows.append({
-            "scheme": scheme, "n": len(ok), "failed": len(failed),
-            "success": "–" if not ok else f"{p:.0%} [{lo:.0%}, {hi:.0%}]",
-            "words": mean_ci(s["words_to_threshold"] for s in hits).fmt(2),
-            "bits": mean_ci(s["bits_to_threshold"] for s in hits).fmt(1),
-            "lpips_at_3": mean_ci(lpips_after(data, cond, scheme, s["image_id"], LPIPS_AFTER_WORDS) for s in ok).fmt(3),
-            "mean_lpips": mean_ci(mean_transmission_lpips(data, cond, scheme, s["image_id"]) for s in ok).fmt(3),
-            "final_lpips": mean_ci(s["final_lpips"] for s in ok).fmt(3),
-        })
-    if data.oracle and data.threshold is not None:
-        firsts = []
-        finals = []
-        for curve in data.oracle.values():
-            if not curve:
-                continue
-            under = [k for k, v in sorted(curve) if v < data.threshold]
-            firsts.append(under[0] if under else None)
-            finals.append(sorted(curve)[-1][1])
-        if firsts:
-            hits = [f for f in firsts if f is not None]
-            p, lo, hi = wilson(len(hits), len(firsts))
-            rows.append({"scheme": "oracle (bound)", "n": len(firsts), "failed": 0,
-                         "success": f"{p:.0%} [{lo:.0%}, {hi:.0%}]", "words": mean_ci(hits).fmt(2),
-                         "bits": "–", "lpips_at_3": "–", "mean_lpips": "–", "final_lpips": mean_ci(finals).fmt(3)})
-    return rows
-
-
 def sweep_table(data: RunData) -> tuple[list[str], list[list[str]]]:
-    """Per scheme and SNR: final LPIPS and words to threshold (mean ± 95% CI) and success rate."""
+    """Per scheme and SNR: final LPIPS, words to threshold over successes and with failures at n+1 (mean ± 95% CI)."""
     snrs = [(c, v) for c, v in data.conds if v is not None]
     head = ["scheme"] + [f"{v:g} dB" for _, v in snrs]
     body = []
@@ -97,25 +64,40 @@ def sweep_table(data: RunData) -> tuple[list[str], list[list[str]]]:
             if not ok:
                 row.append("–")
                 continue
-            row.append(f"LPIPS {mean_ci(s['final_lpips'] for s in ok).fmt(3)}; words {mean_ci(hits).fmt(1)} "
-                       f"({len(hits)}/{len(ok)} reached)")
+            pen = penalised([s["words_to_threshold"] for s in ok], [(s["n_words"] or 0) + 1 for s in ok])
+            row.append(f"LPIPS {mean_ci(s['final_lpips'] for s in ok).fmt(3)}; words over successes "
+                       f"{mean_ci(hits).fmt(1)} ({len(hits)}/{len(ok)} reached), failures at n+1 {mean_ci(pen).fmt(1)}")
         body.append(row)
     return head, body
 
 
-TABLE_HEAD = ["scheme", "images", "failed", "success rate [95% CI]", "words to threshold", "bits to threshold",
-              "LPIPS after 3 words", "mean LPIPS over the words", "final LPIPS"]
-TABLE_KEYS = ["scheme", "n", "failed", "success", "words", "bits", "lpips_at_3", "mean_lpips", "final_lpips"]
+def build_report(run_dir: str | Path, strips: int = STRIP_IMAGES, strip_images: list[str] | None = None,
+                 embeddings: bool = False, step_metrics: list[str] | None = None) -> Path:
+    """(Re)build RUN_DIR/report/ from the store; returns the path of report.html.
 
-
-def build_report(run_dir: str | Path) -> Path:
-    """(Re)build RUN_DIR/report/ from the store; returns the path of report.html."""
+    `strips`: how many image strips (the first images in study order); `strip_images`: these image ids
+    instead (an id the run does not hold is refused with one line). `embeddings`: add the PCA / t-SNE maps
+    of Bob's prompt and image embeddings (world runs; needs scikit-learn). `step_metrics`: names from
+    lsc.metrics.registry computed on the stored images (None: attributes on the world, none elsewhere).
+    """
     data = load_run(run_dir)
+    ids = _strip_ids(data, strips, strip_images)
+    from lsc.metrics.registry import select
+    from lsc.report.step_metrics import default_metrics
+
+    names = default_metrics(data.config) if step_metrics is None else step_metrics
+    metrics = select(names, str(data.config.get("backend", "world")))  # refuse a bad name before drawing
     out = Path(run_dir) / REPORT_DIR
     out.mkdir(exist_ok=True)
-    for old in out.glob("*.png"):
+    for old in [*out.glob("*.png"), *out.glob("step_metrics*.csv")]:
         old.unlink()
-    blocks = report_blocks(data, out)
+    if embeddings:
+        from lsc.report.embeddings import _require_sklearn
+
+        _require_sklearn()  # refuse before drawing anything
+    blocks = report_blocks(data, out, ids, metrics)
+    if embeddings:
+        blocks += _embedding_blocks(data, out)
     (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     html_path = out / "report.html"
     html_path.write_text(to_html(blocks, f"lsc report: {data.run_dir.name}"), encoding="utf-8")
@@ -149,7 +131,7 @@ class Table:
 Block = Union[Heading, Paragraph, Bullets, Table, Figure]
 
 
-def report_blocks(data: RunData, out: Path) -> list[Block]:
+def report_blocks(data: RunData, out: Path, strip_ids: list[str] | None = None, metrics: list[Any] | None = None) -> list[Block]:
     """Draw the figures into `out` and lay out the report once; the markdown and HTML renderers only format it."""
     blocks: list[Block] = [Heading(f"lsc report: {data.run_dir.name}", level=1), Bullets(_intro(data))]
     if not data.summaries:
@@ -157,15 +139,20 @@ def report_blocks(data: RunData, out: Path) -> list[Block]:
     for cond, _snr in data.conds or [("", None)]:
         tag = _tag(cond)
         blocks.append(Heading("Condition " + cond if cond else "Results"))
-        blocks.append(Table(TABLE_HEAD, [[str(r[k]) for k in TABLE_KEYS] for r in scheme_table(data, cond)]))
+        blocks += _result_tables(data, cond)
         for fn, name, title in (
-            (plots.lpips_vs_words, "lpips_vs_words", "Mean LPIPS vs words sent (95% CI bands)"),
-            (plots.lpips_vs_bits, "lpips_vs_bits", "Mean LPIPS vs bits sent (95% CI bands)"),
-            (plots.success_vs_words, "success_vs_words", "Success rate vs words sent"),
+            (plots.lpips_vs_words, "lpips_vs_words", "Mean LPIPS vs words sent (95% CI bands), one panel per scheme family"),
+            (plots.lpips_vs_bits, "lpips_vs_bits", "Mean LPIPS vs bits sent (95% CI bands), one panel per scheme family"),
+            (plots.success_vs_words, "success_vs_words", "Success vs words sent: reached within k words, and image after k words under the threshold"),
         ):
             path = out / f"{name}{tag}.png"
             if fn(data, cond, path):
                 blocks.append(Figure(title, path))
+        blocks += _paired_blocks(data, cond, out / f"paired_difference{tag}.png")
+        blocks += _oracle_blocks(data, cond)
+        blocks += _distribution_blocks(data, cond)
+        if metrics:
+            blocks += _step_metric_blocks(data, cond, metrics, out, tag)
     if data.swept:
         head, body = sweep_table(data)
         blocks += [Heading("SNR sweep"),
@@ -176,7 +163,7 @@ def report_blocks(data: RunData, out: Path) -> list[Block]:
             path = out / f"{name}.png"
             if fn(data, path):
                 blocks.append(Figure(title, path))
-    strips = _strips(data, out)
+    strips = _strips(data, out, _strip_ids(data, STRIP_IMAGES, None) if strip_ids is None else strip_ids)
     if strips:
         blocks += [Heading("Image strips"),
                    Paragraph("Per step: the word received (sent→received when the channel changed it), "
@@ -191,15 +178,153 @@ def report_blocks(data: RunData, out: Path) -> list[Block]:
     return blocks
 
 
-def _strips(data: RunData, out: Path) -> list[Block]:
+def _strip_ids(data: RunData, count: int, chosen: list[str] | None) -> list[str]:
+    """The images to draw strips of: `chosen` (checked against the run), else the first `count` usable ones."""
+    ok_ids = [i for i in data.image_order if any(s["image_id"] == i and s["status"] == "ok" for s in data.summaries)]
+    if chosen:
+        missing = [i for i in chosen if i not in ok_ids]
+        if missing:
+            raise ConfigError(f"--strip-image {missing[0]!r}: no transmitted image of that id in {data.run_dir} "
+                              f"(ids: {', '.join(ok_ids[:5]) or 'none'}{', ...' if len(ok_ids) > 5 else ''})")
+        return list(dict.fromkeys(chosen))
+    if count < 0:
+        raise ConfigError(f"--strips must be 0 or more, not {count}")
+    return ok_ids[:count]
+
+
+def _strips(data: RunData, out: Path, ids: list[str]) -> list[Block]:
     strips: list[Block] = []
     strip_cond = data.conds[-1][0] if data.conds else ""
-    ok_ids = [i for i in data.image_order if any(s["image_id"] == i and s["status"] == "ok" for s in data.summaries)]
-    for image_id in ok_ids[:STRIP_IMAGES]:
+    for image_id in ids:
         path = out / f"strip_{safe_name(image_id)}.png"  # safe_name keeps distinct ids distinct
         if plots.image_strip(data, image_id, strip_cond, path):
             strips.append(Figure(f"Image strip: {image_id}", path))
     return strips
+
+
+def _result_tables(data: RunData, cond: str) -> list[Block]:
+    rows = scheme_table(data, cond)
+    return [
+        Paragraph("Success and cost. 'Reached' counts a transmission whose image was under the threshold after some "
+                  "word; 'final image under' counts those whose image after the last word is. Words to threshold: "
+                  "the mean over successes only (k of n reached), the mean with every failure counted as n+1 words "
+                  "for an n-word caption, and the Kaplan-Meier median (failures censored at n words). Bits to "
+                  "threshold likewise, a failure costing its whole caption plus one word at its mean word cost."),
+        Table(SUCCESS_HEAD, [[str(r[k]) for k in SUCCESS_KEYS] for r in rows]),
+        Paragraph("LPIPS along the transmission (mean ± 95% CI over images). Area under LPIPS vs words: the mean "
+                  "LPIPS of Bob's images after words 1..n; vs bits: the mean LPIPS per bit up to the costliest "
+                  "caption of that image, each transmission's last image carried on. Lower is better."),
+        Table(AREA_HEAD, [[str(r[k]) for k in AREA_KEYS] for r in rows]),
+    ]
+
+
+def _paired_blocks(data: RunData, cond: str, path: Path) -> list[Block]:
+    rows = paired_rows(data, cond)
+    if not rows:
+        return []
+    head, body = paired_table(rows)
+    tests = sorted({r.test for r in rows if r.test != "none"}) or ["none (every difference is 0)"]
+    blocks: list[Block] = [
+        Heading(f"Paired comparison with {BASELINE} (same images)", level=3),
+        Paragraph(f"Each scheme minus {BASELINE} per image, then mean ± 95% CI over the images both transmitted "
+                  f"(negative: the scheme is better). p: two-sided paired test ({', '.join(tests)}); "
+                  f"p (Holm): Holm-corrected over the {len(rows)} schemes, per column."),
+        Table(head, body),
+    ]
+    if plots.paired_difference(rows, path, PAIRED_METRICS):
+        blocks.append(Figure(f"Each scheme minus {BASELINE} on the same images (95% CI)", path))
+    return blocks
+
+
+STEP_FIGURES = [("attr_mean", "attribute accuracy (mean of background, count, position, colour, shape, size)"),
+                ("attr_all_right", "share of images with every attribute right"),
+                ("bleu4", "BLEU-4 of Alice's re-caption"), ("rouge_l", "ROUGE-L of Alice's re-caption"),
+                ("meteor", "METEOR of Alice's re-caption"), ("cider_d", "CIDEr-D of Alice's re-caption"),
+                ("itm", "Alice's image-text match of Bob's image and her caption"),
+                ("bertscore_f1", "BERTScore F1 of Alice's re-caption"), ("clip_score", "CLIPScore of Bob's image and the caption")]
+
+
+def _step_metric_blocks(data: RunData, cond: str, metrics: list[Any], out: Path, tag: str) -> list[Block]:
+    from lsc.report import step_metrics
+
+    values = step_metrics.compute(data, cond, metrics)
+    blocks: list[Block] = [Heading("Beyond LPIPS: " + ", ".join(m.name for m in metrics), level=3)]
+    if not values:
+        return blocks + [Paragraph("Not computed: no transmission has all its images stored.")]
+    blocks.append(Paragraph(
+        "Computed on the stored images when this report was built (lsc.metrics.registry). " +
+        " ".join(f"{m.name}: needs {m.needs}; cost: {m.cost}." for m in metrics) +
+        " Attributes: the attribute classifier reads Bob's image and is compared with the scene's truth; 'every "
+        "attribute right' is the world's own success criterion, beside the LPIPS threshold. Re-caption scores "
+        "compare Alice's caption of Bob's image with her caption of the original (higher is better)."))
+    head, body = step_metrics.table(data, values)
+    blocks.append(Table(head, body))
+    csv_path = step_metrics.write_csv(data, cond, values, out / f"step_metrics{tag}.csv")
+    blocks.append(Paragraph(f"Every value per step: {csv_path.name} beside this report (image_id, scheme, cond, step, "
+                            "metric, value)."))
+    present = {c for curves in values.values() for v in curves for c in v}
+    for column, label in STEP_FIGURES:
+        if column in present:
+            path = out / f"{column}_vs_words{tag}.png"
+            if plots.step_metric_vs_words(data, values, column, path, f"{label[0].upper()}{label[1:]} vs words sent",
+                                          f"{column} (mean, 95% CI band)"):
+                blocks.append(Figure(f"{label[0].upper()}{label[1:]} vs words sent (95% CI bands)", path))
+    return blocks
+
+
+def _embedding_blocks(data: RunData, out: Path) -> list[Block]:
+    from lsc.report import embeddings
+
+    drawn = embeddings.draw(data, out, data.conds[0][0] if data.conds else "")
+    blocks: list[Block] = [Heading("Embedding maps"),
+                           Paragraph("Every step of every transmission (first condition) as one point: Bob's "
+                                     "text-encoder embedding of his partial prompt (mean over its tokens), and his "
+                                     "image's attribute-classifier features, mapped to 2-d by PCA and by t-SNE "
+                                     "(scikit-learn, seeded). Stars: after the last word. t-SNE distances between "
+                                     "clusters do not mean much; PCA's do.")]
+    if not drawn:
+        blocks.append(Paragraph("Too few steps to map."))
+    blocks += [Figure(title, path) for title, path in drawn]
+    return blocks
+
+
+def _distribution_blocks(data: RunData, cond: str) -> list[Block]:
+    from lsc.report import distribution
+
+    extractor, why = distribution.extractor_for(data.config)
+    heading = Heading("Distribution metrics of Bob's images (FID, KID, IS)", level=3)
+    if extractor is None:
+        return [heading, Paragraph(why)]
+    cells, note = distribution.run_cells(data, cond, extractor)
+    if not cells:
+        return [heading, Paragraph("Not computed: fewer than two images with every image stored (save_images: false "
+                                   "keeps none).")]
+    head, body = distribution.table(cells, extractor.name)
+    what = ("On the world backend these are FID-world, KID-world and IS-world: computed on the attribute "
+            "classifier's features (128-d, last conv stage averaged over space) and scene-class posteriors "
+            "(background x shape in each slot, 320 classes), not on Inception, so they are not comparable to "
+            "published FID/KID/IS numbers." if extractor.name == "world" else
+            "Inception v3 features (2048-d) and logits, torchmetrics' FID feature extractor.")
+    return [heading,
+            Paragraph(f"Bob's images after k words (his last image for shorter captions) against the originals of the "
+                      f"same images, per scheme. {what} Lower FID/KID is closer; higher IS is more confident and more "
+                      f"varied classes. Brackets: percentile bootstrap 95% interval over images "
+                      f"({distribution.BOOTSTRAP} resamples)." + (" " + note if note else "")),
+            Table(head, body)]
+
+
+def _oracle_blocks(data: RunData, cond: str) -> list[Block]:
+    n, body = oracle_rows(data, cond)
+    if not n:
+        return []
+    limit = data.config.get("oracle_max_words", "?")
+    return [Heading("Against the oracle, on its images only", level=3),
+            Paragraph(f"The oracle is the best k-word subset of Alice's caption, prompted in caption order: a bound "
+                      f"for caption-order prompts of that caption only (not for send-order prompts, nor for a "
+                      f"rewritten caption such as heads_skd's). It exists for the {n} images whose captions have at "
+                      f"most {limit} words, so every scheme is shown here on those {n} images alone; gap: the "
+                      f"scheme's area minus the oracle's, per image (mean ± 95% CI)."),
+            Table(ORACLE_HEAD, body)]
 
 
 def _tag(cond: str) -> str:
@@ -217,7 +342,9 @@ def _intro(data: RunData) -> list[str]:
         f"threshold: {data.threshold}; prompt order: {cfg.get('prompt_order', '?')}; seed: {cfg.get('seed', '?')}; "
         f"transmissions recorded: {done} ok, {len(data.failed())} failed",
         _oracle_line(data),
-        "Curves of captions of different lengths are aligned by carrying each image's last LPIPS forward. "
+        "Curves of captions of different lengths are aligned by carrying each image's last LPIPS forward; "
+        "figures show one panel per scheme family, each with random (grey) and the oracle (black, dashed, "
+        "over its own images). "
         "Bands and ± are 95% t-intervals over images; success rates use Wilson intervals.",
     ]
     return lines
@@ -230,7 +357,8 @@ def _oracle_line(data: RunData) -> str:
     limit = data.config.get("oracle_max_words", "?")
     return (f"oracle bound (best k-word subset, 2^n generations): {counts.get('ok', 0)} images; "
             f"{counts.get('skipped', 0)} skipped (captions over {limit} words), {counts.get('failed', 0)} failed. "
-            "It is averaged over its own images only.")
+            "It bounds caption-order prompts only and is averaged over its own images; the table "
+            "'Against the oracle' compares every scheme with it on those images.")
 
 
 # ---------------------------------------------------------------- the two renderers

@@ -28,6 +28,7 @@ class RunData:
     images: list[dict[str, Any]]
     image_order: list[str] = field(default_factory=list)
     oracle_status: dict[str, int] = field(default_factory=dict)  # images per oracle status (ok, skipped, failed)
+    scheme_names: dict[str, str] = field(default_factory=dict)  # label -> registered scheme name (for families)
 
     def ok(self, cond: str, scheme: str) -> list[dict[str, Any]]:
         """Summaries of successful transmissions of one scheme under one condition, in image order."""
@@ -39,6 +40,20 @@ class RunData:
     @property
     def swept(self) -> bool:
         return len(self.conds) > 1
+
+
+def _names_from_config(config: dict[str, Any]) -> dict[str, str]:
+    """Scheme label -> registered name (for families); an entry that no longer parses is left out."""
+    from lsc.config import SchemeSpec
+
+    names: dict[str, str] = {}
+    for raw in config.get("schemes") or []:
+        try:
+            spec = SchemeSpec.from_raw(raw)
+        except Exception:  # noqa: BLE001 - an odd entry just keeps its label as its name
+            continue
+        names[spec.label] = spec.name
+    return names
 
 
 def load_run(run_dir: str | Path) -> RunData:
@@ -56,6 +71,7 @@ def load_run(run_dir: str | Path) -> RunData:
     if not isinstance(config, dict):
         config = {}
     threshold = config.get("threshold")
+    names = _names_from_config(config)
     for s in summaries:
         if s["scheme"] not in labels:
             labels.append(s["scheme"])
@@ -73,4 +89,5 @@ def load_run(run_dir: str | Path) -> RunData:
         oracle[r["image_id"]].append((int(r["k"]), float(r["lpips"])))
     order = [i["image_id"] for i in images]
     return RunData(run_dir, config, float(threshold) if threshold is not None and not math.isnan(float(threshold)) else None,
-                   conds, labels, summaries, dict(steps), dict(oracle), images, order, oracle_status)
+                   conds, labels, summaries, dict(steps), dict(oracle), images, order, oracle_status,
+                   {lab: names.get(lab, lab) for lab in labels})

@@ -8,6 +8,7 @@ anything (a partial run may not have the data for every figure).
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -49,51 +50,136 @@ def _finish(fig: Any, ax: Any, path: Path, threshold: float | None, title: str) 
     plt.close(fig)
 
 
-def lpips_vs_words(data: RunData, cond: str, path: Path) -> bool:
-    """Mean LPIPS after k words per scheme with 95% bands, and the oracle curve."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    col = colours(data.schemes)
-    drew = False
-    for scheme in data.schemes:
-        curves = _curves(data, cond, scheme)
-        if not curves:
-            continue
-        m = pad_forward([[r["lpips"] for r in c] for c in curves])
-        mean, lo, hi = band(m)
-        k = np.arange(m.shape[1])
-        ax.plot(k, mean, color=col[scheme], label=f"{scheme} (n={m.shape[0]})")
-        ax.fill_between(k, np.maximum(lo, 0.0), hi, color=col[scheme], alpha=0.15)
-        drew = True
-    om = oracle_matrix(data)
-    if om.size:
-        mean, _, _ = band(om)
-        ax.plot(np.arange(om.shape[1]), mean, **{**ORACLE_STYLE, "label": f"oracle (best k-subset, n={om.shape[0]})"})
-        drew = True
-    if not drew:
-        plt.close(fig)
+# ---------------------------------------------------------------- small multiples: one panel per scheme family
+# Families by registered scheme name; every panel also shows the random baseline (grey) and the oracle.
+FAMILIES: list[tuple[str, list[str]]] = [
+    ("Bob's whole model", ["lowest_lpips", "crossattention_match"]),
+    ("Bob's language-model attention", ["most_attentive", "least_attentive"]),
+    ("Alice's attention and grounding", ["alice_attention", "attention_contribution", "attention_combination"]),
+    ("Parts of speech", ["nouns", "nouns_verbs"]),
+    ("Dependency heads (semantic source coding)", ["heads", "heads_attentive", "heads_random", "heads_skd"]),
+]
+# Okabe-Ito colours (distinguishable with colour-blindness), each with its own line style and marker.
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
+LINESTYLES = ["-", "--", "-.", ":"]
+MARKERS = ["o", "s", "^", "D"]
+BASELINE_STYLE = {"color": "0.45", "linewidth": 1.4, "linestyle": "-"}
+
+
+def scheme_panels(data: RunData, baseline: str = "random") -> list[tuple[str, list[str]]]:
+    """(panel title, scheme labels) for the small multiples: the families present, then the rest by fours."""
+    by_name: dict[str, list[str]] = {}
+    for label in data.schemes:
+        by_name.setdefault(data.scheme_names.get(label, label), []).append(label)
+    placed = {baseline}
+    panels = []
+    for title, names in FAMILIES:
+        labels = [lab for n in names for lab in by_name.get(n, []) if lab != baseline]
+        if labels:
+            panels.append((title, labels))
+            placed.update(labels)
+    rest = [lab for lab in data.schemes if lab not in placed]
+    for i in range(0, len(rest), 4):
+        panels.append(("Other schemes", rest[i : i + 4]))
+    if not panels and baseline in data.schemes:
+        panels.append((baseline, []))
+    return panels
+
+
+def _style(i: int) -> dict[str, Any]:
+    return {"color": PALETTE[i % len(PALETTE)], "linestyle": LINESTYLES[i % len(LINESTYLES)],
+            "marker": MARKERS[i % len(MARKERS)], "markersize": 3.5, "linewidth": 1.6}
+
+
+def _grid(n: int) -> tuple[Any, Any]:
+    ncols = min(3, max(1, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols, 3.3 * nrows + 0.6), squeeze=False,
+                             sharex=True, sharey=True, layout="constrained")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, axes
+
+
+def _small_multiples(data: RunData, path: Path, title: str, xlabel: str, ylabel: str,
+                     series: Any, extra: Any = None, threshold: bool = True, baseline: str = "random") -> bool:
+    """Draw one panel per family; `series(scheme)` gives (x, mean, lo, hi, label) or None."""
+    panels = scheme_panels(data, baseline)
+    base = series(baseline) if baseline in data.schemes else None
+    if not panels or (base is None and not any(series(s) for _, labels in panels for s in labels)):
         return False
-    ax.set_xlabel("words sent")
-    ax.set_ylabel("LPIPS (lower is closer)")
-    _finish(fig, ax, path, data.threshold, f"LPIPS vs words sent{_cond_title(cond)}")
+    fig, axes = _grid(len(panels))
+    for ax, (panel_title, labels) in zip(axes.flat, panels):
+        if base is not None:
+            x, mean, lo, hi, lab = base
+            ax.plot(x, mean, label=lab, **BASELINE_STYLE)
+            ax.fill_between(x, lo, hi, color="0.6", alpha=0.18, linewidth=0)
+        for i, scheme in enumerate(labels):
+            got = series(scheme)
+            if got is None:
+                continue
+            x, mean, lo, hi, lab = got
+            st = _style(i)
+            ax.plot(x, mean, label=lab, markevery=max(1, len(x) // 12), **st)
+            ax.fill_between(x, lo, hi, color=st["color"], alpha=0.14, linewidth=0)
+        if extra is not None:
+            extra(ax, labels)
+        if threshold and data.threshold is not None:
+            ax.axhline(data.threshold, color="grey", linewidth=0.8, linestyle=":", label=f"threshold {data.threshold:g}")
+        ax.set_title(panel_title, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6.5, loc="best")
+    fig.supxlabel(xlabel, fontsize=9)
+    fig.supylabel(ylabel, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return True
 
 
+def _oracle_label(data: RunData, n: int) -> str:
+    return f"oracle: caption-order bound (its {n} images only)"
+
+
+def lpips_vs_words(data: RunData, cond: str, path: Path) -> bool:
+    """Mean LPIPS after k words with 95% bands, one panel per scheme family, random and the oracle on each."""
+    def series(scheme: str) -> Any:
+        curves = _curves(data, cond, scheme)
+        if not curves:
+            return None
+        m = pad_forward([[r["lpips"] for r in c] for c in curves])
+        mean, lo, hi = band(m)
+        return np.arange(m.shape[1]), mean, np.maximum(lo, 0.0), hi, f"{scheme} (n={m.shape[0]})"
+
+    om = oracle_matrix(data)
+
+    def oracle(ax: Any, _labels: list[str]) -> None:
+        if om.size:
+            mean, _, _ = band(om)
+            ax.plot(np.arange(om.shape[1]), mean, **{**ORACLE_STYLE, "linestyle": (0, (4, 2)),
+                                                       "label": _oracle_label(data, om.shape[0])})
+
+    return _small_multiples(data, path, f"Mean LPIPS vs words sent, 95% CI bands{_cond_title(cond)}",
+                            "words sent", "LPIPS (lower is closer)", series, oracle)
+
+
 def lpips_vs_bits(data: RunData, cond: str, path: Path, points: int = 80) -> bool:
-    """Mean LPIPS after x bits per scheme (step functions averaged on a grid), with the oracle."""
+    """Mean LPIPS after x bits (step functions averaged on a grid), one panel per family, with the oracle."""
     groups = {s: _curves(data, cond, s) for s in data.schemes}
-    max_bits = max((c[-1]["cum_bits"] for cs in groups.values() for c in cs), default=0)
+    max_bits = max((c[-1]["cum_bits"] or 0 for cs in groups.values() for c in cs), default=0)
     if max_bits <= 0:
         return False
     grid = np.linspace(0, max_bits, points)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    col = colours(data.schemes)
-    for scheme, curves in groups.items():
+
+    def series(scheme: str) -> Any:
+        curves = groups.get(scheme)
         if not curves:
-            continue
+            return None
         m = np.stack([step_function_at([r["cum_bits"] for r in c], [r["lpips"] for r in c], grid) for c in curves])
         mean, lo, hi = band(m)
-        ax.plot(grid, mean, color=col[scheme], label=f"{scheme} (n={m.shape[0]})")
-        ax.fill_between(grid, np.maximum(lo, 0.0), hi, color=col[scheme], alpha=0.15)
+        return grid, mean, np.maximum(lo, 0.0), hi, f"{scheme} (n={m.shape[0]})"
+
     # The oracle's subsets have no recorded bit cost: place its k-th point at k x the image's mean
     # cost per word (ideal channel, 8 bits per character + separator).
     oc = []
@@ -104,13 +190,15 @@ def lpips_vs_bits(data: RunData, cond: str, path: Path, points: int = 80) -> boo
         per_word = float(np.mean([8 * len(w) + 8 for w in words]))
         xs = [k * per_word for k, _ in sorted(curve)]
         oc.append(step_function_at(xs, [v for _, v in sorted(curve)], grid))
-    if oc:
-        mean, _, _ = band(np.stack(oc))
-        ax.plot(grid, mean, **{**ORACLE_STYLE, "label": "oracle (bits ≈ k × mean word cost)"})
-    ax.set_xlabel("cumulative bits sent")
-    ax.set_ylabel("LPIPS")
-    _finish(fig, ax, path, data.threshold, f"LPIPS vs bits sent{_cond_title(cond)}")
-    return True
+
+    def oracle(ax: Any, _labels: list[str]) -> None:
+        if oc:
+            mean, _, _ = band(np.stack(oc))
+            ax.plot(grid, mean, **{**ORACLE_STYLE, "linestyle": (0, (4, 2)),
+                                   "label": _oracle_label(data, len(oc)) + ", bits ≈ k × word cost"})
+
+    return _small_multiples(data, path, f"Mean LPIPS vs bits sent, 95% CI bands{_cond_title(cond)}",
+                            "cumulative bits sent", "LPIPS", series, oracle)
 
 
 def _caption_words(data: RunData, image_id: str) -> list[str]:
@@ -124,37 +212,70 @@ def _caption_words(data: RunData, image_id: str) -> list[str]:
     return []
 
 
+def under_curve(curves: list[list[float]], threshold: float, length: int) -> np.ndarray:
+    """Share of images whose image after k words (the last one carried on) is under the threshold."""
+    m = pad_forward(curves, length)
+    return (m < threshold).mean(axis=0)
+
+
 def success_vs_words(data: RunData, cond: str, path: Path) -> bool:
-    """Fraction of images under the threshold within k words, per scheme, with Wilson 95% bands."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    col = colours(data.schemes)
-    length = 1 + max((s["n_words"] or 0 for s in data.summaries if s["status"] == "ok"), default=0)
-    drew = False
-    for scheme in data.schemes:
-        rows = data.ok(cond, scheme)
-        if not rows:
-            continue
-        wtt = [r["words_to_threshold"] for r in rows]
-        curve = success_curve(wtt, length)
-        bounds = [wilson(int(round(p * len(rows))), len(rows)) for p in curve]
-        k = np.arange(length)
-        ax.step(k, curve, where="post", color=col[scheme], label=scheme)
-        ax.fill_between(k, [b[1] for b in bounds], [b[2] for b in bounds], step="post", color=col[scheme], alpha=0.1)
-        drew = True
-    if data.oracle and data.threshold is not None:
-        hits = []
-        for curve in data.oracle.values():
-            under = [k for k, v in sorted(curve) if v < data.threshold]
-            hits.append(under[0] if under else None)
-        if hits:
-            ax.step(np.arange(length), success_curve(hits, length), where="post", **ORACLE_STYLE)
-    if not drew:
-        plt.close(fig)
+    """Per family: share that reached the threshold within k words (solid, Wilson band) and share whose
+    image after k words is under it (thin, dashed); at the last word the second is 'final image under'."""
+    if data.threshold is None:
         return False
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("words sent")
-    ax.set_ylabel("success rate (LPIPS < threshold)")
-    _finish(fig, ax, path, None, f"Success rate vs words sent{_cond_title(cond)}")
+    length = 1 + max((s["n_words"] or 0 for s in data.summaries if s["status"] == "ok"), default=0)
+    k = np.arange(length)
+    now: dict[str, np.ndarray] = {}
+
+    def series(scheme: str) -> Any:
+        rows = data.ok(cond, scheme)
+        curves = _curves(data, cond, scheme)
+        if not rows or not curves:
+            return None
+        curve = success_curve([r["words_to_threshold"] for r in rows], length)
+        bounds = [wilson(int(round(p * len(rows))), len(rows)) for p in curve]
+        now[scheme] = under_curve([[r["lpips"] for r in c] for c in curves], data.threshold, length)
+        return k, curve, np.array([b[1] for b in bounds]), np.array([b[2] for b in bounds]), scheme
+
+    def instantaneous(ax: Any, labels: list[str]) -> None:
+        for i, scheme in enumerate(["random"] + labels):
+            if scheme in now:
+                colour = BASELINE_STYLE["color"] if i == 0 else PALETTE[(i - 1) % len(PALETTE)]
+                ax.plot(k, now[scheme], color=colour, linewidth=0.9, linestyle=(0, (2, 1.5)), label="_nolegend_")
+
+    ok = _small_multiples(data, path, f"Success vs words sent: reached the threshold within k words (solid, Wilson 95% band)\n"
+                          f"and Bob's image after k words under it (dashed; at the last word: final image under){_cond_title(cond)}",
+                          "words sent", f"share of images (threshold {data.threshold:g})", series, instantaneous,
+                          threshold=False)
+    return ok
+
+
+def paired_difference(rows: list[Any], path: Path, metrics: Any, baseline: str = "random") -> bool:
+    """Forest plot: each scheme minus the baseline on the same images, mean and 95% CI per metric;
+    filled markers where the Holm-corrected paired test gives p < 0.05."""
+    rows = [r for r in rows if r.n]
+    if not rows:
+        return False
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics) + 1.2, 0.32 * len(rows) + 1.6),
+                             sharey=True, squeeze=False, layout="constrained")
+    y = np.arange(len(rows))[::-1]
+    for ax, (key, label, _) in zip(axes[0], metrics):
+        for yi, r in zip(y, rows):
+            ci = r.diffs[key]
+            sig = not math.isnan(r.p_holm.get(key, math.nan)) and r.p_holm[key] < 0.05
+            half = 0.0 if math.isnan(ci.half) else ci.half
+            colour = PALETTE[0] if ci.mean < 0 else (PALETTE[1] if ci.mean > 0 else "0.4")
+            ax.errorbar([ci.mean], [yi], xerr=[[half], [half]], fmt="o", color=colour, capsize=2.5,
+                        markerfacecolor=colour if sig else "white", markersize=5)
+        ax.axvline(0.0, color="0.3", linewidth=0.9)
+        ax.set_title(f"Δ {label}", fontsize=8.5)
+        ax.grid(alpha=0.3, axis="x")
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_yticks(y, [f"{r.scheme} (n={r.n})" for r in rows], fontsize=7.5)
+    fig.suptitle(f"Each scheme minus {baseline} on the same images (mean, 95% CI; < 0 is better; "
+                 "filled: Holm-corrected p < 0.05)", fontsize=9)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return True
 
 
@@ -241,7 +362,10 @@ def image_strip(data: RunData, image_id: str, cond: str, path: Path) -> bool:
     if not rows:
         return False
     ncols = 1 + max(len(r) for _, r in rows)
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.05 * ncols + 0.6, 1.25 * len(rows) + 0.4), squeeze=False)
+    # Wide enough columns for a two-line word title and a label column for the scheme names; the
+    # constrained layout keeps the suptitle, titles and labels from overlapping.
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.2 * ncols + 1.6, 1.45 * len(rows) + 0.8), squeeze=False,
+                             layout="constrained")
     original = original_path(data.run_dir, image_id)
     for i, (scheme, steps) in enumerate(rows):
         for j in range(ncols):
@@ -263,19 +387,43 @@ def image_strip(data: RunData, image_id: str, cond: str, path: Path) -> bool:
             png = image_path(data.run_dir, st["image_key"])
             if png.is_file():
                 ax.imshow(np.asarray(Image.open(png).convert("RGB")))
-            word = st["word_received"] or "∅"
+            word = _short(st["word_received"] or "∅")
             if st["word_sent"] and st["word_received"] != st["word_sent"]:
-                word = f"{st['word_sent']}→{st['word_received']}"
+                word = f"{_short(st['word_sent'])}→\n{_short(st['word_received'] or '∅')}"
             hit = data.threshold is not None and st["lpips"] < data.threshold
             ax.set_title(word, fontsize=6)
             ax.set_xlabel(f"{st['lpips']:.3f}", fontsize=6, color="green" if hit else "black")
     caption = next((s["caption"] for s in data.summaries if s["image_id"] == image_id and s["caption"]), "")
-    fig.suptitle(f"{image_id}: “{caption}”{_cond_title(cond)}", fontsize=8)
-    fig.tight_layout()
+    fig.suptitle(textwrap.fill(f"{image_id}: “{caption}”{_cond_title(cond)}", 140), fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
 
 
+def _short(word: str, width: int = 11) -> str:
+    """A word shortened to fit its strip column (titles of neighbouring columns must not overlap)."""
+    return word if len(word) <= width else word[: width - 1] + "…"
+
+
 def _cond_title(cond: str) -> str:
     return f" ({cond.replace('snr_db=', 'SNR ')} dB)" if cond.startswith("snr_db=") else (f" ({cond})" if cond else "")
+
+
+def step_metric_vs_words(data: RunData, values: dict[tuple[str, str], list[dict[str, float]]], column: str,
+                         path: Path, title: str, ylabel: str) -> bool:
+    """Mean of a step metric (attribute accuracy, BLEU-4, ...) after k words, one panel per scheme family."""
+    def series(scheme: str) -> Any:
+        curves = [[v.get(column, math.nan) for v in values[(scheme, i)]] for i in data.image_order if (scheme, i) in values]
+        curves = [c for c in curves if c and not any(math.isnan(x) for x in c)]
+        if not curves:
+            return None
+        m = pad_forward(curves)
+        mean, lo, hi = band(m)
+        lo = np.maximum(lo, 0.0)  # every step metric here is non-negative; shares and text scores end at 1
+        hi = np.minimum(hi, 1.0) if column in UNIT_RANGE else hi
+        return np.arange(m.shape[1]), mean, lo, hi, f"{scheme} (n={m.shape[0]})"
+
+    return _small_multiples(data, path, title, "words sent", ylabel, series, threshold=False)
+
+
+UNIT_RANGE = {"attr_mean", "attr_all_right", "bleu4", "rouge_l", "meteor", "itm"}

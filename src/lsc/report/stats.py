@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -120,3 +120,109 @@ def success_curve(words_to_threshold: Sequence[int | None], length: int) -> np.n
     if n == 0:
         return np.full(length, math.nan)
     return np.array([sum(1 for w in words_to_threshold if w is not None and w <= k) / n for k in range(length)])
+
+
+# ---------------------------------------------------------------- words to threshold with failures counted
+def penalised(values: Sequence[float | None], penalties: Sequence[float]) -> list[float]:
+    """Each value, or its penalty where the transmission never reached the threshold (None).
+
+    With penalty n+1 for an n-word caption, a scheme that rarely succeeds can no longer rank first on
+    the mean over its few successes.
+    """
+    return [float(p) if v is None else float(v) for v, p in zip(values, penalties)]
+
+
+def km_median(times: Sequence[float | None], censor_at: Sequence[float]) -> float | None:
+    """Kaplan-Meier median of the time to the threshold; a failure is censored at `censor_at` (its caption length).
+
+    None when the survival curve never falls to 0.5 (fewer than half reached it, counting censoring).
+    """
+    events = sorted({float(t) for t in times if t is not None})
+    obs = [(float(c) if t is None else float(t), t is not None) for t, c in zip(times, censor_at)]
+    surv = 1.0
+    for t in events:
+        at_risk = sum(1 for x, _ in obs if x >= t)
+        d = sum(1 for x, e in obs if e and x == t)
+        if at_risk:
+            surv *= 1.0 - d / at_risk
+        if surv <= 0.5 + 1e-12:
+            return t
+    return None
+
+
+# ---------------------------------------------------------------- paired comparisons (same images)
+def paired_p(diffs: Sequence[float], resamples: int = 20000, seed: int = 0) -> tuple[float, str]:
+    """Two-sided p-value of 'the paired differences centre on 0', and the test's name.
+
+    Wilcoxon signed-rank (scipy, zero differences dropped) when scipy is installed; otherwise a
+    sign-flip permutation test of the mean (exact up to 16 pairs, else `resamples` seeded flips).
+    nan when every difference is 0 or there is none.
+    """
+    d = np.asarray([x for x in diffs if x is not None and not math.isnan(x)], dtype=np.float64)
+    if d.size == 0 or not np.any(d != 0):
+        return math.nan, "none"
+    try:
+        from scipy.stats import wilcoxon
+    except ImportError:
+        return sign_flip_p(d, resamples, seed), "sign-flip permutation"
+    return float(wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue), "Wilcoxon signed-rank"
+
+
+def sign_flip_p(d: np.ndarray, resamples: int = 20000, seed: int = 0) -> float:
+    """Permutation p-value of |mean| under random sign flips of the paired differences (two-sided)."""
+    d = np.asarray(d, dtype=np.float64)
+    n = d.size
+    observed = abs(d.mean())
+    if n <= 16:
+        signs = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1) * 2 - 1
+    else:
+        signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(resamples, n))
+    means = np.abs((signs * d).mean(axis=1))
+    return float(np.mean(means >= observed - 1e-12))
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (family-wise error), in the input order; nan stays nan."""
+    idx = [i for i, p in enumerate(pvalues) if not math.isnan(p)]
+    order = sorted(idx, key=lambda i: pvalues[i])
+    m = len(order)
+    out = [math.nan] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def fmt_p(p: float) -> str:
+    """A p-value for a table: 3 significant digits, '<0.001' below that, '–' when there is none."""
+    if p is None or math.isnan(p):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3g}"
+
+
+def bootstrap_ci(values: Sequence[Any], statistic: Any, resamples: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float, float]:
+    """Statistic on `values` and its percentile bootstrap interval (resampling the items, seeded)."""
+    vals = list(values)
+    est = float(statistic(vals))
+    if len(vals) < 2:
+        return est, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    stats = [float(statistic([vals[i] for i in rng.integers(0, len(vals), len(vals))])) for _ in range(resamples)]
+    a = (1 - level) / 2
+    return est, float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a))
+
+
+def mean_over_bits(cum_bits: Sequence[float], lpips: Sequence[float], horizon: float) -> float:
+    """Area under the LPIPS-vs-bits step function on [0, horizon], divided by horizon (mean LPIPS per bit).
+
+    The image after the last word is carried to the horizon, so transmissions of one image share it
+    (the largest caption cost of that image) and cheaper captions are credited for stopping early.
+    """
+    xs = np.asarray(cum_bits, dtype=np.float64)
+    ys = np.asarray(lpips, dtype=np.float64)
+    if horizon <= 0:
+        return float(ys[-1])
+    edges = np.append(np.clip(xs, 0, horizon), horizon)
+    return float(np.sum(ys * np.diff(edges)) / horizon)

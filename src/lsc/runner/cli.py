@@ -38,11 +38,18 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"report: {out_dir / REPORT_DIR / 'report.html'}")
 
     @app.command("report")
-    def report_cmd(run_dir: Path = typer.Argument(..., help="a run folder")) -> None:
+    def report_cmd(
+        run_dir: Path = typer.Argument(..., help="a run folder"),
+        strips: int = typer.Option(3, "--strips", help="image strips of the first N images"),
+        strip_image: List[str] = typer.Option([], "--strip-image", help="draw the strip of this image id (repeatable; replaces --strips)"),
+        embeddings: bool = typer.Option(False, "--embeddings", help="add PCA / t-SNE maps of Bob's prompt and image embeddings (world)"),
+        step_metrics: Optional[str] = typer.Option(None, "--step-metrics", help="comma-separated: attributes, recaption ('' for none; default: attributes on the world)"),
+    ) -> None:
         """(Re)build a run's report from its store; works on partial runs."""
         from lsc import api
 
-        typer.echo(str(api.report(run_dir)))
+        names = None if step_metrics is None else [n.strip() for n in step_metrics.split(",") if n.strip()]
+        typer.echo(str(api.report(run_dir, strips, strip_image or None, embeddings, names)))
 
     @app.command("export")
     def export_cmd(

@@ -164,6 +164,8 @@ def _identity(data: Any) -> Any:
     """A config dict without execution options (so configs written before they were split still match)."""
     if isinstance(data, dict) and "executor" in data:
         data = {k: v for k, v in data.items() if k != "executor"}
+    if isinstance(data, dict) and "metrics" in data:  # report-time metrics never change a study's numbers
+        data = {k: v for k, v in data.items() if k != "metrics"}
     if isinstance(data, dict) and isinstance(data.get("backend_options"), dict):
         data = {**data, "backend_options": {k: v for k, v in data["backend_options"].items()
                                             if k not in EXECUTION_OPTIONS}}

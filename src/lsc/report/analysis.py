@@ -1,0 +1,234 @@
+"""Per-transmission figures of merit and the report's tables built from them (one place for the numbers).
+
+A *transmission* is one (image, scheme) under one condition. Everything a table or a paired test says
+is computed here from the stored steps and summaries, so each number has one definition:
+
+- reached: the threshold was crossed at some step (`words_to_threshold` is set); final under: Bob's
+  image after the last word is under the threshold. They differ (lowest_lpips can pass the threshold
+  on the way and end above it).
+- words to threshold: the mean over successes only (what the papers report), the same with every
+  failure counted as n + 1 words for an n-word caption, and the Kaplan-Meier median (failures
+  censored at n).
+- area under LPIPS vs words: mean LPIPS of the images after words 1..n (area per word); vs bits: mean
+  LPIPS per bit on [0, the image's costliest caption] with each transmission's last image carried on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lsc.report.data import RunData
+from lsc.report.stats import fmt_p, holm, km_median, mean_ci, mean_over_bits, paired_p, penalised, wilson
+
+LPIPS_AFTER_WORDS = 3  # the papers compare schemes early in the transmission: LPIPS after 3 words
+BASELINE = "random"
+
+
+@dataclass(frozen=True)
+class Transmission:
+    """One (image, scheme) under one condition, reduced to the numbers the report compares."""
+
+    image_id: str
+    scheme: str
+    n_words: int
+    words_to_threshold: int | None
+    bits_to_threshold: int | None
+    total_bits: float
+    final_lpips: float
+    final_under: bool
+    area_words: float
+    area_bits: float
+    lpips_at_k: float
+
+    @property
+    def reached(self) -> bool:
+        return self.words_to_threshold is not None
+
+    @property
+    def words_penalised(self) -> float:
+        """Words to threshold, n + 1 for a transmission that never reached it."""
+        return penalised([self.words_to_threshold], [self.n_words + 1])[0]
+
+    @property
+    def bits_penalised(self) -> float:
+        """Bits to threshold; a failure costs its whole caption plus one more word at its mean word cost."""
+        extra = self.total_bits / self.n_words if self.n_words else 0.0
+        return penalised([self.bits_to_threshold], [self.total_bits + extra])[0]
+
+
+def transmissions(data: RunData, cond: str) -> dict[str, dict[str, Transmission]]:
+    """scheme -> image_id -> Transmission, for the ok transmissions with stored steps."""
+    rows_of: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    horizon: dict[str, float] = {}
+    for scheme in data.schemes:
+        for s in data.ok(cond, scheme):
+            rows = data.steps.get((cond, scheme, s["image_id"])) or []
+            if rows:
+                rows_of[(scheme, s["image_id"])] = rows
+                horizon[s["image_id"]] = max(horizon.get(s["image_id"], 0.0), float(rows[-1]["cum_bits"] or 0))
+    summary = {(s["scheme"], s["image_id"]): s for s in data.summaries if s["cond"] == cond and s["status"] == "ok"}
+    out: dict[str, dict[str, Transmission]] = {}
+    for (scheme, image_id), rows in rows_of.items():
+        s = summary[(scheme, image_id)]
+        after = [r["lpips"] for r in rows if r["step"] > 0]
+        at_k = [r for r in rows if r["step"] <= LPIPS_AFTER_WORDS]
+        final = float(s["final_lpips"]) if s["final_lpips"] is not None else float(rows[-1]["lpips"])
+        out.setdefault(scheme, {})[image_id] = Transmission(
+            image_id=image_id, scheme=scheme, n_words=int(s["n_words"] or len(after)),
+            words_to_threshold=s["words_to_threshold"], bits_to_threshold=s["bits_to_threshold"],
+            total_bits=float(rows[-1]["cum_bits"] or 0), final_lpips=final,
+            final_under=data.threshold is not None and final < data.threshold,
+            area_words=float(np.mean(after)) if after else float(rows[-1]["lpips"]),
+            area_bits=mean_over_bits([r["cum_bits"] or 0 for r in rows], [r["lpips"] for r in rows], horizon[image_id]),
+            lpips_at_k=float(at_k[-1]["lpips"]),
+        )
+    return out
+
+
+def _rate(hits: int, n: int) -> str:
+    if n == 0:
+        return "–"
+    p, lo, hi = wilson(hits, n)
+    return f"{p:.0%} [{lo:.0%}, {hi:.0%}]"
+
+
+# ---------------------------------------------------------------- table 1: success and cost
+SUCCESS_HEAD = ["scheme", "images", "failed", "words per caption", "reached the threshold at some step [95% CI]",
+                "final image under the threshold [95% CI]", "words to threshold, mean over successes (k/n)",
+                "words to threshold, failures at n+1", "words to threshold, Kaplan-Meier median",
+                "bits to threshold, mean over successes", "bits to threshold, failures at one word past the caption"]
+SUCCESS_KEYS = ["scheme", "n", "failed", "words_per_caption", "success", "final_success", "words", "words_pen",
+                "words_km", "bits", "bits_pen"]
+AREA_HEAD = ["scheme", "images", f"LPIPS after {LPIPS_AFTER_WORDS} words", "area under LPIPS vs words (per word)",
+             "area under LPIPS vs bits (per bit)", "final LPIPS"]
+AREA_KEYS = ["scheme", "n", "lpips_at_3", "mean_lpips", "mean_lpips_bits", "final_lpips"]
+
+
+def scheme_table(data: RunData, cond: str) -> list[dict[str, Any]]:
+    """Per scheme: both success rates, words/bits to threshold three ways, areas under the curves, final LPIPS."""
+    tx = transmissions(data, cond)
+    rows = []
+    for scheme in data.schemes:
+        ts = list(tx.get(scheme, {}).values())
+        failed = [s for s in data.summaries if s["cond"] == cond and s["scheme"] == scheme and s["status"] != "ok"]
+        if not ts and not failed:
+            continue
+        hits = [t for t in ts if t.reached]
+        km = km_median([t.words_to_threshold for t in ts], [t.n_words for t in ts])
+        rows.append({
+            "scheme": scheme, "n": len(ts), "failed": len(failed),
+            "words_per_caption": mean_ci(t.n_words for t in ts).fmt(1),
+            "success": _rate(len(hits), len(ts)),
+            "final_success": _rate(sum(t.final_under for t in ts), len(ts)) if data.threshold is not None else "–",
+            "words": f"{mean_ci(t.words_to_threshold for t in hits).fmt(2)} ({len(hits)}/{len(ts)})",
+            "words_pen": mean_ci(t.words_penalised for t in ts).fmt(2),
+            "words_km": "–" if not ts else (f"{km:g}" if km is not None else "not reached (under half)"),
+            "bits": mean_ci(t.bits_to_threshold for t in hits).fmt(1),
+            "bits_pen": mean_ci(t.bits_penalised for t in ts).fmt(1),
+            "lpips_at_3": mean_ci(t.lpips_at_k for t in ts).fmt(3),
+            "mean_lpips": mean_ci(t.area_words for t in ts).fmt(3),
+            "mean_lpips_bits": mean_ci(t.area_bits for t in ts).fmt(3),
+            "final_lpips": mean_ci(t.final_lpips for t in ts).fmt(3),
+        })
+    return rows
+
+
+# ---------------------------------------------------------------- table 2: each scheme minus random, same images
+PAIRED_METRICS = (
+    ("area_words", "area under LPIPS vs words", 3),
+    ("words_penalised", "words to threshold (failures at n+1)", 2),
+    ("area_bits", "area under LPIPS vs bits", 3),
+)
+
+
+@dataclass
+class PairedRow:
+    """One scheme against the baseline on the images both transmitted: per metric, mean difference, p, Holm p."""
+
+    scheme: str
+    n: int
+    diffs: dict[str, Any]  # metric -> MeanCI of (scheme - baseline)
+    p: dict[str, float]
+    p_holm: dict[str, float]
+    test: str
+
+
+def paired_rows(data: RunData, cond: str, baseline: str = BASELINE) -> list[PairedRow]:
+    """Each scheme minus the baseline per image (negative = the scheme is better), with Holm-corrected paired tests.
+
+    Holm's correction runs over the schemes, separately for each metric.
+    """
+    tx = transmissions(data, cond)
+    base = tx.get(baseline)
+    if not base:
+        return []
+    rows = []
+    for scheme in data.schemes:
+        if scheme == baseline or scheme not in tx:
+            continue
+        common = [i for i in data.image_order if i in tx[scheme] and i in base]
+        if not common:
+            continue
+        diffs, ps, test = {}, {}, "none"
+        for key, _, _ in PAIRED_METRICS:
+            d = [getattr(tx[scheme][i], key) - getattr(base[i], key) for i in common]
+            diffs[key] = mean_ci(d)
+            ps[key], t = paired_p(d)
+            test = t if t != "none" else test
+        rows.append(PairedRow(scheme, len(common), diffs, ps, {}, test))
+    for key, _, _ in PAIRED_METRICS:
+        adjusted = holm([r.p[key] for r in rows])
+        for r, q in zip(rows, adjusted):
+            r.p_holm[key] = q
+    return rows
+
+
+def paired_table(rows: list[PairedRow], baseline: str = BASELINE) -> tuple[list[str], list[list[str]]]:
+    head = ["scheme", "paired images"]
+    for _, label, _ in PAIRED_METRICS:
+        head += [f"Δ {label} vs {baseline}", "p", "p (Holm)"]
+    body = []
+    for r in rows:
+        line = [r.scheme, str(r.n)]
+        for key, _, digits in PAIRED_METRICS:
+            line += [r.diffs[key].fmt(digits), fmt_p(r.p[key]), fmt_p(r.p_holm[key])]
+        body.append(line)
+    return head, body
+
+
+# ---------------------------------------------------------------- table 3: against the oracle, on its images only
+def oracle_area(curve: list[tuple[int, float]]) -> float:
+    """The oracle's mean LPIPS over k = 1..n (its area per word), comparable with Transmission.area_words."""
+    vals = [v for k, v in sorted(curve) if k > 0]
+    return float(np.mean(vals)) if vals else math.nan
+
+
+def oracle_rows(data: RunData, cond: str) -> tuple[int, list[list[str]]]:
+    """Per scheme, on the images that have an oracle curve: area per word, gap to the oracle (paired), reached rate.
+
+    The oracle is the best k-word subset of Alice's caption prompted in caption order: it bounds
+    caption-order prompts of that caption only (not heads_skd's rewritten caption, not send-order prompts).
+    """
+    ids = [i for i in data.image_order if data.oracle.get(i)]
+    if not ids:
+        return 0, []
+    tx = transmissions(data, cond)
+    orc = {i: oracle_area(data.oracle[i]) for i in ids}
+    under = {i: data.threshold is not None and any(v < data.threshold for _, v in data.oracle[i]) for i in ids}
+    body = [["oracle (caption-order bound)", str(len(ids)), mean_ci(orc.values()).fmt(3), "0", _rate(sum(under.values()), len(ids))]]
+    for scheme in data.schemes:
+        common = [i for i in ids if i in tx.get(scheme, {})]
+        if not common:
+            continue
+        ts = [tx[scheme][i] for i in common]
+        body.append([scheme, str(len(common)), mean_ci(t.area_words for t in ts).fmt(3),
+                     mean_ci(t.area_words - orc[t.image_id] for t in ts).fmt(3), _rate(sum(t.reached for t in ts), len(ts))])
+    return len(ids), body
+
+
+ORACLE_HEAD = ["scheme", "images", "area under LPIPS vs words (per word)", "gap to the oracle (paired)",
+               "reached the threshold at some step"]
