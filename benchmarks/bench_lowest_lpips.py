@@ -56,7 +56,7 @@ def world_setup(n_images: int, seed: int, caption_source: str = "alice", threads
     from lsc.backends import load_backend
     from lsc.backends.world import backend as wb
     from lsc.backends.world import nets
-    from lsc.backends.world.perceptual import WorldPerceptual
+    from lsc.backends.world.perceptual import LinearWeights, WorldPerceptual
     from lsc.backends.world.scenes import world_samples
 
     backend = load_backend("world", {"threads": threads} if threads else {})
@@ -73,9 +73,15 @@ def world_setup(n_images: int, seed: int, caption_source: str = "alice", threads
     items = [(s.image_id, s.image, c) for s, c in zip(samples, captions)]
 
     def rebuild() -> Any:
+        """The backend's metric built from disk, as lpips.LPIPS(net='alex') loads its trunk and "lin" weights."""
         net = nets.AttributeNet(nets.ClassifierConfig())
         net.load_state_dict({k: v.float() for k, v in load_file(str(weights / "attributes.safetensors")).items()})
-        return WorldPerceptual(net.eval().requires_grad_(False))
+        channel_weights = None
+        if (weights / "perceptual.safetensors").exists():
+            lin = LinearWeights(net.cfg.channels)
+            lin.load_state_dict({k: v.float() for k, v in load_file(str(weights / "perceptual.safetensors")).items()})
+            channel_weights = [w.detach() for w in lin.weights()]
+        return WorldPerceptual(net.eval().requires_grad_(False), channel_weights)
 
     return backend, items, rebuild
 
