@@ -1,4 +1,4 @@
-"""The benchmark's naive loop is the same algorithm as lsc's lowest_lpips (so its ratio is fair)."""
+"""The benchmark's research-code loop is the same algorithm as lsc's lowest_lpips (so its ratio is fair)."""
 
 import importlib.util
 from pathlib import Path
@@ -21,7 +21,7 @@ def load_bench():
 
 
 @pytest.mark.parametrize("prompt_order", ["send", "caption"])
-def test_naive_loop_matches_lsc(prompt_order):
+def test_research_loop_matches_lsc(prompt_order):
     bench = load_bench()
     caption = "a small red circle left of a blue square"
     gen = FakeGenerator(size=6)
@@ -29,12 +29,33 @@ def test_naive_loop_matches_lsc(prompt_order):
     image = gen.image(caption)
     ctx = ImageContext(backend, "x", image, caption, seed=0)
     result = transmit(ctx, get_scheme("lowest_lpips"), LoopSettings(prompt_order=prompt_order))
-    order, curve, calls = bench.naive_lowest_lpips(backend, image, ctx.words, 0, FakePerceptual, prompt_order)
+    builds = []
+
+    def rebuild():
+        builds.append(1)
+        return FakePerceptual()
+
+    order, curve, calls = bench.research_lowest_lpips(backend, image, ctx.words, 0, rebuild, prompt_order)
     n = len(ctx.words)
     assert order == result.order
-    np.testing.assert_allclose(curve, [s.lpips for s in result.steps])
-    # naive: empty prompt + n(n+1)/2 candidates + n regenerated choices, one call each
-    assert calls == 1 + n * (n + 1) // 2 + n
+    np.testing.assert_allclose(curve, [s.lpips for s in result.steps[1:]])
+    # research: n(n+1)/2 candidates + n regenerated choices, one call each; LPIPS (and its network) twice per candidate
+    assert calls == n * (n + 1) // 2 + n
+    assert len(builds) == n * (n + 1)
     # lsc: one call per step plus the empty prompt; repeated words ("a") share images
     assert ctx.generator_calls == n + 1
     assert ctx.generated_images < calls
+
+
+def test_bench_runs_all_three_and_refuses_a_bad_proxy(tmp_path, capsys):
+    bench = load_bench()
+    out = tmp_path / "b.json"
+    assert bench.main(["--backend", "fake", "--images", "1", "--proxy-steps", "1", "--proxy-top", "1", "--json", str(out)]) == 0
+    import json
+
+    figures = json.loads(out.read_text())
+    assert figures["research_same_orders_as_lsc"] is True
+    assert figures["proxy_full_images"] < figures["lsc_generated_images"]
+    assert 0 <= figures["proxy_position_agreement"] <= 1
+    assert bench.main(["--proxy-steps", "0"]) == 2
+    assert "proxy_steps" in capsys.readouterr().err

@@ -211,6 +211,21 @@ def test_generation_independent_of_batch_mates(hf_backend) -> None:
     assert gen.generate([], seed=0).shape == (0, 32, 32, 3)
 
 
+def test_with_steps_is_a_cheaper_view_of_the_same_pipeline(hf_backend) -> None:
+    """lowest_lpips' proxy_steps samples with fewer inference steps; the full generator is untouched."""
+    gen = hf_backend.generator
+    view = gen.with_steps(1)
+    assert view.pipe is gen.pipe and view.num_inference_steps == 1 and view.calls == 0
+    assert gen.num_inference_steps != 1
+    full = gen.generate(["a dog"], seed=7)
+    rough = view.generate(["a dog"], seed=7)
+    assert view.calls == 1 and rough.shape == full.shape
+    assert np.abs(rough - full).max() > 1e-4
+    np.testing.assert_allclose(gen.generate(["a dog"], seed=7), full, atol=1e-6)
+    with pytest.raises(ConfigError, match="steps"):
+        gen.with_steps(0)
+
+
 def test_cross_attention_maps(hf_backend) -> None:
     gen = hf_backend.generator
     procs_before = {k: type(v) for k, v in gen.pipe.unet.attn_processors.items()}

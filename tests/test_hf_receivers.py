@@ -286,3 +286,16 @@ def test_amused_in_float16(amused_options) -> None:
     np.testing.assert_allclose(gen.generate(["a cat runs"], seed=1)[0], batch[1], atol=1e-3)
     maps = gen.cross_attention(["a", "dog"], seed=1)
     assert maps.shape == (2, 16, 16) and np.isfinite(maps).all() and np.all(maps.sum((1, 2)) > 0)
+
+
+def test_amused_with_steps_is_a_cheaper_view(amused_backend) -> None:
+    """lowest_lpips' proxy_steps: fewer unmasking steps, the same pipeline, the full generator untouched."""
+    gen = amused_backend.generator
+    view = gen.with_steps(1)
+    assert view.pipe is gen.pipe and view.num_inference_steps == 1 != gen.num_inference_steps
+    full = gen.generate(["a dog"], seed=3)
+    rough = view.generate(["a dog"], seed=3)
+    assert view.calls == 1 and rough.shape == full.shape
+    np.testing.assert_allclose(gen.generate(["a dog"], seed=3), full, atol=1e-6)
+    with pytest.raises(ConfigError, match="steps"):
+        gen.with_steps(0)

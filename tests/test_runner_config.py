@@ -93,6 +93,8 @@ def test_scheme_options_and_labels() -> None:
         ("backend_options.bogus=1", "error: backend_options.bogus: unknown option of backend 'world'; its options are "
                                     "weights, sampler_steps, guidance, threads"),
         ("backend_options.sampler_steps=0", "error: backend_options.sampler_steps: Input should be greater than or equal to 1"),
+        ("schemes=[{name: lowest_lpips, proxy_steps: 0}]",
+         "error: schemes.0 (lowest_lpips[proxy_steps=0]): scheme 'lowest_lpips': proxy_steps must be an integer >= 1, not 0"),
     ],
 )
 def test_bad_config_one_line_exit_2(override: str, expected: str, lsc_main) -> None:

@@ -13,12 +13,12 @@ for the same image starts from what was saved, so a killed run loses at most the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Literal, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from lsc.errors import LscError
+from lsc.errors import CapabilityError, LscError
 from lsc.interfaces import Backend
 from lsc.metrics.image import psnr, resize, ssim
 from lsc.protocol.words import clean_words, image_key, join_words, stable_seed
@@ -93,8 +93,29 @@ class ImageContext:
         self._memo: dict[Any, Any] = {}
         self.journal = journal
         self.preloaded = 0
+        self.steps: int | None = None  # sampler steps of a proxy context (see `proxy`); None = the backend's own
+        self._proxies: dict[int, ImageContext] = {}
         if journal is not None:
             self._preload(journal)
+
+    def proxy(self, steps: int) -> "ImageContext":
+        """A context over the same image whose generator samples with `steps` steps (multi-fidelity search).
+
+        Why separate: its images are cheaper and rougher, so they get their own cache with keys ending in
+        `@steps<n>` and never enter this context's cache, its journal or a study's stored images; the
+        reference's perceptual features are shared. One proxy per step count, kept for the image's life.
+        """
+        steps = int(steps)
+        if steps not in self._proxies:
+            with_steps = getattr(self.backend.generator, "with_steps", None)
+            if with_steps is None:
+                raise CapabilityError(f"backend {self.backend.name!r}'s generator cannot sample with fewer steps (no with_steps)")
+            sub = ImageContext(replace(self.backend, generator=with_steps(steps)), self.image_id, self.image,
+                               self.caption, seed=self.seed, max_batch=self.max_batch)
+            sub.steps = steps
+            sub._reference, sub._has_reference = self.reference, True
+            self._proxies[steps] = sub
+        return self._proxies[steps]
 
     def _preload(self, journal: CacheJournal) -> None:
         """Start from what an earlier (killed) process generated for this image with this seed."""
@@ -116,8 +137,9 @@ class ImageContext:
         return self._reference
 
     def key(self, prompt: str) -> str:
-        """Cache key and file name of Bob's image for this prompt."""
-        return image_key(prompt, self.seed)
+        """Cache key and file name of Bob's image for this prompt (a proxy's keys name its step count)."""
+        key = image_key(prompt, self.seed)
+        return key if self.steps is None else f"{key}@steps{self.steps}"
 
     def evaluate(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Bob's images (B, H, W, 3) and their LPIPS (B,) for prompts; only uncached prompts are generated, in one call.

@@ -50,6 +50,8 @@ class FakeGenerator:
         self.per_image_s = per_image_s
         self.calls: list[list[str]] = []
         self.cross_attention_calls = 0
+        self.steps: int | None = None  # None: full fidelity; see with_steps
+        self.views: list[FakeGenerator] = []
 
     def _pattern(self, word: str) -> np.ndarray:
         rng = np.random.default_rng(stable_seed("fake-pattern", word))
@@ -71,7 +73,26 @@ class FakeGenerator:
         self.calls.append(list(prompts))
         if self.latency_s or self.per_image_s:
             time.sleep(self.latency_s + self.per_image_s * len(prompts))
-        return np.stack([self.image(p) for p in prompts])
+        return np.stack([self._sampled(p) for p in prompts])
+
+    def _sampled(self, prompt: str) -> np.ndarray:
+        """The exact image, or with fewer steps that image plus a fixed per-prompt error of size 0.05/steps,
+        so a proxy ranks candidates almost, not exactly, as the full sampler does."""
+        img = self.image(prompt)
+        if self.steps is None:
+            return img
+        rng = np.random.default_rng(stable_seed("fake-proxy", prompt, self.steps))
+        return np.clip(img + rng.uniform(-0.05, 0.05, size=img.shape) / self.steps, 0.0, 1.0).astype(np.float32)
+
+    def with_steps(self, steps: int) -> "FakeGenerator":
+        """A cheaper sampler's view (see `_sampled`), with its own `calls`; a view's cost is a quarter of the
+        simulated latency per image. Views are listed in `views` so tests can count proxy work."""
+        if int(steps) != steps or int(steps) < 1:
+            raise ValueError(f"sampler steps must be an integer >= 1, not {steps}")
+        view = FakeGenerator(self.values, self.table, self.size, self.cross_maps, self.latency_s, self.per_image_s / 4)
+        view.steps = int(steps)
+        self.views.append(view)
+        return view
 
     def cross_attention(self, words: Sequence[str], seed: int) -> np.ndarray:
         if self.cross_maps is None:

@@ -11,6 +11,7 @@ the pipeline's image for that prompt alone (tested) at batched cost.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Sequence
 
 import numpy as np
@@ -122,6 +123,16 @@ class AmusedGenerator:
                 self.calls += 1
                 out.append(self._sample(prompts[i : i + self.batch_size], seed))
         return np.clip(np.concatenate(out), 0.0, 1.0)
+
+    def with_steps(self, steps: int) -> "AmusedGenerator":
+        """The same pipeline unmasking in `steps` steps: a cheaper proxy for multi-fidelity search
+        (lowest_lpips' `proxy_steps`). The pipeline is shared; the view counts its own `calls`."""
+        if int(steps) != steps or int(steps) < 1:
+            raise ConfigError(f"inference steps must be an integer >= 1, not {steps}")
+        view = copy.copy(self)
+        view.num_inference_steps = int(steps)
+        view.calls = 0
+        return view
 
     # -- cross-attention maps -------------------------------------------------------------------------
     @property

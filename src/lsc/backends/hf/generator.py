@@ -12,6 +12,7 @@ token maps are merged into words.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import warnings
@@ -22,6 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from lsc.backends.hf.align import max_tokens, merge_maps, word_tokens
+from lsc.errors import ConfigError
 
 
 class _HeatStore:
@@ -204,6 +206,16 @@ class DiffusersGenerator:
             images = self._call(prompts[i : i + self.batch_size], seed).images
             out.append(np.asarray(images, dtype=np.float32))
         return np.clip(np.concatenate(out), 0.0, 1.0)
+
+    def with_steps(self, steps: int) -> "DiffusersGenerator":
+        """The same pipeline run with `steps` inference steps: a cheaper proxy for multi-fidelity search
+        (lowest_lpips' `proxy_steps`). The pipeline is shared; the view counts its own `calls`."""
+        if int(steps) != steps or int(steps) < 1:
+            raise ConfigError(f"inference steps must be an integer >= 1, not {steps}")
+        view = copy.copy(self)
+        view.num_inference_steps = int(steps)
+        view.calls = 0
+        return view
 
     # -- cross-attention maps -------------------------------------------------------------------------
     @property

@@ -153,6 +153,13 @@ class WorldGenerator:
         prompts = list(prompts)
         return np.concatenate([_to_unit(self._sample(prompts[i : i + CHUNK], seed)[0]) for i in range(0, len(prompts), CHUNK)])
 
+    def with_steps(self, steps: int) -> "WorldGenerator":
+        """The same models sampling with `steps` Euler steps: a cheaper proxy for multi-fidelity search
+        (lowest_lpips' `proxy_steps`). The view counts its own `calls`; the models are shared, not copied."""
+        if int(steps) != steps or int(steps) < 1:
+            raise ConfigError(f"sampler steps must be an integer >= 1, not {steps}")
+        return WorldGenerator(self.m, int(steps), self.guidance)
+
     def cross_attention(self, words: Sequence[str], seed: int) -> np.ndarray:
         """DAAM-style heat maps: cross-attention per word, summed over layers, heads and steps."""
         _, maps = self._sample([" ".join(words)], seed, capture=True)
