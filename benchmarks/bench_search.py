@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     backend = load_backend("world", {"threads": args.threads} if args.threads else {})
     samples = world_samples(args.draw * args.images, 0)
     captions = backend.captioner.caption([s.image for s in samples])
-    chosen = [(s, c) for s, c in zip(samples, captions) if len(c.split()) <= args.max_words][: args.images]
-    print(f"{len(chosen)} of {len(samples)} scenes have a caption of at most {args.max_words} words", file=sys.stderr)
+    fitting = [(s, c) for s, c in zip(samples, captions) if len(c.split()) <= args.max_words]
+    chosen = fitting[: args.images]
+    print(f"{len(fitting)} of {len(samples)} scenes drawn have a caption of at most {args.max_words} words; "
+          f"the first {len(chosen)} are searched", file=sys.stderr)
 
     t0 = time.perf_counter()
     scenes = []
