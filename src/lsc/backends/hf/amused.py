@@ -11,13 +11,12 @@ the pipeline's image for that prompt alone (tested) at batched cost.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from lsc.backends.hf.generator import capture_word_maps
+from lsc.backends.hf.generator import capture_word_maps, steps_view
 from lsc.errors import ConfigError
 
 AMUSED_STEPS, AMUSED_GUIDANCE = 12, 10.0  # the pipeline's own defaults (aMUSEd's model cards use them)
@@ -125,14 +124,7 @@ class AmusedGenerator:
         return np.clip(np.concatenate(out), 0.0, 1.0)
 
     def with_steps(self, steps: int) -> "AmusedGenerator":
-        """The same pipeline unmasking in `steps` steps: a cheaper proxy for multi-fidelity search
-        (lowest_lpips' `proxy_steps`). The pipeline is shared; the view counts its own `calls`."""
-        if int(steps) != steps or int(steps) < 1:
-            raise ConfigError(f"inference steps must be an integer >= 1, not {steps}")
-        view = copy.copy(self)
-        view.num_inference_steps = int(steps)
-        view.calls = 0
-        return view
+        return steps_view(self, steps)
 
     # -- cross-attention maps -------------------------------------------------------------------------
     @property

@@ -135,6 +135,17 @@ def _accepts(func: Any, name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
+def steps_view(generator: Any, steps: int) -> Any:
+    """A pipeline generator run with `steps` inference steps: a cheaper proxy for multi-fidelity search
+    (lowest_lpips' `proxy_steps`). The pipeline is shared; the view counts its own `calls`."""
+    if int(steps) != steps or int(steps) < 1:
+        raise ConfigError(f"inference steps must be an integer >= 1, not {steps}")
+    view = copy.copy(generator)
+    view.num_inference_steps = int(steps)
+    view.calls = 0
+    return view
+
+
 class DiffusersGenerator:
     """The Generator interface over a diffusers text-to-image pipeline."""
 
@@ -208,14 +219,7 @@ class DiffusersGenerator:
         return np.clip(np.concatenate(out), 0.0, 1.0)
 
     def with_steps(self, steps: int) -> "DiffusersGenerator":
-        """The same pipeline run with `steps` inference steps: a cheaper proxy for multi-fidelity search
-        (lowest_lpips' `proxy_steps`). The pipeline is shared; the view counts its own `calls`."""
-        if int(steps) != steps or int(steps) < 1:
-            raise ConfigError(f"inference steps must be an integer >= 1, not {steps}")
-        view = copy.copy(self)
-        view.num_inference_steps = int(steps)
-        view.calls = 0
-        return view
+        return steps_view(self, steps)
 
     # -- cross-attention maps -------------------------------------------------------------------------
     @property
