@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lsc.errors import ConfigError
-from lsc.report.stats import bootstrap_ci, holm, km_median, mean_over_bits, paired_p, penalised, sign_flip_p
+from lsc.report.stats import holm, jackknife_ci, km_median, mean_over_bits, paired_p, penalised, sign_flip_p
 
 
 def test_failures_at_n_plus_one() -> None:
@@ -74,15 +74,14 @@ def test_mean_over_bits_by_hand() -> None:
     assert mean_over_bits([0, 10, 30], [4.0, 2.0, 1.0], 30) == pytest.approx(80 / 30)
 
 
-def test_bootstrap_ci_is_seeded_and_brackets_the_mean() -> None:
-    vals = [1.0, 2.0, 3.0, 4.0, 10.0]
-    a = bootstrap_ci(vals, np.mean, resamples=500, seed=3)
-    assert a == bootstrap_ci(vals, np.mean, resamples=500, seed=3)
-    assert a[1] < a[0] < a[2] and a[0] == 4.0
-    assert math.isnan(bootstrap_ci([1.0], np.mean)[1])
+def test_jackknife_ci_of_the_mean_is_the_t_free_standard_error() -> None:
+    vals = np.random.default_rng(3).normal(2.0, 1.5, size=40)
+    est, lo, hi = jackknife_ci(len(vals), lambda ix: float(np.mean(vals[ix])))
+    se = float(np.std(vals, ddof=1)) / math.sqrt(len(vals))  # the jackknife SE of a mean is exactly this
+    assert est == pytest.approx(float(np.mean(vals)), abs=1e-12)
+    assert (hi - est) == pytest.approx(1.959963984540054 * se, rel=1e-9) and (est - lo) == pytest.approx(hi - est, rel=1e-9)
+    assert math.isnan(jackknife_ci(2, lambda ix: 0.0)[1])
 
-
-# ---------------------------------------------------------------- on a small study
 def _study(tmp_path: Path, schemes: list[str]) -> Path:
     from study_data import make_folder, study_yaml
 

@@ -308,8 +308,8 @@ def _distribution_blocks(data: RunData, cond: str) -> list[Block]:
     return [heading,
             Paragraph(f"Bob's images after k words (his last image for shorter captions) against the originals of the "
                       f"same images, per scheme. {what} Lower FID/KID is closer; higher IS is more confident and more "
-                      f"varied classes. Brackets: percentile bootstrap 95% interval over images "
-                      f"({distribution.BOOTSTRAP} resamples)." + (" " + note if note else "")),
+                      f"varied classes. Brackets: jackknife 95% interval over images (leave one image out; a bootstrap "
+                      f"would repeat images, which biases these set statistics)." + (" " + note if note else "")),
             Table(head, body)]
 
 

@@ -5,7 +5,7 @@ images is compared with the set of originals of the same images:
 
 - FID: ||mu_r - mu_g||^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2)) of feature means and covariances. The
   trace of the matrix square root is computed exactly as the nuclear norm of X_r X_g^T / sqrt((n_r-1)(n_g-1))
-  (X: centred features), an n x n SVD instead of a d x d sqrtm, so bootstrapping stays cheap.
+  (X: centred features), an n x n SVD instead of a d x d sqrtm, so the n leave-one-out recomputations stay cheap.
 - KID: the unbiased MMD^2 with the cubic polynomial kernel (x.y/d + 1)^3 over all images (one subset).
 - IS: exp(E_x KL(p(y|x) || p(y))) of the classifier's posteriors of Bob's images (one split).
 
@@ -16,8 +16,9 @@ Features: on the world backend the attribute classifier's last conv stage, avera
 dimensions), and as posteriors the scene class (background x the shape in each of the three slots, 320
 classes, the product of the classifier's heads): **FID-world / KID-world / IS-world**, not comparable to
 Inception FID. On hf: torchmetrics' Inception v3 (2048-d pool features, 1008 logits) when torch-fidelity and
-its weights file are present, else one line says which weights are missing. Intervals: a percentile
-bootstrap over images (the same resampled images for both sets).
+its weights file are present, else one line says which weights are missing. Intervals: jackknife over
+images (leave one image out of both sets; estimate +- 1.96 SE), not a bootstrap, whose repeated images
+bias these set statistics (`lsc.report.stats.jackknife_ci`).
 """
 
 from __future__ import annotations
@@ -30,11 +31,10 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from lsc.report.data import RunData
-from lsc.report.stats import bootstrap_ci
+from lsc.report.stats import jackknife_ci
 
 # Inception weights torchmetrics' FID feature extractor loads (through torch-fidelity) into torch hub's cache.
 INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
-BOOTSTRAP = 200
 
 
 class FeatureExtractor(Protocol):
@@ -77,7 +77,7 @@ def inception_score(probs: np.ndarray) -> float:
 
 @dataclass
 class Cell:
-    """One scheme at one step: the three metrics with bootstrap intervals and the sample size."""
+    """One scheme at one step: the three metrics with jackknife intervals and the sample size."""
 
     scheme: str
     step: str  # "3" or "final"
@@ -87,20 +87,18 @@ class Cell:
     inception: tuple[float, float, float]
 
 
-def metric_cells(real: np.ndarray, fakes: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
-                 resamples: int = BOOTSTRAP, seed: int = 0) -> list[Cell]:
-    """FID/KID/IS with percentile bootstrap intervals per (scheme, step); `real` rows align with each fake's."""
+def metric_cells(real: np.ndarray, fakes: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]) -> list[Cell]:
+    """FID/KID/IS with jackknife intervals per (scheme, step); `real` rows align with each fake's."""
     cells = []
     for (scheme, step), (feats, probs) in fakes.items():
         n = len(feats)
         if n < 2:
             continue
-        idx = list(range(n))
         cells.append(Cell(
             scheme, step, n,
-            bootstrap_ci(idx, lambda ix: fid(real[ix], feats[ix]), resamples, seed),
-            bootstrap_ci(idx, lambda ix: kid(real[ix], feats[ix]), resamples, seed),
-            bootstrap_ci(idx, lambda ix: inception_score(probs[ix]), resamples, seed),
+            jackknife_ci(n, lambda ix: fid(real[ix], feats[ix])),
+            jackknife_ci(n, lambda ix: kid(real[ix], feats[ix])),
+            jackknife_ci(n, lambda ix: inception_score(probs[ix])),
         ))
     return cells
 
@@ -193,8 +191,7 @@ def _load(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
 
 
-def run_cells(data: RunData, cond: str, extractor: FeatureExtractor, steps: Sequence[int] = (3,),
-              resamples: int = BOOTSTRAP) -> tuple[list[Cell], str]:
+def run_cells(data: RunData, cond: str, extractor: FeatureExtractor, steps: Sequence[int] = (3,)) -> tuple[list[Cell], str]:
     """Cells for every scheme at each of `steps` words and the final step; returns them and a note ('' if none).
 
     Only images whose original and whose Bob's images are all stored take part (save_images: false
@@ -228,7 +225,7 @@ def run_cells(data: RunData, cond: str, extractor: FeatureExtractor, steps: Sequ
                 row = rows[-1] if k is None else [r for r in rows if r["step"] <= k][-1]
                 paths.append(image_path(data.run_dir, row["image_key"]))
             fakes[(scheme, label)] = features(paths)
-        cells += metric_cells(real, fakes, resamples)
+        cells += metric_cells(real, fakes)
     note = ""
     n = max((c.n for c in cells), default=0)
     if cells and n <= extractor.dim:
@@ -246,7 +243,7 @@ def fmt_ci(ci: tuple[float, float, float], digits: int = 3) -> str:
 
 
 def table(cells: list[Cell], name: str) -> tuple[list[str], list[list[str]]]:
-    """One row per scheme and step: FID, KID, IS (estimate [bootstrap 95% interval])."""
+    """One row per scheme and step: FID, KID, IS (estimate [jackknife 95% interval])."""
     head = ["scheme", "after", "images", f"FID-{name}", f"KID-{name}", f"IS-{name}"] if name == "world" else \
         ["scheme", "after", "images", "FID", "KID", "IS"]
     body = [[c.scheme, f"{c.step} words" if c.step != "final" else "the last word", str(c.n), fmt_ci(c.fid),
