@@ -70,6 +70,15 @@ def test_lsc_run_paper_config_on_tiny_models(hf_options, tmp_path: Path) -> None
     assert (out / "report" / "report.html").is_file()
     resolved = (out / "config.resolved.yaml").read_text()
     assert "backend: hf" in resolved and "threshold: 0.6" in resolved
+    import sqlite3
+
+    con = sqlite3.connect(out / "results.sqlite")
+    last = con.execute("SELECT s.recaption, s.bleu4, s.cider_d FROM steps s JOIN (SELECT image_id, scheme, MAX(step) AS m "
+                       "FROM steps GROUP BY image_id, scheme) l ON s.image_id = l.image_id AND s.scheme = l.scheme "
+                       "AND s.step = l.m").fetchall()
+    con.close()
+    # hf's default step metric: the backend's BLIP re-captions Bob's image after the last word of each transmission
+    assert len(last) == n and all(None not in r for r in last), last
 
 
 @pytest.mark.slow

@@ -90,6 +90,8 @@ def test_scheme_options_and_labels() -> None:
         ("threshold=-1", "error: threshold: Input should be greater than 0 (got -1)"),
         ("schemes=[{name: heads, wings: 2}]", "error: schemes.0 (heads[wings=2]): scheme 'heads' has no option 'wings'"),
         ("backend=quantum", "error: backend: unknown backend 'quantum'"),
+        ("metrics_every=0", "error: metrics_every: Input should be greater than or equal to 1 (got 0)"),
+        ("metrics=[attributes, bleu]", "error: unknown step metric 'bleu' (known: attributes, bertscore"),
         ("backend_options.bogus=1", "error: backend_options.bogus: unknown option of backend 'world'; its options are "
                                     "weights, sampler_steps, guidance, threads"),
         ("backend_options.sampler_steps=0", "error: backend_options.sampler_steps: Input should be greater than or equal to 1"),

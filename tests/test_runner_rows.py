@@ -34,17 +34,27 @@ OLD_SUMMARY = """CREATE TABLE summary (
 
 
 def test_columns_come_from_the_row_dataclasses() -> None:
+    from lsc.metrics.registry import stored_columns
+
     assert [c.name for c in STEP_COLUMNS] == ["image_id", "scheme", "cond", "snr_db"] + [
-        f.metadata.get("column", f.name) for f in dataclasses.fields(StepRecord)]
+        f.metadata.get("column", f.name) for f in dataclasses.fields(StepRecord) if f.name != "metrics"] + [
+        name for name, _ in stored_columns()]  # StepRecord.metrics: one column per registered metric column
     assert {c.name for c in SUMMARY_COLUMNS} >= {f.name for f in dataclasses.fields(ResultSummary)}
     # the store's column names are a contract with every existing run folder
     assert {c.name for c in STEP_COLUMNS} == {"image_id", "scheme", "cond", "snr_db", "step", "word_index", "word_sent",
                                              "word_received", "bits", "cum_bits", "bit_errors", "prompt", "lpips",
-                                             "ssim", "psnr", "image_key"}
+                                             "ssim", "psnr", "image_key",
+                                             "attr_background", "attr_count", "attr_position", "attr_color",
+                                             "attr_shape", "attr_size", "attr_mean", "attr_all_right", "bleu4",
+                                             "rouge_l", "meteor", "cider_d", "recaption", "bertscore_f1", "itm",
+                                             "clip_score"}
+    assert SUMMARY_EXPORT[2:5] == ("words_to_threshold", "words_to_all_right", "bits_to_threshold")
     assert "cond" not in STEPS_EXPORT and "words_json" not in SUMMARY_EXPORT
     types = {c.name: (c.sql, c.arrow) for c in STEP_COLUMNS}
     assert types["cum_bits"] == ("INTEGER", "int64") and types["word_index"] == ("INTEGER", "int64")
     assert types["psnr"] == ("REAL", "float64") and types["prompt"] == ("TEXT", "string")
+    assert types["bleu4"] == ("REAL", "float64") and types["recaption"] == ("TEXT", "string")
+    assert STEPS_EXPORT[-2:] == ("clip_score", "snr_db")  # the metric columns, then the SNR
 
 
 def test_a_new_step_metric_is_one_field() -> None:
@@ -86,7 +96,8 @@ def test_a_folder_written_before_still_exports_reports_and_resumes(tmp_path: Pat
     con.close()
     got = [_csv(p) for p in export_run(out, "csv", tmp_path / "old")]
     assert got[1] == want[1]  # summary: same rows, same scheme order (labels from the stored config)
-    assert [r[:-2] for r in got[0]] == [r[:-2] for r in want[0]] and all(r[-2] == "" for r in got[0][1:])
+    key = STEPS_EXPORT.index("image_key")  # the old columns; image_key and the metric columns were not there
+    assert [r[:key] for r in got[0]] == [r[:key] for r in want[0]] and all(set(r[key:-1]) == {""} for r in got[0][1:])
     from lsc.report import build_report
 
     assert build_report(out).is_file()

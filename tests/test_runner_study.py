@@ -195,7 +195,8 @@ def test_export_csv_and_parquet_columns(tmp_path: Path) -> None:
     assert STEPS_EXPORT[:11] == ("image_id", "scheme", "step", "word_sent", "word_received", "bits", "cum_bits",
                                  "prompt", "lpips", "ssim", "psnr")
     assert tuple(summary[0]) == SUMMARY_EXPORT
-    assert SUMMARY_EXPORT[:5] == ("image_id", "scheme", "words_to_threshold", "bits_to_threshold", "final_lpips")
+    assert SUMMARY_EXPORT[:6] == ("image_id", "scheme", "words_to_threshold", "words_to_all_right", "bits_to_threshold",
+                                  "final_lpips")
     # image order of the captions file, schemes in config order
     assert [(r["image_id"], r["scheme"]) for r in summary[:4]] == [
         ("a.png", "nouns"), ("a.png", "random"), ("broken.png", "nouns"), ("broken.png", "random")]

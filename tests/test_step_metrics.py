@@ -189,11 +189,14 @@ def test_study_config_metrics_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="step metric 'clip_score' needs the hf backend, not 'world'"):
         load_config(None, ["metrics=[clip_score]"])
     prepare_run_dir(tmp_path / "run", plain.to_dict(), plain.to_yaml())
-    prepare_run_dir(tmp_path / "run", chosen.to_dict(), chosen.to_yaml())  # report-time metrics are not part of the study's identity
+    prepare_run_dir(tmp_path / "run", chosen.to_dict(), chosen.to_yaml())  # which metrics are scored is not part of the study's identity
+    every = load_config(None, ["metrics_every=2"])
+    prepare_run_dir(tmp_path / "run", every.to_dict(), every.to_yaml())  # nor how often
     from lsc.report.step_metrics import default_metrics
 
     assert default_metrics(chosen.to_dict()) == ["lpips", "ssim", "psnr", "attributes", "recaption"]
-    assert default_metrics(plain.to_dict()) == ["attributes"]
+    assert default_metrics(plain.to_dict()) == ["attributes", "recaption"]  # the world's defaults
+    assert default_metrics({"backend": "hf"}) == ["recaption"] and default_metrics({"backend": "my.mod:load"}) == []
 
 
 def test_recaption_and_bertscore_on_tiny_hf_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -56,7 +56,8 @@ def report(run_dir: str | Path, strips: int = 3, strip_images: Sequence[str] | N
 
     `strips` image strips of the first images, or of `strip_images` (ids) when given; `embeddings` adds
     PCA / t-SNE maps of Bob's prompt and image embeddings (world runs, scikit-learn); `step_metrics`: names
-    from lsc.metrics.registry computed on the stored images (None: attributes on the world, none elsewhere).
+    from lsc.metrics.registry, read from the store where the study scored them, else computed on the stored
+    images (None: the study's `metrics:`, else the backend's defaults: attributes and recaption on the world).
     """
     from lsc.report import build_report
 

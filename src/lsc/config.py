@@ -151,9 +151,12 @@ class StudyConfig(_Strict):
     skd: SKDConfig = Field(default_factory=SKDConfig)
     save_images: bool = True
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
-    # Step metrics beyond LPIPS that the report computes from the stored images (lsc.metrics.registry);
-    # lpips, ssim and psnr are always stored. None: the report's default (attributes on the world).
+    # Step metrics beyond LPIPS that the study scores and stores per step (lsc.metrics.registry); lpips, ssim
+    # and psnr are always stored. None: the backend's defaults (attributes and recaption on the world,
+    # recaption on hf; the resolved config lists them). Scored at every `metrics_every`-th step and the last
+    # (attributes: at every step). Neither key is part of a study's identity (lsc.runner.folder).
     metrics: list[str] | None = None
+    metrics_every: int = Field(4, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _metrics_known(self) -> "StudyConfig":

@@ -1,20 +1,30 @@
-"""Step metrics beyond LPIPS: a small registry, computed on a run's stored images.
+"""Step metrics beyond LPIPS: a small registry, the one owner of what each metric is and of its columns.
 
-A step metric has a name, what it needs (the backend, stored images, scene ground truth), its cost per
-step, and a `compute` that takes a batch of steps (Bob's image, the original caption, the scene's truth)
-and returns one dict of named values per step. Adding a metric is one `register(StepMetric(...))`.
+A step metric has a name, what it needs (the backend, scene ground truth, packages), its cost per step,
+the columns it writes, and a `compute` that takes a batch of steps (Bob's image, the original caption,
+the scene's truth) and returns one dict of named values per step. Adding a metric is one
+`register(StepMetric(...))`, before `lsc.runner.rows` is imported: its columns then exist in every
+results.sqlite (`lsc.protocol.loop.StepRecord.metrics`), export and Parquet file.
 
-They are computed when the report is built, from the PNGs and ground truth the store already holds, so a
-study's time and its result rows do not change; the study config's `metrics: [...]` or `lsc report
---step-metrics attributes,recaption` selects them.
+When they are computed (`due_steps`): the study runner scores each transmission as it finishes, for the
+study's `metrics:` (unset: `defaults(backend)`, attributes and recaption on the world) at every
+`metrics_every`-th step (0, k, 2k, ...) and always at the last step; a cheap metric (`every_step`, e.g.
+attributes) at every step. The store keeps the values per step; `lsc report` reads them and computes at
+report time only what the store lacks (run folders written before, or metrics the study did not record),
+on the steps the same rule makes due. The runner scores Bob's image as its PNG stores it
+(`lsc.runner.folder.stored_pixels`), so a value is the same whether the runner or the report computed it.
 
-Built in (world backend):
-- `attributes`: the attribute classifier reads Bob's image and is compared with the scene's truth
-  (background, object count, slots, and per object colour / shape / size): accuracy per attribute, their
-  mean, and `all_right` (every attribute right). Cost: one classifier pass per image (about a millisecond).
-- `recaption`: Alice re-captions Bob's image; BLEU-4 (sacrebleu, sentence-level, exponential smoothing),
-  ROUGE-L F (rouge-score), METEOR (nltk, needs WordNet) and CIDEr-D (here; document frequencies over the
-  study's captions) against her original caption. Cost: one greedy decode of her captioner per image.
+Built in (world backend unless said):
+- `attributes` (every step): the attribute classifier reads Bob's image and is compared with the scene's
+  truth (background, object count, slots, and per object colour / shape / size): accuracy per attribute,
+  their mean, and `attr_all_right` (every attribute right); `first_all_right` of those is the summary's
+  `words_to_all_right`. Cost: one classifier pass per image (about 1.5 ms on a CPU).
+- `recaption` (world and hf): Alice re-captions Bob's image (column `recaption`, the text); BLEU-4
+  (sacrebleu, sentence-level, exponential smoothing), ROUGE-L F (rouge-score), METEOR (nltk, needs WordNet;
+  empty without it) and CIDEr-D (here) against her original caption. CIDEr-D's document frequencies are
+  over the study's captions (`study_corpus`), so the runner fills `cider_d` once its transmissions are
+  all stored (`finish_corpus`). Cost: one greedy decode of her captioner per image (about 20 ms on a
+  CPU with the scores), and once per process WordNet for METEOR (seconds, ~180 MB).
 - `bertscore`: BERTScore F1 (torchmetrics) of the same re-caption; any backend with a captioner, a local
   BERT-style model named by LSC_BERTSCORE_MODEL.
 - `clip_score` (hf): CLIPScore of (Bob's image, the caption), see below.
@@ -25,7 +35,8 @@ Built in (world backend):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from functools import lru_cache
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -35,27 +46,59 @@ from lsc.errors import ConfigError
 @dataclass
 class StepBatch:
     """What a step metric may read: Bob's images (B, H, W, 3) in [0, 1], per step the original caption
-    and the scene's ground truth (None where the images have none), and the run's configuration."""
+    and the scene's ground truth (None where the images have none), and the run's configuration.
+
+    `corpus`: every caption of the study (`study_corpus`), for corpus-level scores (CIDEr-D's document
+    frequencies); None leaves those out. `backend`: the loaded backend when the study runner scores (its
+    captioner re-captions), None at report time (the metric loads what it needs from `config`).
+    `cache["recaptions"]` may hold re-captions already known (the store's), None where not.
+    """
 
     images: np.ndarray
     captions: list[str]
     truths: list[dict[str, Any] | None]
     config: dict[str, Any]
     cache: dict[str, Any] = field(default_factory=dict)  # shared by the metrics of one batch (e.g. re-captions)
+    corpus: list[str] | None = None
+    backend: Any = None
 
 
 @dataclass(frozen=True)
 class StepMetric:
+    """A step metric: its stored columns are `columns` (REAL, higher is better for each) then `texts` (TEXT).
+
+    `optional`: columns that may stay empty where computed (METEOR without WordNet); `corpus`: columns
+    computed only with the study's corpus (StepBatch.corpus), filled by `finish_corpus` after the study;
+    `every_step`: cheap enough to score at every step, not only the due ones; `discrete`: its values are
+    decisions (class labels, greedy words) that do not move with a batch's float rounding, so the runner
+    may cache them across the schemes of a source image and batch what is new; any other metric is scored
+    on exactly a transmission's due steps in one batch, so its values never depend on what ran before
+    (e.g. after a resume); `packages`: modules it imports.
+    """
+
     name: str
     needs: str  # one line: what it needs (backend, ground truth, packages)
     cost: str  # one line: its cost per step
     columns: tuple[str, ...]  # the values it returns per step (higher is better for each)
-    compute: Callable[[StepBatch], list[dict[str, float]]]
+    compute: Callable[[StepBatch], list[dict[str, Any]]]
     backends: tuple[str, ...] = ("world",)
+    texts: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    corpus: tuple[str, ...] = ()
+    every_step: bool = False
+    discrete: bool = False
+    packages: tuple[str, ...] = ()
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The columns a step scored by this metric has (its values count as stored when all are there)."""
+        return tuple(c for c in (*self.columns, *self.texts) if c not in self.optional)
 
 
 REGISTRY: dict[str, StepMetric] = {}
 STORED = ("lpips", "ssim", "psnr")  # computed by every study and stored in its rows; valid in `metrics:` too
+DEFAULTS = ("attributes", "recaption")  # recorded by a study without `metrics:`, where its backend allows
+EVERY = 4  # a study's `metrics_every` unless set: every 4th step (and always the last)
 
 
 def register(metric: StepMetric) -> StepMetric:
@@ -64,7 +107,10 @@ def register(metric: StepMetric) -> StepMetric:
 
 
 def select(names: Sequence[str], backend: str) -> list[StepMetric]:
-    """The named metrics, refusing an unknown name or one the backend cannot compute with one line."""
+    """The named metrics, refusing an unknown name, one the backend cannot compute, or one whose packages
+    are missing, with one line."""
+    from importlib.util import find_spec
+
     out = []
     for name in names:
         if name in STORED:
@@ -74,7 +120,77 @@ def select(names: Sequence[str], backend: str) -> list[StepMetric]:
         metric = REGISTRY[name]
         if backend not in metric.backends:
             raise ConfigError(f"step metric {name!r} needs the {' or '.join(metric.backends)} backend, not {backend!r}")
-        out.append(metric)
+        missing = [p for p in metric.packages if find_spec(p) is None]
+        if missing:
+            raise ConfigError(f"step metric {name!r} needs the Python package {missing[0]!r}, which is not installed "
+                              "(pip install -e . installs sacrebleu and rouge-score; '.[metrics]' torchmetrics, "
+                              "'.[hf]' transformers)")
+        if metric not in out:
+            out.append(metric)
+    return out
+
+
+def defaults(backend: str) -> list[str]:
+    """The step metrics a study records unless its `metrics:` says: DEFAULTS that the backend allows."""
+    return [n for n in DEFAULTS if backend in REGISTRY[n].backends]
+
+
+def due_steps(metric: StepMetric, n_steps: int, every: int) -> list[int]:
+    """The steps (of 0..n_steps-1) a metric is scored at: all for an `every_step` metric, else every
+    `every`-th step from 0 and the last step (the image after the last word is always scored)."""
+    if n_steps <= 0:
+        return []
+    if metric.every_step:
+        return list(range(n_steps))
+    return sorted({*range(0, n_steps, max(1, int(every))), n_steps - 1})
+
+
+def stored_columns() -> list[tuple[str, type]]:
+    """Every registered metric's columns and their types (float, then str for texts), in registration
+    order: the step metric columns of results.sqlite and the export (lsc.runner.rows)."""
+    out: dict[str, type] = {}
+    for metric in REGISTRY.values():
+        out.update((c, float) for c in metric.columns if c not in out)
+        out.update((c, str) for c in metric.texts if c not in out)
+    return list(out.items())
+
+
+def text_columns() -> set[str]:
+    """The stored columns that hold text (Alice's re-caption), not numbers."""
+    return {c for m in REGISTRY.values() for c in m.texts}
+
+
+def stored_values(metric: StepMetric, row: dict[str, Any]) -> dict[str, Any]:
+    """A stored step row's values of a metric (its columns that are not empty)."""
+    return {c: row[c] for c in (*metric.columns, *metric.texts) if row.get(c) is not None}
+
+
+def is_scored(metric: StepMetric, values: dict[str, Any]) -> bool:
+    """Whether a step's values hold the metric (every required column present)."""
+    return bool(metric.required) and all(values.get(c) is not None for c in metric.required)
+
+
+def first_all_right(curve: Sequence[dict[str, Any]]) -> int | None:
+    """Words until every attribute is right: the first step whose image has them all (attr_all_right 1),
+    None if none has (or the attributes were not scored)."""
+    return next((k for k, v in enumerate(curve) if v.get("attr_all_right") == 1.0), None)
+
+
+def study_corpus(captions: Iterable[str | None]) -> list[str]:
+    """The study's captions as a corpus for document frequencies: each distinct caption once, sorted."""
+    return sorted({c for c in captions if c})
+
+
+def finish_corpus(metrics: Sequence[StepMetric], captions: Sequence[str], values: Sequence[dict[str, Any]],
+                  corpus: list[str]) -> list[dict[str, Any]]:
+    """The corpus columns of stored steps, from what each step stored (the re-caption) and the study's
+    corpus: one dict per step (empty where a step has nothing to score)."""
+    out: list[dict[str, Any]] = [{} for _ in values]
+    if any(m.name == "recaption" for m in metrics):
+        idx = [i for i, v in enumerate(values) if v.get("recaption") is not None]
+        scores = cider_d([captions[i] for i in idx], [str(values[i]["recaption"]) for i in idx], corpus=corpus)
+        for i, c in zip(idx, scores):
+            out[i]["cider_d"] = c
     return out
 
 
@@ -111,7 +227,8 @@ def _attributes(batch: StepBatch) -> list[dict[str, float]]:
 
 register(StepMetric(
     "attributes", "world backend, scene ground truth (world images)", "one attribute-classifier pass per image",
-    tuple(f"attr_{k}" for k in ATTRIBUTES) + ("attr_mean", "attr_all_right"), _attributes))
+    tuple(f"attr_{k}" for k in ATTRIBUTES) + ("attr_mean", "attr_all_right"), _attributes, every_step=True,
+    discrete=True))
 
 
 # ---------------------------------------------------------------- world: re-captioning text metrics
@@ -130,22 +247,27 @@ def rouge_l(reference: str, hypothesis: str) -> float:
 
 
 def meteor(reference: str, hypothesis: str) -> float | None:
-    """METEOR (nltk) on whitespace tokens; None when WordNet is not installed."""
-    from lsc.language.synonyms import wordnet_available
+    """METEOR (nltk) on whitespace tokens; None when WordNet is not installed. Its synonym stage reads lsc's
+    own WordNet reader (`lsc.language.synonyms.wordnet`), so WordNet is loaded once per process, not twice
+    (nltk's default reader would load its own copy: seconds and ~180 MB)."""
+    from lsc.language.synonyms import wordnet
 
-    if not wordnet_available():
+    reader = wordnet()
+    if reader is None:
         return None
     from nltk.translate.meteor_score import meteor_score
 
-    return float(meteor_score([reference.lower().split()], hypothesis.lower().split()))
+    return float(meteor_score([reference.lower().split()], hypothesis.lower().split(), wordnet=reader))
 
 
-def cider_d(references: Sequence[str], hypotheses: Sequence[str], sigma: float = 6.0) -> list[float]:
+def cider_d(references: Sequence[str], hypotheses: Sequence[str], sigma: float = 6.0,
+            corpus: Sequence[str] | None = None) -> list[float]:
     """CIDEr-D (Vedantam et al. 2015, the COCO evaluation's variant) of each hypothesis against its one reference.
 
-    n = 1..4 TF-IDF vectors, document frequencies over the references given (so a score depends on the
-    corpus: pass every caption of a study together), hypothesis counts clipped by the reference's, a
-    Gaussian length penalty (sigma 6), times 10. Whitespace tokens, lower-cased.
+    n = 1..4 TF-IDF vectors, document frequencies over `corpus` (default: the references given, each
+    distinct one once; a score depends on the corpus: a study passes every caption it has,
+    `study_corpus`), hypothesis counts clipped by the reference's, a Gaussian length penalty (sigma 6),
+    times 10. Whitespace tokens, lower-cased.
     """
     from collections import Counter
 
@@ -153,13 +275,14 @@ def cider_d(references: Sequence[str], hypotheses: Sequence[str], sigma: float =
         w = text.lower().split()
         return Counter(tuple(w[i : i + n]) for i in range(len(w) - n + 1))
 
-    refs = list(dict.fromkeys(references))  # the corpus: each distinct reference once
+    refs = list(dict.fromkeys(references if corpus is None else corpus))  # each distinct caption once
     log_n = np.log(max(1.0, float(len(refs))))
+    dfs = {n: Counter(g for r in refs for g in grams(r, n)) for n in range(1, 5)}
     scores = []
     for ref, hyp in zip(references, hypotheses):
         total = 0.0
         for n in range(1, 5):
-            df = Counter(g for r in refs for g in grams(r, n))
+            df = dfs[n]
             gr, gh = grams(ref, n), grams(hyp, n)
 
             def vec(c: Counter[tuple[str, ...]]) -> dict[tuple[str, ...], float]:
@@ -176,30 +299,38 @@ def cider_d(references: Sequence[str], hypotheses: Sequence[str], sigma: float =
 
 
 def recaptions(batch: StepBatch) -> list[str]:
-    """Alice's captions of Bob's images (computed once per batch): the world's captioner, or the hf backend's
-    (BLIP, loaded from the run's backend_options)."""
-    if "recaptions" not in batch.cache:
-        if batch.config.get("backend", "world") == "world":
+    """Alice's captions of Bob's images (computed once per batch, only where `cache["recaptions"]` has
+    none): the study's backend's captioner, else the world's, or the hf backend's (BLIP, loaded from the
+    run's backend_options)."""
+    known = list(batch.cache.get("recaptions") or [None] * len(batch.images))
+    todo = [i for i, h in enumerate(known) if h is None]
+    if todo:
+        if batch.backend is not None:
+            captioner: Any = batch.backend.captioner
+        elif batch.config.get("backend", "world") == "world":
             from lsc.backends.world.backend import WorldCaptioner
 
-            captioner: Any = WorldCaptioner(_world_models(batch.config))
+            captioner = WorldCaptioner(_world_models(batch.config))
         else:
             from lsc.backends import load_backend
 
             captioner = load_backend(str(batch.config["backend"]), dict(batch.config.get("backend_options") or {})).captioner
-        hyps: list[str] = []
-        for i in range(0, len(batch.images), 64):
-            hyps += captioner.caption(list(batch.images[i : i + 64]))
-        batch.cache["recaptions"] = hyps
-    return list(batch.cache["recaptions"])
+        for i in range(0, len(todo), 64):
+            part = todo[i : i + 64]
+            for j, hyp in zip(part, captioner.caption([batch.images[j] for j in part])):
+                known[j] = str(hyp)
+    batch.cache["recaptions"] = known
+    return [str(h) for h in known]
 
 
-def _recaption(batch: StepBatch) -> list[dict[str, float]]:
+def _recaption(batch: StepBatch) -> list[dict[str, Any]]:
     hyps = recaptions(batch)
-    cider = cider_d(batch.captions, hyps)
+    cider = cider_d(batch.captions, hyps, corpus=batch.corpus) if batch.corpus is not None else [None] * len(hyps)
     out = []
     for ref, hyp, c in zip(batch.captions, hyps, cider):
-        row = {"bleu4": bleu4(ref, hyp), "rouge_l": rouge_l(ref, hyp), "cider_d": c}
+        row: dict[str, Any] = {"bleu4": bleu4(ref, hyp), "rouge_l": rouge_l(ref, hyp), "recaption": hyp}
+        if c is not None:
+            row["cider_d"] = c
         m = meteor(ref, hyp)
         if m is not None:
             row["meteor"] = m
@@ -208,9 +339,10 @@ def _recaption(batch: StepBatch) -> list[dict[str, float]]:
 
 
 register(StepMetric(
-    "recaption", "world backend (Alice's captioner), sacrebleu, rouge-score; METEOR: nltk with WordNet",
-    "one greedy decode of Alice's captioner per image", ("bleu4", "rouge_l", "meteor", "cider_d"), _recaption,
-    backends=("world", "hf")))
+    "recaption", "Alice's captioner (world, or the hf backend's BLIP), sacrebleu, rouge-score; METEOR: nltk "
+    "with WordNet", "one greedy decode of Alice's captioner per image", ("bleu4", "rouge_l", "meteor", "cider_d"),
+    _recaption, backends=("world", "hf"), texts=("recaption",), optional=("meteor",), corpus=("cider_d",),
+    discrete=True, packages=("sacrebleu", "rouge_score")))
 
 
 # ---------------------------------------------------------------- BERTScore of the re-caption
@@ -232,19 +364,29 @@ def _bertscore(batch: StepBatch) -> list[dict[str, float]]:
         raise ConfigError(f"bertscore needs torchmetrics and transformers ({exc})") from None
     hyps = recaptions(batch)
     try:
-        got = bert_score(hyps, list(batch.captions), model_name_or_path=name, verbose=False,
-                         num_layers=int(layers) if layers else None)
+        tokenizer, model = _bert(name)
     except OSError:
         raise ConfigError(f"bertscore: model {name!r} not found locally (no downloads here); set "
                           f"{BERTSCORE_MODEL_ENV} to a local BERT-style folder") from None
+    got = bert_score(hyps, list(batch.captions), model=model, user_tokenizer=tokenizer, verbose=False,
+                     num_layers=int(layers) if layers else None)
     return [{"bertscore_f1": float(f)} for f in got["f1"]]
+
+
+@lru_cache(maxsize=2)
+def _bert(name: str) -> tuple[Any, Any]:
+    """The BERT-style model and tokenizer torchmetrics would load for `name`, loaded once per process
+    (a study scores every transmission with them)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name), AutoModel.from_pretrained(name).eval()
 
 
 register(StepMetric(
     "bertscore", f"Alice's captioner (as recaption), torchmetrics + transformers, a BERT-style model "
     f"({BERTSCORE_MODEL_ENV}, default {BERTSCORE_DEFAULT}; {BERTSCORE_LAYERS_ENV}: its layer)",
     "a re-caption (shared with recaption) and one encoder pass per caption pair", ("bertscore_f1",), _bertscore,
-    backends=("world", "hf")))
+    backends=("world", "hf"), packages=("torchmetrics", "transformers")))
 
 
 # ---------------------------------------------------------------- world: Alice's image-text match
@@ -299,12 +441,11 @@ def _clip_score(batch: StepBatch) -> list[dict[str, float]]:
 
     name = os.environ.get(CLIP_SCORE_MODEL_ENV, CLIP_SCORE_DEFAULT)
     try:
-        from transformers import CLIPModel, CLIPProcessor
+        import transformers  # noqa: F401
     except ImportError as exc:
         raise ConfigError(f"clip_score needs transformers ({exc})") from None
     try:
-        model = CLIPModel.from_pretrained(name).eval()
-        processor = CLIPProcessor.from_pretrained(name)
+        model, processor = _clip(name)
     except OSError:
         raise ConfigError(f"clip_score: CLIP model {name!r} not found locally (no downloads here); set "
                           f"{CLIP_SCORE_MODEL_ENV} to a CLIP folder or a cached model id") from None
@@ -321,7 +462,15 @@ def _clip_score(batch: StepBatch) -> list[dict[str, float]]:
     return out
 
 
+@lru_cache(maxsize=2)
+def _clip(name: str) -> tuple[Any, Any]:
+    """CLIP and its processor, loaded once per process (a study scores every transmission with them)."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    return CLIPModel.from_pretrained(name).eval(), CLIPProcessor.from_pretrained(name)
+
+
 register(StepMetric(
     "clip_score", f"hf backend, transformers, a CLIP model ({CLIP_SCORE_MODEL_ENV}, default "
     f"{CLIP_SCORE_DEFAULT})", "one CLIP image and text encoding per image", ("clip_score",), _clip_score,
-    backends=("hf",)))
+    backends=("hf",), packages=("transformers",)))

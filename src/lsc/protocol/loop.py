@@ -21,12 +21,21 @@ __all__ = [
 ]
 
 
+def _step_metric_columns() -> list[tuple[str, type]]:
+    """The step metric columns (`lsc.metrics.registry`, their one owner): what `StepRecord.metrics` holds."""
+    from lsc.metrics.registry import stored_columns
+
+    return stored_columns()
+
+
 @dataclass
 class StepRecord:
     """One transmission step. Step 0 is the empty prompt (nothing received; index None, bits 0).
 
     Its fields are the columns of a run's steps table and export, in this order (`lsc.runner.rows`):
-    a new per-step metric is one more field here, with a default.
+    a new per-step value is one more field here, with a default. `metrics` holds the step metrics beyond
+    LPIPS that the study runner scored at this step (`lsc.metrics.registry`, which names their columns;
+    the loop leaves it empty): one column each, empty where a metric was not scored.
     """
 
     step: int
@@ -41,6 +50,7 @@ class StepRecord:
     bit_errors: int
     index: int | None = field(default=None, metadata={"column": "word_index"})
     image_key: str = ""
+    metrics: dict[str, float | str] = field(default_factory=dict, metadata={"columns": _step_metric_columns})
 
 
 @dataclass

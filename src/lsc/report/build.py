@@ -78,7 +78,8 @@ def build_report(run_dir: str | Path, strips: int = STRIP_IMAGES, strip_images: 
     `strips`: how many image strips (the first images in study order); `strip_images`: these image ids
     instead (an id the run does not hold is refused with one line). `embeddings`: add the PCA / t-SNE maps
     of Bob's prompt and image embeddings (world runs; needs scikit-learn). `step_metrics`: names from
-    lsc.metrics.registry computed on the stored images (None: attributes on the world, none elsewhere).
+    lsc.metrics.registry, read from the store where the study scored them, else computed on the stored
+    images (None: the study's `metrics:`, else the backend's defaults: attributes and recaption on the world).
     """
     data = load_run(run_dir)
     ids = _strip_ids(data, strips, strip_images)
@@ -245,14 +246,22 @@ STEP_FIGURES = [("attr_mean", "attribute accuracy (mean of background, count, po
 
 
 def _step_metric_blocks(data: RunData, cond: str, metrics: list[Any], out: Path, tag: str) -> list[Block]:
+    from lsc.metrics import registry
     from lsc.report import step_metrics
 
-    values = step_metrics.compute(data, cond, metrics)
+    counts: dict[str, int] = {}
+    values = step_metrics.compute(data, cond, metrics, counts)
     blocks: list[Block] = [Heading("Beyond LPIPS: " + ", ".join(m.name for m in metrics), level=3)]
     if not values:
-        return blocks + [Paragraph("Not computed: no transmission has all its images stored.")]
+        return blocks + [Paragraph("Not computed: the store lacks them and no transmission has all its images stored.")]
+    every = int(data.config.get("metrics_every") or registry.EVERY)
+    sparse = [m.name for m in metrics if not m.every_step]
     blocks.append(Paragraph(
-        "Computed on the stored images when this report was built (lsc.metrics.registry). " +
+        f"Scored per step by the study and read from its store ({counts.get('stored', 0)} values); what the store "
+        f"lacked was computed on the stored images when this report was built ({counts.get('computed', 0)} values; "
+        "lsc.metrics.registry). " +
+        (f"{', '.join(sparse)}: scored every {every} words (from the empty prompt) and after the last word; the "
+         "mean over the words is over the scored ones. " if sparse else "") +
         " ".join(f"{m.name}: needs {m.needs}; cost: {m.cost}." for m in metrics) +
         " Attributes: the attribute classifier reads Bob's image and is compared with the scene's truth; 'every "
         "attribute right' is the world's own success criterion, beside the LPIPS threshold. Re-caption scores "

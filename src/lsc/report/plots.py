@@ -428,17 +428,23 @@ def _cond_title(cond: str) -> str:
 
 def step_metric_vs_words(data: RunData, values: dict[tuple[str, str], list[dict[str, float]]], column: str,
                          path: Path, title: str, ylabel: str) -> bool:
-    """Mean of a step metric (attribute accuracy, BLEU-4, ...) after k words, one panel per scheme family."""
+    """Mean of a step metric (attribute accuracy, BLEU-4, ...) after k words, one panel per scheme family.
+
+    A metric scored at every k-th step and the last is drawn through the steps every transmission has a
+    value at (a shorter caption's last value carried on, as for LPIPS)."""
     def series(scheme: str) -> Any:
         curves = [[v.get(column, math.nan) for v in values[(scheme, i)]] for i in data.image_order if (scheme, i) in values]
-        curves = [c for c in curves if c and not any(math.isnan(x) for x in c)]
+        curves = [c for c in curves if c and not math.isnan(c[-1])]
         if not curves:
             return None
         m = pad_forward(curves)
-        mean, lo, hi = band(m)
+        steps = np.flatnonzero(~np.isnan(m).any(axis=0))
+        if steps.size == 0:
+            return None
+        mean, lo, hi = band(m[:, steps])
         lo = np.maximum(lo, 0.0)  # every step metric here is non-negative; shares and text scores end at 1
         hi = np.minimum(hi, 1.0) if column in UNIT_RANGE else hi
-        return np.arange(m.shape[1]), mean, lo, hi, f"{scheme} (n={m.shape[0]})"
+        return steps, mean, lo, hi, f"{scheme} (n={m.shape[0]})"
 
     return _small_multiples(data, path, title, "words sent", ylabel, series, threshold=False)
 

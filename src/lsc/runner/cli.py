@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         strips: int = typer.Option(3, "--strips", help="image strips of the first N images"),
         strip_image: List[str] = typer.Option([], "--strip-image", help="draw the strip of this image id (repeatable; replaces --strips)"),
         embeddings: bool = typer.Option(False, "--embeddings", help="add PCA / t-SNE maps of Bob's prompt and image embeddings (world)"),
-        step_metrics: Optional[str] = typer.Option(None, "--step-metrics", help="comma-separated: attributes, recaption ('' for none; default: attributes on the world)"),
+        step_metrics: Optional[str] = typer.Option(None, "--step-metrics", help="comma-separated: attributes, recaption, itm, bertscore, clip_score ('' for none; default: the study's metrics); read from the store, computed where it lacks them"),
     ) -> None:
         """(Re)build a run's report from its store; works on partial runs."""
         from lsc import api

@@ -164,8 +164,10 @@ def _identity(data: Any) -> Any:
     """A config dict without execution options (so configs written before they were split still match)."""
     if isinstance(data, dict) and "executor" in data:
         data = {k: v for k, v in data.items() if k != "executor"}
-    if isinstance(data, dict) and "metrics" in data:  # report-time metrics never change a study's numbers
-        data = {k: v for k, v in data.items() if k != "metrics"}
+    if isinstance(data, dict) and ("metrics" in data or "metrics_every" in data):
+        # Which step metrics a study scores adds columns, never changes another number: a folder resumes
+        # with another selection (done transmissions keep what they scored; the report computes the rest).
+        data = {k: v for k, v in data.items() if k not in ("metrics", "metrics_every")}
     if isinstance(data, dict) and isinstance(data.get("backend_options"), dict):
         data = {**data, "backend_options": {k: v for k, v in data["backend_options"].items()
                                             if k not in EXECUTION_OPTIONS}}
@@ -241,6 +243,14 @@ def encode_png(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray((arr * 255.0 + 0.5).astype(np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def stored_pixels(pixels: np.ndarray) -> np.ndarray:
+    """An image as its PNG (`encode_png`) reads back: 8-bit levels as float32 in [0, 1]. The world's images
+    are 8-bit already and come back bit for bit; step metrics are scored on this, so the runner and a
+    report reading the PNG score the same picture."""
+    levels = (np.clip(np.asarray(pixels, dtype=np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return levels.astype(np.float32) / 255.0
 
 
 def save_png(path: Path, pixels: np.ndarray | bytes) -> None:

@@ -2,12 +2,15 @@
 derived from the dataclasses here and `lsc.protocol.loop.StepRecord`.
 
 A step row is a `ResultKey` (which transmission) followed by a `StepRecord` (what one step did); a
-summary row is a `ResultKey` followed by a `ResultSummary`. Adding a per-step metric is one field on
+summary row is a `ResultKey` followed by a `ResultSummary`. Adding a per-step value is one field on
 StepRecord (with a default, e.g. `bleu: float | None = None`, filled in by the loop): the store adds
 the column (also to an existing results.sqlite), and export and Parquet carry it. Field types map to
 SQLite and Arrow as in `_TYPES` (int, float, str, each optionally `| None`); field metadata
 `{"column": name}` names the column differently from the field, `{"export": False}` keeps a column out
-of the export. Column names are the store's contract: renaming one orphans old run folders.
+of the export, and `{"columns": function}` makes a dict field several columns, [(name, type)] from the
+function: StepRecord.metrics is the step metrics', whose columns `lsc.metrics.registry` defines (a
+registered metric is a column with no change here). Column names are the store's contract: renaming
+one orphans old run folders.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ class ResultSummary:
     """One transmission's outcome; a failed one has only `status` 'failed' and its `error`."""
 
     words_to_threshold: int | None = None
+    # words until every attribute is right (the first step whose attr_all_right is 1), beside words to the
+    # LPIPS threshold; empty when never, or when the attributes metric was not scored
+    words_to_all_right: int | None = None
     bits_to_threshold: int | None = None
     final_lpips: float | None = None
     n_words: int | None = None
@@ -49,13 +55,15 @@ class ResultSummary:
 
 @dataclass(frozen=True)
 class Column:
-    """A stored column: its name, the dataclass field it comes from, SQLite and Arrow types."""
+    """A stored column: its name, the dataclass field it comes from (and the key in it, for a dict field
+    of several columns), SQLite and Arrow types."""
 
     name: str
     field: str
     sql: str
     arrow: str
     export: bool
+    key: str | None = None
 
 
 _TYPES = {int: ("INTEGER", "int64"), float: ("REAL", "float64"), str: ("TEXT", "string")}
@@ -66,6 +74,13 @@ def columns_of(cls: type) -> tuple[Column, ...]:
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
+        if "columns" in f.metadata:  # a dict field: one column per (name, type) its function gives
+            for name, kind in f.metadata["columns"]():
+                if kind not in _TYPES:
+                    raise TypeError(f"{cls.__name__}.{f.name}[{name!r}]: a stored column must be int, float or str, not {kind}")
+                sql, arrow = _TYPES[kind]
+                out.append(Column(name, f.name, sql, arrow, f.metadata.get("export", True), key=name))
+            continue
         kind = hints[f.name]
         if typing.get_origin(kind) in (Union, types.UnionType):
             args = [a for a in typing.get_args(kind) if a is not type(None)]
@@ -106,4 +121,4 @@ def values(columns: tuple[Column, ...], *parts: Any) -> tuple[Any, ...]:
     fields: dict[str, Any] = {}
     for part in parts:
         fields.update((f.name, getattr(part, f.name)) for f in dataclasses.fields(part))
-    return tuple(fields[c.field] for c in columns)
+    return tuple(fields[c.field] if c.key is None else (fields[c.field] or {}).get(c.key) for c in columns)

@@ -136,6 +136,19 @@ class ResultStore:
             c.executemany(_insert("steps", STEP_COLUMNS), [tuple(map(_db, values(STEP_COLUMNS, key, s))) for s in steps])
             c.execute(_insert("summary", SUMMARY_COLUMNS, replace=True), tuple(map(_db, values(SUMMARY_COLUMNS, key, summary))))
 
+    def set_step_values(self, updates: Sequence[tuple[tuple[str, str, str, int], dict[str, Any]]]) -> None:
+        """Set some columns of stored steps, keyed (image_id, scheme, cond, step), in one transaction (the
+        corpus-level step metrics, filled once a study's transmissions are stored)."""
+        known = {c.name for c in STEP_COLUMNS} - set(STEP_KEY)
+        with self.transaction() as c:
+            for (image_id, scheme, cond, step), vals in updates:
+                bad = [k for k in vals if k not in known]
+                if bad:
+                    raise ValueError(f"steps has no column {bad[0]!r}")
+                c.execute(f"UPDATE steps SET {', '.join(f'{k} = ?' for k in vals)} "
+                          "WHERE image_id = ? AND scheme = ? AND cond = ? AND step = ?",
+                          (*map(_db, vals.values()), image_id, scheme, cond, step))
+
     def record_oracle(self, image_id: str, n_words: int | None, curve: Sequence[tuple[int, float]],
                       status: str = "ok", error: str | None = None) -> None:
         with self.transaction() as c:

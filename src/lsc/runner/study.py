@@ -140,6 +140,10 @@ def resolve(cfg: StudyConfig, backend: Backend) -> StudyConfig:
         update["backend_options"] = {k: v for k, v in cfg.backend_options.items() if k not in EXECUTION_OPTIONS}
     if cfg.executor != ExecutorConfig():
         update["executor"] = ExecutorConfig()  # where units run never changes a number
+    if cfg.metrics is None:
+        from lsc.metrics.registry import defaults
+
+        update["metrics"] = defaults(cfg.backend)  # the resolved config names the step metrics it scores
     return cfg.model_copy(update=update) if update else cfg
 
 
@@ -163,6 +167,11 @@ class ImageWorker:
             prompt_order=cfg.prompt_order, threshold=cfg.threshold, stop_at_success=cfg.stop_at_success, seed=cfg.seed
         )
         self.schemes = {spec.label: get_scheme(spec.name, **self._options(spec)) for spec in cfg.schemes}
+        from lsc.metrics.registry import defaults
+        from lsc.runner.scoring import StepScorer
+
+        self.scorer = StepScorer(cfg.metrics if cfg.metrics is not None else defaults(cfg.backend), cfg.backend,
+                                 cfg.metrics_every, cfg.to_dict(), backend)
 
     def _options(self, spec: SchemeSpec) -> dict[str, Any]:
         """The scheme's options, plus the study's SKD settings (its `skd` option) for a scheme that needs SKD."""
@@ -214,26 +223,31 @@ class ImageWorker:
             yield DoneOutcome(task.seq, image.image_id)
             return
         yield image_outcome(caption, "ok", None, pixels)
+        # the scene's truth as the store keeps it (JSON), which is what the report's metrics read
+        truth = json.loads(json.dumps(image.attributes, sort_keys=True, default=str)) if image.attributes else None
         for cond, specs in task.jobs:
             for spec in specs:
-                yield self._transmit(ctx, spec, cond)
+                yield self._transmit(ctx, spec, cond, truth)
         if task.oracle:
             yield self._oracle(ctx)
+        self.scorer.forget(image.image_id)
         if self.journal is not None:  # every outcome above is stored by now: its images are not needed
             self.journal.drop_pixels_of(image.image_id)
         yield DoneOutcome(task.seq, image.image_id)
 
-    def _transmit(self, ctx: Any, spec: SchemeSpec, cond: Condition) -> ResultOutcome:
+    def _transmit(self, ctx: Any, spec: SchemeSpec, cond: Condition, truth: dict[str, Any] | None = None) -> ResultOutcome:
         from lsc.protocol.loop import transmit
 
         t0 = time.perf_counter()
         try:
             link = self._link(ctx.image_id, spec, cond)
             result = transmit(ctx, self.schemes[spec.label], self.settings, link)
+            self.scorer.score(ctx, truth, result.steps)  # the step metrics of the due steps, into each StepRecord
         except Exception as exc:  # noqa: BLE001 - recorded as failed, the study goes on
             return failed_result(ctx.image_id, spec, cond, one_line(exc))
         summary = ResultSummary(
-            words_to_threshold=result.words_to_threshold, bits_to_threshold=result.bits_to_threshold,
+            words_to_threshold=result.words_to_threshold, words_to_all_right=self.scorer.words_to_all_right(result.steps),
+            bits_to_threshold=result.bits_to_threshold,
             final_lpips=float(result.final_lpips), n_words=len(result.words), caption=result.caption, status="ok",
             error=None, words_json=json.dumps(result.words), order_json=json.dumps(result.order),
             elapsed_s=time.perf_counter() - t0,
@@ -381,7 +395,33 @@ def _run_locked(cfg: StudyConfig, out: Path, lock: RunLock, progress: bool, retr
                     bar.set_postfix_str(f"{outcome.image_id} ({ok} ok, {failed} failed)", refresh=False)
         finally:
             bar.close()
+        finish_corpus_metrics(store)
     return StudySummary(out, total, skipped, ok, failed, time.perf_counter() - t0)
+
+
+def finish_corpus_metrics(store: ResultStore) -> int:
+    """Fill the step metric columns that need every caption of the study (CIDEr-D's document frequencies)
+    from what the steps stored (Alice's re-captions) and the images' captions; returns the steps updated.
+
+    Run at the end of every `lsc run` (a resumed or finished one too, so a kill before it costs nothing):
+    the values depend on the study's captions only, never on the order in which transmissions finished.
+    """
+    from lsc.metrics import registry
+
+    metrics = [m for m in registry.REGISTRY.values() if m.corpus and m.texts]
+    texts = list(dict.fromkeys(t for m in metrics for t in m.texts))
+    if not texts:
+        return 0
+    rows = store.rows(f"SELECT image_id, scheme, cond, step, {', '.join(texts)} FROM steps "
+                      f"WHERE {' OR '.join(f'{t} IS NOT NULL' for t in texts)}")
+    if not rows:
+        return 0
+    captions = {r["image_id"]: r["caption"] for r in store.images() if r["status"] == "ok"}
+    got = registry.finish_corpus(metrics, [captions.get(r["image_id"]) or "" for r in rows], rows,
+                                 registry.study_corpus(captions.values()))
+    updates = [((r["image_id"], r["scheme"], r["cond"], r["step"]), v) for r, v in zip(rows, got) if v]
+    store.set_step_values(updates)
+    return len(updates)
 
 
 class _NoBar:
