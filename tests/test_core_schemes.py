@@ -259,18 +259,19 @@ def test_heads_skd_empty_rewrite_keeps_caption():
 
 
 # ---------------------------------------------------------------- registry and capabilities
-def test_registry_lists_all_fourteen_schemes_with_holdings():
+def test_registry_lists_all_fifteen_schemes_with_holdings():
     names = scheme_names()
     assert names == [
         "random", "most_attentive", "least_attentive", "lowest_lpips", "alice_attention", "attention_contribution",
         "attention_combination", "crossattention_match", "nouns", "nouns_verbs", "heads", "heads_attentive",
-        "heads_random", "heads_skd",
+        "heads_random", "heads_skd", "learned",
     ]
     holds = {s.name: s.alice_holds for s in list_schemes()}
     assert holds["random"] == "nothing"
     assert holds["most_attentive"] == "Bob's language model"
     assert holds["lowest_lpips"] == "all of Bob's model"
     assert holds["alice_attention"] == "her own ITM model"
+    assert holds["learned"] == "her own policy"
     assert all(s.description for s in list_schemes())
 
 

@@ -67,7 +67,7 @@ def test_schemes_table(lsc_main) -> None:
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["name", "Alice", "holds", "description"]
     names = [ln.split()[0] for ln in lines[1:]]
-    assert len(names) == 14 and names[0] == "random" and "heads_skd" in names
+    assert len(names) == 15 and names[0] == "random" and "heads_skd" in names and names[-1] == "learned"
     row = next(ln for ln in lines if ln.startswith("lowest_lpips "))
     assert "all of Bob's model" in row
 

@@ -4,7 +4,7 @@ Importing this package registers every scheme family; `base` holds the registry 
 """
 
 from lsc.protocol.context import Plan
-from lsc.schemes import attention, grounding, linguistic, perceptual, random_order  # noqa: F401  (registers them)
+from lsc.schemes import attention, grounding, learned, linguistic, perceptual, random_order  # noqa: F401  (registers them)
 from lsc.schemes.base import Scheme, SchemeInfo, check_capabilities, get_scheme, list_schemes, scheme_class, scheme_names
 
 __all__ = ["Plan", "Scheme", "SchemeInfo", "check_capabilities", "get_scheme", "list_schemes", "scheme_class", "scheme_names"]

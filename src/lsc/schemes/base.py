@@ -1,7 +1,7 @@
 """What an ordering scheme is, and the registry that finds one by name.
 
 A scheme is Alice's semantic source coding policy: from what she holds (nothing, Bob's language model,
-all of Bob's model, her own image-text model) it decides which caption words to send and in what
+all of Bob's model, her own image-text model, her own learnt ordering policy) it decides which caption words to send and in what
 order. It plans the whole order before sending, since Alice never sees Bob's channel errors.
 """
 
@@ -18,7 +18,8 @@ from lsc.protocol.context import ImageContext, LoopSettings, Plan
 if TYPE_CHECKING:
     from lsc.interfaces import Backend
 
-ALICE_HOLDS = ("nothing", "Bob's language model", "all of Bob's model", "her own ITM model", "Bob's language model and her own")
+ALICE_HOLDS = ("nothing", "Bob's language model", "all of Bob's model", "her own ITM model", "Bob's language model and her own",
+               "her own policy")
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ _REGISTRY: dict[str, type[Scheme]] = {}
 CANONICAL_ORDER = (
     "random", "most_attentive", "least_attentive", "lowest_lpips", "alice_attention", "attention_contribution",
     "attention_combination", "crossattention_match", "nouns", "nouns_verbs", "heads", "heads_attentive",
-    "heads_random", "heads_skd",
+    "heads_random", "heads_skd", "learned",
 )
 
 

@@ -2,4 +2,4 @@
 
 # Training step cap of each part (its batch size is train.py's): the defaults of `lsc world train` and of
 # `train()` for a part given no cap. The shipped weights were trained with these.
-STEP_CAPS = {"classifier": 3000, "perceptual": 1500, "captioner": 3360, "generator": 14000}
+STEP_CAPS = {"classifier": 3000, "perceptual": 1500, "captioner": 3360, "generator": 14000, "policy": 2000}

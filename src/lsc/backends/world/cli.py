@@ -19,12 +19,18 @@ world_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The em
 def train_cmd(
     out: Path = typer.Option(..., "--out", help="Training folder (checkpoints, logs); weights go to OUT/weights."),
     minutes: float = typer.Option(120.0, "--minutes", help="Time budget for this call, split over the parts."),
-    parts: Optional[list[str]] = typer.Option(None, "--part", help="classifier, perceptual, captioner, generator (repeatable; default all)."),
+    parts: Optional[list[str]] = typer.Option(
+        None, "--part", help="classifier, perceptual, captioner, generator (repeatable; default these four); or policy alone "
+        "(Alice's ordering policy for scheme `learned`: lowest_lpips traces with the --base-weights generator, then training)."
+    ),
     seed: int = typer.Option(0, "--seed"),
     generator_steps: int = typer.Option(STEP_CAPS["generator"], "--generator-steps", help="Step cap of Bob's generator (batch 32)."),
     captioner_steps: int = typer.Option(STEP_CAPS["captioner"], "--captioner-steps", help="Step cap of Alice's captioner (batch 48)."),
     classifier_steps: int = typer.Option(STEP_CAPS["classifier"], "--classifier-steps", help="Step cap of the attribute classifier (batch 64)."),
     perceptual_steps: int = typer.Option(STEP_CAPS["perceptual"], "--perceptual-steps", help="Step cap of the perceptual metric's channel weights (batch 64)."),
+    policy_steps: int = typer.Option(STEP_CAPS["policy"], "--policy-steps", help="Step cap of the ordering policy (batch 64 step states)."),
+    policy_scenes: int = typer.Option(300, "--policy-scenes", help="World scenes traced with lowest_lpips for the policy (about 8 s each on one thread)."),
+    policy_seed: int = typer.Option(7777, "--policy-seed", help="Scene seed of the policy's traces (keep it apart from every study's images.seed)."),
     export: bool = typer.Option(True, "--export/--no-export", help="Write OUT/weights and calibrate the threshold when all parts exist."),
     eval_scenes: int = typer.Option(200, "--eval-scenes", help="Held-out scenes for the evaluation that calibrates the threshold."),
     init_generator: Optional[Path] = typer.Option(
@@ -47,12 +53,17 @@ def train_cmd(
     if minutes <= 0:
         raise ConfigError(f"--minutes must be positive, got {minutes}")
     chosen = tuple(parts or T.PARTS)
-    unknown = [p for p in chosen if p not in T.PARTS]
+    unknown = [p for p in chosen if p not in T.ALL_PARTS]
     if unknown:
-        raise ConfigError(f"unknown part {unknown[0]!r}; choose from {', '.join(T.PARTS)}")
+        raise ConfigError(f"unknown part {unknown[0]!r}; choose from {', '.join(T.ALL_PARTS)}")
+    if T.POLICY in chosen and len(chosen) > 1:
+        raise ConfigError("train the policy in a call of its own (--part policy), with --base-weights at finished weights")
+    if policy_scenes < 2:
+        raise ConfigError(f"--policy-scenes must be at least 2, got {policy_scenes}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_flush_denormal(True)
-    caps = {"generator": generator_steps, "captioner": captioner_steps, "classifier": classifier_steps, "perceptual": perceptual_steps}
+    caps = {"generator": generator_steps, "captioner": captioner_steps, "classifier": classifier_steps, "perceptual": perceptual_steps,
+            "policy": policy_steps}
     if min(caps.values()) < 1:
         raise ConfigError("step caps must be at least 1")
     base_weights = base_weights or init_generator or init_captioner
@@ -64,8 +75,19 @@ def train_cmd(
             raise ConfigError(f"--threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
     states = T.train(out, minutes, chosen, seed, caps, init_generator=init_generator, init_captioner=init_captioner,
-                     base_weights=base_weights)
-    typer.echo(json.dumps({p: {"step": s["step"], "elapsed_s": round(s["elapsed_s"])} for p, s in states.items()}))
+                     base_weights=base_weights, policy_options={"trace_scenes": policy_scenes, "trace_seed": policy_seed})
+    typer.echo(json.dumps({p: {"step": s["step"], "elapsed_s": round(s["elapsed_s"]), **({"traces": s["traces"]} if "traces" in s else {})}
+                           for p, s in states.items()}))
+    if T.POLICY in chosen:
+        state = states[T.POLICY]
+        if not state.get("complete"):
+            typer.echo(f"policy not finished ({state['traces']} of {policy_scenes} traces, step {state['step']} of {policy_steps}): "
+                       "run the same command again to continue")
+        elif export:
+            from lsc.backends.world.policy import export_policy
+
+            typer.echo(str(export_policy(out, out / "weights" / "policy.safetensors")))
+        return
     # A generator fine-tune exports with the other parts taken from the weights it started from.
     base = base_weights
     if export and (base is not None or all((out / p / "state.json").exists() for p in T.PARTS)):

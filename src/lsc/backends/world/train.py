@@ -29,8 +29,10 @@ from lsc.errors import ConfigError
 
 log = logging.getLogger("lsc.world.train")
 
-PARTS = ("classifier", "perceptual", "captioner", "generator")
-_PART_ID = {"classifier": 1, "captioner": 2, "generator": 3, "perceptual": 4}
+PARTS = ("classifier", "perceptual", "captioner", "generator")  # the world's models (a default `lsc world train`)
+POLICY = "policy"  # Alice's ordering policy (scheme `learned`): trained only when asked, in a call of its own
+ALL_PARTS = PARTS + (POLICY,)
+_PART_ID = {"classifier": 1, "captioner": 2, "generator": 3, "perceptual": 4, "policy": 5}
 TRAIN_SEED_OFFSET = 10**6  # training scenes never share an RNG stream with study scenes
 
 BOB_VOCAB = nets.WordVocab(scenes.BOB_WORDS)
@@ -503,13 +505,24 @@ def train_generator(
 def train(
     out_dir: Path, minutes: float, parts: tuple[str, ...] = PARTS, seed: int = 0, max_steps: dict[str, int] | None = None,
     init_generator: Path | None = None, init_captioner: Path | None = None, base_weights: Path | None = None,
+    policy_options: dict | None = None,
 ) -> dict:
     """Train the given parts one after another, splitting the time budget by their needs.
+
+    The policy part (lowest_lpips traces with the generator of `base_weights`, default the shipped weights,
+    then the policy; see lsc.backends.world.policy) trains alone: its traces need finished weights.
 
     A part stops at its time share or at its step cap (`max_steps`), whichever comes first; with caps
     that the budget allows, the result depends on the seed only, not on the machine's speed.
     """
     torch.set_flush_denormal(True)  # denormal floats make CPU training crawl without it
+    if POLICY in parts:
+        if len(parts) > 1:
+            raise ConfigError("train the policy in a call of its own (--part policy), with --base-weights at finished weights")
+        from lsc.backends.world.policy import train_policy
+
+        cap = {**STEP_CAPS, **(max_steps or {})}[POLICY]
+        return {POLICY: train_policy(Path(out_dir), minutes, seed, cap, weights=base_weights, **(policy_options or {}))}
     share = {"classifier": 0.07, "perceptual": 0.01, "captioner": 0.22, "generator": 0.70}
     total = sum(share[p] for p in parts)
     states = {}
