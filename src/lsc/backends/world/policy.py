@@ -203,7 +203,8 @@ def train_policy(
 ) -> dict[str, Any]:
     """Traces (until `trace_scenes` exist or the time budget ends), then training in the time left.
 
-    The learning rate decays over the second half of `max_steps`; `stop_at` ends this call at that step
+    The learning rate warms up over the first tenth of `max_steps` and decays linearly to a tenth over the
+    second half; `stop_at` ends this call at that step
     (an interruption, as tests make one), the schedule unchanged."""
     from lsc.backends.world import train as T
     from lsc.backends.world.backend import PACKAGED_WEIGHTS
@@ -236,7 +237,8 @@ def train_policy(
         return policy_loss(model, data.batch(idx))
 
     state = T._train_loop("policy", Path(out_dir), max(left, 1e-3), seed, {"model": model}, list(model.parameters()),
-                          loss_fn, BASE_LR, min(max_steps, stop_at or max_steps), lr_decay=(max_steps // 2, max_steps, 0.1))
+                          loss_fn, BASE_LR, min(max_steps, stop_at or max_steps), lr_decay=(max_steps // 2, max_steps, 0.1),
+                          warmup=max(1, max_steps // 10))
     model.eval()
     validation = evaluate_policy(model, Examples(held, vocab)) if held else {}
     state = {**state, "traces": len(traces), "train_scenes": len(train_traces), "held_out_scenes": len(held),

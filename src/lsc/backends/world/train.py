@@ -164,6 +164,7 @@ def _train_loop(
     ema_decay: float = 0.999,
     checkpoint_every_s: float = 120.0,
     lr_decay: tuple[int, int, float] | None = None,
+    warmup: int = 300,
 ) -> dict:
     """Generic loop: resumes from the part's folder, trains until the time budget or max_steps."""
     folder = out_dir / part
@@ -180,7 +181,7 @@ def _train_loop(
         data_rng = np.random.default_rng([seed + TRAIN_SEED_OFFSET, _PART_ID[part], step])
         noise_gen = torch.Generator().manual_seed(int(data_rng.integers(2**62)))
         for g in opt.param_groups:
-            g["lr"] = _lr(step, base_lr, decay=lr_decay)
+            g["lr"] = _lr(step, base_lr, warmup=warmup, decay=lr_decay)
         loss, metrics = loss_fn(data_rng, noise_gen, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
