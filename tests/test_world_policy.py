@@ -184,6 +184,10 @@ def test_shipped_policy_is_small_fp16_and_plans_a_world_caption():
     assert path.is_file() and path.stat().st_size < 4 * 2**20
     policy = load_policy(path)
     assert policy.meta["traces"]["trace_seed"] not in (0, 2024)  # disjoint from the studies' and the eval's scenes
+    from lsc.backends.world.backend import PACKAGED_WEIGHTS
+
+    assert policy.meta["traces"]["fingerprint"] == P.weights_fingerprint(PACKAGED_WEIGHTS), (
+        "the shipped policy was traced with other weights: retrain it (lsc world train --part policy)")
     ctx, gen = counting_ctx(scenes.alice_caption(scenes.world_scene(1, 0)))
     order = get_scheme("learned").plan(ctx, LoopSettings()).order
     assert sorted(order) == list(range(len(ctx.words))) and gen.calls == []
