@@ -98,6 +98,29 @@ def test_teacher_pairs_and_distillation_resume_exactly_after_interruption(teache
     assert "teacher pairs 4/8" in log and "teacher pairs 8/8" in log  # progress inside the pair generation
 
 
+def test_teacher_pairs_of_another_count_keep_the_rows_both_have(teacher, tmp_path):
+    import time
+
+    far = time.time() + 600
+    a = T.teacher_pairs(_mk(tmp_path / "a"), teacher, 8, 0, far, chunk=4)
+    b = _mk(tmp_path / "b")
+    T.teacher_pairs(b, teacher, 4, 0, far, chunk=4)
+    grown = T.teacher_pairs(b, teacher, 8, 0, far, chunk=4)  # a larger pool keeps the first chunk, adds the second
+    c = _mk(tmp_path / "c")
+    T.teacher_pairs(c, teacher, 8, 0, far, chunk=4)
+    shrunk = T.teacher_pairs(c, teacher, 6, 0, far, chunk=4)  # a smaller one keeps what it needs, generates nothing
+    assert json.loads((c / "pairs.json").read_text())["done"] == 2
+    for name in ("noise", "image", "tokens"):
+        assert np.array_equal(a[name], grown[name]) and np.array_equal(a[name][:6], shrunk[name]), name
+    odd = T.teacher_pairs(_mk(tmp_path / "d"), teacher, 6, 0, far, chunk=4)  # a partial last chunk: the same rows
+    assert np.array_equal(a["noise"][:6], odd["noise"]) and np.array_equal(a["tokens"][:6], odd["tokens"])
+
+
+def _mk(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    return folder
+
+
 def test_student_learns_the_teachers_guided_velocity_on_the_training_pairs(teacher, tmp_path):
     """The cached image of a pair is the teacher's guided 8-step sample from that pair's noise; the
     student, one evaluation per image and no unconditional branch, outputs what the guided velocity

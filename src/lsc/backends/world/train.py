@@ -548,32 +548,46 @@ def teacher_pairs(
               "teacher_sampler": {"steps": steps, "guidance": guidance}}
     meta_path = folder / "pairs.json"
     done = 0
+    old_pairs = None
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
-        if {k: old.get(k) for k in record} != record:
-            raise ConfigError(f"{folder} holds teacher pairs of another teacher, seed or count; distil into a new --out folder")
-        done = old["done"]
+        same = {k: v for k, v in record.items() if k != "pairs"}
+        if {k: old.get(k) for k in same} != same:
+            raise ConfigError(f"{folder} holds teacher pairs of another teacher, seed or chunk size; distil into a new --out folder")
+        done, old_pairs = old["done"], old["pairs"]
     size = scenes.IMAGE_SIZE
     max_len = teacher.text.cfg.max_len
+    shapes = {"noise": (np.float32, (3, size, size)), "image": (np.float32, (3, size, size)), "tokens": (np.int32, (max_len,))}
+    n_chunks = math.ceil(n_pairs / chunk)
+    if old_pairs is not None and old_pairs != n_pairs:
+        # Another pair count: a pair depends on (seed, chunk, row) only, so the rows both counts have are kept.
+        keep = min(done * chunk, old_pairs, n_pairs)
+        for name, (dtype, shape) in shapes.items():
+            old_arr = np.load(folder / f"pairs_{name}.npy", mmap_mode="r")
+            new_arr = np.lib.format.open_memmap(folder / f"pairs_{name}.tmp.npy", "w+", dtype, (n_pairs, *shape))
+            new_arr[:keep] = old_arr[:keep]
+            new_arr.flush()
+            del old_arr, new_arr
+            (folder / f"pairs_{name}.tmp.npy").replace(folder / f"pairs_{name}.npy")
+        done = n_chunks if keep >= n_pairs else keep // chunk
+        meta_path.write_text(json.dumps({**record, "done": done}))
     mode = "r+" if meta_path.exists() else "w+"
-    arrays = {
-        "noise": np.lib.format.open_memmap(folder / "pairs_noise.npy", mode, np.float32, (n_pairs, 3, size, size)),
-        "image": np.lib.format.open_memmap(folder / "pairs_image.npy", mode, np.float32, (n_pairs, 3, size, size)),
-        "tokens": np.lib.format.open_memmap(folder / "pairs_tokens.npy", mode, np.int32, (n_pairs, max_len)),
-    }
+    arrays = {name: np.lib.format.open_memmap(folder / f"pairs_{name}.npy", mode, dtype, (n_pairs, *shape))
+              for name, (dtype, shape) in shapes.items()}
     if mode == "w+":
         meta_path.write_text(json.dumps({**record, "done": 0}))
-    n_chunks = math.ceil(n_pairs / chunk)
     start = time.time()
     while done < n_chunks:
         if time.time() >= deadline:
             return None
         lo, hi = done * chunk, min(n_pairs, (done + 1) * chunk)
         rng = np.random.default_rng([seed + TRAIN_SEED_OFFSET, _PART_ID["flow_fast"], 0, done])
-        prompts = [training_prompt(scenes.sample_scene(rng, FINETUNE_COUNT_P), rng)[0] for _ in range(hi - lo)]
+        # A whole chunk's prompts and noise are drawn even when the last chunk keeps fewer rows, so row r
+        # of chunk k is the same pair whatever the pair count.
+        prompts = [training_prompt(scenes.sample_scene(rng, FINETUNE_COUNT_P), rng)[0] for _ in range(chunk)][: hi - lo]
         tokens = teacher.bob_vocab.tokens(prompts, max_len)
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        noise = torch.randn((hi - lo, 3, size, size), generator=gen)
+        noise = torch.randn((chunk, 3, size, size), generator=gen)[: hi - lo].contiguous()
         images = []
         with torch.inference_mode():
             empty = torch.zeros(1, tokens.shape[1], dtype=torch.long)
@@ -624,8 +638,9 @@ def train_flow_fast(
     state_path = folder / "state.json"
     if state_path.exists():
         old = json.loads(state_path.read_text())
-        if old.get("teacher", {}).get("bob_unet_sha256") != record["bob_unet_sha256"] or old.get("sampler_steps") != sampler_steps:
-            raise ConfigError(f"{folder} distils another teacher or step count; use a new --out folder")
+        if (old.get("teacher", {}).get("bob_unet_sha256") != record["bob_unet_sha256"] or old.get("sampler_steps") != sampler_steps
+                or old.get("pairs") != pairs):
+            raise ConfigError(f"{folder} distils another teacher, step count or pair count; use a new --out folder")
     start = time.time()
     logfile = (folder / "train.log").open("a")
     try:
