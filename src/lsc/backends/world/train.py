@@ -166,10 +166,13 @@ def _train_loop(
     lr_decay: tuple[int, int, float] | None = None,
     warmup: int = 300,
     extra_state: dict | None = None,
+    ema_warmup: bool = False,
 ) -> dict:
     """Generic loop: resumes from the part's folder, trains until the time budget or max_steps.
 
-    `extra_state` is recorded in a fresh state.json (what the part was trained from)."""
+    `extra_state` is recorded in a fresh state.json (what the part was trained from). `ema_warmup`: the
+    EMA's decay at step s is min(ema_decay, (1 + s) / (10 + s)), so a short run's EMA is not mostly its
+    initial weights."""
     folder = out_dir / part
     folder.mkdir(parents=True, exist_ok=True)
     opt = torch.optim.AdamW(params, lr=base_lr, weight_decay=0.0)
@@ -191,10 +194,11 @@ def _train_loop(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if ema:
+            decay = min(ema_decay, (1 + step) / (10 + step)) if ema_warmup else ema_decay
             with torch.no_grad():
                 for name, ema_module in ema.items():
                     for pe, p in zip(ema_module.parameters(), modules[name].parameters()):
-                        pe.lerp_(p, 1 - ema_decay)
+                        pe.lerp_(p, 1 - decay)
         step += 1
         for k, v in {"loss": loss.item(), **metrics}.items():
             running[k] = 0.98 * running.get(k, v) + 0.02 * v
@@ -683,7 +687,7 @@ def train_flow_fast(
     return _train_loop(
         "flow_fast", out_dir, max(0.0, minutes - spent), seed, {"unet": student}, list(student.parameters()), loss_fn,
         FLOW_FAST_LR, max_steps, ema={"unet": ema}, ema_decay=FLOW_FAST_EMA, lr_decay=(int(0.4 * max_steps), max_steps, 0.1),
-        warmup=min(100, max_steps), extra_state={"teacher": record, "sampler_steps": sampler_steps, "pairs": pairs},
+        warmup=min(100, max_steps), extra_state={"teacher": record, "sampler_steps": sampler_steps, "pairs": pairs}, ema_warmup=True,
     )
 
 
