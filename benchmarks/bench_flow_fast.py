@@ -5,7 +5,8 @@ guidance folded in, 2 evaluations per image).
 Per receiver: wall time of the transmissions, images generated, U-Net evaluations per image, mean LPIPS
 after the last word and mean area under LPIPS vs words (each against its own images). Between them: the
 wall-time ratio and whether the chosen send orders agree (identical orders, share of equal positions,
-mean Kendall tau between the two orders as rankings of the words). Prints one JSON object. The weights
+mean Kendall tau between the two orders as rankings of the words); with --noise-seed, the same between
+flow and flow with other noise, for reference. Prints one JSON object. The weights
 folder (--weights, default the shipped one) must hold the student (bob_unet_fast.safetensors and
 flow_fast.json). Usage:
     python benchmarks/bench_flow_fast.py --images 10 --threads 1
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--caption-source", choices=["alice", "dataset"], default="alice")
     parser.add_argument("--prompt-order", choices=["send", "caption"], default="caption", help="the world's default: caption")
     parser.add_argument("--max-words", type=int, default=0, help="truncate captions to this many words (0 = all)")
+    parser.add_argument("--noise-seed", type=int, default=None,
+                        help="also run flow with this generation seed: how far send orders move with Bob's noise alone (a reference for the agreement)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.images < 1 or args.threads < 1:
@@ -72,14 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_words:
         captions = [" ".join(c.split()[: args.max_words]) for c in captions]
 
-    stats = {name: {"seconds": 0.0, "images": 0, "evaluations": 0, "final_lpips": [], "area": []} for name in backends}
-    orders: dict[str, list[list[int]]] = {name: [] for name in backends}
+    runs = {name: (backend, args.seed) for name, backend in backends.items()}
+    if args.noise_seed is not None:
+        runs["flow_other_noise"] = (backends["flow"], args.noise_seed)
+    stats = {name: {"seconds": 0.0, "images": 0, "evaluations": 0, "final_lpips": [], "area": []} for name in runs}
+    orders: dict[str, list[list[int]]] = {name: [] for name in runs}
     for sample, caption in zip(samples, captions):
-        for name, backend in backends.items():
+        for name, (backend, seed) in runs.items():
             settings = LoopSettings(prompt_order=args.prompt_order, threshold=backend.default_threshold)
             before = backend.generator.evaluations
             t0 = time.perf_counter()
-            ctx = ImageContext(backend, sample.image_id, sample.image, caption, seed=args.seed)
+            ctx = ImageContext(backend, sample.image_id, sample.image, caption, seed=seed)
             result = transmit(ctx, get_scheme("lowest_lpips"), settings)
             st = stats[name]
             st["seconds"] += time.perf_counter() - t0
@@ -103,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             "unet_evaluations_per_image": round(st["evaluations"] / max(1, st["images"]), 3),
             "mean_final_lpips": round(sum(st["final_lpips"]) / len(st["final_lpips"]), 4),
             "mean_lpips_over_words": round(sum(st["area"]) / len(st["area"]), 4),
-            "threshold": backends[name].default_threshold,
+            "threshold": runs[name][0].default_threshold,
         }
     pairs = list(zip(orders["flow"], orders["flow_fast"]))
     figures = {
@@ -118,6 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         "position_agreement": round(sum(sum(x == y for x, y in zip(a, b)) for a, b in pairs) / max(1, words), 4),
         "mean_kendall_tau": round(sum(kendall_tau(a, b) for a, b in pairs) / len(pairs), 4),
     }
+    if args.noise_seed is not None:
+        ref = list(zip(orders["flow"], orders["flow_other_noise"]))
+        figures["flow_vs_flow_other_noise"] = {
+            "noise_seed": args.noise_seed,
+            "same_order_scenes": sum(a == b for a, b in ref),
+            "position_agreement": round(sum(sum(x == y for x, y in zip(a, b)) for a, b in ref) / max(1, words), 4),
+            "mean_kendall_tau": round(sum(kendall_tau(a, b) for a, b in ref) / len(ref), 4),
+        }
     text = json.dumps(figures, indent=1)
     print(text)
     if args.json:
