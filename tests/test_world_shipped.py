@@ -85,3 +85,18 @@ def test_alice_attention_orders_are_informative_and_do_not_depend_on_threads(bac
         masses = np.array(plan.info["scores"])
         assert masses.std() > 0.1 * masses.mean()  # maps differ between words, not a normalised constant
         assert plan.order != sorted(plan.order)  # not simply caption order
+
+
+def test_shipped_flow_fast_student_is_nearly_the_teacher_at_an_eighth_of_the_evaluations(result):
+    """The shipped flow_fast receiver (docs/world_backend.md): distilled from these very weights (its
+    text-encoder hash matches), 2 U-Net evaluations per image instead of 16, and on the same 40 held-out
+    scenes within a few points of the 8-step sampler (on 200 scenes: see flow_fast.json's eval)."""
+    fast = load_world_backend(None, receiver="flow_fast")
+    meta = json.loads((PACKAGED_WEIGHTS / "flow_fast.json").read_text())
+    assert fast.default_threshold == meta["threshold"] and fast.generator.steps == meta["sampler"]["steps"] == 2
+    classifier = load_models(str(PACKAGED_WEIGHTS.resolve())).classifier
+    r = evaluate_world(fast, classifier, n_scenes=40, seed=2024, n_curve=8, threshold=fast.default_threshold)
+    assert r["unet_evaluations_per_image"] == 2.0 and result["unet_evaluations_per_image"] == 16.0
+    assert r["generator_exact"] >= result["generator_exact"] - 0.05, (r["generator_exact"], result["generator_exact"])
+    assert r["bob_phrase_reorder"]["all_right"] >= 0.80 and r["bob_phrase_reorder"]["fewer_objects_invented"] <= 0.2
+    assert meta["eval"]["generator_exact"] >= 0.9

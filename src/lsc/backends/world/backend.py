@@ -40,6 +40,10 @@ PACKAGED_WEIGHTS = Path(__file__).parent / "weights"
 DEFAULT_SAMPLER_STEPS = 8
 DEFAULT_GUIDANCE = 3.0
 CHUNK = 16  # prompts per sampler pass
+RECEIVERS = ("flow", "flow_fast")
+FAST_UNET_FILE = "bob_unet_fast.safetensors"  # the flow_fast student, beside the teacher's weights
+FAST_META_FILE = "flow_fast.json"  # its sampler steps, threshold, training and teacher record
+DEFAULT_FAST_STEPS = 2
 
 
 def _to_unit(images: torch.Tensor) -> np.ndarray:
@@ -81,6 +85,38 @@ class WorldModels:
         if (weights_dir / "perceptual.safetensors").exists():
             lin = load(LinearWeights(self.classifier.cfg.channels), "perceptual.safetensors")
             self.channel_weights = [w.detach() for w in lin.weights()]
+        self.weights_dir = weights_dir
+        self._fast: tuple[nets.FlowUNet, dict[str, Any]] | None = None
+
+    def flow_fast(self) -> tuple[nets.FlowUNet, dict[str, Any]]:
+        """The `flow_fast` receiver: the distilled student U-Net (guidance folded in) and its
+        flow_fast.json (sampler steps, threshold), loaded on first use. Missing files, or a student
+        distilled against another text encoder than this folder's, are a one-line ConfigError."""
+        if self._fast is None:
+            folder = self.weights_dir
+            if not (folder / FAST_UNET_FILE).exists() or not (folder / FAST_META_FILE).exists():
+                raise ConfigError(
+                    f"backend_options.receiver=flow_fast: no {FAST_UNET_FILE} and {FAST_META_FILE} in {folder}; "
+                    f"distil them with `lsc world train --out DIR --part flow_fast --init-generator {folder}`"
+                )
+            meta = json.loads((folder / FAST_META_FILE).read_text())
+            expected = meta.get("teacher", {}).get("bob_text_sha256")
+            if expected and expected != file_sha256(folder / "bob_text.safetensors"):
+                raise ConfigError(
+                    f"backend_options.receiver=flow_fast: {FAST_UNET_FILE} in {folder} was distilled with another text "
+                    "encoder than this folder's bob_text.safetensors; distil it again from these weights"
+                )
+            state = {k: v.float() for k, v in load_file(str(folder / FAST_UNET_FILE)).items()}
+            student = nets.FlowUNet(nets.UNetConfig())
+            student.load_state_dict(state)
+            self._fast = (student.eval().requires_grad_(False).to(memory_format=torch.channels_last), meta)
+        return self._fast
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @lru_cache(maxsize=4)
@@ -105,14 +141,54 @@ def _encode(vocab: nets.WordVocab, prompts: Sequence[Sequence[str]], max_len: in
     return vocab.tokens([[normalise_word(w) for w in words] for words in prompts], max_len)
 
 
-class WorldGenerator:
-    """Bob: text encoder + flow-matching U-Net, Euler sampler with classifier-free guidance."""
+def euler_sample(
+    unet: nets.FlowUNet, x: torch.Tensor, text: torch.Tensor, padding: torch.Tensor, steps: int,
+    guidance: float | None, uncond: tuple[torch.Tensor, torch.Tensor] | None = None,
+    on_step: Any = None,
+) -> torch.Tensor:
+    """Euler steps of the rectified flow from t=1 (noise `x`) to t=0 (the image).
 
-    def __init__(self, models: WorldModels, sampler_steps: int, guidance: float):
+    With `guidance`, classifier-free guidance: each step evaluates the U-Net on the prompts and on
+    `uncond` (the empty prompt's features and padding, one row per image), 2 evaluations per image
+    per step. With guidance None (a student that predicts the guided velocity itself), one.
+    `on_step(i)` runs after each step's U-Net call (the cross-attention maps are then fresh).
+    """
+    b = x.shape[0]
+    if guidance is not None:
+        assert uncond is not None
+        text, padding = torch.cat([text, uncond[0]]), torch.cat([padding, uncond[1]])
+    ts = torch.linspace(1.0, 0.0, steps + 1)
+    for i in range(steps):
+        if guidance is None:
+            v = unet(x, ts[i].expand(b), text, padding)
+        else:
+            v = unet(torch.cat([x, x]), ts[i].expand(2 * b), text, padding)
+            v_c, v_u = v[:b], v[b:]
+            v = v_u + guidance * (v_c - v_u)
+        x = x + (ts[i + 1] - ts[i]) * v
+        if on_step is not None:
+            on_step(i)
+    return x
+
+
+class WorldGenerator:
+    """Bob: text encoder + flow-matching U-Net, Euler sampler with classifier-free guidance.
+
+    `receiver="flow_fast"` samples with the distilled student instead: guidance folded into its
+    velocity, one U-Net evaluation per image per step and (by default) 2 steps, against the
+    teacher's 2 x 8. `evaluations` counts U-Net evaluations per image row (benchmarks, tests).
+    """
+
+    def __init__(self, models: WorldModels, sampler_steps: int, guidance: float | None, receiver: str = "flow"):
+        if receiver not in RECEIVERS:
+            raise ConfigError(f"backend_options.receiver must be one of {', '.join(RECEIVERS)}, not {receiver!r}")
         self.m = models
         self.steps = sampler_steps
-        self.guidance = guidance
+        self.receiver = receiver
+        self.unet = models.unet if receiver == "flow" else models.flow_fast()[0]
+        self.guidance = guidance if receiver == "flow" else None
         self.calls = 0  # batched generate() calls, for benchmarks
+        self.evaluations = 0  # U-Net evaluations, one per image row per call
 
     @torch.inference_mode()
     def _sample(self, prompts: Sequence[str], seed: int, capture: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -122,28 +198,24 @@ class WorldGenerator:
         empty[0, 0] = 2
         feats, padding = self.m.text(torch.cat([tokens, empty]))
         cond, cond_pad = feats[:b], padding[:b]
-        uncond, uncond_pad = feats[b:].expand(b, -1, -1), padding[b:].expand(b, -1)
-        text = torch.cat([cond, uncond])
-        pad = torch.cat([cond_pad, uncond_pad])
+        uncond = (feats[b:].expand(b, -1, -1), padding[b:].expand(b, -1))
         gen = torch.Generator().manual_seed(int(seed))
         x = torch.randn((1, 3, scenes.IMAGE_SIZE, scenes.IMAGE_SIZE), generator=gen).expand(b, -1, -1, -1).clone()
         maps: list[torch.Tensor] = []
-        modules = self.m.unet.cross_attention_modules()
+        modules = self.unet.cross_attention_modules()
         for m in modules:
             m.capture = capture
+
+        def keep_maps(i: int) -> None:
+            if capture:
+                maps.extend(m.last_weights[:b] for m in modules)  # (b, heads, HW, L)
+
         try:
-            ts = torch.linspace(1.0, 0.0, self.steps + 1)
-            for i in range(self.steps):
-                t = ts[i].expand(2 * b)
-                v = self.m.unet(torch.cat([x, x]), t, text, pad)
-                v_c, v_u = v[:b], v[b:]
-                v = v_u + self.guidance * (v_c - v_u)
-                x = x + (ts[i + 1] - ts[i]) * v
-                if capture:
-                    maps.extend(m.last_weights[:b] for m in modules)  # (b, heads, HW, L)
+            x = euler_sample(self.unet, x, cond, cond_pad, self.steps, self.guidance, uncond, keep_maps)
         finally:
             for m in modules:
                 m.capture = False
+        self.evaluations += self.steps * b * (1 if self.guidance is None else 2)
         return x, maps
 
     def generate(self, prompts: Sequence[str], seed: int) -> np.ndarray:
@@ -160,7 +232,10 @@ class WorldGenerator:
         (lowest_lpips' `proxy_steps`). The view counts its own `calls`; the models are shared, not copied."""
         if int(steps) != steps or int(steps) < 1:
             raise ConfigError(f"sampler steps must be an integer >= 1, not {steps}")
-        return WorldGenerator(self.m, int(steps), self.guidance)
+        view = WorldGenerator.__new__(WorldGenerator)
+        view.__dict__.update(self.__dict__)
+        view.steps, view.calls, view.evaluations = int(steps), 0, 0
+        return view
 
     def cross_attention(self, words: Sequence[str], seed: int) -> np.ndarray:
         """DAAM-style heat maps: cross-attention per word, summed over layers, heads and steps."""
@@ -291,21 +366,37 @@ def load_world_backend(
     sampler_steps: int | None = None,
     guidance: float | None = None,
     threads: int | None = None,
+    receiver: str = "flow",
 ) -> Backend:
-    """The world backend from shipped weights (or a `weights` folder written by `lsc world train`)."""
+    """The world backend from shipped weights (or a `weights` folder written by `lsc world train`).
+
+    `receiver` picks Bob's generator: `flow` (the 8-step guided sampler) or `flow_fast` (its distilled
+    student, bob_unet_fast.safetensors with flow_fast.json in the same folder: its own steps and
+    threshold; guidance is folded into it)."""
     weights_dir = Path(weights) if weights else Path(os.environ.get("LSC_WORLD_WEIGHTS", PACKAGED_WEIGHTS))
+    if receiver not in RECEIVERS:
+        raise ConfigError(f"backend_options.receiver must be one of {', '.join(RECEIVERS)}, not {receiver!r}")
     if threads:
         torch.set_num_threads(int(threads))
     models = load_models(str(weights_dir.resolve()))
-    sampler = models.meta.get("sampler", {})
-    steps = int(sampler_steps or sampler.get("steps", DEFAULT_SAMPLER_STEPS))
-    scale = float(guidance if guidance is not None else sampler.get("guidance", DEFAULT_GUIDANCE))
+    if receiver == "flow_fast":
+        if guidance is not None:
+            raise ConfigError("backend_options.guidance does not apply to receiver flow_fast (its guidance is folded into the student)")
+        fast_meta = models.flow_fast()[1]
+        steps = int(sampler_steps or fast_meta.get("sampler", {}).get("steps", DEFAULT_FAST_STEPS))
+        scale: float | None = None
+        threshold = float(fast_meta.get("threshold", models.meta.get("threshold", 0.5)))
+    else:
+        sampler = models.meta.get("sampler", {})
+        steps = int(sampler_steps or sampler.get("steps", DEFAULT_SAMPLER_STEPS))
+        scale = float(guidance if guidance is not None else sampler.get("guidance", DEFAULT_GUIDANCE))
+        threshold = float(models.meta.get("threshold", 0.5))
     if steps < 1:
         raise ConfigError(f"backend_options.sampler_steps must be at least 1, got {steps}")
     return Backend(
         name="world",
         captioner=WorldCaptioner(models),
-        generator=WorldGenerator(models, steps, scale),
+        generator=WorldGenerator(models, steps, scale, receiver),
         perceptual=WorldPerceptual(models.classifier, models.channel_weights),
         bob_text_encoder=WorldTextEncoder(models),
         alice_text_encoder=AliceTextEncoder(models),
@@ -314,7 +405,7 @@ def load_world_backend(
         ),
         bob_vocabulary=frozenset(models.bob_vocab.itos[4:]),  # the words these weights learnt
         skd_examples=scenes.skd_example_pairs(),
-        default_threshold=float(models.meta.get("threshold", 0.5)),
+        default_threshold=threshold,
         default_prompt_order="caption",  # each word carries its caption position (see protocol.loop.position_bits)
         image_size=scenes.IMAGE_SIZE,
     )

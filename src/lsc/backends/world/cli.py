@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from lsc.backends.world import STEP_CAPS
+from lsc.backends.world import FLOW_FAST_STEP_CAP, STEP_CAPS
 from lsc.errors import ConfigError
 
 world_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The embedded scene world: train, eval, sample.")
@@ -20,8 +20,9 @@ def train_cmd(
     out: Path = typer.Option(..., "--out", help="Training folder (checkpoints, logs); weights go to OUT/weights."),
     minutes: float = typer.Option(120.0, "--minutes", help="Time budget for this call, split over the parts."),
     parts: Optional[list[str]] = typer.Option(
-        None, "--part", help="classifier, perceptual, captioner, generator (repeatable; default these four); or policy alone "
-        "(Alice's ordering policy for scheme `learned`: lowest_lpips traces with the --base-weights generator, then training)."
+        None, "--part", help="classifier, perceptual, captioner, generator (repeatable; default these four); or, in a call of its "
+        "own, flow_fast (distil the --init-generator weights into the 2-step flow_fast receiver) or policy (Alice's ordering "
+        "policy for scheme `learned`: lowest_lpips traces with the --base-weights generator, then training)."
     ),
     seed: int = typer.Option(0, "--seed"),
     generator_steps: int = typer.Option(STEP_CAPS["generator"], "--generator-steps", help="Step cap of Bob's generator (batch 32)."),
@@ -31,6 +32,9 @@ def train_cmd(
     policy_steps: int = typer.Option(STEP_CAPS["policy"], "--policy-steps", help="Step cap of the ordering policy (batch 64 step states)."),
     policy_scenes: int = typer.Option(300, "--policy-scenes", help="World scenes traced with lowest_lpips for the policy (about 8 s each on one thread)."),
     policy_seed: int = typer.Option(7777, "--policy-seed", help="Scene seed of the policy's traces (keep it apart from every study's images.seed)."),
+    flow_fast_steps: int = typer.Option(FLOW_FAST_STEP_CAP, "--flow-fast-steps", help="Step cap of the flow_fast distillation (batch 32)."),
+    flow_fast_pairs: int = typer.Option(6144, "--flow-fast-pairs", help="(noise, teacher image) pairs the flow_fast student learns from."),
+    flow_fast_sampler_steps: int = typer.Option(2, "--flow-fast-sampler-steps", help="Euler steps of the flow_fast student."),
     export: bool = typer.Option(True, "--export/--no-export", help="Write OUT/weights and calibrate the threshold when all parts exist."),
     eval_scenes: int = typer.Option(200, "--eval-scenes", help="Held-out scenes for the evaluation that calibrates the threshold."),
     init_generator: Optional[Path] = typer.Option(
@@ -58,12 +62,18 @@ def train_cmd(
         raise ConfigError(f"unknown part {unknown[0]!r}; choose from {', '.join(T.ALL_PARTS)}")
     if T.POLICY in chosen and len(chosen) > 1:
         raise ConfigError("train the policy in a call of its own (--part policy), with --base-weights at finished weights")
+    if "flow_fast" in chosen and len(chosen) > 1:
+        raise ConfigError("--part flow_fast trains alone: it distils a finished weights folder (--init-generator WEIGHTS)")
+    if "flow_fast" in chosen and init_generator is None and base_weights is None:
+        raise ConfigError("--part flow_fast needs its teacher: --init-generator WEIGHTS (a weights folder, e.g. the shipped one)")
     if policy_scenes < 2:
         raise ConfigError(f"--policy-scenes must be at least 2, got {policy_scenes}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_flush_denormal(True)
     caps = {"generator": generator_steps, "captioner": captioner_steps, "classifier": classifier_steps, "perceptual": perceptual_steps,
-            "policy": policy_steps}
+            "policy": policy_steps, "flow_fast": flow_fast_steps}
+    if flow_fast_pairs < 1 or flow_fast_sampler_steps < 1:
+        raise ConfigError("--flow-fast-pairs and --flow-fast-sampler-steps must be at least 1")
     if min(caps.values()) < 1:
         raise ConfigError("step caps must be at least 1")
     base_weights = base_weights or init_generator or init_captioner
@@ -75,7 +85,8 @@ def train_cmd(
             raise ConfigError(f"--threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
     states = T.train(out, minutes, chosen, seed, caps, init_generator=init_generator, init_captioner=init_captioner,
-                     base_weights=base_weights, policy_options={"trace_scenes": policy_scenes, "trace_seed": policy_seed})
+                     base_weights=base_weights, policy_options={"trace_scenes": policy_scenes, "trace_seed": policy_seed},
+                     flow_fast={"pairs": flow_fast_pairs, "sampler_steps": flow_fast_sampler_steps})
     typer.echo(json.dumps({p: {"step": s["step"], "elapsed_s": round(s["elapsed_s"]), **({"traces": s["traces"]} if "traces" in s else {})}
                            for p, s in states.items()}))
     if T.POLICY in chosen:
@@ -87,6 +98,14 @@ def train_cmd(
             from lsc.backends.world.policy import export_policy
 
             typer.echo(str(export_policy(out, out / "weights" / "policy.safetensors")))
+        return
+    if chosen == ("flow_fast",):
+        # The student ships beside its teacher's files (copied as they are); world.json is not rewritten.
+        if export and states["flow_fast"]["step"] >= 1:
+            from lsc.backends.world.release import export_flow_fast
+
+            result = export_flow_fast(out, out / "weights", base_weights, n_scenes=eval_scenes)
+            typer.echo(json.dumps(result, indent=1))
         return
     # A generator fine-tune exports with the other parts taken from the weights it started from.
     base = base_weights
@@ -103,17 +122,21 @@ def eval_cmd(
     scenes_n: int = typer.Option(200, "--scenes", help="Held-out scenes to evaluate."),
     seed: int = typer.Option(2024, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    receiver: str = typer.Option("flow", "--receiver", help="Bob's generator: flow (8 guided steps) or flow_fast (the distilled student)."),
 ) -> None:
-    """Measure captioner and generator fidelity and the perceptual curve on held-out scenes."""
+    """Measure captioner and generator fidelity and the perceptual curve on held-out scenes.
+
+    Success rates use the receiver's own threshold (world.json's, or flow_fast.json's for flow_fast);
+    the threshold this evaluation derives is reported beside it."""
     from lsc.backends.world.backend import load_models, load_world_backend, PACKAGED_WEIGHTS
     from lsc.backends.world.evaluate import evaluate_world
 
     if scenes_n < 1:
         raise ConfigError(f"--scenes must be at least 1, got {scenes_n}")
-    backend = load_world_backend(str(weights) if weights else None)
+    backend = load_world_backend(str(weights) if weights else None, receiver=receiver)
     classifier = load_models(str((weights or PACKAGED_WEIGHTS).resolve())).classifier
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    result = evaluate_world(backend, classifier, n_scenes=scenes_n, seed=seed, progress=True)
+    result = evaluate_world(backend, classifier, n_scenes=scenes_n, seed=seed, threshold=backend.default_threshold, progress=True)
     typer.echo(json.dumps(result, indent=None if as_json else 1))
 
 
@@ -123,6 +146,7 @@ def sample_cmd(
     out: Path = typer.Option(Path("sample.png"), "--out"),
     seed: int = typer.Option(0, "--seed"),
     weights: Optional[Path] = typer.Option(None, "--weights"),
+    receiver: str = typer.Option("flow", "--receiver", help="Bob's generator: flow or flow_fast."),
 ) -> None:
     """Generate Bob's image for a prompt and save it as PNG (scaled up 8x for viewing)."""
     import numpy as np
@@ -130,7 +154,7 @@ def sample_cmd(
 
     from lsc.backends.world.backend import load_world_backend
 
-    image = load_world_backend(str(weights) if weights else None).generator.generate([prompt], seed)[0]
+    image = load_world_backend(str(weights) if weights else None, receiver=receiver).generator.generate([prompt], seed)[0]
     Image.fromarray((image * 255).round().astype(np.uint8)).resize((256, 256), Image.NEAREST).save(out)
     typer.echo(str(out))
 

@@ -194,6 +194,18 @@ def evaluate_world(
     Success rates use `threshold` (the backend's own when the CLI evaluates shipped weights); None
     uses the threshold this evaluation derives (when weights are exported)."""
     say = log.info if progress else log.debug
+    import time
+
+    clock = {"s": 0.0, "images": 0}
+    evaluations_before = getattr(backend.generator, "evaluations", None)
+
+    def generate(prompts: list[str], image_seed: int) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = backend.generator.generate(prompts, image_seed)
+        clock["s"] += time.perf_counter() - t0
+        clock["images"] += len(prompts)
+        return out
+
     samples = [scenes.world_scene(i, seed) for i in range(n_scenes)]
     images = np.stack([scenes.render(s) for s in samples])
     truths = [s.attributes() for s in samples]
@@ -217,7 +229,7 @@ def evaluate_world(
         ref = backend.perceptual.reference(images[i])
         for style, (words, roles) in (("alice", scenes.alice_caption_roles(scene)), ("bob", scenes.bob_caption_roles(scene))):
             prompts = [" ".join(words[:k]) for k in range(len(words) + 1)]
-            imgs = backend.generator.generate(prompts, seed + i)
+            imgs = generate(prompts, seed + i)
             d = backend.perceptual.distances(ref, imgs)
             for k, seen in enumerate(read_attributes(classifier, imgs)):
                 v = judge(scene, statement(scene, words, roles, range(k)), seen)
@@ -246,7 +258,7 @@ def evaluate_world(
         fewer = _fewer_objects(scene, rng) if len(scene.objects) > 1 else None
         if fewer:
             prompts.append(fewer[0])
-        imgs = backend.generator.generate(prompts, seed + i)
+        imgs = generate(prompts, seed + i)
         d = backend.perceptual.distances(backend.perceptual.reference(images[i]), imgs)
         seen = read_attributes(classifier, imgs)
         rows["bob"].append((float(d[0]), seen[0]))
@@ -278,8 +290,14 @@ def evaluate_world(
     def mean_lpips(key: str) -> float:
         return round(float(np.mean([d for d, _ in rows[key]])), 4)
 
+    evaluations = getattr(backend.generator, "evaluations", None)
+    images_made = max(1, clock["images"])
     return {
         "scenes": n_scenes,
+        "receiver": getattr(backend.generator, "receiver", None),
+        "unet_evaluations_per_image": None if evaluations is None or evaluations_before is None
+        else round((evaluations - evaluations_before) / images_made, 3),
+        "generator_s_per_image": round(clock["s"] / images_made, 5),
         "alice_caption_words": {
             "mean": round(float(lengths.mean()), 3),
             "p95": float(np.percentile(lengths, 95)),

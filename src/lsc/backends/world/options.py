@@ -3,6 +3,8 @@ checked against them without importing torch."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -15,3 +17,5 @@ class WorldBackendOptions(BaseModel):
     sampler_steps: int | None = Field(None, ge=1)
     guidance: float | None = None
     threads: int | None = Field(None, ge=1)
+    # Bob's generator: the 8-step guided flow sampler, or its distilled 2-step student (flow_fast)
+    receiver: Literal["flow", "flow_fast"] = "flow"

@@ -31,6 +31,45 @@ def export_and_calibrate(
     return result
 
 
+def export_flow_fast(train_dir: Path, weights_dir: Path, teacher_dir: Path, n_scenes: int = 200) -> dict[str, Any]:
+    """Ship the flow_fast student beside its teacher: bob_unet_fast.safetensors (the EMA student, fp16)
+    and flow_fast.json (its sampler steps, training and teacher record, and its own threshold, derived
+    by the held-out evaluation run with receiver flow_fast).
+
+    The teacher's files are copied into `weights_dir` byte for byte when it is another folder, so the
+    folder is a complete weights folder for either receiver; world.json is never rewritten."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from lsc.backends.world.backend import FAST_META_FILE, FAST_UNET_FILE, load_models, load_world_backend
+    from lsc.backends.world.evaluate import evaluate_world
+
+    teacher_dir, weights_dir = Path(teacher_dir), Path(weights_dir)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    if teacher_dir.resolve() != weights_dir.resolve():
+        for f in sorted(teacher_dir.iterdir()):
+            if f.is_file() and f.name not in (FAST_UNET_FILE, FAST_META_FILE) and (f.suffix == ".safetensors" or f.name == "world.json"):
+                shutil.copyfile(f, weights_dir / f.name)
+    folder = Path(train_dir) / "flow_fast"
+    state = json.loads((folder / "state.json").read_text())
+    tensors = load_file(str(folder / "checkpoint.safetensors"))
+    prefix = "ema_unet."
+    save_file({k[len(prefix):]: v.half().contiguous() for k, v in tensors.items() if k.startswith(prefix)}, str(weights_dir / FAST_UNET_FILE))
+    teacher = state.pop("teacher")
+    state.pop("metrics", None)
+    meta = {"sampler": {"steps": state.pop("sampler_steps")}, "threshold": 0.5, "teacher": teacher, "training": state}
+    (weights_dir / FAST_META_FILE).write_text(json.dumps(meta, indent=1))
+    load_models.cache_clear()
+    backend = load_world_backend(str(weights_dir), receiver="flow_fast")
+    result = evaluate_world(backend, load_models(str(weights_dir.resolve())).classifier, n_scenes=n_scenes, threshold=None, progress=True)
+    meta["threshold"] = result["derived_threshold"]
+    meta["eval"] = result
+    (weights_dir / FAST_META_FILE).write_text(json.dumps(meta, indent=1))
+    load_models.cache_clear()
+    return result
+
+
 def write_random_weights(weights_dir: Path, seed: int = 0, sampler_steps: int = 2) -> Path:
     """Untrained weights in the shipped format: fast tests of loading and plumbing, not of quality."""
     import torch

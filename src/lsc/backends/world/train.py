@@ -24,15 +24,19 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from lsc.backends.world import STEP_CAPS, nets, scenes
+from lsc.backends.world import FLOW_FAST_STEP_CAP, STEP_CAPS, nets, scenes
 from lsc.errors import ConfigError
 
 log = logging.getLogger("lsc.world.train")
 
 PARTS = ("classifier", "perceptual", "captioner", "generator")  # the world's models (a default `lsc world train`)
 POLICY = "policy"  # Alice's ordering policy (scheme `learned`): trained only when asked, in a call of its own
-ALL_PARTS = PARTS + (POLICY,)
-_PART_ID = {"classifier": 1, "captioner": 2, "generator": 3, "perceptual": 4, "policy": 5}
+# Parts trained only when asked for, each in a call of its own: they need a finished weights folder
+# (flow_fast distils its generator; the policy traces lowest_lpips with it).
+EXTRA_PARTS = ("flow_fast", POLICY)
+ALL_PARTS = PARTS + EXTRA_PARTS
+# Data-stream ids; flow_fast and policy were trained apart with 5 each, kept so both stay reproducible.
+_PART_ID = {"classifier": 1, "captioner": 2, "generator": 3, "perceptual": 4, "policy": 5, "flow_fast": 5}
 TRAIN_SEED_OFFSET = 10**6  # training scenes never share an RNG stream with study scenes
 
 BOB_VOCAB = nets.WordVocab(scenes.BOB_WORDS)
@@ -165,13 +169,19 @@ def _train_loop(
     checkpoint_every_s: float = 120.0,
     lr_decay: tuple[int, int, float] | None = None,
     warmup: int = 300,
+    extra_state: dict | None = None,
+    ema_warmup: bool = False,
 ) -> dict:
-    """Generic loop: resumes from the part's folder, trains until the time budget or max_steps."""
+    """Generic loop: resumes from the part's folder, trains until the time budget or max_steps.
+
+    `extra_state` is recorded in a fresh state.json (what the part was trained from). `ema_warmup`: the
+    EMA's decay at step s is min(ema_decay, (1 + s) / (10 + s)), so a short run's EMA is not mostly its
+    initial weights."""
     folder = out_dir / part
     folder.mkdir(parents=True, exist_ok=True)
     opt = torch.optim.AdamW(params, lr=base_lr, weight_decay=0.0)
     all_modules = {**modules, **{f"ema_{k}": v for k, v in (ema or {}).items()}}
-    state = _load_checkpoint(folder, all_modules, opt) or {"step": 0, "elapsed_s": 0.0, "part": part, "seed": seed}
+    state = _load_checkpoint(folder, all_modules, opt) or {"step": 0, "elapsed_s": 0.0, "part": part, "seed": seed, **(extra_state or {})}
     step, elapsed = state["step"], state["elapsed_s"]
     logfile = (folder / "train.log").open("a")
     start = time.time()
@@ -188,10 +198,11 @@ def _train_loop(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if ema:
+            decay = min(ema_decay, (1 + step) / (10 + step)) if ema_warmup else ema_decay
             with torch.no_grad():
                 for name, ema_module in ema.items():
                     for pe, p in zip(ema_module.parameters(), modules[name].parameters()):
-                        pe.lerp_(p, 1 - ema_decay)
+                        pe.lerp_(p, 1 - decay)
         step += 1
         for k, v in {"loss": loss.item(), **metrics}.items():
             running[k] = 0.98 * running.get(k, v) + 0.02 * v
@@ -503,10 +514,192 @@ def train_generator(
     )
 
 
+# ---------------------------------------------------------------------------------- flow_fast
+FLOW_FAST_PAIRS = 6144  # (noise, teacher image) pairs, generated once and cached in the part's folder
+FLOW_FAST_CHUNK = 256  # pairs generated (and saved) at a time: an interrupted run loses at most one chunk
+FLOW_FAST_LR = 1e-4
+FLOW_FAST_ON_GRID = 0.75  # share of training times on the student's own sampler times; the rest uniform
+FLOW_FAST_EMA = 0.998
+
+
+def _teacher_record(teacher_dir: Path) -> dict:
+    from lsc.backends.world.backend import file_sha256
+
+    meta = json.loads((Path(teacher_dir) / "world.json").read_text())
+    return {
+        "bob_text_sha256": file_sha256(Path(teacher_dir) / "bob_text.safetensors"),
+        "bob_unet_sha256": file_sha256(Path(teacher_dir) / "bob_unet.safetensors"),
+        "sampler": meta.get("sampler", {}),
+        "generator_training": meta.get("training", {}).get("generator", {}),
+    }
+
+
+def teacher_pairs(
+    folder: Path, teacher_dir: Path, n_pairs: int, seed: int, deadline: float, chunk: int = FLOW_FAST_CHUNK,
+    logfile=None,
+) -> dict | None:
+    """The (noise, teacher image, prompt) pairs the student learns from, memory-mapped .npy files in
+    `folder`, generated chunk by chunk (resumable; each chunk's data depends on (seed, chunk) only).
+
+    Prompts are drawn as the generator's training prompts are (`training_prompt`: Alice's or Bob's
+    phrasing, partial, reordered, empty, with unknown words) on the fine-tuning scene mix; each pair
+    has its own noise, and its image is the teacher's guided Euler sample from that noise with the
+    teacher's own sampler settings (the `flow` receiver's images). Returns the arrays when every chunk
+    is done, None when `deadline` (time.time()) came first.
+    """
+    from lsc.backends.world.backend import euler_sample, load_models
+
+    teacher = load_models(str(Path(teacher_dir).resolve()))
+    sampler = teacher.meta.get("sampler", {})
+    steps, guidance = int(sampler.get("steps", 8)), float(sampler.get("guidance", 3.0))
+    record = {"pairs": n_pairs, "chunk": chunk, "seed": seed, "teacher_unet_sha256": _teacher_record(teacher_dir)["bob_unet_sha256"],
+              "teacher_sampler": {"steps": steps, "guidance": guidance}}
+    meta_path = folder / "pairs.json"
+    done = 0
+    old_pairs = None
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        same = {k: v for k, v in record.items() if k != "pairs"}
+        if {k: old.get(k) for k in same} != same:
+            raise ConfigError(f"{folder} holds teacher pairs of another teacher, seed or chunk size; distil into a new --out folder")
+        done, old_pairs = old["done"], old["pairs"]
+    size = scenes.IMAGE_SIZE
+    max_len = teacher.text.cfg.max_len
+    shapes = {"noise": (np.float32, (3, size, size)), "image": (np.float32, (3, size, size)), "tokens": (np.int32, (max_len,))}
+    n_chunks = math.ceil(n_pairs / chunk)
+    if old_pairs is not None and old_pairs != n_pairs:
+        # Another pair count: a pair depends on (seed, chunk, row) only, so the rows both counts have are kept.
+        keep = min(done * chunk, old_pairs, n_pairs)
+        for name, (dtype, shape) in shapes.items():
+            old_arr = np.load(folder / f"pairs_{name}.npy", mmap_mode="r")
+            new_arr = np.lib.format.open_memmap(folder / f"pairs_{name}.tmp.npy", "w+", dtype, (n_pairs, *shape))
+            new_arr[:keep] = old_arr[:keep]
+            new_arr.flush()
+            del old_arr, new_arr
+            (folder / f"pairs_{name}.tmp.npy").replace(folder / f"pairs_{name}.npy")
+        done = n_chunks if keep >= n_pairs else keep // chunk
+        meta_path.write_text(json.dumps({**record, "done": done}))
+    mode = "r+" if meta_path.exists() else "w+"
+    arrays = {name: np.lib.format.open_memmap(folder / f"pairs_{name}.npy", mode, dtype, (n_pairs, *shape))
+              for name, (dtype, shape) in shapes.items()}
+    if mode == "w+":
+        meta_path.write_text(json.dumps({**record, "done": 0}))
+    start = time.time()
+    while done < n_chunks:
+        if time.time() >= deadline:
+            return None
+        lo, hi = done * chunk, min(n_pairs, (done + 1) * chunk)
+        rng = np.random.default_rng([seed + TRAIN_SEED_OFFSET, _PART_ID["flow_fast"], 0, done])
+        # A whole chunk's prompts and noise are drawn even when the last chunk keeps fewer rows, so row r
+        # of chunk k is the same pair whatever the pair count.
+        prompts = [training_prompt(scenes.sample_scene(rng, FINETUNE_COUNT_P), rng)[0] for _ in range(chunk)][: hi - lo]
+        tokens = teacher.bob_vocab.tokens(prompts, max_len)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        noise = torch.randn((chunk, 3, size, size), generator=gen)[: hi - lo].contiguous()
+        images = []
+        with torch.inference_mode():
+            empty = torch.zeros(1, tokens.shape[1], dtype=torch.long)
+            empty[0, 0] = nets.BOS_ID
+            u_feats, u_pad = teacher.text(empty)
+            for i in range(0, hi - lo, 16):  # the sampler's own pass size (backend.CHUNK)
+                feats, padding = teacher.text(tokens[i : i + 16])
+                b = len(feats)
+                uncond = (u_feats.expand(b, -1, -1), u_pad.expand(b, -1))
+                images.append(euler_sample(teacher.unet, noise[i : i + b].clone(), feats, padding, steps, guidance, uncond))
+        padded = np.zeros((hi - lo, max_len), np.int32)
+        padded[:, : tokens.shape[1]] = tokens.numpy()
+        arrays["noise"][lo:hi] = noise.numpy()
+        arrays["image"][lo:hi] = torch.cat(images).numpy()
+        arrays["tokens"][lo:hi] = padded
+        for a in arrays.values():
+            a.flush()
+        done += 1
+        meta_path.write_text(json.dumps({**record, "done": done}))
+        msg = f"flow_fast teacher pairs {hi}/{n_pairs} ({time.time() - start:.0f}s this call)"
+        log.info(msg)
+        if logfile is not None:
+            logfile.write(msg + "\n")
+            logfile.flush()
+    return arrays
+
+
+def train_flow_fast(
+    out_dir: Path, minutes: float, teacher_dir: Path, seed: int = 0, batch_size: int = 32, max_steps: int = FLOW_FAST_STEP_CAP,
+    pairs: int = FLOW_FAST_PAIRS, sampler_steps: int = 2, chunk: int = FLOW_FAST_CHUNK,
+) -> dict:
+    """Bob's flow generator distilled to `sampler_steps` Euler steps with guidance folded in (`flow_fast`).
+
+    The student is the teacher's U-Net architecture, initialised from the teacher's U-Net, reading
+    the teacher's frozen text encoder; it predicts the guided velocity itself (no unconditional
+    branch: one evaluation per step). It learns the straight path from each pair's noise to the
+    teacher's guided 8-step image (rectified-flow reflow): at time t it sees (1 - t) image + t noise
+    and regresses noise - image, t mostly on its own sampler's times (1, 1/2 for 2 steps), else
+    uniform. The time budget covers generating the pairs (cached, resumable) and training.
+    """
+    from lsc.backends.world.backend import load_models
+
+    folder = out_dir / "flow_fast"
+    folder.mkdir(parents=True, exist_ok=True)
+    if sampler_steps < 1 or pairs < 1:
+        raise ConfigError("flow_fast needs at least 1 sampler step and 1 teacher pair")
+    record = _teacher_record(teacher_dir)
+    state_path = folder / "state.json"
+    if state_path.exists():
+        old = json.loads(state_path.read_text())
+        if (old.get("teacher", {}).get("bob_unet_sha256") != record["bob_unet_sha256"] or old.get("sampler_steps") != sampler_steps
+                or old.get("pairs") != pairs):
+            raise ConfigError(f"{folder} distils another teacher, step count or pair count; use a new --out folder")
+    start = time.time()
+    logfile = (folder / "train.log").open("a")
+    try:
+        arrays = teacher_pairs(folder, teacher_dir, pairs, seed, start + minutes * 60, chunk, logfile)
+    finally:
+        logfile.close()
+    if arrays is None:  # the budget ended while generating pairs: resume later
+        return json.loads(state_path.read_text()) if state_path.exists() else {"step": 0, "elapsed_s": 0.0, "part": "flow_fast", "seed": seed}
+    teacher = load_models(str(Path(teacher_dir).resolve()))
+    torch.manual_seed(seed + _PART_ID["flow_fast"])
+    student = nets.FlowUNet(nets.UNetConfig())
+    student.load_state_dict(teacher.unet.state_dict())
+    ema = nets.FlowUNet(nets.UNetConfig())
+    ema.load_state_dict(teacher.unet.state_dict())
+    student = student.to(memory_format=torch.channels_last).train()
+    ema = ema.to(memory_format=torch.channels_last).requires_grad_(False)
+    grid = torch.arange(sampler_steps, 0, -1, dtype=torch.float32) / sampler_steps  # 1, ..., 1/steps
+    n = len(arrays["noise"])
+
+    def loss_fn(rng, gen, step):
+        idx = np.sort(rng.choice(n, size=batch_size, replace=False)) if batch_size <= n else rng.integers(0, n, batch_size)
+        noise = torch.from_numpy(np.ascontiguousarray(arrays["noise"][idx]))
+        x0 = torch.from_numpy(np.ascontiguousarray(arrays["image"][idx]))
+        tokens = torch.from_numpy(np.ascontiguousarray(arrays["tokens"][idx])).long()
+        tokens = tokens[:, : max(1, int((tokens != nets.PAD_ID).sum(1).max()))]
+        on_grid = torch.from_numpy(rng.random(batch_size) < FLOW_FAST_ON_GRID)
+        t = torch.where(on_grid, grid[torch.from_numpy(rng.integers(0, sampler_steps, batch_size))],
+                        torch.from_numpy(rng.random(batch_size).astype(np.float32)))
+        with torch.no_grad():
+            feats, padding = teacher.text(tokens)
+        tt = t[:, None, None, None]
+        xt = ((1 - tt) * x0 + tt * noise).contiguous(memory_format=torch.channels_last)
+        v = student(xt, t, feats, padding)
+        loss = F.mse_loss(v, noise - x0)
+        with torch.no_grad():
+            grid_loss = float(F.mse_loss(v[on_grid], (noise - x0)[on_grid])) if bool(on_grid.any()) else 0.0
+        return loss, {"on_grid": grid_loss}
+
+    spent = (time.time() - start) / 60
+    return _train_loop(
+        "flow_fast", out_dir, max(0.0, minutes - spent), seed, {"unet": student}, list(student.parameters()), loss_fn,
+        FLOW_FAST_LR, max_steps, ema={"unet": ema}, ema_decay=FLOW_FAST_EMA, lr_decay=(int(0.4 * max_steps), max_steps, 0.1),
+        warmup=min(100, max_steps), extra_state={"teacher": record, "sampler_steps": sampler_steps, "pairs": pairs}, ema_warmup=True,
+    )
+
+
 def train(
     out_dir: Path, minutes: float, parts: tuple[str, ...] = PARTS, seed: int = 0, max_steps: dict[str, int] | None = None,
     init_generator: Path | None = None, init_captioner: Path | None = None, base_weights: Path | None = None,
     policy_options: dict | None = None,
+    flow_fast: dict | None = None,
 ) -> dict:
     """Train the given parts one after another, splitting the time budget by their needs.
 
@@ -524,11 +717,18 @@ def train(
 
         cap = {**STEP_CAPS, **(max_steps or {})}[POLICY]
         return {POLICY: train_policy(Path(out_dir), minutes, seed, cap, weights=base_weights, **(policy_options or {}))}
-    share = {"classifier": 0.07, "perceptual": 0.01, "captioner": 0.22, "generator": 0.70}
+    share = {"classifier": 0.07, "perceptual": 0.01, "captioner": 0.22, "generator": 0.70, "flow_fast": 1.0}
     total = sum(share[p] for p in parts)
     states = {}
     for part in parts:
         budget = minutes * share[part] / total
+        if part == "flow_fast":
+            teacher = init_generator or base_weights
+            if teacher is None:
+                raise ConfigError("the flow_fast part distils a finished generator: give its weights folder with --init-generator")
+            states[part] = train_flow_fast(Path(out_dir), budget, Path(teacher), seed,
+                                           max_steps=(max_steps or {}).get("flow_fast", FLOW_FAST_STEP_CAP), **(flow_fast or {}))
+            continue
         fn = {"classifier": train_classifier, "perceptual": train_perceptual, "captioner": train_captioner, "generator": train_generator}[part]
         kwargs: dict = {"max_steps": {**STEP_CAPS, **(max_steps or {})}[part]}
         if part == "perceptual" and not (Path(out_dir) / "classifier" / "state.json").exists():
