@@ -250,6 +250,7 @@ def test_every_scheme_runs_on_flow_fast(exported, tmp_path):
     cfg = load_config(overrides=[
         f"backend_options.weights={exported}", "backend_options.receiver=flow_fast", "backend_options.threads=1",
         "images.count=1", "caption_source=dataset", "oracle=false", "metrics=[lpips]",
+        f"schemes=[{','.join(scheme_names())}]",
     ])
     summary = run_study(cfg, tmp_path / "study", progress=False)
     assert summary.failed == 0 and summary.ok == len(scheme_names()), summary.line()
