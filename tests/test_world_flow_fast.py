@@ -256,16 +256,6 @@ def test_every_scheme_runs_on_flow_fast(exported, tmp_path):
     assert summary.failed == 0 and summary.ok == len(scheme_names()), summary.line()
 
 
-def test_flow_fast_step_cap_is_the_cli_and_train_default(lsc_main):
-    import inspect
-
-    from lsc.backends.world import FLOW_FAST_STEP_CAP
-
-    help_text = lsc_main("world", "train", "--help").stdout
-    assert "--flow-fast-steps" in help_text and "flow_fast" in help_text
-    assert inspect.signature(T.train_flow_fast).parameters["max_steps"].default == FLOW_FAST_STEP_CAP
-
-
 def test_a_bad_receiver_in_a_study_config_is_one_line(lsc_main):
     proc = lsc_main("run", "--set", "backend_options.receiver=slow", "--dry-run")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1

@@ -52,7 +52,7 @@ def test_step_caps_are_the_cli_defaults_and_train_defaults() -> None:
 
     help_text = CliRunner().invoke(app, ["world", "train", "--help"], env={"COLUMNS": "200"}).output
     for part, cap in STEP_CAPS.items():
-        assert f"--{part}-steps" in help_text
+        assert f"--{part.replace('_', '-')}-steps" in help_text
         fn = getattr(P if part == "policy" else T, f"train_{part}")  # the policy's loop lives with the policy
         assert inspect.signature(fn).parameters["max_steps"].default == cap
     assert "14000" in help_text and "3360" in help_text

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from lsc.backends.world import FLOW_FAST_STEP_CAP, STEP_CAPS
+from lsc.backends.world import STEP_CAPS
 from lsc.errors import ConfigError
 
 world_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The embedded scene world: train, eval, sample.")
@@ -32,7 +32,7 @@ def train_cmd(
     policy_steps: int = typer.Option(STEP_CAPS["policy"], "--policy-steps", help="Step cap of the ordering policy (batch 64 step states)."),
     policy_scenes: int = typer.Option(300, "--policy-scenes", help="World scenes traced with lowest_lpips for the policy (about 8 s each on one thread)."),
     policy_seed: int = typer.Option(7777, "--policy-seed", help="Scene seed of the policy's traces (keep it apart from every study's images.seed)."),
-    flow_fast_steps: int = typer.Option(FLOW_FAST_STEP_CAP, "--flow-fast-steps", help="Step cap of the flow_fast distillation (batch 32)."),
+    flow_fast_steps: int = typer.Option(STEP_CAPS["flow_fast"], "--flow-fast-steps", help="Step cap of the flow_fast distillation (batch 32)."),
     flow_fast_pairs: int = typer.Option(6144, "--flow-fast-pairs", help="(noise, teacher image) pairs the flow_fast student learns from."),
     flow_fast_sampler_steps: int = typer.Option(2, "--flow-fast-sampler-steps", help="Euler steps of the flow_fast student."),
     export: bool = typer.Option(True, "--export/--no-export", help="Write OUT/weights and calibrate the threshold when all parts exist."),

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from lsc.backends.world import FLOW_FAST_STEP_CAP, STEP_CAPS, nets, scenes
+from lsc.backends.world import STEP_CAPS, nets, scenes
 from lsc.errors import ConfigError
 
 log = logging.getLogger("lsc.world.train")
@@ -624,7 +624,7 @@ def teacher_pairs(
 
 
 def train_flow_fast(
-    out_dir: Path, minutes: float, teacher_dir: Path, seed: int = 0, batch_size: int = 32, max_steps: int = FLOW_FAST_STEP_CAP,
+    out_dir: Path, minutes: float, teacher_dir: Path, seed: int = 0, batch_size: int = 32, max_steps: int = STEP_CAPS["flow_fast"],
     pairs: int = FLOW_FAST_PAIRS, sampler_steps: int = 2, chunk: int = FLOW_FAST_CHUNK,
 ) -> dict:
     """Bob's flow generator distilled to `sampler_steps` Euler steps with guidance folded in (`flow_fast`).
@@ -727,7 +727,7 @@ def train(
             if teacher is None:
                 raise ConfigError("the flow_fast part distils a finished generator: give its weights folder with --init-generator")
             states[part] = train_flow_fast(Path(out_dir), budget, Path(teacher), seed,
-                                           max_steps=(max_steps or {}).get("flow_fast", FLOW_FAST_STEP_CAP), **(flow_fast or {}))
+                                           max_steps={**STEP_CAPS, **(max_steps or {})}["flow_fast"], **(flow_fast or {}))
             continue
         fn = {"classifier": train_classifier, "perceptual": train_perceptual, "captioner": train_captioner, "generator": train_generator}[part]
         kwargs: dict = {"max_steps": {**STEP_CAPS, **(max_steps or {})}[part]}
