@@ -1,6 +1,7 @@
 """The benchmark's research-code loop is the same algorithm as lsc's lowest_lpips (so its ratio is fair)."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +60,22 @@ def test_bench_runs_all_three_and_refuses_a_bad_proxy(tmp_path, capsys):
     assert 0 <= figures["proxy_position_agreement"] <= 1
     assert bench.main(["--proxy-steps", "0"]) == 2
     assert "proxy_steps" in capsys.readouterr().err
+
+
+def test_bench_receivers_times_each_receiver_on_the_same_prompts(tmp_path, capsys):
+    """Random weights without a student: flow is timed (2 steps x 2 evaluations per image), flow_fast is listed
+    as missing with its one-line reason, an unknown receiver is exit 2."""
+    from lsc.backends.world.release import write_random_weights
+
+    spec = importlib.util.spec_from_file_location("bench_receivers", BENCH.parent / "bench_receivers.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    weights = write_random_weights(tmp_path / "w", sampler_steps=2)
+    assert bench.main(["--images", "1", "--weights", str(weights), "--receivers", "flow,flow_fast", "--json", str(tmp_path / "r.json")]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    flow = result["receivers"]["flow"]
+    assert flow["evaluations_per_image"] == 4.0 and flow["time_vs_flow"] == 1.0 and flow["ms_per_image"] > 0
+    assert result["prompts"] >= 1 and list(result["missing"]) == ["flow_fast"] and "bob_unet_fast" in result["missing"]["flow_fast"]
+    capsys.readouterr()
+    assert bench.main(["--receivers", "flow,nope"]) == 2
+    assert "unknown receiver nope" in capsys.readouterr().err

@@ -74,3 +74,38 @@ def test_api_compare_draws_the_runs_threshold(tmp_path: Path, monkeypatch) -> No
     assert [c.threshold for c in cells] == [0.07, 0.07] and drawn == [0.07]
     other = [*cells, compare.Cell("other", 0.0, 1, cells[0].final_lpips, cells[0].words, (1.0, 0.5, 1.0), threshold=0.6)]
     assert compare.common_threshold(other) is None  # runs judged by different thresholds: no single line
+
+
+def test_scheme_by_run_table(tmp_path: Path) -> None:
+    """Several schemes: one cell per (scheme, run) with success, words, area per word and seconds per transmission,
+    each computed from the stores as the report computes it (area: report.analysis' transmissions)."""
+    from lsc.report.analysis import transmissions
+    from lsc.report.compare import scheme_run_table
+    from lsc.report.data import load_run
+
+    a = _run(tmp_path / "a", ["random", "nouns"], ["threshold=0.07"])
+    b = _run(tmp_path / "b", ["random", "nouns"], ["threshold=0.2"])
+    cells = compare_runs([a, b], ["nouns", "random"], ["fast", "slow"])
+    assert [(c.scheme, c.run, c.snr_db) for c in cells] == [("nouns", "fast", None), ("nouns", "slow", None),
+                                                           ("random", "fast", None), ("random", "slow", None)]
+    data = load_run(b)
+    t = transmissions(data, "")["random"]
+    cell = cells[3]
+    assert cell.area.fmt(4) == mean_ci(x.area_words for x in t.values()).fmt(4) and cell.area.n == len(t) > 0
+    assert cell.seconds.fmt(4) == mean_ci(s["elapsed_s"] for s in data.ok("", "random")).fmt(4) and cell.seconds.n == cell.n
+    assert (cells[0].threshold, cells[1].threshold) == (0.07, 0.2)
+    table = scheme_run_table(cells).splitlines()
+    assert table[0] == "| scheme | fast | slow |" and table[2].startswith("| nouns | ") and table[3].startswith("| random | ")
+    p, lo, hi = cell.success
+    assert table[3].split(" | ")[2] == f"{p:.0%} [{lo:.0%}, {hi:.0%}] / {cell.words.fmt(1)} / {cell.area.fmt(2)} |"
+    assert "Thresholds: fast 0.07, slow 0.2." in table[5]
+    result = CliRunner().invoke(app, ["compare", str(a), str(b), "--scheme", "nouns", "--scheme", "random", "--json",
+                                      "--label", "a", "--label", "b", "--plot", str(tmp_path / "bars.png")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [(r["scheme"], r["run"]) for r in rows] == [("nouns", "a"), ("nouns", "b"), ("random", "a"), ("random", "b")]
+    assert rows[3]["area_words"]["mean"] == round(cell.area.mean, 4) and (tmp_path / "bars.png").stat().st_size > 0
+    text = CliRunner().invoke(app, ["compare", str(a), str(b), "--scheme", "nouns", "--scheme", "random", "--label", "a", "--label", "b"])
+    assert text.exit_code == 0 and text.output.splitlines()[0] == "| scheme | a | b |", text.output
+    bad = lsc_cli("compare", str(a), "--scheme", "random", "--scheme", "heads")
+    assert bad.returncode == 2 and bad.stderr.strip() == f"error: {a}: no scheme 'heads' (it has random, nouns)"

@@ -88,17 +88,21 @@ def _store_errors(run_dir: str | Path) -> Iterator[None]:
         raise ConfigError(f"{Path(run_dir) / STORE_FILE} is damaged ({exc})") from None
 
 
-def compare(run_dirs: Sequence[str | Path], scheme: str = "heads", labels: Sequence[str] | None = None,
+def compare(run_dirs: Sequence[str | Path], scheme: str | Sequence[str] = "heads", labels: Sequence[str] | None = None,
             plot: str | Path | None = None) -> list[Any]:
-    """One scheme across runs of the same images, SNR by SNR; returns report.compare Cells.
+    """Schemes across runs of the same images, SNR by SNR; returns report.compare Cells.
 
-    With `plot`, also draws final LPIPS and success rate vs SNR there, with the runs' shared threshold.
+    With `plot`: for one scheme, final LPIPS and success rate vs SNR, with the runs' shared threshold; for
+    several, success rate and area under LPIPS vs words per scheme, one bar per run.
     """
-    from lsc.report.compare import common_threshold, compare_runs, plot_comparison
+    from lsc.report.compare import common_threshold, compare_runs, plot_comparison, plot_schemes
 
     cells = compare_runs(run_dirs, scheme, labels)
     if plot is not None:
-        plot_comparison(cells, Path(plot), common_threshold(cells))
+        if isinstance(scheme, str) or len(set(scheme)) == 1:
+            plot_comparison(cells, Path(plot), common_threshold(cells))
+        else:
+            plot_schemes(cells, Path(plot))
     return cells
 
 

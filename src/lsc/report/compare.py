@@ -1,8 +1,11 @@
-"""Compare one scheme across several runs (e.g. SCC on/off x word correction on/off) SNR by SNR.
+"""Compare schemes across several runs of the same images, SNR by SNR.
 
-A run folder holds one channel configuration; an ablation is several runs of the same images. This
-module lines them up: per run and SNR, final LPIPS and words to threshold (mean ± 95% CI) and the
-success rate (Wilson 95% interval), as a markdown table, a JSON-able list and one figure.
+A run folder holds one configuration (a channel variant, a receiver); an ablation is several runs of the
+same images. This module lines them up: per scheme, run and SNR, final LPIPS and words to threshold
+(mean ± 95% CI) and the success rate (Wilson 95% interval), as markdown tables, a JSON-able list and one
+figure. One scheme gives a run x SNR table (e.g. SCC on/off x word correction on/off); several schemes
+give a scheme x run table (e.g. the same schemes on each of Bob's receivers), each run judged by its own
+threshold.
 """
 
 from __future__ import annotations
@@ -31,16 +34,21 @@ class Cell:
     bits: Any = None  # MeanCI of the bits a whole caption cost (after SCC and channel coding)
     words_with_bit_errors: float = float("nan")  # share of sent words that arrived with at least one flipped bit
     threshold: float | None = None  # the run's success threshold (drawn on the comparison plot)
+    scheme: str = ""
+    area: Any = None  # MeanCI of the area under LPIPS vs words (per word), report.analysis' definition
+    seconds: Any = None  # MeanCI of the wall time of one transmission (s), as the study stored it
 
     def as_dict(self) -> dict[str, Any]:
         def ci(m: Any) -> dict[str, float | None]:
             return {"mean": None if math.isnan(m.mean) else round(m.mean, 4), "ci95": None if math.isnan(m.half) else round(m.half, 4), "n": m.n}
 
         p, lo, hi = self.success
-        return {"run": self.run, "snr_db": self.snr_db, "n": self.n, "final_lpips": ci(self.final_lpips), "words_to_threshold": ci(self.words),
+        return {"run": self.run, "scheme": self.scheme, "snr_db": self.snr_db, "n": self.n, "final_lpips": ci(self.final_lpips), "words_to_threshold": ci(self.words),
                 "success_rate": round(p, 4), "success_ci95": [round(lo, 4), round(hi, 4)],
                 "bits_per_caption": ci(self.bits) if self.bits is not None else None,
-                "words_with_bit_errors": None if math.isnan(self.words_with_bit_errors) else round(self.words_with_bit_errors, 4)}
+                "words_with_bit_errors": None if math.isnan(self.words_with_bit_errors) else round(self.words_with_bit_errors, 4),
+                "area_words": ci(self.area) if self.area is not None else None,
+                "seconds_per_transmission": ci(self.seconds) if self.seconds is not None else None}
 
     def text(self) -> str:
         p, lo, hi = self.success
@@ -51,29 +59,44 @@ def _label(run_dir: Path, given: str | None) -> str:
     return given or run_dir.name
 
 
-def compare_runs(run_dirs: Sequence[str | Path], scheme: str, labels: Sequence[str] | None = None) -> list[Cell]:
-    """Cells for every (run, condition) in which `scheme` has successful transmissions."""
+def compare_runs(run_dirs: Sequence[str | Path], scheme: str | Sequence[str], labels: Sequence[str] | None = None) -> list[Cell]:
+    """Cells for every (scheme, run, condition) in which the scheme has successful transmissions."""
+    schemes = [scheme] if isinstance(scheme, str) else list(dict.fromkeys(scheme))
+    if not schemes:
+        raise LscError("no scheme to compare")
     if labels and len(labels) != len(run_dirs):
         raise LscError(f"{len(labels)} labels for {len(run_dirs)} runs")
-    cells: list[Cell] = []
+    runs: list[tuple[str, RunData]] = []
     for i, run_dir in enumerate(run_dirs):
         path = Path(run_dir)
         if not (path / STORE_FILE).exists():
             raise LscError(f"{path}: not a run folder (no {STORE_FILE})")
         data: RunData = load_run(path)
-        if scheme not in data.schemes:
-            raise LscError(f"{path}: no scheme {scheme!r} (it has {', '.join(data.schemes) or 'none'})")
-        for cond, snr in data.conds or [("", None)]:
-            ok = data.ok(cond, scheme)
-            if not ok:
-                continue
-            hits = [s["words_to_threshold"] for s in ok if s["words_to_threshold"] is not None]
-            steps = [data.steps.get((cond, scheme, s["image_id"])) or [] for s in ok]
-            sent = [r for rows in steps for r in rows]
-            hit_share = sum(1 for r in sent if (r["bit_errors"] or 0) > 0) / len(sent) if sent else float("nan")
-            cells.append(Cell(_label(path, labels[i] if labels else None), snr, len(ok), mean_ci(s["final_lpips"] for s in ok),
-                              mean_ci(hits), wilson(len(hits), len(ok)), mean_ci(rows[-1]["cum_bits"] for rows in steps if rows), hit_share,
-                              data.threshold))
+        for name in schemes:
+            if name not in data.schemes:
+                raise LscError(f"{path}: no scheme {name!r} (it has {', '.join(data.schemes) or 'none'})")
+        runs.append((_label(path, labels[i] if labels else None), data))
+    return [cell for name in schemes for label, data in runs for cell in _scheme_cells(label, data, name)]
+
+
+def _scheme_cells(label: str, data: RunData, scheme: str) -> list[Cell]:
+    """One run's cells of `scheme`, one per condition (SNR) with successful transmissions."""
+    from lsc.report.analysis import transmissions
+
+    cells: list[Cell] = []
+    for cond, snr in data.conds or [("", None)]:
+        ok = data.ok(cond, scheme)
+        if not ok:
+            continue
+        hits = [s["words_to_threshold"] for s in ok if s["words_to_threshold"] is not None]
+        steps = [data.steps.get((cond, scheme, s["image_id"])) or [] for s in ok]
+        sent = [r for rows in steps for r in rows]
+        hit_share = sum(1 for r in sent if (r["bit_errors"] or 0) > 0) / len(sent) if sent else float("nan")
+        areas = [t.area_words for t in transmissions(data, cond).get(scheme, {}).values()]
+        seconds = [s["elapsed_s"] for s in ok if s.get("elapsed_s") is not None]
+        cells.append(Cell(label, snr, len(ok), mean_ci(s["final_lpips"] for s in ok),
+                          mean_ci(hits), wilson(len(hits), len(ok)), mean_ci(rows[-1]["cum_bits"] for rows in steps if rows), hit_share,
+                          data.threshold, scheme, mean_ci(areas), mean_ci(seconds)))
     return cells
 
 
@@ -99,10 +122,78 @@ def markdown_table(cells: Sequence[Cell]) -> str:
     return "\n".join(lines)
 
 
+def scheme_run_table(cells: Sequence[Cell]) -> str:
+    """Rows = schemes, columns = runs (one column per run and SNR when swept): success rate [CI] / words
+    to threshold among successes ± CI / area under LPIPS vs words ± CI; then seconds per transmission.
+    Each run is judged by its own threshold (receivers differ), listed under the table."""
+    schemes = list(dict.fromkeys(c.scheme for c in cells))
+    columns = list(dict.fromkeys((c.run, c.snr_db) for c in cells))
+    name = {col: col[0] if col[1] is None else f"{col[0]} @ {col[1]:g} dB" for col in columns}
+    by_key = {(c.scheme, c.run, c.snr_db): c for c in cells}
+
+    def row(scheme: str, text: Any) -> str:
+        got = [by_key.get((scheme, *col)) for col in columns]
+        return "| " + " | ".join([scheme] + ["–" if c is None else text(c) for c in got]) + " |"
+
+    head = "| scheme | " + " | ".join(name[col] for col in columns) + " |"
+    rule = "|" + "---|" * (len(columns) + 1)
+    lines = [head, rule]
+    for scheme in schemes:
+        lines.append(row(scheme, lambda c: f"{c.success[0]:.0%} [{c.success[1]:.0%}, {c.success[2]:.0%}] / {c.words.fmt(1)} / "
+                         f"{c.area.fmt(2) if c.area is not None else '–'}"))
+    counts = ", ".join(f"{name[col]} {max(c.n for c in cells if (c.run, c.snr_db) == col)}" for col in columns)
+    threshold = {(c.run, c.snr_db): c.threshold for c in cells}
+    thresholds = ", ".join(f"{name[col]} {threshold[col]:.4g}" if threshold[col] is not None else f"{name[col]} –" for col in columns)
+    lines += ["", "Each cell: success rate [Wilson 95% CI] / words to threshold among successes (mean ± 95% CI) / area under "
+              f"LPIPS vs words, per word (mean ± 95% CI). Transmissions per cell: {counts}. Thresholds: {thresholds}.",
+              "", head, rule]
+    for scheme in schemes:
+        lines.append(row(scheme, lambda c: f"{c.seconds.fmt(2)} s" if c.seconds is not None and c.seconds.n else "–"))
+    lines += ["", "Each cell: wall time of one transmission (mean ± 95% CI, seconds), as the study measured it."]
+    return "\n".join(lines)
+
+
 def common_threshold(cells: Sequence[Cell]) -> float | None:
     """The success threshold the compared runs share (None when they differ or none is recorded)."""
     found = {c.threshold for c in cells}
     return found.pop() if len(found) == 1 else None
+
+
+def plot_schemes(cells: Sequence[Cell], path: Path) -> bool:
+    """Success rate and area under LPIPS vs words per scheme, one bar per run, 95% error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    schemes = list(dict.fromkeys(c.scheme for c in cells))
+    columns = list(dict.fromkeys((c.run, c.snr_db) for c in cells))
+    if not schemes or not columns:
+        return False
+    by_key = {(c.scheme, c.run, c.snr_db): c for c in cells}
+    x = np.arange(len(schemes))
+    width = 0.8 / len(columns)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(8.0, 1.6 * len(schemes) * 2), 4.2))
+    for j, col in enumerate(columns):
+        mine = [by_key.get((s, *col)) for s in schemes]
+        label = col[0] if col[1] is None else f"{col[0]} @ {col[1]:g} dB"
+        rate = [100 * c.success[0] if c else np.nan for c in mine]
+        err = [[100 * (c.success[0] - c.success[1]) if c else 0 for c in mine], [100 * (c.success[2] - c.success[0]) if c else 0 for c in mine]]
+        ax1.bar(x + j * width, rate, width, yerr=err, capsize=2, label=label)
+        area = [c.area.mean if c and c.area is not None else np.nan for c in mine]
+        half = [c.area.half if c and c.area is not None and not np.isnan(c.area.half) else 0 for c in mine]
+        ax2.bar(x + j * width, area, width, yerr=half, capsize=2, label=label)
+    for ax, title in ((ax1, "Reached the threshold (%, Wilson 95% CI)"), (ax2, "Area under LPIPS vs words (per word, 95% CI)")):
+        ax.set_xticks(x + 0.4 - width / 2, schemes, rotation=20, ha="right", fontsize=8)
+        ax.set_title(title)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
 
 
 def plot_comparison(cells: Sequence[Cell], path: Path, threshold: float | None = None) -> bool:
