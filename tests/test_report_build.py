@@ -69,11 +69,11 @@ def test_report_files_and_self_contained_html(tmp_path: Path) -> None:
     rep = out / "report"
     assert html_path == rep / "report.html"
     names = sorted(p.name for p in rep.iterdir())
-    assert names == ["lpips_vs_bits.png", "lpips_vs_words.png", "paired_difference.png", "report.html", "report.md",
+    assert names == ["gap_vs_images.png", "lpips_vs_bits.png", "lpips_vs_words.png", "paired_difference.png", "report.html", "report.md",
                      "strip_a.png.png", "strip_b.png.png", "strip_c.png.png", "success_vs_words.png"]
     html = html_path.read_text()
     pngs = _embedded_pngs(html)
-    assert len(pngs) == 7 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
+    assert len(pngs) == 8 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
     assert "<img" in html and 'src="report/' not in html and "file:" not in html  # nothing external
     assert "broken.png" in html and "cannot decode image" in html  # the failure is listed
     md = (rep / "report.md").read_text()

@@ -149,3 +149,29 @@ def test_strips_selectable_and_unknown_id_is_one_line(tmp_path: Path) -> None:
     assert sorted(p.name for p in (out / "report").glob("strip_*")) == ["strip_c.png.png", "strip_d.png.png"]
     with pytest.raises(ConfigError, match="--strip-image 'nope.png': no transmitted image"):
         build_report(out, strip_images=["nope.png"])
+
+
+def test_planning_cost_is_stored_and_drawn_against_the_oracle_gap(tmp_path: Path) -> None:
+    """alice_images counts the distinct prompts lowest_lpips' plan asks for (n(n+1)/2 for the caption-order
+    greedy) even when another scheme already cached them; schemes without Bob's generator store nothing."""
+    from lsc.report.analysis import oracle_images, oracle_rows, search_cost
+    from lsc.report.build import build_report
+    from lsc.report.data import load_run
+
+    out = _study(tmp_path, ["random", "lowest_lpips", "{name: lowest_lpips, label: again}"])
+    db = sqlite3.connect(out / "results.sqlite")
+    rows = db.execute("SELECT scheme, n_words, alice_images FROM summary WHERE status = 'ok'").fetchall()
+    db.close()
+    assert {s for s, _, _ in rows} == {"random", "lowest_lpips", "again"}
+    for scheme, n, cost in rows:
+        assert cost == (None if scheme == "random" else n * (n + 1) // 2), (scheme, n, cost)
+    data = load_run(out)
+    cost = {r.scheme: r for r in search_cost(data, "")}
+    assert cost["random"].alice_images == 0 and cost["again"].alice_images == cost["lowest_lpips"].alice_images > 0
+    ns = [n for s, n, _ in rows if s == "random"]
+    assert oracle_images(data) == pytest.approx(np.mean([2**n for n in ns]))
+    n, body = oracle_rows(data, "")
+    assert body[2][0] == "lowest_lpips" and body[2][4] == f"{cost['lowest_lpips'].alice_images:.1f}"
+    build_report(out)
+    assert (out / "report" / "gap_vs_images.png").stat().st_size > 0
+    assert "Gap to the oracle vs images Alice generated to plan" in (out / "report" / "report.md").read_text()

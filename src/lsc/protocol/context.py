@@ -13,8 +13,9 @@ for the same image starts from what was saved, so a killed run loses at most the
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Literal, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -95,8 +96,23 @@ class ImageContext:
         self.preloaded = 0
         self.steps: int | None = None  # sampler steps of a proxy context (see `proxy`); None = the backend's own
         self._proxies: dict[int, ImageContext] = {}
+        self._tallies: list[set[str]] = []  # open `counting_prompts` blocks
         if journal is not None:
             self._preload(journal)
+
+    @contextmanager
+    def counting_prompts(self) -> Iterator[set[str]]:
+        """The distinct prompts (their keys) asked of this context inside the block, cached or not.
+
+        Why: a plan's cost is the images a fresh run would generate for it; `generated_images` misses
+        those another scheme or a resumed run's journal already cached for the same image.
+        """
+        asked: set[str] = set()
+        self._tallies.append(asked)
+        try:
+            yield asked
+        finally:
+            self._tallies.remove(asked)
 
     def proxy(self, steps: int) -> "ImageContext":
         """A context over the same image whose generator samples with `steps` steps (multi-fidelity search).
@@ -164,6 +180,8 @@ class ImageContext:
 
     def _ensure(self, prompts: Sequence[str], need_images: bool, keep_images: bool) -> list[str]:
         keys = [self.key(p) for p in prompts]
+        for asked in self._tallies:
+            asked.update(keys)
         todo: dict[str, str] = {}
         for p, k in zip(prompts, keys):
             missing = k not in self._lpips or (need_images and k not in self._images)

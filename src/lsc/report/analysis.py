@@ -43,6 +43,7 @@ class Transmission:
     area_words: float
     area_bits: float
     lpips_at_k: float
+    alice_images: int | None = None  # images Alice's plan asked Bob's generator for (None: planned without it)
 
     @property
     def reached(self) -> bool:
@@ -85,6 +86,7 @@ def transmissions(data: RunData, cond: str) -> dict[str, dict[str, Transmission]
             area_words=float(np.mean(after)) if after else float(rows[-1]["lpips"]),
             area_bits=mean_over_bits([r["cum_bits"] or 0 for r in rows], [r["lpips"] for r in rows], horizon[image_id]),
             lpips_at_k=float(at_k[-1]["lpips"]),
+            alice_images=s.get("alice_images"),
         )
     return out
 
@@ -207,6 +209,12 @@ def oracle_area(curve: list[tuple[int, float]]) -> float:
     return float(np.mean(vals)) if vals else math.nan
 
 
+def oracle_images(data: RunData) -> float:
+    """Mean images the exhaustive oracle generates per caption: 2^n for each n-word caption it covers."""
+    counts = [2 ** sum(1 for k, _ in curve if k > 0) for curve in data.oracle.values() if curve]
+    return float(np.mean(counts)) if counts else math.nan
+
+
 def oracle_rows(data: RunData, cond: str) -> tuple[int, list[list[str]]]:
     """Per scheme, on the images that have an oracle curve: area per word, gap to the oracle (paired), reached rate.
 
@@ -219,16 +227,42 @@ def oracle_rows(data: RunData, cond: str) -> tuple[int, list[list[str]]]:
     tx = transmissions(data, cond)
     orc = {i: oracle_area(data.oracle[i]) for i in ids}
     under = {i: data.threshold is not None and any(v < data.threshold for _, v in data.oracle[i]) for i in ids}
-    body = [["oracle (caption-order bound)", str(len(ids)), mean_ci(orc.values()).fmt(3), "0", _rate(sum(under.values()), len(ids))]]
-    for scheme in data.schemes:
-        common = [i for i in ids if i in tx.get(scheme, {})]
-        if not common:
-            continue
-        ts = [tx[scheme][i] for i in common]
-        body.append([scheme, str(len(common)), mean_ci(t.area_words for t in ts).fmt(3),
-                     mean_ci(t.area_words - orc[t.image_id] for t in ts).fmt(3), _rate(sum(t.reached for t in ts), len(ts))])
+    body = [["oracle (caption-order bound)", str(len(ids)), mean_ci(orc.values()).fmt(3), "0", f"{oracle_images(data):.1f}",
+             _rate(sum(under.values()), len(ids))]]
+    for row in search_cost(data, cond):
+        ts = [tx[row.scheme][i] for i in ids if i in tx.get(row.scheme, {})]
+        body.append([row.scheme, str(row.images), mean_ci(t.area_words for t in ts).fmt(3), row.gap.fmt(3),
+                     f"{row.alice_images:.1f}", _rate(sum(t.reached for t in ts), len(ts))])
     return len(ids), body
 
 
 ORACLE_HEAD = ["scheme", "images", "area under LPIPS vs words (per word)", "gap to the oracle (paired)",
-               "reached the threshold at some step"]
+               "Alice's generated images per caption", "reached the threshold at some step"]
+
+
+@dataclass(frozen=True)
+class SearchCost:
+    """A scheme on the oracle's images: its gap to the oracle and what planning cost Alice in Bob's images."""
+
+    scheme: str
+    images: int
+    gap: Any  # MeanCI of (area - oracle's area) per word
+    relative_gap: Any  # MeanCI of that gap over the oracle's area (a fraction)
+    alice_images: float  # mean images per caption Alice's plan generated (0 for a plan without Bob's generator)
+
+
+def search_cost(data: RunData, cond: str) -> list[SearchCost]:
+    """Per scheme, on the images with an oracle curve: area gap to the oracle (absolute and relative) and the
+    images Alice generated to plan; the oracle itself costs 2^n images per n-word caption."""
+    ids = [i for i in data.image_order if data.oracle.get(i)]
+    tx = transmissions(data, cond)
+    orc = {i: oracle_area(data.oracle[i]) for i in ids}
+    rows = []
+    for scheme in data.schemes:
+        ts = [tx[scheme][i] for i in ids if i in tx.get(scheme, {})]
+        if not ts:
+            continue
+        rows.append(SearchCost(scheme, len(ts), mean_ci(t.area_words - orc[t.image_id] for t in ts),
+                               mean_ci((t.area_words - orc[t.image_id]) / orc[t.image_id] for t in ts if orc[t.image_id] > 0),
+                               float(np.mean([t.alice_images or 0 for t in ts]))))
+    return rows

@@ -15,7 +15,7 @@ import numpy as np
 
 import lsc.report.plots as plots
 from lsc.report.analysis import (AREA_HEAD, AREA_KEYS, BASELINE, ORACLE_HEAD, PAIRED_METRICS, SUCCESS_HEAD, SUCCESS_KEYS,
-                                 oracle_rows, paired_rows, paired_table, scheme_table)
+                                 oracle_images, oracle_rows, paired_rows, paired_table, scheme_table, search_cost)
 from lsc.report.data import RunData, load_run
 from lsc.report.stats import mean_ci, penalised
 from lsc.errors import ConfigError
@@ -150,7 +150,7 @@ def report_blocks(data: RunData, out: Path, strip_ids: list[str] | None = None, 
             if fn(data, cond, path):
                 blocks.append(Figure(title, path))
         blocks += _paired_blocks(data, cond, out / f"paired_difference{tag}.png")
-        blocks += _oracle_blocks(data, cond)
+        blocks += _oracle_blocks(data, cond, out / f"gap_vs_images{tag}.png")
         blocks += _distribution_blocks(data, cond)
         if metrics:
             blocks += _step_metric_blocks(data, cond, metrics, out, tag)
@@ -322,18 +322,20 @@ def _distribution_blocks(data: RunData, cond: str) -> list[Block]:
             Table(head, body)]
 
 
-def _oracle_blocks(data: RunData, cond: str) -> list[Block]:
+def _oracle_blocks(data: RunData, cond: str, figure: Path) -> list[Block]:
     n, body = oracle_rows(data, cond)
     if not n:
         return []
     limit = data.config.get("oracle_max_words", "?")
+    drawn = plots.gap_vs_images(search_cost(data, cond), oracle_images(data), figure)
     return [Heading("Against the oracle, on its images only", level=3),
             Paragraph(f"The oracle is the best k-word subset of Alice's caption, prompted in caption order: a bound "
                       f"for caption-order prompts of that caption only (not for send-order prompts, nor for a "
                       f"rewritten caption such as heads_skd's). It exists for the {n} images whose captions have at "
                       f"most {limit} words, so every scheme is shown here on those {n} images alone; gap: the "
-                      f"scheme's area minus the oracle's, per image (mean ± 95% CI)."),
-            Table(ORACLE_HEAD, body)]
+                      f"scheme's area minus the oracle's, per image (mean ± 95% CI). Alice's generated images: what "
+                      f"her plan asked Bob's generator for per caption (lowest_lpips' search; the oracle's 2^n)."),
+            Table(ORACLE_HEAD, body)] + ([Figure("Gap to the oracle vs images Alice generated to plan", figure)] if drawn else [])
 
 
 def _tag(cond: str) -> str:

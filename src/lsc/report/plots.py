@@ -450,3 +450,30 @@ def step_metric_vs_words(data: RunData, values: dict[tuple[str, str], list[dict[
 
 
 UNIT_RANGE = {"attr_mean", "attr_all_right", "bleu4", "rouge_l", "meteor", "itm"}
+
+
+def gap_vs_images(rows: list[Any], oracle_images: float, path: Path) -> bool:
+    """Each scheme's area gap to the oracle (% of the oracle's area, 95% CI) against the images Alice generated
+    per caption to plan (symmetric log scale: 0 is a plan without Bob's generator); the oracle at 2^n."""
+    if not rows:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    colour = colours([r.scheme for r in rows])
+    for r in rows:
+        half = 0.0 if math.isnan(r.relative_gap.half) else 100 * r.relative_gap.half
+        ax.errorbar([r.alice_images], [100 * r.relative_gap.mean], yerr=[half], marker="o", capsize=3, color=colour[r.scheme])
+        ax.annotate(r.scheme, (r.alice_images, 100 * r.relative_gap.mean), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.scatter([oracle_images], [0.0], marker="*", s=90, color="black")
+    ax.annotate("oracle", (oracle_images, 0.0), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=-0.5)
+    ax.set_xlabel("images Alice generated per caption to plan (symmetric log scale)")
+    ax.set_ylabel("area gap to the oracle (% of its area)")
+    ax.set_title("Gap to the oracle vs Alice's planning cost (oracle's images only)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

@@ -46,6 +46,9 @@ class ResultSummary:
     final_lpips: float | None = None
     n_words: int | None = None
     caption: str | None = None
+    # images Alice's plan asked Bob's generator for (what a fresh run generates): lowest_lpips' search
+    # cost; empty for a scheme that plans without Bob's generator
+    alice_images: int | None = None
     status: str = "ok"
     error: str | None = None
     words_json: str | None = field(default=None, metadata={"export": False})

@@ -247,7 +247,7 @@ class ImageWorker:
             return failed_result(ctx.image_id, spec, cond, one_line(exc))
         summary = ResultSummary(
             words_to_threshold=result.words_to_threshold, words_to_all_right=self.scorer.words_to_all_right(result.steps),
-            bits_to_threshold=result.bits_to_threshold,
+            bits_to_threshold=result.bits_to_threshold, alice_images=result.info.get("alice_images"),
             final_lpips=float(result.final_lpips), n_words=len(result.words), caption=result.caption, status="ok",
             error=None, words_json=json.dumps(result.words), order_json=json.dumps(result.order),
             elapsed_s=time.perf_counter() - t0,

@@ -105,4 +105,5 @@ class CrossAttentionMatch(Scheme):
         """Ascending L1 distance between each word's normalised maps; ties by caption order."""
         dist = map_distances(alice_grounding(ctx), bob_cross_attention(ctx))
         order = [int(i) for i in np.argsort(dist, kind="stable")]
-        return Plan(list(ctx.words), order, info={"distances": [float(d) for d in dist]})
+        # one image of the whole caption at Alice, sampled with Bob's cross-attention captured
+        return Plan(list(ctx.words), order, info={"distances": [float(d) for d in dist], "alice_images": 1})

@@ -60,8 +60,12 @@ class LowestLpips(Scheme):
         only the best max(proxy_top, beam) are scored at full fidelity, which alone decides; a step with
         no more candidates than that skips the proxy, so proxy_top >= n words is exactly the greedy.
         """
-        if self.lookahead:
-            return self._plan_lookahead(ctx, settings)
+        with ctx.counting_prompts() as asked:
+            plan = self._plan_lookahead(ctx, settings) if self.lookahead else self._plan_beam(ctx, settings)
+        plan.info["alice_images"] = len(asked)  # what a fresh run generates to plan (the search's cost)
+        return plan
+
+    def _plan_beam(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
         words = list(ctx.words)
         n = len(words)
         beams: list[Candidate] = [(0.0, ())]

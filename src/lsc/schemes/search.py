@@ -47,18 +47,6 @@ class _Preloaded:
         pass
 
 
-class _CountingContext(ImageContext):
-    """An ImageContext that remembers every distinct prompt asked for (the cost of a fresh run)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.asked: set[str] = set()
-
-    def _ensure(self, prompts: Sequence[str], need_images: bool, keep_images: bool) -> list[str]:
-        self.asked.update(self.key(p) for p in prompts)
-        return super()._ensure(prompts, need_images=need_images, keep_images=keep_images)
-
-
 @dataclass
 class SceneSearch:
     """One scene: its word count, the oracle's curve and, per setting, (curve, images a fresh run generates)."""
@@ -80,9 +68,10 @@ def search_scene(backend: Backend, image_id: str, image: np.ndarray, caption: st
     loop = LoopSettings(prompt_order="caption", threshold=backend.default_threshold)
     runs: dict[str, tuple[list[float], int]] = {}
     for label, options in settings:
-        ctx = _CountingContext(backend, image_id, image, caption, seed=seed, journal=journal)
-        plan = get_scheme("lowest_lpips", **options).plan(ctx, loop)
-        cost = len(ctx.asked)
+        ctx = ImageContext(backend, image_id, image, caption, seed=seed, journal=journal)
+        with ctx.counting_prompts() as asked:
+            plan = get_scheme("lowest_lpips", **options).plan(ctx, loop)
+        cost = len(asked)
         curve = [ctx.lpips_of(make_prompt(words, plan.order[:k], "caption")) for k in range(len(words) + 1)]
         runs[label] = (curve, cost)
     return SceneSearch(image_id, len(words), oracle, runs)
