@@ -174,7 +174,7 @@ def plot_schemes(cells: Sequence[Cell], path: Path) -> bool:
     by_key = {(c.scheme, c.run, c.snr_db): c for c in cells}
     x = np.arange(len(schemes))
     width = 0.8 / len(columns)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(8.0, 1.6 * len(schemes) * 2), 4.2))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(min(16.0, 4.0 + 1.4 * len(schemes)), 4.4))
     for j, col in enumerate(columns):
         mine = [by_key.get((s, *col)) for s in schemes]
         label = col[0] if col[1] is None else f"{col[0]} @ {col[1]:g} dB"
@@ -188,8 +188,9 @@ def plot_schemes(cells: Sequence[Cell], path: Path) -> bool:
         ax.set_xticks(x + 0.4 - width / 2, schemes, rotation=20, ha="right", fontsize=8)
         ax.set_title(title)
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+    handles, names = ax1.get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper center", ncol=len(columns), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
