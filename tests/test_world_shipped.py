@@ -119,7 +119,7 @@ def test_shipped_vqvae_reconstructs_what_the_reader_reads():
     assert exact >= 0.85, exact
 
 
-def test_shipped_vqvae_ar_receiver_draws_from_its_prompts(result):
+def test_shipped_vqvae_ar_receiver_draws_from_its_prompts():
     """The shipped vqvae_ar receiver (docs/world_backend.md): its prior reads these very weights' text
     encoder (the hash matches, or loading fails), 128 prior evaluations per image (64 codes, guided), and
     on the same 40 held-out scenes floors set below what it measured (200 scenes: vqvae_ar.json's eval)."""

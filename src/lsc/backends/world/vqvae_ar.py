@@ -37,7 +37,9 @@ GRID = 8  # codes per side: 4x4 pixels per code
 LENGTH = GRID * GRID
 VQ_CODES = 512
 VQ_DIM = 64
-DEFAULT_SAMPLER = {"guidance": 3.0, "temperature": 1.0, "top_k": 64}
+# Chosen on 60 held-out scenes (scene seed 999, not the eval's 2024), Bob's and Alice's phrasing, at prior step 3000:
+# all-attributes-right 0.78 / 0.85 here, against 0.68 / 0.65 at guidance 2, temperature 0.6 and 0.67 / 0.80 at guidance 3, temperature 0.4.
+DEFAULT_SAMPLER = {"guidance": 2.0, "temperature": 0.25, "top_k": 64}
 
 
 # ------------------------------------------------------------------------------------------ VQ-VAE
