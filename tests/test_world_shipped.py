@@ -122,13 +122,14 @@ def test_shipped_vqvae_reconstructs_what_the_reader_reads():
 def test_shipped_vqvae_ar_receiver_draws_from_its_prompts():
     """The shipped vqvae_ar receiver (docs/world_backend.md): its prior reads these very weights' text
     encoder (the hash matches, or loading fails), 128 prior evaluations per image (64 codes, guided), and
-    on the same 40 held-out scenes floors set below what it measured (200 scenes: vqvae_ar.json's eval)."""
+    on the same 40 held-out scenes floors set below what it measured (200 scenes: 0.740 all attributes
+    right, 0.967 of Alice's stated attributes; vqvae_ar.json's eval)."""
     ar = load_world_backend(None, receiver="vqvae_ar")
     meta = json.loads((PACKAGED_WEIGHTS / "vqvae_ar.json").read_text())
     assert ar.default_threshold == meta["threshold"] and "untrained" not in meta
     classifier = load_models(str(PACKAGED_WEIGHTS.resolve())).classifier
     r = evaluate_world(ar, classifier, n_scenes=40, seed=2024, n_curve=8, threshold=ar.default_threshold)
     assert r["receiver"] == "vqvae_ar" and r["unet_evaluations_per_image"] == 128.0
-    assert r["generator_exact"] >= GENERATOR_FLOOR, r["generator_exact"]
-    assert r["bob_reads_alice"]["stated_attribute_accuracy"] >= STATED_FLOOR, r["bob_reads_alice"]
-    assert meta["eval"]["generator_exact"] >= META_FLOOR
+    assert r["generator_exact"] >= 0.55, r["generator_exact"]
+    assert r["bob_reads_alice"]["stated_attribute_accuracy"] >= 0.85, r["bob_reads_alice"]
+    assert meta["eval"]["generator_exact"] >= 0.7 and meta["text"]["bob_text_sha256"]
