@@ -218,7 +218,7 @@ def test_missing_student_weights_is_one_line_exit_2(teacher, lsc_main, tmp_path)
                     "--set", "images.count=1", "--out", str(tmp_path / "run"), "--no-report", "--no-progress")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "flow_fast" in proc.stderr, proc.stderr
     proc = lsc_main("world", "eval", "--weights", str(teacher), "--receiver", "slow", "--scenes", "1")
-    assert proc.returncode == 2 and "receiver must be one of flow, flow_fast" in proc.stderr
+    assert proc.returncode == 2 and "receiver must be one of flow, flow_fast, vqvae_ar" in proc.stderr
 
 
 def test_a_student_of_another_text_encoder_is_refused(exported, tmp_path):
@@ -242,13 +242,24 @@ def test_flow_fast_part_needs_its_teacher_and_trains_alone(tmp_path, lsc_main):
     assert proc.returncode == 2 and "trains alone" in proc.stderr
 
 
-def test_every_scheme_runs_on_flow_fast(exported, tmp_path):
+@pytest.mark.parametrize("receiver", ["flow_fast", "vqvae_ar"])
+def test_every_scheme_runs_on_each_cheaper_receiver(receiver, exported, tmp_path):
+    """flow_fast, and the vqvae_ar receiver (tiny untrained prior files written beside the same weights)."""
+    import shutil
+
     from lsc.config import load_config
     from lsc.runner.study import run_study
     from lsc.schemes.base import scheme_names
 
+    weights = exported
+    if receiver == "vqvae_ar":
+        from lsc.backends.world.release import write_random_vqvae_ar
+
+        weights = tmp_path / "weights"
+        shutil.copytree(exported, weights)
+        write_random_vqvae_ar(weights, prior_config={"dim": 32, "layers": 1, "heads": 2})
     cfg = load_config(overrides=[
-        f"backend_options.weights={exported}", "backend_options.receiver=flow_fast", "backend_options.threads=1",
+        f"backend_options.weights={weights}", f"backend_options.receiver={receiver}", "backend_options.threads=1",
         "images.count=1", "caption_source=dataset", "oracle=false", "metrics=[lpips]",
         f"schemes=[{','.join(scheme_names())}]",
     ])
@@ -259,4 +270,4 @@ def test_every_scheme_runs_on_flow_fast(exported, tmp_path):
 def test_a_bad_receiver_in_a_study_config_is_one_line(lsc_main):
     proc = lsc_main("run", "--set", "backend_options.receiver=slow", "--dry-run")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert proc.stderr.startswith("error: backend_options.receiver: Input should be 'flow' or 'flow_fast'"), proc.stderr
+    assert proc.stderr.startswith("error: backend_options.receiver: Input should be 'flow', 'flow_fast' or 'vqvae_ar'"), proc.stderr

@@ -48,11 +48,13 @@ def test_step_caps_are_the_cli_defaults_and_train_defaults() -> None:
     from typer.testing import CliRunner
 
     from lsc.backends.world import policy as P
+    from lsc.backends.world import vqvae_ar as V
     from lsc.cli import app
 
     help_text = CliRunner().invoke(app, ["world", "train", "--help"], env={"COLUMNS": "200"}).output
     for part, cap in STEP_CAPS.items():
         assert f"--{part.replace('_', '-')}-steps" in help_text
-        fn = getattr(P if part == "policy" else T, f"train_{part}")  # the policy's loop lives with the policy
+        # the policy's loop lives with the policy, the vqvae_ar receiver's parts with that receiver
+        fn = getattr(P if part == "policy" else V if part in ("vqvae", "prior") else T, f"train_{part}")
         assert inspect.signature(fn).parameters["max_steps"].default == cap
     assert "14000" in help_text and "3360" in help_text

@@ -40,7 +40,7 @@ PACKAGED_WEIGHTS = Path(__file__).parent / "weights"
 DEFAULT_SAMPLER_STEPS = 8
 DEFAULT_GUIDANCE = 3.0
 CHUNK = 16  # prompts per sampler pass
-RECEIVERS = ("flow", "flow_fast")
+RECEIVERS = ("flow", "flow_fast", "vqvae_ar")
 FAST_UNET_FILE = "bob_unet_fast.safetensors"  # the flow_fast student, beside the teacher's weights
 FAST_META_FILE = "flow_fast.json"  # its sampler steps, threshold, training and teacher record
 DEFAULT_FAST_STEPS = 2
@@ -87,6 +87,7 @@ class WorldModels:
             self.channel_weights = [w.detach() for w in lin.weights()]
         self.weights_dir = weights_dir
         self._fast: tuple[nets.FlowUNet, dict[str, Any]] | None = None
+        self._vqvae_ar: tuple[Any, Any, dict[str, Any]] | None = None
 
     def flow_fast(self) -> tuple[nets.FlowUNet, dict[str, Any]]:
         """The `flow_fast` receiver: the distilled student U-Net (guidance folded in) and its
@@ -111,6 +112,15 @@ class WorldModels:
             student.load_state_dict(state)
             self._fast = (student.eval().requires_grad_(False).to(memory_format=torch.channels_last), meta)
         return self._fast
+
+    def vqvae_ar(self) -> tuple[Any, Any, dict[str, Any]]:
+        """The `vqvae_ar` receiver: VQ-VAE, autoregressive prior and vqvae_ar.json, loaded on first use
+        (see vqvae_ar.load_receiver for its one-line errors)."""
+        if self._vqvae_ar is None:
+            from lsc.backends.world.vqvae_ar import load_receiver
+
+            self._vqvae_ar = load_receiver(self.weights_dir)
+        return self._vqvae_ar
 
 
 def file_sha256(path: Path) -> str:
@@ -370,16 +380,27 @@ def load_world_backend(
 ) -> Backend:
     """The world backend from shipped weights (or a `weights` folder written by `lsc world train`).
 
-    `receiver` picks Bob's generator: `flow` (the 8-step guided sampler) or `flow_fast` (its distilled
+    `receiver` picks Bob's generator: `flow` (the 8-step guided sampler), `flow_fast` (its distilled
     student, bob_unet_fast.safetensors with flow_fast.json in the same folder: its own steps and
-    threshold; guidance is folded into it)."""
+    threshold; guidance is folded into it) or `vqvae_ar` (a VQ-VAE with an autoregressive prior,
+    vqvae.safetensors, prior.safetensors and vqvae_ar.json: its own sampler settings and threshold;
+    `guidance` overrides its guidance scale)."""
     weights_dir = Path(weights) if weights else Path(os.environ.get("LSC_WORLD_WEIGHTS", PACKAGED_WEIGHTS))
     if receiver not in RECEIVERS:
         raise ConfigError(f"backend_options.receiver must be one of {', '.join(RECEIVERS)}, not {receiver!r}")
     if threads:
         torch.set_num_threads(int(threads))
     models = load_models(str(weights_dir.resolve()))
-    if receiver == "flow_fast":
+    generator: Any = None
+    if receiver == "vqvae_ar":
+        if sampler_steps is not None:
+            raise ConfigError("backend_options.sampler_steps does not apply to receiver vqvae_ar (one prior step per code)")
+        from lsc.backends.world.vqvae_ar import VQARGenerator
+
+        generator = VQARGenerator(models, guidance)
+        steps, scale = 1, generator.guidance
+        threshold = float(generator.meta.get("threshold", models.meta.get("threshold", 0.5)))
+    elif receiver == "flow_fast":
         if guidance is not None:
             raise ConfigError("backend_options.guidance does not apply to receiver flow_fast (its guidance is folded into the student)")
         fast_meta = models.flow_fast()[1]
@@ -396,7 +417,7 @@ def load_world_backend(
     return Backend(
         name="world",
         captioner=WorldCaptioner(models),
-        generator=WorldGenerator(models, steps, scale, receiver),
+        generator=generator or WorldGenerator(models, steps, scale, receiver),
         perceptual=WorldPerceptual(models.classifier, models.channel_weights),
         bob_text_encoder=WorldTextEncoder(models),
         alice_text_encoder=AliceTextEncoder(models),

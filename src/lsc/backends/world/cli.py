@@ -22,7 +22,9 @@ def train_cmd(
     parts: Optional[list[str]] = typer.Option(
         None, "--part", help="classifier, perceptual, captioner, generator (repeatable; default these four); or, in a call of its "
         "own, flow_fast (distil the --init-generator weights into the 2-step flow_fast receiver) or policy (Alice's ordering "
-        "policy for scheme `learned`: lowest_lpips traces with the --base-weights generator, then training)."
+        "policy for scheme `learned`: lowest_lpips traces with the --base-weights generator, then training); or, apart from the "
+        "others, vqvae and/or prior (the vqvae_ar receiver: a VQ-VAE of the world's images, then an autoregressive prior over its "
+        "codes reading the --base-weights text encoder; exported when the prior is finished)."
     ),
     seed: int = typer.Option(0, "--seed"),
     generator_steps: int = typer.Option(STEP_CAPS["generator"], "--generator-steps", help="Step cap of Bob's generator (batch 32)."),
@@ -35,6 +37,9 @@ def train_cmd(
     flow_fast_steps: int = typer.Option(STEP_CAPS["flow_fast"], "--flow-fast-steps", help="Step cap of the flow_fast distillation (batch 32)."),
     flow_fast_pairs: int = typer.Option(6144, "--flow-fast-pairs", help="(noise, teacher image) pairs the flow_fast student learns from."),
     flow_fast_sampler_steps: int = typer.Option(2, "--flow-fast-sampler-steps", help="Euler steps of the flow_fast student."),
+    vqvae_steps: int = typer.Option(STEP_CAPS["vqvae"], "--vqvae-steps", help="Step cap of the vqvae_ar receiver's VQ-VAE (batch 32)."),
+    prior_steps: int = typer.Option(STEP_CAPS["prior"], "--prior-steps", help="Step cap of the vqvae_ar receiver's prior (batch 32)."),
+    prior_examples: int = typer.Option(32768, "--prior-examples", help="(codes, prompt) examples the prior learns from, encoded once and cached."),
     export: bool = typer.Option(True, "--export/--no-export", help="Write OUT/weights and calibrate the threshold when all parts exist."),
     eval_scenes: int = typer.Option(200, "--eval-scenes", help="Held-out scenes for the evaluation that calibrates the threshold."),
     init_generator: Optional[Path] = typer.Option(
@@ -64,6 +69,10 @@ def train_cmd(
         raise ConfigError("train the policy in a call of its own (--part policy), with --base-weights at finished weights")
     if "flow_fast" in chosen and len(chosen) > 1:
         raise ConfigError("--part flow_fast trains alone: it distils a finished weights folder (--init-generator WEIGHTS)")
+    if set(chosen) & set(T.VQVAE_AR_PARTS) and set(chosen) - set(T.VQVAE_AR_PARTS):
+        raise ConfigError("--part vqvae and --part prior train apart from the world's other parts: give them in a call of their own")
+    if "prior" in chosen and init_generator is None and base_weights is None:
+        raise ConfigError("--part prior reads Bob's frozen text encoder: give its weights folder with --base-weights WEIGHTS")
     if "flow_fast" in chosen and init_generator is None and base_weights is None:
         raise ConfigError("--part flow_fast needs its teacher: --init-generator WEIGHTS (a weights folder, e.g. the shipped one)")
     if policy_scenes < 2:
@@ -71,9 +80,11 @@ def train_cmd(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_flush_denormal(True)
     caps = {"generator": generator_steps, "captioner": captioner_steps, "classifier": classifier_steps, "perceptual": perceptual_steps,
-            "policy": policy_steps, "flow_fast": flow_fast_steps}
+            "policy": policy_steps, "flow_fast": flow_fast_steps, "vqvae": vqvae_steps, "prior": prior_steps}
     if flow_fast_pairs < 1 or flow_fast_sampler_steps < 1:
         raise ConfigError("--flow-fast-pairs and --flow-fast-sampler-steps must be at least 1")
+    if prior_examples < 1:
+        raise ConfigError(f"--prior-examples must be at least 1, got {prior_examples}")
     if min(caps.values()) < 1:
         raise ConfigError("step caps must be at least 1")
     base_weights = base_weights or init_generator or init_captioner
@@ -86,7 +97,8 @@ def train_cmd(
         torch.set_num_threads(threads)
     states = T.train(out, minutes, chosen, seed, caps, init_generator=init_generator, init_captioner=init_captioner,
                      base_weights=base_weights, policy_options={"trace_scenes": policy_scenes, "trace_seed": policy_seed},
-                     flow_fast={"pairs": flow_fast_pairs, "sampler_steps": flow_fast_sampler_steps})
+                     flow_fast={"pairs": flow_fast_pairs, "sampler_steps": flow_fast_sampler_steps},
+                     vqvae_ar={"prior_examples": prior_examples})
     typer.echo(json.dumps({p: {"step": s["step"], "elapsed_s": round(s["elapsed_s"]), **({"traces": s["traces"]} if "traces" in s else {})}
                            for p, s in states.items()}))
     if T.POLICY in chosen:
@@ -98,6 +110,17 @@ def train_cmd(
             from lsc.backends.world.policy import export_policy
 
             typer.echo(str(export_policy(out, out / "weights" / "policy.safetensors")))
+        return
+    if set(chosen) <= set(T.VQVAE_AR_PARTS):
+        # The receiver ships beside the weights whose text encoder the prior reads; world.json is not rewritten.
+        prior_state = states.get("prior")
+        if "prior" in chosen and (prior_state is None or prior_state["step"] < prior_steps):
+            typer.echo("vqvae_ar not finished: run the same command again to continue")
+        elif export and prior_state is not None:
+            from lsc.backends.world.release import export_vqvae_ar
+
+            result = export_vqvae_ar(out, out / "weights", base_weights, n_scenes=eval_scenes)
+            typer.echo(json.dumps(result, indent=1))
         return
     if chosen == ("flow_fast",):
         # The student ships beside its teacher's files (copied as they are); world.json is not rewritten.
@@ -122,11 +145,11 @@ def eval_cmd(
     scenes_n: int = typer.Option(200, "--scenes", help="Held-out scenes to evaluate."),
     seed: int = typer.Option(2024, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    receiver: str = typer.Option("flow", "--receiver", help="Bob's generator: flow (8 guided steps) or flow_fast (the distilled student)."),
+    receiver: str = typer.Option("flow", "--receiver", help="Bob's generator: flow (8 guided steps), flow_fast (the distilled student) or vqvae_ar (VQ-VAE + autoregressive prior)."),
 ) -> None:
     """Measure captioner and generator fidelity and the perceptual curve on held-out scenes.
 
-    Success rates use the receiver's own threshold (world.json's, or flow_fast.json's for flow_fast);
+    Success rates use the receiver's own threshold (world.json's, or flow_fast.json's / vqvae_ar.json's);
     the threshold this evaluation derives is reported beside it."""
     from lsc.backends.world.backend import load_models, load_world_backend, PACKAGED_WEIGHTS
     from lsc.backends.world.evaluate import evaluate_world
@@ -146,7 +169,7 @@ def sample_cmd(
     out: Path = typer.Option(Path("sample.png"), "--out"),
     seed: int = typer.Option(0, "--seed"),
     weights: Optional[Path] = typer.Option(None, "--weights"),
-    receiver: str = typer.Option("flow", "--receiver", help="Bob's generator: flow or flow_fast."),
+    receiver: str = typer.Option("flow", "--receiver", help="Bob's generator: flow, flow_fast or vqvae_ar."),
 ) -> None:
     """Generate Bob's image for a prompt and save it as PNG (scaled up 8x for viewing)."""
     import numpy as np

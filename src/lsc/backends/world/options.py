@@ -17,5 +17,6 @@ class WorldBackendOptions(BaseModel):
     sampler_steps: int | None = Field(None, ge=1)
     guidance: float | None = None
     threads: int | None = Field(None, ge=1)
-    # Bob's generator: the 8-step guided flow sampler, or its distilled 2-step student (flow_fast)
-    receiver: Literal["flow", "flow_fast"] = "flow"
+    # Bob's generator: the 8-step guided flow sampler, its distilled 2-step student (flow_fast), or a
+    # VQ-VAE with a text-conditioned autoregressive prior (vqvae_ar)
+    receiver: Literal["flow", "flow_fast", "vqvae_ar"] = "flow"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,69 @@ def export_flow_fast(train_dir: Path, weights_dir: Path, teacher_dir: Path, n_sc
     (weights_dir / FAST_META_FILE).write_text(json.dumps(meta, indent=1))
     load_models.cache_clear()
     return result
+
+
+def export_vqvae_ar(train_dir: Path, weights_dir: Path, base_dir: Path, n_scenes: int = 200, sampler: dict | None = None) -> dict[str, Any]:
+    """Ship the vqvae_ar receiver beside the weights whose text encoder its prior reads: vqvae.safetensors
+    (the VQ-VAE), prior.safetensors (the EMA prior), both fp16, and vqvae_ar.json (sampler settings,
+    training record, text encoder's sha256, and its own threshold, derived by the held-out evaluation
+    run with receiver vqvae_ar). As export_flow_fast: the base folder's files are copied byte for byte
+    when `weights_dir` is another folder; world.json is never rewritten."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from lsc.backends.world import vqvae_ar as V
+    from lsc.backends.world.backend import load_models, load_world_backend
+    from lsc.backends.world.evaluate import evaluate_world
+
+    base_dir, weights_dir, train_dir = Path(base_dir), Path(weights_dir), Path(train_dir)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    own = (V.VQVAE_FILE, V.PRIOR_FILE, V.META_FILE)
+    if base_dir.resolve() != weights_dir.resolve():
+        for f in sorted(base_dir.iterdir()):
+            if f.is_file() and f.name not in own and (f.suffix == ".safetensors" or f.suffix == ".json"):
+                shutil.copyfile(f, weights_dir / f.name)
+
+    def half(tensors: dict, prefix: str) -> dict:
+        return {k[len(prefix):]: v.half().contiguous() if v.is_floating_point() else v for k, v in tensors.items() if k.startswith(prefix)}
+
+    save_file(half(load_file(str(train_dir / "vqvae" / "checkpoint.safetensors")), "model."), str(weights_dir / V.VQVAE_FILE))
+    save_file(half(load_file(str(train_dir / "prior" / "checkpoint.safetensors")), "ema_prior."), str(weights_dir / V.PRIOR_FILE))
+    training = {p: json.loads((train_dir / p / "state.json").read_text()) for p in ("vqvae", "prior")}
+    for state in training.values():
+        state.pop("metrics", None)
+    text = training["prior"].pop("text")
+    meta = {"sampler": {**V.DEFAULT_SAMPLER, **(sampler or {})}, "threshold": 0.5, "text": text,
+            "prior_config": dataclasses.asdict(V.PriorConfig()), "training": training}
+    (weights_dir / V.META_FILE).write_text(json.dumps(meta, indent=1))
+    load_models.cache_clear()
+    backend = load_world_backend(str(weights_dir), receiver="vqvae_ar")
+    result = evaluate_world(backend, load_models(str(weights_dir.resolve())).classifier, n_scenes=n_scenes, threshold=None, progress=True)
+    meta["threshold"] = result["derived_threshold"]
+    meta["eval"] = result
+    (weights_dir / V.META_FILE).write_text(json.dumps(meta, indent=1))
+    load_models.cache_clear()
+    return result
+
+
+def write_random_vqvae_ar(weights_dir: Path, seed: int = 0, prior_config: dict | None = None, sampler: dict | None = None) -> Path:
+    """Untrained vqvae_ar receiver files (fp16) beside untrained weights: fast tests of its plumbing.
+    `prior_config` shrinks the prior (its fields go to vqvae_ar.json, as the loader reads them)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from lsc.backends.world import vqvae_ar as V
+    from lsc.backends.world.backend import file_sha256
+
+    torch.manual_seed(seed)
+    config = {**dataclasses.asdict(V.PriorConfig()), **(prior_config or {})}
+    for module, name in ((V.VQVAE(V.VQConfig()), V.VQVAE_FILE), (V.CodePrior(V.PriorConfig(**config)), V.PRIOR_FILE)):
+        save_file({k: v.half().contiguous() for k, v in module.state_dict().items()}, str(weights_dir / name))
+    meta = {"sampler": {**V.DEFAULT_SAMPLER, **(sampler or {})}, "threshold": 0.5, "prior_config": config, "untrained": True,
+            "text": {"bob_text_sha256": file_sha256(weights_dir / "bob_text.safetensors")}}
+    (weights_dir / V.META_FILE).write_text(json.dumps(meta, indent=1))
+    return weights_dir
 
 
 def write_random_weights(weights_dir: Path, seed: int = 0, sampler_steps: int = 2) -> Path:

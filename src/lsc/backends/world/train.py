@@ -33,10 +33,12 @@ PARTS = ("classifier", "perceptual", "captioner", "generator")  # the world's mo
 POLICY = "policy"  # Alice's ordering policy (scheme `learned`): trained only when asked, in a call of its own
 # Parts trained only when asked for, each in a call of its own: they need a finished weights folder
 # (flow_fast distils its generator; the policy traces lowest_lpips with it).
-EXTRA_PARTS = ("flow_fast", POLICY)
+# vqvae and prior (the vqvae_ar receiver, lsc.backends.world.vqvae_ar) train apart from the others, in that order.
+VQVAE_AR_PARTS = ("vqvae", "prior")
+EXTRA_PARTS = ("flow_fast", POLICY, *VQVAE_AR_PARTS)
 ALL_PARTS = PARTS + EXTRA_PARTS
 # Data-stream ids; flow_fast and policy were trained apart with 5 each, kept so both stay reproducible.
-_PART_ID = {"classifier": 1, "captioner": 2, "generator": 3, "perceptual": 4, "policy": 5, "flow_fast": 5}
+_PART_ID = {"classifier": 1, "captioner": 2, "generator": 3, "perceptual": 4, "policy": 5, "flow_fast": 5, "vqvae": 6, "prior": 7}
 TRAIN_SEED_OFFSET = 10**6  # training scenes never share an RNG stream with study scenes
 
 BOB_VOCAB = nets.WordVocab(scenes.BOB_WORDS)
@@ -700,6 +702,7 @@ def train(
     init_generator: Path | None = None, init_captioner: Path | None = None, base_weights: Path | None = None,
     policy_options: dict | None = None,
     flow_fast: dict | None = None,
+    vqvae_ar: dict | None = None,
 ) -> dict:
     """Train the given parts one after another, splitting the time budget by their needs.
 
@@ -717,6 +720,11 @@ def train(
 
         cap = {**STEP_CAPS, **(max_steps or {})}[POLICY]
         return {POLICY: train_policy(Path(out_dir), minutes, seed, cap, weights=base_weights, **(policy_options or {}))}
+    if set(parts) & set(VQVAE_AR_PARTS):
+        from lsc.backends.world.vqvae_ar import train_vqvae_ar_parts
+
+        return train_vqvae_ar_parts(Path(out_dir), minutes, parts, seed, {**STEP_CAPS, **(max_steps or {})}, base_weights or init_generator,
+                                    **(vqvae_ar or {}))
     share = {"classifier": 0.07, "perceptual": 0.01, "captioner": 0.22, "generator": 0.70, "flow_fast": 1.0}
     total = sum(share[p] for p in parts)
     states = {}
