@@ -210,8 +210,9 @@ def test_a_prior_of_another_text_encoder_is_refused(exported, tmp_path, lsc_main
 def test_prior_needs_a_vqvae_and_the_text_encoders_weights_and_trains_apart(base, tmp_path, lsc_main):
     proc = lsc_main("world", "train", "--out", str(tmp_path), "--part", "prior", "--base-weights", str(base), "--minutes", "1")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "needs a finished VQ-VAE" in proc.stderr, proc.stderr
-    proc = lsc_main("world", "train", "--out", str(tmp_path), "--part", "prior", "--minutes", "1")
-    assert proc.returncode == 2 and "--base-weights" in proc.stderr
+    for part in ("prior", "vqvae"):
+        proc = lsc_main("world", "train", "--out", str(tmp_path), "--part", part, "--minutes", "1")
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "need --base-weights" in proc.stderr, proc.stderr
     proc = lsc_main("world", "train", "--out", str(tmp_path), "--part", "vqvae", "--part", "generator", "--minutes", "1")
     assert proc.returncode == 2 and "call of their own" in proc.stderr
     proc = lsc_main("run", "--set", "backend_options.receiver=slow", "--dry-run")

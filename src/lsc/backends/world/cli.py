@@ -71,8 +71,9 @@ def train_cmd(
         raise ConfigError("--part flow_fast trains alone: it distils a finished weights folder (--init-generator WEIGHTS)")
     if set(chosen) & set(T.VQVAE_AR_PARTS) and set(chosen) - set(T.VQVAE_AR_PARTS):
         raise ConfigError("--part vqvae and --part prior train apart from the world's other parts: give them in a call of their own")
-    if "prior" in chosen and init_generator is None and base_weights is None:
-        raise ConfigError("--part prior reads Bob's frozen text encoder: give its weights folder with --base-weights WEIGHTS")
+    if set(chosen) & set(T.VQVAE_AR_PARTS) and init_generator is None and base_weights is None:
+        raise ConfigError("--part vqvae and --part prior need --base-weights WEIGHTS: the VQ-VAE learns with the world's perceptual "
+                          "distance (squared error alone blurs shapes), the prior reads Bob's frozen text encoder")
     if "flow_fast" in chosen and init_generator is None and base_weights is None:
         raise ConfigError("--part flow_fast needs its teacher: --init-generator WEIGHTS (a weights folder, e.g. the shipped one)")
     if policy_scenes < 2:
