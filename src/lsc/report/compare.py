@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lsc.errors import LscError
+from lsc.report.analysis import transmissions
 from lsc.report.data import RunData, load_run
 from lsc.report.stats import mean_ci, wilson
 from lsc.runner.folder import STORE_FILE
@@ -81,8 +82,6 @@ def compare_runs(run_dirs: Sequence[str | Path], scheme: str | Sequence[str], la
 
 def _scheme_cells(label: str, data: RunData, scheme: str) -> list[Cell]:
     """One run's cells of `scheme`, one per condition (SNR) with successful transmissions."""
-    from lsc.report.analysis import transmissions
-
     cells: list[Cell] = []
     for cond, snr in data.conds or [("", None)]:
         ok = data.ok(cond, scheme)
