@@ -148,3 +148,18 @@ def test_world_proxy(world, prompt_order):
     assert cheap_ctx.generated_images < exact_ctx.generated_images
     assert cheap.info["alice_proxy_images"] > 0
     assert all("@" not in k for k in cheap_ctx.cached_keys())
+
+
+def test_counting_prompts_nests_and_counts_cached_prompts():
+    """Each block counts the distinct prompts asked inside it, cached or not; nested blocks keep their own sets."""
+    from lsc.protocol.context import ImageContext
+    from lsc.protocol.testing import fake_backend
+
+    ctx = ImageContext(fake_backend(), "img", np.zeros((4, 4, 3), np.float32), "a red ball on grass")
+    ctx.distances(["a red"])
+    with ctx.counting_prompts() as outer:
+        with ctx.counting_prompts() as inner:  # equal sets at its exit: it must close itself, not outer
+            ctx.distances(["a red", "ball"])
+        ctx.distances(["grass", "a", "a red"])
+    ctx.distances(["on"])
+    assert len(inner) == 2 and len(outer) == 4 and ctx._tallies == []

@@ -111,8 +111,8 @@ class ImageContext:
         self._tallies.append(asked)
         try:
             yield asked
-        finally:
-            self._tallies.remove(asked)
+        finally:  # by identity: nested blocks may hold equal sets
+            self._tallies = [t for t in self._tallies if t is not asked]
 
     def proxy(self, steps: int) -> "ImageContext":
         """A context over the same image whose generator samples with `steps` steps (multi-fidelity search).
