@@ -457,21 +457,24 @@ def gap_vs_images(rows: list[Any], oracle_images: float, path: Path) -> bool:
     per caption to plan (symmetric log scale: 0 is a plan without Bob's generator); the oracle at 2^n."""
     if not rows:
         return False
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
     colour = colours([r.scheme for r in rows])
+    free = [r.scheme for r in rows if r.alice_images == 0]  # spread apart around 0 (symlog is linear there)
     for r in rows:
+        x = r.alice_images if r.alice_images else (free.index(r.scheme) - (len(free) - 1) / 2) * 0.6 / max(1, len(free))
         half = 0.0 if math.isnan(r.relative_gap.half) else 100 * r.relative_gap.half
-        ax.errorbar([r.alice_images], [100 * r.relative_gap.mean], yerr=[half], marker="o", capsize=3, color=colour[r.scheme])
-        ax.annotate(r.scheme, (r.alice_images, 100 * r.relative_gap.mean), textcoords="offset points", xytext=(5, 4), fontsize=7)
-    ax.scatter([oracle_images], [0.0], marker="*", s=90, color="black")
-    ax.annotate("oracle", (oracle_images, 0.0), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        ax.errorbar([x], [100 * r.relative_gap.mean], yerr=[half], marker="o", capsize=3, color=colour[r.scheme], label=r.scheme)
+    ax.scatter([oracle_images], [0.0], marker="*", s=90, color="black", label="oracle (2^n)")
     ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlim(left=-0.5)
+    ticks = [0.0] + [10.0**k for k in range(0, int(math.log10(max(oracle_images, 1.0))) + 1)]
+    ax.set_xticks(ticks, ["0\n(no image)"] + [f"{t:g}" for t in ticks[1:]])
     ax.set_xlabel("images Alice generated per caption to plan (symmetric log scale)")
     ax.set_ylabel("area gap to the oracle (% of its area)")
     ax.set_title("Gap to the oracle vs Alice's planning cost (oracle's images only)")
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
