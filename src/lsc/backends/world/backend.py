@@ -101,12 +101,9 @@ class WorldModels:
                     f"distil them with `lsc world train --out DIR --part flow_fast --init-generator {folder}`"
                 )
             meta = json.loads((folder / FAST_META_FILE).read_text())
-            expected = meta.get("teacher", {}).get("bob_text_sha256")
-            if expected and expected != file_sha256(folder / "bob_text.safetensors"):
-                raise ConfigError(
-                    f"backend_options.receiver=flow_fast: {FAST_UNET_FILE} in {folder} was distilled with another text "
-                    "encoder than this folder's bob_text.safetensors; distil it again from these weights"
-                )
+            check_text_encoder(folder, meta.get("teacher", {}).get("bob_text_sha256"),
+                               f"backend_options.receiver=flow_fast: {FAST_UNET_FILE} in {folder} was distilled with",
+                               "distil it again from these weights")
             state = {k: v.float() for k, v in load_file(str(folder / FAST_UNET_FILE)).items()}
             student = nets.FlowUNet(nets.UNetConfig())
             student.load_state_dict(state)
@@ -127,6 +124,13 @@ def file_sha256(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def check_text_encoder(folder: Path, expected: str | None, what: str, fix: str) -> None:
+    """A receiver trained on Bob's text features must meet the same text encoder it was trained with: a
+    one-line ConfigError "<what> another text encoder than this folder's bob_text.safetensors; <fix>"."""
+    if expected and expected != file_sha256(Path(folder) / "bob_text.safetensors"):
+        raise ConfigError(f"{what} another text encoder than this folder's bob_text.safetensors; {fix}")
 
 
 @lru_cache(maxsize=4)

@@ -16,7 +16,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -613,16 +613,22 @@ def teacher_pairs(
         arrays["noise"][lo:hi] = noise.numpy()
         arrays["image"][lo:hi] = torch.cat(images).numpy()
         arrays["tokens"][lo:hi] = padded
-        for a in arrays.values():
-            a.flush()
-        done += 1
-        meta_path.write_text(json.dumps({**record, "done": done}))
-        msg = f"flow_fast teacher pairs {hi}/{n_pairs} ({time.time() - start:.0f}s this call)"
-        log.info(msg)
-        if logfile is not None:
-            logfile.write(msg + "\n")
-            logfile.flush()
+        done = commit_chunk(arrays, meta_path, record, done, f"flow_fast teacher pairs {hi}/{n_pairs} ({time.time() - start:.0f}s this call)", logfile)
     return arrays
+
+
+def commit_chunk(arrays: dict[str, np.ndarray], meta_path: Path, record: dict, done: int, message: str, logfile: Any = None) -> int:
+    """Make a filled chunk of a memory-mapped training cache durable: flush the arrays, then count the chunk
+    in the cache's json (in that order, so a kill never counts a chunk whose rows are not on disk)."""
+    for a in arrays.values():
+        a.flush()
+    done += 1
+    meta_path.write_text(json.dumps({**record, "done": done}))
+    log.info(message)
+    if logfile is not None:
+        logfile.write(message + "\n")
+        logfile.flush()
+    return done
 
 
 def train_flow_fast(

@@ -413,15 +413,7 @@ def code_cache(
         padded[:, : tokens.shape[1]] = tokens.numpy()
         arrays["codes"][lo:hi] = codes.numpy().astype(np.int16)
         arrays["tokens"][lo:hi] = padded
-        for a in arrays.values():
-            a.flush()
-        done += 1
-        meta_path.write_text(json.dumps({**record, "done": done}))
-        msg = f"prior codes {hi}/{n} ({time.time() - start:.0f}s this call)"
-        log.info(msg)
-        if logfile is not None:
-            logfile.write(msg + "\n")
-            logfile.flush()
+        done = T.commit_chunk(arrays, meta_path, record, done, f"prior codes {hi}/{n} ({time.time() - start:.0f}s this call)", logfile)
     return arrays
 
 
@@ -495,7 +487,7 @@ def train_prior(
 def load_receiver(folder: Path) -> tuple[VQVAE, CodePrior, dict[str, Any]]:
     """The VQ-VAE, prior and vqvae_ar.json of a weights folder. Missing files, or a prior trained on
     another text encoder than this folder's bob_text.safetensors, are a one-line ConfigError."""
-    from lsc.backends.world.backend import file_sha256
+    from lsc.backends.world.backend import check_text_encoder
 
     folder = Path(folder)
     missing = [f for f in (VQVAE_FILE, PRIOR_FILE, META_FILE) if not (folder / f).exists()]
@@ -505,12 +497,9 @@ def load_receiver(folder: Path) -> tuple[VQVAE, CodePrior, dict[str, Any]]:
             f"`lsc world train --out DIR --part vqvae` then `--part prior --base-weights {folder}`"
         )
     meta = json.loads((folder / META_FILE).read_text())
-    expected = meta.get("text", {}).get("bob_text_sha256")
-    if expected and expected != file_sha256(folder / "bob_text.safetensors"):
-        raise ConfigError(
-            f"backend_options.receiver=vqvae_ar: {PRIOR_FILE} in {folder} was trained with another text encoder than "
-            "this folder's bob_text.safetensors; train the prior again on these weights"
-        )
+    check_text_encoder(folder, meta.get("text", {}).get("bob_text_sha256"),
+                       f"backend_options.receiver=vqvae_ar: {PRIOR_FILE} in {folder} was trained with",
+                       "train the prior again on these weights")
     vqvae = VQVAE(VQConfig())
     vqvae.load_state_dict({k: v.float() for k, v in load_file(str(folder / VQVAE_FILE)).items()})
     state = {k: v.float() for k, v in load_file(str(folder / PRIOR_FILE)).items()}
