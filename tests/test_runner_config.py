@@ -50,6 +50,7 @@ def test_default_config_is_packaged_and_has_all_schemes() -> None:
         "heads_random", "heads_skd",
     ]
     assert cfg.oracle and cfg.backend == "world" and cfg.images.source == "world" and cfg.images.count == 8 and cfg.prompt_order is None
+    assert cfg.backend_options == {"receiver": "flow_fast"}  # the 3-minute default study (README); the backend's default is flow
 
 
 def test_snr_sweep_expands_to_conditions_and_round_trips() -> None:

@@ -46,10 +46,14 @@ def test_bob_reads_alice_and_his_own_phrasing_better(result):
     acc = result["generator_accuracy"]
     targets = {"background": 0.98, "color": 0.90, "count": 0.90, "position": 0.90, "shape": 0.85}
     assert all(acc[k] >= v for k, v in targets.items()), acc
-    assert result["bob_reads_alice"]["success_rate"] >= 0.75, result["bob_reads_alice"]
-    assert result["bob_reads_alice"]["stated_attribute_accuracy"] >= 0.85
+    assert result["bob_reads_alice"]["success_rate"] >= 0.80, result["bob_reads_alice"]
+    assert result["bob_reads_alice"]["stated_attribute_accuracy"] >= 0.90
     gap = result["style_gap"]
     assert gap["bob"]["mean_lpips"] < gap["alice"]["mean_lpips"]
+    shipped = json.loads((PACKAGED_WEIGHTS / "world.json").read_text())["eval"]  # the 200-scene evaluation
+    assert shipped["scenes"] == 200 and shipped["bob_reads_alice"]["success_rate"] >= 0.85, shipped["bob_reads_alice"]
+    assert shipped["bob_reads_alice"]["stated_attribute_accuracy"] >= 0.90
+    assert shipped["style_gap"]["bob"]["success_rate"] > shipped["style_gap"]["alice"]["success_rate"]
 
 
 def test_bob_binds_by_meaning_and_draws_only_what_is_named(result):
@@ -58,10 +62,38 @@ def test_bob_binds_by_meaning_and_draws_only_what_is_named(result):
 
 
 def test_the_threshold_means_success(result, backend):
-    assert result["threshold_precision"] >= 0.75 and result["threshold_recall"] >= 0.4, result
+    assert result["threshold_precision"] >= 0.85 and result["threshold_recall"] >= 0.4, result
+    assert result["threshold_missing_object_under"] == 0
+    for name in ("world.json", "flow_fast.json", "vqvae_ar.json"):  # each receiver's 200-scene calibration
+        shipped = json.loads((PACKAGED_WEIGHTS / name).read_text())["eval"]
+        assert shipped["threshold_precision"] >= 0.85 and shipped["threshold_missing_object_under"] == 0, (name, shipped)
     curve = result["lpips_by_words"]
     assert curve[-1] < curve[len(curve) // 2] < curve[0]
     assert curve[-1] < backend.default_threshold  # a whole caption reaches the success threshold on average
+
+
+def test_the_metric_puts_rerenderings_under_the_threshold_and_missing_objects_over_it(backend):
+    """The perceptual metric's JND training (train.JNDCut): across scenes, not only against one reference,
+    a re-rendering of the same scene (other textures and jitter) falls under the success threshold and the
+    scene with an object taken away does not. On 40 held-out scenes; the renderer is Bob at his best, so
+    this bounds what any receiver can reach (the 2AFC-only weights put 77% of re-renderings under theirs)."""
+    import dataclasses
+
+    from lsc.backends.world.train import remove_object
+
+    rng = np.random.default_rng(5)
+    same, removed = [], []
+    for i in range(40):
+        scene = scenes.world_scene(i, 2024)
+        ref = backend.perceptual.reference(scenes.render(scene))
+        other = dataclasses.replace(scene, seed=scene.seed + 1)
+        pair = np.stack([scenes.render(other), scenes.render(remove_object(scene, rng))])
+        d = backend.perceptual.distances(ref, pair)
+        same.append(d[0])
+        removed.append(d[1])
+    threshold = backend.default_threshold
+    assert np.mean(np.array(same) < threshold) >= 0.85, sorted(same)
+    assert np.min(removed) > threshold, sorted(removed)[:3]
 
 
 def test_alice_attention_orders_are_informative_and_do_not_depend_on_threads(backend):

@@ -127,3 +127,28 @@ def test_export_without_a_trained_part_or_base_weights_is_refused(tmp_path):
     T.train_classifier(tmp_path / "t", minutes=5, max_steps=1, batch_size=2)
     with pytest.raises(FileNotFoundError, match="was not trained"):
         T.export_weights(tmp_path / "t", tmp_path / "w")
+
+
+def test_jnd_cut_asks_same_scenes_under_one_cut_and_changed_ones_above():
+    cut = T.JNDCut()
+    with torch.no_grad():
+        cut.bias.fill_(0.5)
+    low, high = torch.full((8,), 0.2), torch.full((8,), 0.9)
+    separated = float(cut.loss(low, high, high))
+    same_too_far = float(cut.loss(high, high, high))
+    removed_too_close = float(cut.loss(low, high, low))
+    assert separated < 0.5 * same_too_far and separated < 0.5 * removed_too_close
+
+
+def test_perceptual_training_learns_a_cut_and_exports_only_the_channel_weights(tmp_path):
+    from lsc.backends.world.perceptual import LinearWeights
+    from lsc.backends.world.release import write_random_weights
+
+    base = write_random_weights(tmp_path / "base")
+    state = T.train_perceptual(tmp_path / "t", minutes=5, max_steps=2, batch_size=4, classifier_from=base)
+    assert state["step"] == 2 and {"agree", "jnd", "cut"} <= set(state["metrics"])
+    checkpoint = load_file(str(tmp_path / "t" / "perceptual" / "checkpoint.safetensors"))
+    assert any(k.startswith("cut.") for k in checkpoint)  # the cut trains (and resumes) with the weights
+    T.export_weights(tmp_path / "t", tmp_path / "w", base_weights=base)
+    exported = load_file(str(tmp_path / "w" / "perceptual.safetensors"))
+    LinearWeights((32, 64, 128, 128)).load_state_dict({k: v.float() for k, v in exported.items()})  # strict: no cut

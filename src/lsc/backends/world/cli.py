@@ -164,6 +164,37 @@ def eval_cmd(
     typer.echo(json.dumps(result, indent=None if as_json else 1))
 
 
+@world_app.command("calibrate")
+def calibrate_cmd(
+    weights: Path = typer.Option(..., "--weights", help="Weights folder to calibrate in place (a copy of the shipped ones, or OUT/weights)."),
+    receivers: Optional[list[str]] = typer.Option(
+        None, "--receiver", help="flow, flow_fast or vqvae_ar (repeatable; default: every receiver the folder holds)."
+    ),
+    scenes_n: int = typer.Option(200, "--scenes", help="Held-out scenes of the evaluation that derives each threshold."),
+) -> None:
+    """Derive each receiver's success threshold again from the held-out evaluation, without retraining.
+
+    For a change that moves every receiver's distances (new perceptual weights): each receiver's own
+    meta file (world.json, flow_fast.json, vqvae_ar.json) gets its new threshold and evaluation."""
+    from lsc.backends.world.backend import RECEIVERS
+    from lsc.backends.world.release import calibrate_receiver, receiver_meta_file
+
+    if scenes_n < 1:
+        raise ConfigError(f"--scenes must be at least 1, got {scenes_n}")
+    if not (weights / "world.json").exists():
+        raise ConfigError(f"{weights} is not a world weights folder (no world.json)")
+    chosen = list(receivers or [r for r in RECEIVERS if (weights / receiver_meta_file(r)).exists()])
+    for receiver in chosen:
+        receiver_meta_file(receiver)  # a bad name fails before any evaluation runs
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    out = {}
+    for receiver in chosen:
+        result = calibrate_receiver(weights, receiver, scenes_n)
+        out[receiver] = {k: result[k] for k in ("derived_threshold", "threshold_precision", "threshold_recall")}
+        out[receiver]["bob_reads_alice_success"] = result["bob_reads_alice"]["success_rate"]
+    typer.echo(json.dumps(out, indent=1))
+
+
 @world_app.command("sample")
 def sample_cmd(
     prompt: str = typer.Argument(..., help="Bob-style prompt, e.g. 'green grass with a large red circle at left'."),

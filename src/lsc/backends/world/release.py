@@ -10,26 +10,58 @@ from typing import Any
 from lsc.backends.world import train as T
 
 
+def receiver_meta_file(receiver: str) -> str:
+    """The file in a weights folder that holds a receiver's threshold: world.json, flow_fast.json or vqvae_ar.json."""
+    from lsc.backends.world.backend import FAST_META_FILE, RECEIVERS
+    from lsc.errors import ConfigError
+
+    if receiver not in RECEIVERS:
+        raise ConfigError(f"receiver must be one of {', '.join(RECEIVERS)}, not {receiver!r}")
+    if receiver == "flow_fast":
+        return FAST_META_FILE
+    if receiver == "vqvae_ar":
+        from lsc.backends.world.vqvae_ar import META_FILE
+
+        return META_FILE
+    return "world.json"
+
+
+def calibrate_receiver(weights_dir: Path, receiver: str = "flow", n_scenes: int = 200) -> dict[str, Any]:
+    """Run the held-out evaluation for one receiver and store its derived threshold (and the evaluation)
+    in that receiver's own meta file; no other file is touched.
+
+    Every export ends here, and so does a change that moves every receiver's distances at once (the
+    perceptual metric's weights): each receiver is calibrated again without retraining it."""
+    from lsc.backends.world.backend import load_models, load_world_backend
+    from lsc.backends.world.evaluate import evaluate_world
+    from lsc.errors import ConfigError
+
+    weights_dir = Path(weights_dir)
+    meta_path = weights_dir / receiver_meta_file(receiver)
+    if not meta_path.exists():
+        raise ConfigError(f"{meta_path} not found: {weights_dir} has no {receiver} receiver to calibrate")
+    load_models.cache_clear()
+    backend = load_world_backend(str(weights_dir), receiver=receiver)
+    result = evaluate_world(backend, load_models(str(weights_dir.resolve())).classifier, n_scenes=n_scenes, threshold=None, progress=True)
+    meta = json.loads(meta_path.read_text())
+    meta["threshold"] = result["derived_threshold"]
+    meta["eval"] = result
+    meta_path.write_text(json.dumps(meta, indent=1))
+    load_models.cache_clear()
+    return result
+
+
 def export_and_calibrate(
     train_dir: Path, weights_dir: Path, n_scenes: int = 200, sampler: dict | None = None, base_weights: Path | None = None
 ) -> dict[str, Any]:
     """Export fp16 safetensors, run the held-out evaluation, store the derived threshold.
 
     Parts not trained in `train_dir` come from `base_weights` (see train.export_weights)."""
-    from lsc.backends.world.backend import DEFAULT_GUIDANCE, DEFAULT_SAMPLER_STEPS, load_models, load_world_backend
-    from lsc.backends.world.evaluate import evaluate_world
+    from lsc.backends.world.backend import DEFAULT_GUIDANCE, DEFAULT_SAMPLER_STEPS
 
     sampler = sampler or {"steps": DEFAULT_SAMPLER_STEPS, "guidance": DEFAULT_GUIDANCE}
     T.export_weights(train_dir, weights_dir, {"sampler": sampler, "threshold": 0.5}, base_weights=base_weights)
-    load_models.cache_clear()
-    backend = load_world_backend(str(weights_dir))
-    result = evaluate_world(backend, load_models(str(weights_dir.resolve())).classifier, n_scenes=n_scenes, threshold=None, progress=True)
-    meta = json.loads((weights_dir / "world.json").read_text())
-    meta["threshold"] = result["derived_threshold"]
-    meta["eval"] = result
-    (weights_dir / "world.json").write_text(json.dumps(meta, indent=1))
-    load_models.cache_clear()
-    return result
+    return calibrate_receiver(weights_dir, "flow", n_scenes)
 
 
 def export_flow_fast(train_dir: Path, weights_dir: Path, teacher_dir: Path, n_scenes: int = 200) -> dict[str, Any]:
@@ -43,8 +75,7 @@ def export_flow_fast(train_dir: Path, weights_dir: Path, teacher_dir: Path, n_sc
 
     from safetensors.torch import load_file, save_file
 
-    from lsc.backends.world.backend import FAST_META_FILE, FAST_UNET_FILE, load_models, load_world_backend
-    from lsc.backends.world.evaluate import evaluate_world
+    from lsc.backends.world.backend import FAST_META_FILE, FAST_UNET_FILE
 
     teacher_dir, weights_dir = Path(teacher_dir), Path(weights_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
@@ -61,14 +92,7 @@ def export_flow_fast(train_dir: Path, weights_dir: Path, teacher_dir: Path, n_sc
     state.pop("metrics", None)
     meta = {"sampler": {"steps": state.pop("sampler_steps")}, "threshold": 0.5, "teacher": teacher, "training": state}
     (weights_dir / FAST_META_FILE).write_text(json.dumps(meta, indent=1))
-    load_models.cache_clear()
-    backend = load_world_backend(str(weights_dir), receiver="flow_fast")
-    result = evaluate_world(backend, load_models(str(weights_dir.resolve())).classifier, n_scenes=n_scenes, threshold=None, progress=True)
-    meta["threshold"] = result["derived_threshold"]
-    meta["eval"] = result
-    (weights_dir / FAST_META_FILE).write_text(json.dumps(meta, indent=1))
-    load_models.cache_clear()
-    return result
+    return calibrate_receiver(weights_dir, "flow_fast", n_scenes)
 
 
 def export_vqvae_ar(train_dir: Path, weights_dir: Path, base_dir: Path, n_scenes: int = 200, sampler: dict | None = None) -> dict[str, Any]:
@@ -82,8 +106,6 @@ def export_vqvae_ar(train_dir: Path, weights_dir: Path, base_dir: Path, n_scenes
     from safetensors.torch import load_file, save_file
 
     from lsc.backends.world import vqvae_ar as V
-    from lsc.backends.world.backend import load_models, load_world_backend
-    from lsc.backends.world.evaluate import evaluate_world
 
     base_dir, weights_dir, train_dir = Path(base_dir), Path(weights_dir), Path(train_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
@@ -105,14 +127,7 @@ def export_vqvae_ar(train_dir: Path, weights_dir: Path, base_dir: Path, n_scenes
     meta = {"sampler": {**V.DEFAULT_SAMPLER, **(sampler or {})}, "threshold": 0.5, "text": text,
             "prior_config": dataclasses.asdict(V.PriorConfig()), "training": training}
     (weights_dir / V.META_FILE).write_text(json.dumps(meta, indent=1))
-    load_models.cache_clear()
-    backend = load_world_backend(str(weights_dir), receiver="vqvae_ar")
-    result = evaluate_world(backend, load_models(str(weights_dir.resolve())).classifier, n_scenes=n_scenes, threshold=None, progress=True)
-    meta["threshold"] = result["derived_threshold"]
-    meta["eval"] = result
-    (weights_dir / V.META_FILE).write_text(json.dumps(meta, indent=1))
-    load_models.cache_clear()
-    return result
+    return calibrate_receiver(weights_dir, "vqvae_ar", n_scenes)
 
 
 def write_random_vqvae_ar(weights_dir: Path, seed: int = 0, prior_config: dict | None = None, sampler: dict | None = None) -> Path:

@@ -368,7 +368,8 @@ def train_perceptual(out_dir: Path, minutes: float, seed: int = 0, batch_size: i
     scene as the reference (another seed: other textures and jitter) must be closer than one showing
     a changed scene (one attribute, object or background different). Without these weights the
     distance is dominated by textures and jitter: a re-rendering of the very same scene was often
-    further than the scene with an object missing.
+    further than the scene with an object missing. The JND term (`JNDCut`) makes that hold across
+    scenes, not only against one reference, so one success threshold can mean success everywhere.
     """
     from lsc.backends.world.perceptual import LinearWeights
 
@@ -380,21 +381,57 @@ def train_perceptual(out_dir: Path, minutes: float, seed: int = 0, batch_size: i
         classifier.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     classifier.eval().requires_grad_(False)
     lin = LinearWeights(classifier.cfg.channels)
+    cut = JNDCut()
 
     def loss_fn(rng, gen, step):
         refs = [scenes.sample_scene(rng) for _ in range(batch_size)]
         same = [dataclasses.replace(s, seed=int(rng.integers(2**31))) for s in refs]
         diff = [perturb_scene(s, rng) for s in refs]
+        removed = [remove_object(s, rng) for s in refs]
         with torch.no_grad():
             f_ref = classifier.features(to_tensor(np.stack([scenes.render(s) for s in refs])))
-            f_same = classifier.features(_camera(np.stack([scenes.render(s) for s in same]), rng, gen))
-            f_diff = classifier.features(_camera(np.stack([scenes.render(s) for s in diff]), rng, gen))
-        d_same, d_diff = lin.distance(f_ref, f_same), lin.distance(f_ref, f_diff)
-        margin = lin.scale() * (d_diff - d_same)
-        loss = F.softplus(-margin).mean()
-        return loss, {"agree": float((d_diff > d_same).float().mean())}
+            f_same, f_diff, f_removed = (
+                classifier.features(_camera(np.stack([scenes.render(s) for s in batch]), rng, gen)) for batch in (same, diff, removed)
+            )
+        d_same, d_diff, d_removed = lin.distance(f_ref, f_same), lin.distance(f_ref, f_diff), lin.distance(f_ref, f_removed)
+        two_afc = F.softplus(-lin.scale() * (d_diff - d_same)).mean()
+        jnd = cut.loss(d_same, d_diff, d_removed)
+        metrics = {"agree": float((d_diff > d_same).float().mean()), "jnd": float(jnd.detach()), "cut": float(cut.bias.detach())}
+        return two_afc + jnd, metrics
 
-    return _train_loop("perceptual", out_dir, minutes, seed, {"lin": lin}, list(lin.parameters()), loss_fn, 3e-2, max_steps)
+    params = list(lin.parameters()) + list(cut.parameters())
+    return _train_loop("perceptual", out_dir, minutes, seed, {"lin": lin, "cut": cut}, params, loss_fn, 3e-2, max_steps,
+                       extra_state={"objective": "2AFC + JND"})
+
+
+class JNDCut(torch.nn.Module):
+    """One distance for every scene that separates "the same scene" from "a changed scene".
+
+    LPIPS was checked on two kinds of human judgement: which of two distortions is closer (2AFC) and
+    whether a pair differs at all (JND). 2AFC alone ranks pictures against one reference, so a busy
+    scene's re-rendering could be further than a quiet scene with an object missing, and no single
+    success threshold could hold across scenes. This logistic term asks every re-rendering to fall
+    under one learnt cut and every changed scene (one attribute changed, or an object removed) above it.
+    It trains beside the channel weights and is not shipped: the threshold is derived afterwards from
+    Bob's images (evaluate.derive_threshold).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.full((), 0.5))
+        self.log_scale = torch.nn.Parameter(torch.zeros(()))
+
+    def loss(self, d_same: torch.Tensor, d_changed: torch.Tensor, d_removed: torch.Tensor) -> torch.Tensor:
+        k = self.log_scale.exp() * 4.0
+        above = 0.5 * (F.softplus(-k * (d_changed - self.bias)).mean() + F.softplus(-k * (d_removed - self.bias)).mean())
+        return F.softplus(k * (d_same - self.bias)).mean() + above
+
+
+def remove_object(scene: scenes.Scene, rng: np.random.Generator) -> scenes.Scene:
+    """The scene with one of its objects taken away (the background alone for a one-object scene); new seed."""
+    objects = list(scene.objects)
+    objects.pop(int(rng.integers(len(objects))))
+    return dataclasses.replace(scene, objects=tuple(objects), seed=int(rng.integers(2**31)))
 
 
 GENERATOR_LR_DECAY = (8000, 14000, 0.07)  # constant 3e-4 to step 8000, then linear to 2e-5 at 14000
