@@ -211,11 +211,17 @@ class StreamingExecutor(InProcessExecutor):
 
 
 def backend_options(backend: str, threads: int | None) -> dict[str, Any]:
-    """The page's backend options: a thread count for a loader that takes one (execution only)."""
+    """The page's backend options: the default study's for its backend (the world's receiver), so a scene
+    sent in the page gives the numbers `lsc run` gives it, plus a thread count for a loader that takes one."""
     from lsc.backends import backend_loader
+    from lsc.config import load_config
     from lsc.runner.study import _takes
 
-    return {"threads": int(threads)} if threads and _takes(backend_loader(backend), "threads") else {}
+    default = load_config()
+    options = dict(default.backend_options) if backend == default.backend else {}
+    if threads and _takes(backend_loader(backend), "threads"):
+        options["threads"] = int(threads)
+    return options
 
 
 def prepare_run(req: DemoRequest, run_dir: Path) -> StudyConfig:
