@@ -72,7 +72,7 @@ def test_the_threshold_means_success(result, backend):
     assert curve[-1] < backend.default_threshold  # a whole caption reaches the success threshold on average
 
 
-def test_the_metric_puts_rerenderings_under_the_threshold_and_missing_objects_over_it(backend):
+def test_the_metric_puts_rerenderings_under_the_threshold_and_rarely_a_scene_missing_an_object(backend):
     """The perceptual metric's JND training (train.JNDCut): across scenes, not only against one reference,
     a re-rendering of the same scene (other textures and jitter) falls under the success threshold and the
     scene with an object taken away almost never does. On 40 held-out scenes (95% and 2 of 40; on 200: 90%
