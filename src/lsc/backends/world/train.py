@@ -103,6 +103,8 @@ def training_prompt(scene: scenes.Scene, rng: np.random.Generator) -> tuple[list
     picked = partial_prompt_indices(len(words), rng)
     prompt = ["[UNK]" if i is None else words[i] for i in picked]
     mentioned = {roles[i] for i in picked if i is not None and roles[i] >= 0 and words[i] in scenes.OBJECT_WORDS}
+    if any(i is not None and roles[i] == scenes.ROLE_GROUP for i in picked):  # "balls" names every ball of its group
+        mentioned |= set(scenes.alice_group(scene))
     if len(mentioned) < len(scene.objects):
         kept = tuple(o for j, o in enumerate(scene.objects) if j in mentioned)
         if alice and kept:  # Alice's words place objects by her layout rule: draw them where they say
@@ -479,6 +481,8 @@ def binding_targets(
         for w, r in enumerate(rs[: width - 1]):
             if r == scenes.ROLE_BACKGROUND:
                 out["background"][i, w + 1] = scenes.BACKGROUNDS.index(scene.background)
+            elif r == scenes.ROLE_GROUP:  # a plural noun: the shape its objects share, not one object's slot
+                out["shape"][i, w + 1] = scenes.SHAPES.index(scene.objects[scenes.alice_group(scene)[0]].shape)
             elif r >= 0:
                 o = scene.objects[r]
                 out["color"][i, w + 1] = scenes.COLORS.index(o.color)
