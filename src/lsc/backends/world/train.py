@@ -304,16 +304,17 @@ CAPTIONER_FINETUNE_LR = 2e-4
 def train_captioner(
     out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 48, max_steps: int = STEP_CAPS["captioner"], init_from: Path | None = None
 ) -> dict:
-    """Alice's captioner on her caption style; with `init_from`, fine-tuned from those weights."""
+    """Alice's captioner on her caption style; with `init_from`, fine-tuned from those weights on more
+    2- and 3-object scenes (whether neighbours share a plural noun is the hard decision)."""
     torch.manual_seed(seed + _PART_ID["captioner"])
     model = build_captioner()
-    base_lr, decay = 5e-4, None
+    base_lr, decay, count_p = 5e-4, None, scenes.COUNT_PROBABILITIES
     if init_from is not None:
         init_captioner_from(init_from, model)
-        base_lr, decay = CAPTIONER_FINETUNE_LR, (int(0.4 * max_steps), max_steps, 0.1)
+        base_lr, decay, count_p = CAPTIONER_FINETUNE_LR, (int(0.4 * max_steps), max_steps, 0.1), FINETUNE_COUNT_P
 
     def loss_fn(rng, gen, step):
-        batch = scenes.sample_batch(rng, batch_size)
+        batch = scenes.sample_batch(rng, batch_size, count_p)
         captions = [scenes.alice_caption(s, rng).split() for s in batch.scenes]
         tokens = ALICE_VOCAB.tokens(captions, eos=True)
         logits = model.decode(tokens[:, :-1], model.encode_image(to_tensor(batch.images)))
