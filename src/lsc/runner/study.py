@@ -272,7 +272,7 @@ class ImageWorker:
         try:
             from lsc.schemes.oracle import oracle_curve
 
-            curve = [(int(k), float(v)) for k, v in oracle_curve(ctx, words)]
+            curve = [(int(k), float(v)) for k, v in oracle_curve(ctx, words, max_words=self.cfg.oracle_max_words)]
         except Exception as exc:  # noqa: BLE001
             return OracleOutcome(ctx.image_id, len(words), [], "failed", one_line(exc))
         return OracleOutcome(ctx.image_id, len(words), curve, "ok", None)
