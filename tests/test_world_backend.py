@@ -150,3 +150,15 @@ def test_alice_unmarked_size_is_stated_by_the_object_words():
     assert not judge(scene, said, small_box).right
     only_first = statement(scene, words, roles, range(4))  # "a small red ball": the box says nothing yet
     assert only_first.object_attributes == (frozenset({"size", "color", "shape"}), frozenset())
+
+
+def test_alice_plural_noun_states_the_shape_of_each_object_it_names():
+    from lsc.backends.world.evaluate import statement
+
+    scene = scenes.Scene("sky", tuple(scenes.WorldObject("circle", c, z, s) for c, z, s in zip(("red", "white"), ("small", "large"), ("left", "right"))))
+    words, roles = scenes.alice_caption_roles(scene)  # small red and white balls in the sky
+    noun = words.index("balls")
+    said = statement(scene, words, roles, [noun])
+    assert said.object_attributes == (frozenset({"shape"}), frozenset({"shape", "size"}))  # the white one's size is unmarked
+    said = statement(scene, words, roles, range(len(words)))
+    assert said.object_attributes == (frozenset({"size", "color", "shape"}),) * 2

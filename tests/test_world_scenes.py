@@ -47,7 +47,14 @@ def test_hand_made_captions():
     one = scenes.Scene("night", (scenes.WorldObject("circle", "orange", "large", "middle"),))
     assert scenes.alice_caption(one) == "an orange ball at night"  # the usual place and size go unsaid
     three = scenes.Scene("brick", tuple(scenes.WorldObject("triangle", c, "small", s) for c, s in zip(("orange", "red", "white"), scenes.SLOTS)))
-    assert scenes.alice_caption(three) == "a small orange triangle a small red triangle and a small white triangle by a wall"
+    assert scenes.alice_caption(three) == "small orange small red and small white triangles by a wall"  # one plural noun
+    assert scenes.parse_caption(scenes.alice_caption(three)) == three.attributes()
+    same = scenes.Scene("brick", tuple(scenes.WorldObject("triangle", "red", z, s) for z, s in zip(("small", "large"), ("left", "right"))))
+    assert scenes.alice_caption(same) == "a small red triangle and a red triangle by a wall"  # one colour twice: a phrase each
+    mixed = scenes.Scene("sand", (scenes.WorldObject("square", "red", "large", "left"), scenes.WorldObject("circle", "blue", "large", "middle"),
+                                  scenes.WorldObject("circle", "white", "small", "right")))
+    assert scenes.alice_caption(mixed) == "a red box and blue and small white balls on the beach"
+    assert scenes.parse_caption(scenes.alice_caption(mixed)) == mixed.attributes()
     pair = scenes.Scene("sky", (scenes.WorldObject("circle", "red", "small", "left"), scenes.WorldObject("square", "blue", "large", "right")))
     assert scenes.alice_caption(pair) == "a small red ball and a blue box in the sky"
     assert scenes.parse_caption("a small red ball and a blue box in the sky") == pair.attributes()
@@ -110,6 +117,11 @@ def test_alice_roles_label_objects_layout_and_background():
     b, link, lay = scenes.ROLE_BACKGROUND, scenes.ROLE_LINK, scenes.ROLE_LAYOUT
     assert words == "a small red ball and a blue box on the left on grass".split()
     assert roles == [0, 0, 0, 0, link, 1, 1, 1, lay, lay, lay, b, b]
+    three = scenes.Scene("night", tuple(scenes.WorldObject("circle", c, z, s) for c, z, s in zip(("yellow", "white", "red"), ("large", "small", "large"), scenes.SLOTS)))
+    words, roles = scenes.alice_caption_roles(three)
+    assert words == "yellow small white and red balls at night".split()
+    assert roles == [0, 1, 1, link, 2, scenes.ROLE_GROUP, b, b]
+    assert scenes.alice_group(three) == (0, 1, 2) and scenes.alice_group(scene) == ()
 
 
 def test_roles_label_each_word_with_what_it_describes():

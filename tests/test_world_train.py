@@ -70,6 +70,27 @@ def test_binding_targets_label_object_words_with_their_object():
     assert t["color"][0, words.index("with") + 1] == -100
 
 
+def test_alice_plural_noun_targets_its_shape_and_names_every_object_of_its_group():
+    import numpy as np
+
+    from lsc.backends.world import scenes
+
+    scene = scenes.Scene("night", tuple(scenes.WorldObject("square", c, "large", s) for c, s in zip(("red", "blue"), ("left", "right"))))
+    words, roles = scenes.alice_caption_roles(scene)  # red and blue boxes at night
+    t = T.binding_targets([scene], [roles], len(words) + 1)
+    noun = words.index("boxes") + 1
+    assert t["shape"][0, noun] == scenes.SHAPES.index("square")
+    assert t["color"][0, noun] == -100 and t["slot"][0, noun] == -100  # it names both boxes, not one
+    assert t["slot"][0, words.index("blue") + 1] == 2
+    rng = np.random.default_rng(0)
+    drawn = set()
+    for _ in range(400):
+        prompt, target = T.training_prompt(scene, rng)
+        if "boxes" in prompt and not {"red", "blue"} & set(prompt):
+            drawn.add(len(target.objects))
+    assert drawn == {2}  # "boxes" alone still means both of them
+
+
 def test_fine_tuning_starts_new_synonyms_as_their_base_word(tmp_path):
     from lsc.backends.world import scenes
     from lsc.backends.world.release import write_random_weights

@@ -217,3 +217,16 @@ def test_prior_needs_a_vqvae_and_the_text_encoders_weights_and_trains_apart(base
     assert proc.returncode == 2 and "call of their own" in proc.stderr
     proc = lsc_main("run", "--set", "backend_options.receiver=slow", "--dry-run")
     assert proc.returncode == 2 and "'flow', 'flow_fast' or 'vqvae_ar'" in proc.stderr, proc.stderr
+
+
+def test_a_prior_trained_on_the_base_folders_vqvae_ships_that_vqvae_unchanged(exported, tmp_path, lsc_main):
+    """`--part prior --base-weights W` with W's vqvae.safetensors (no vqvae part in DIR): the export copies W's VQ-VAE
+    byte for byte and records where it came from, with W's own training record of it."""
+    proc = lsc_main("world", "train", "--out", str(tmp_path), "--part", "prior", "--base-weights", str(exported), "--minutes", "5",
+                    "--prior-steps", "2", "--prior-examples", "8", "--eval-scenes", "2", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    weights = tmp_path / "weights"
+    assert (weights / V.VQVAE_FILE).read_bytes() == (exported / V.VQVAE_FILE).read_bytes()
+    record = json.loads((weights / V.META_FILE).read_text())["training"]
+    assert record["vqvae"]["from"] == "base weights" and record["vqvae"]["step"] == 2
+    assert record["vqvae"]["file_sha256"] == B.file_sha256(exported / V.VQVAE_FILE)

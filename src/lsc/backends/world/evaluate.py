@@ -92,14 +92,20 @@ class Statement:
 
 def statement(scene: scenes.Scene, words: Sequence[str], roles: Sequence[int], received: Sequence[int]) -> Statement:
     """The attributes the received word indices state: a colour, shape or size word of object j states
-    that attribute of object j; a background word states the background. An object whose phrase has
+    that attribute of object j (a plural noun, every object of Alice's group); a background word states the background. An object whose phrase has
     no size word (Alice leaves the large size unmarked) has its size stated by any of its words."""
     per_object: list[set[str]] = [set() for _ in scene.objects]
     sized = {roles[i] for i, w in enumerate(words) if roles[i] >= 0 and _KIND.get(w) == "size"}
     background = False
+    group = scenes.alice_group(scene) if scenes.ROLE_GROUP in roles else ()
     for i in received:
         if roles[i] == scenes.ROLE_BACKGROUND:
             background = True
+        elif roles[i] == scenes.ROLE_GROUP:  # a plural noun states the shape of each object it names
+            for j in group:
+                per_object[j].add("shape")
+                if j not in sized:
+                    per_object[j].add("size")
         elif roles[i] >= 0 and words[i] in _KIND:
             per_object[roles[i]].add(_KIND[words[i]])
             if roles[i] not in sized:

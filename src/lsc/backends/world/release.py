@@ -106,6 +106,7 @@ def export_vqvae_ar(train_dir: Path, weights_dir: Path, base_dir: Path, n_scenes
     from safetensors.torch import load_file, save_file
 
     from lsc.backends.world import vqvae_ar as V
+    from lsc.backends.world.backend import file_sha256
 
     base_dir, weights_dir, train_dir = Path(base_dir), Path(weights_dir), Path(train_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
@@ -118,9 +119,17 @@ def export_vqvae_ar(train_dir: Path, weights_dir: Path, base_dir: Path, n_scenes
     def half(tensors: dict, prefix: str) -> dict:
         return {k[len(prefix):]: v.half().contiguous() if v.is_floating_point() else v for k, v in tensors.items() if k.startswith(prefix)}
 
-    save_file(half(load_file(str(train_dir / "vqvae" / "checkpoint.safetensors")), "model."), str(weights_dir / V.VQVAE_FILE))
+    training = {"prior": json.loads((train_dir / "prior" / "state.json").read_text())}
+    if (train_dir / "vqvae" / "state.json").exists():
+        save_file(half(load_file(str(train_dir / "vqvae" / "checkpoint.safetensors")), "model."), str(weights_dir / V.VQVAE_FILE))
+        training["vqvae"] = json.loads((train_dir / "vqvae" / "state.json").read_text())
+    else:  # the prior was trained on the base folder's VQ-VAE (V.load_trained_vqvae): it ships unchanged, with its record
+        if base_dir.resolve() != weights_dir.resolve():
+            shutil.copyfile(base_dir / V.VQVAE_FILE, weights_dir / V.VQVAE_FILE)
+        base_meta = base_dir / V.META_FILE
+        base_record = json.loads(base_meta.read_text()).get("training", {}).get("vqvae", {}) if base_meta.exists() else {}
+        training["vqvae"] = {**base_record, "from": "base weights", "file_sha256": file_sha256(base_dir / V.VQVAE_FILE)}
     save_file(half(load_file(str(train_dir / "prior" / "checkpoint.safetensors")), "ema_prior."), str(weights_dir / V.PRIOR_FILE))
-    training = {p: json.loads((train_dir / p / "state.json").read_text()) for p in ("vqvae", "prior")}
     for state in training.values():
         state.pop("metrics", None)
     text = training["prior"].pop("text")

@@ -8,7 +8,9 @@ The two caption styles differ the way BLIP captions and CLIP prompts do. Alice w
 English, salient things first, and leaves out what a caption would: the size of an ordinary (large)
 object, which English leaves unmarked ("a red ball", "a small blue box"), and positions when the
 layout is the usual one (one object in the middle, two apart, three in a row): "a red ball and a
-small blue box on grass". Bob's prompts are tag-like inventories with other words
+small blue box on grass". Neighbouring objects of one shape and different colours share a plural
+noun, as BLIP says "red and white flowers": "yellow, small white and red balls at night" (the
+tokenizer drops the comma). Bob's prompts are tag-like inventories with other words
 for some concepts ("green grass with a large red circle at left and a small blue square at right").
 Bob's generator learns both styles (Stable Diffusion reads BLIP's English), but renders his own,
 complete phrasing better: that gap is what semantic knowledge distillation can close.
@@ -47,6 +49,7 @@ COLOR_RGB = {
 
 # Alice's (BLIP-like) and Bob's (CLIP-prompt-like) words for each concept.
 ALICE_SHAPE = {"circle": "ball", "square": "box", "triangle": "triangle"}
+ALICE_PLURAL = {"ball": "balls", "box": "boxes", "triangle": "triangles"}
 BOB_SHAPE = {"circle": "circle", "square": "square", "triangle": "triangle"}
 ALICE_SIZE = {"small": "small", "large": ""}  # "large" is unmarked: "a red ball" is a large one
 BOB_SIZE = {"small": "small", "large": "large"}
@@ -212,19 +215,59 @@ def render(scene: Scene, size: int = IMAGE_SIZE) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ captions
-ROLE_BACKGROUND, ROLE_LINK, ROLE_LAYOUT = -1, -2, -3
+ROLE_BACKGROUND, ROLE_LINK, ROLE_LAYOUT, ROLE_GROUP = -1, -2, -3, -4
+
+
+def alice_object_groups(scene: Scene) -> list[tuple[int, ...]]:
+    """How Alice names the objects, left to right: one tuple of object indices per noun phrase.
+
+    Neighbours of one shape and pairwise different colours share a plural noun ("red and white
+    balls"); any other object has a phrase of its own. With at most three objects a caption has at
+    most one such group, so ROLE_GROUP (its plural noun) is unambiguous.
+    """
+    objects = scene.objects
+    groups: list[tuple[int, ...]] = []
+    i = 0
+    while i < len(objects):
+        j = i
+        while j + 1 < len(objects) and objects[j + 1].shape == objects[i].shape:
+            j += 1
+        run = tuple(range(i, j + 1))
+        if len(run) > 1 and len({objects[k].color for k in run}) == len(run):
+            groups.append(run)
+            i = j + 1
+        else:
+            groups.append((i,))
+            i += 1
+    return groups
+
+
+def alice_group(scene: Scene) -> tuple[int, ...]:
+    """The objects Alice's plural noun (ROLE_GROUP) names; () when her caption has none."""
+    return next((g for g in alice_object_groups(scene) if len(g) > 1), ())
 
 
 def alice_caption_roles(scene: Scene) -> tuple[list[str], list[int]]:
     """Alice's caption as words, and what each word describes: object index, ROLE_BACKGROUND,
-    ROLE_LINK ("and") or ROLE_LAYOUT (a position phrase that places the objects as a group)."""
+    ROLE_LINK ("and"), ROLE_LAYOUT (a position phrase that places the objects as a group) or
+    ROLE_GROUP (the plural noun shared by `alice_group(scene)`)."""
     pairs: list[tuple[str, int]] = []
-    for j, o in enumerate(scene.objects):
-        if j and j == len(scene.objects) - 1:
+    groups = alice_object_groups(scene)
+    for g, group in enumerate(groups):
+        if g and g == len(groups) - 1:
             pairs.append(("and", ROLE_LINK))
-        words = [w for w in (ALICE_SIZE[o.size], o.color, ALICE_SHAPE[o.shape]) if w]
-        words.insert(0, "an" if words[0][0] in "aeiou" else "a")
-        pairs.extend((w, j) for w in words)
+        if len(group) == 1:
+            o = scene.objects[group[0]]
+            words = [w for w in (ALICE_SIZE[o.size], o.color, ALICE_SHAPE[o.shape]) if w]
+            words.insert(0, "an" if words[0][0] in "aeiou" else "a")
+            pairs.extend((w, group[0]) for w in words)
+            continue
+        for n, j in enumerate(group):
+            if n and n == len(group) - 1:
+                pairs.append(("and", ROLE_LINK))
+            o = scene.objects[j]
+            pairs.extend((w, j) for w in (ALICE_SIZE[o.size], o.color) if w)
+        pairs.append((ALICE_PLURAL[ALICE_SHAPE[scene.objects[group[0]].shape]], ROLE_GROUP))
     layout = ALICE_LAYOUT[tuple(o.slot for o in scene.objects)]
     pairs.extend((w, ROLE_LAYOUT) for w in layout.split())
     pairs.extend((w, ROLE_BACKGROUND) for w in ALICE_BACKGROUND[scene.background].split())
@@ -246,7 +289,7 @@ def alice_caption(scene: Scene, rng: np.random.Generator | None = None) -> str:
     """Alice's (BLIP-like) caption: objects left to right, then where (if unusual), then the background.
 
     "a small red ball on the left on grass", "a red ball and a blue box in the sky", "a red ball a
-    small blue box and a white triangle at night". `rng` is accepted for symmetry with `bob_caption`; Alice,
+    small blue box and a white triangle at night", "red and small white balls and a blue box by a wall". `rng` is accepted for symmetry with `bob_caption`; Alice,
     like BLIP decoding greedily, always says the same thing about the same scene.
     """
     return " ".join(alice_caption_roles(scene)[0])
@@ -306,6 +349,7 @@ def _all_phrases(table: dict[str, str]) -> list[str]:
 ALICE_WORDS: list[str] = _vocabulary(
     ["a an and", *COLORS]
     + _all_phrases(ALICE_SHAPE)
+    + _all_phrases(ALICE_PLURAL)
     + _all_phrases(ALICE_SIZE)
     + [p for p in ALICE_LAYOUT.values() if p]
     + _all_phrases(ALICE_BACKGROUND)
@@ -323,15 +367,37 @@ BOB_WORDS: list[str] = sorted(set(BOB_OWN_WORDS) | set(ALICE_WORDS))
 
 # The Bob word each of Alice's words means, where he has one: her words start from his when Bob's
 # text encoder is fine-tuned to read her captions.
-ALICE_TO_BOB = {"an": "a", "ball": "circle", "box": "square", "beach": "desert"}
+ALICE_TO_BOB = {"an": "a", "ball": "circle", "box": "square", "beach": "desert", "balls": "circle", "boxes": "square",
+                "triangles": "triangle"}
 
 # Words that name an object (a colour, a shape or a size, in either style or as Bob's synonym).
-OBJECT_WORDS = frozenset(w for w in [*COLORS, *ALICE_SHAPE.values(), *BOB_SHAPE.values(), *ALICE_SIZE.values(), *BOB_SIZE.values(), *SYNONYM_BASE] if w)
+OBJECT_WORDS = frozenset(w for w in [*COLORS, *ALICE_SHAPE.values(), *ALICE_PLURAL.values(), *BOB_SHAPE.values(), *ALICE_SIZE.values(), *BOB_SIZE.values(), *SYNONYM_BASE] if w)
 
 _SHAPE_OF = {**{v: k for k, v in ALICE_SHAPE.items()}, **{v: k for k, v in BOB_SHAPE.items()}}
+_PLURAL_SHAPE_OF = {ALICE_PLURAL[v]: k for k, v in ALICE_SHAPE.items()}
 _SIZE_OF = {v: k for table in (ALICE_SIZE, BOB_SIZE) for k, v in table.items() if v}
 _UNMARKED_SIZE = next(k for k, v in ALICE_SIZE.items() if not v)
 _BOB_SLOT_OF = {v: k for k, v in BOB_SLOT.items()}
+
+
+def _plural_group(words: list[str], i: int) -> tuple[list[dict[str, Any]], int]:
+    """Alice's "[size] colour (and [size] colour)... plural-noun" at word i: its objects and the index
+    after the noun, or ([], i) when no such group starts there."""
+    items: list[tuple[str | None, str]] = []
+    k = i
+    while k < len(words):
+        size = _SIZE_OF.get(words[k])
+        c = k + (size is not None)
+        if c >= len(words) or words[c] not in COLORS:
+            break
+        items.append((size, words[c]))
+        k = c + 1
+        if k + 1 < len(words) and words[k] == "and" and (words[k + 1] in COLORS or words[k + 1] in _SIZE_OF):
+            k += 1
+    if len(items) < 2 or k >= len(words) or words[k] not in _PLURAL_SHAPE_OF:
+        return [], i
+    shape = _PLURAL_SHAPE_OF[words[k]]
+    return [{"shape": shape, "color": color, "size": size, "slot": None} for size, color in items], k + 1
 
 
 def parse_caption(caption: str) -> dict[str, Any] | None:
@@ -353,6 +419,12 @@ def parse_caption(caption: str) -> dict[str, Any] | None:
     bob_slots: list[str | None] = []
     i = 0
     while i < len(words):
+        group, end = _plural_group(words, i)
+        if group:
+            objects.extend(group)
+            bob_slots.extend([None] * len(group))
+            i = end
+            continue
         size = _SIZE_OF.get(words[i])
         k = i + (size is not None)
         if k + 1 < len(words) and words[k] in COLORS and words[k + 1] in _SHAPE_OF:

@@ -103,6 +103,8 @@ def training_prompt(scene: scenes.Scene, rng: np.random.Generator) -> tuple[list
     picked = partial_prompt_indices(len(words), rng)
     prompt = ["[UNK]" if i is None else words[i] for i in picked]
     mentioned = {roles[i] for i in picked if i is not None and roles[i] >= 0 and words[i] in scenes.OBJECT_WORDS}
+    if any(i is not None and roles[i] == scenes.ROLE_GROUP for i in picked):  # "balls" names every ball of its group
+        mentioned |= set(scenes.alice_group(scene))
     if len(mentioned) < len(scene.objects):
         kept = tuple(o for j, o in enumerate(scene.objects) if j in mentioned)
         if alice and kept:  # Alice's words place objects by her layout rule: draw them where they say
@@ -302,16 +304,17 @@ CAPTIONER_FINETUNE_LR = 2e-4
 def train_captioner(
     out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 48, max_steps: int = STEP_CAPS["captioner"], init_from: Path | None = None
 ) -> dict:
-    """Alice's captioner on her caption style; with `init_from`, fine-tuned from those weights."""
+    """Alice's captioner on her caption style; with `init_from`, fine-tuned from those weights on more
+    2- and 3-object scenes (whether neighbours share a plural noun is the hard decision)."""
     torch.manual_seed(seed + _PART_ID["captioner"])
     model = build_captioner()
-    base_lr, decay = 5e-4, None
+    base_lr, decay, count_p = 5e-4, None, scenes.COUNT_PROBABILITIES
     if init_from is not None:
         init_captioner_from(init_from, model)
-        base_lr, decay = CAPTIONER_FINETUNE_LR, (int(0.4 * max_steps), max_steps, 0.1)
+        base_lr, decay, count_p = CAPTIONER_FINETUNE_LR, (int(0.4 * max_steps), max_steps, 0.1), FINETUNE_COUNT_P
 
     def loss_fn(rng, gen, step):
-        batch = scenes.sample_batch(rng, batch_size)
+        batch = scenes.sample_batch(rng, batch_size, count_p)
         captions = [scenes.alice_caption(s, rng).split() for s in batch.scenes]
         tokens = ALICE_VOCAB.tokens(captions, eos=True)
         logits = model.decode(tokens[:, :-1], model.encode_image(to_tensor(batch.images)))
@@ -479,6 +482,8 @@ def binding_targets(
         for w, r in enumerate(rs[: width - 1]):
             if r == scenes.ROLE_BACKGROUND:
                 out["background"][i, w + 1] = scenes.BACKGROUNDS.index(scene.background)
+            elif r == scenes.ROLE_GROUP:  # a plural noun: the shape its objects share, not one object's slot
+                out["shape"][i, w + 1] = scenes.SHAPES.index(scene.objects[scenes.alice_group(scene)[0]].shape)
             elif r >= 0:
                 o = scene.objects[r]
                 out["color"][i, w + 1] = scenes.COLORS.index(o.color)
