@@ -373,6 +373,17 @@ ALICE_TO_BOB = {"an": "a", "ball": "circle", "box": "square", "beach": "desert",
 # Words that name an object (a colour, a shape or a size, in either style or as Bob's synonym).
 OBJECT_WORDS = frozenset(w for w in [*COLORS, *ALICE_SHAPE.values(), *ALICE_PLURAL.values(), *BOB_SHAPE.values(), *ALICE_SIZE.values(), *BOB_SIZE.values(), *SYNONYM_BASE] if w)
 
+# Function words: articles, conjunctions and prepositions of either style. They carry no attribute of
+# their own; a text-to-image model reading its prompt nearly as a bag of words (CLIP) draws the same
+# picture without them, and so must Bob (a singular noun alone is one object, a plural noun several).
+FUNCTION_WORDS = frozenset({"a", "an", "the", "and", "with", "on", "in", "at", "by"})
+
+
+def content_words(words: list[str]) -> list[str]:
+    """The caption's words without its function words, in caption order."""
+    return [w for w in words if w not in FUNCTION_WORDS]
+
+
 _SHAPE_OF = {**{v: k for k, v in ALICE_SHAPE.items()}, **{v: k for k, v in BOB_SHAPE.items()}}
 _PLURAL_SHAPE_OF = {ALICE_PLURAL[v]: k for k, v in ALICE_SHAPE.items()}
 _SIZE_OF = {v: k for table in (ALICE_SIZE, BOB_SIZE) for k, v in table.items() if v}

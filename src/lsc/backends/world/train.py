@@ -53,8 +53,9 @@ def partial_prompt_indices(n: int, rng: np.random.Generator) -> list[int | None]
     Bob does not know): the mix that teaches him partial and shuffled prompts.
 
     10% empty (also the unconditional branch of classifier-free guidance), 10% a prefix, 25% a random
-    subset in caption order, 15% a random subset in random order, 40% the full caption; and 10% of
-    prompts get one word unknown to Bob, so that words he never learnt are ignored.
+    subset in caption order, 15% a random subset in random order (half of them the whole caption),
+    40% the full caption; and 10% of prompts get one word unknown to Bob, so that words he never learnt
+    are ignored.
     """
     u = rng.random()
     if u < 0.10:
@@ -64,8 +65,8 @@ def partial_prompt_indices(n: int, rng: np.random.Generator) -> list[int | None]
     elif u < 0.45:
         keep = rng.random(n) < rng.uniform(0.2, 0.9)
         out = [i for i in range(n) if keep[i]]
-    elif u < 0.60:
-        keep = rng.random(n) < rng.uniform(0.2, 0.9)
+    elif u < 0.60:  # half of them every word: the research code's send order is a whole caption shuffled
+        keep = rng.random(n) < (rng.uniform(0.2, 0.9) if rng.random() < 0.5 else 1.0)
         out = [i for i in range(n) if keep[i]]
         out = [out[i] for i in rng.permutation(len(out))]
     else:
@@ -81,7 +82,14 @@ def partial_prompt(words: list[str], rng: np.random.Generator) -> list[str]:
 
 
 ALICE_STYLE_RATE = 0.5  # share of training prompts in Alice's style; the rest are Bob's own
+CONTENT_ONLY_RATE = 0.3  # share of training captions stripped of their function words before being cut
 SHUFFLE_OBJECTS_RATE = 0.5  # share of Bob-style prompts whose object phrases come in random order
+
+
+def without_function_words(words: list[str], roles: list[int]) -> tuple[list[str], list[int]]:
+    """A caption and its roles with the function words (scenes.FUNCTION_WORDS) dropped."""
+    kept = [i for i, w in enumerate(words) if w not in scenes.FUNCTION_WORDS]
+    return [words[i] for i in kept], [roles[i] for i in kept]
 
 
 def training_prompt(scene: scenes.Scene, rng: np.random.Generator) -> tuple[list[str], scenes.Scene]:
@@ -94,12 +102,17 @@ def training_prompt(scene: scenes.Scene, rng: np.random.Generator) -> tuple[list
     Alice-style prompt names stand where her layout rule puts that many objects given the position
     words received ("a red ball on grass" is one ball in the middle, whatever the full scene held):
     otherwise the same words would mean every slot, and Bob would hedge by drawing several.
+    A share of captions (CONTENT_ONLY_RATE) lose their function words first, with the same target: the
+    meaning is in the content words, so "small orange box grass" is one box, as "a small orange box on
+    grass" is, and no scheme has to wait for an article before Bob draws what was said.
     """
     alice = rng.random() < ALICE_STYLE_RATE
     if alice:
         words, roles = scenes.alice_caption_roles(scene)
     else:
         words, roles = scenes.bob_caption_roles(scene, rng, shuffle_objects=rng.random() < SHUFFLE_OBJECTS_RATE)
+    if rng.random() < CONTENT_ONLY_RATE:
+        words, roles = without_function_words(words, roles)
     picked = partial_prompt_indices(len(words), rng)
     prompt = ["[UNK]" if i is None else words[i] for i in picked]
     mentioned = {roles[i] for i in picked if i is not None and roles[i] >= 0 and words[i] in scenes.OBJECT_WORDS}
@@ -468,6 +481,8 @@ def binding_prompt(scene: scenes.Scene, rng: np.random.Generator) -> tuple[list[
         words, roles = scenes.alice_caption_roles(scene)
     else:
         words, roles = scenes.bob_caption_roles(scene, rng, shuffle_objects=True)
+    if rng.random() < CONTENT_ONLY_RATE:  # without its function words each word must still carry its object
+        words, roles = without_function_words(words, roles)
     return words, roles
 
 
