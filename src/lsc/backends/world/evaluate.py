@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from lsc.backends.world import nets, scenes
+from lsc.backends.world import meaning, nets, scenes
 from lsc.interfaces import Backend
 
 log = logging.getLogger("lsc.world.eval")
@@ -296,6 +296,26 @@ def evaluate_world(
     def mean_lpips(key: str) -> float:
         return round(float(np.mean([d for d, _ in rows[key]])), 4)
 
+    say("world eval: does Bob read meaning (content words, count, partial, function words, unordered)")
+    meaning_scenes = samples[: min(n_curve, n_scenes)]
+    references: dict[int, Any] = {}
+
+    def distance_to(i: int, imgs: np.ndarray) -> np.ndarray:
+        if i not in references:
+            references[i] = backend.perceptual.reference(images[i])
+        return backend.perceptual.distances(references[i], imgs)
+
+    def read(imgs: np.ndarray) -> list[dict[str, Any]]:
+        return read_attributes(classifier, imgs)
+
+    reads_meaning = {
+        "bob_reads_content": meaning.bob_reads_content(samples, captions, generate, distance_to, in_use, seed),
+        "count_from_noun": meaning.count_from_noun(generate, read, len(meaning_scenes), seed),
+        "partial_stated_accuracy": meaning.partial_stated_accuracy(meaning_scenes, generate, read, seed),
+        "function_word_share": meaning.function_word_share(meaning_scenes, generate, distance_to, seed),
+        "bob_unordered": meaning.bob_unordered(meaning_scenes, generate, read, distance_to, in_use, seed),
+    }
+
     evaluations = getattr(backend.generator, "evaluations", None)
     images_made = max(1, clock["images"])
     return {
@@ -329,6 +349,7 @@ def evaluate_world(
             "fewer_objects_invented": _share([bool({o["slot"] for o in seen["objects"]} - slots) for slots, seen in rows["fewer"]]),
             "fewer_objects_prompts": len(rows["fewer"]),
         },
+        **reads_meaning,
         "lpips_by_words": lpips_by_words,
         "derived_threshold": round(derived["threshold"], 4),
         "threshold_in_use": in_use,
