@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draw", type=int, default=10, help="look at most this many times --images scenes for short captions")
     parser.add_argument("--out", default="bench_search_out", help="folder for search.json and gap_vs_images.png")
     args = parser.parse_args(argv)
-    if args.images < 1 or args.draw < 1 or not 1 <= args.max_words <= MAX_ORACLE_WORDS:
-        print(f"error: --images and --draw must be >= 1 and --max-words in 1..{MAX_ORACLE_WORDS}", file=sys.stderr)
+    if args.images < 1 or args.draw < 1 or not 1 <= args.max_words <= 16:
+        print("error: --images and --draw must be >= 1 and --max-words in 1..16", file=sys.stderr)
         return 2
 
     from lsc.backends import load_backend

@@ -137,3 +137,52 @@ def test_dry_run_prints_resolved_yaml(lsc_main) -> None:
 def test_example_configs_validate(path: Path) -> None:
     cfg = load_config(path)
     assert cfg.schemes and validate_config(yaml.safe_load(cfg.to_yaml())) == cfg
+
+
+def _readme_default(key: str) -> str:
+    """README's configuration table: the `default` cell of the row whose first cell names `key`."""
+    for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and f"`{key}`" in cells[0].split(", "):
+            return cells[1]
+    raise AssertionError(f"README's configuration table has no row for {key}")
+
+
+def test_library_defaults_are_readmes_and_the_default_study_sets_only_its_receiver() -> None:
+    from lsc.schemes.base import PAPER_SCHEMES
+
+    bare = validate_config({"backend": "world"})
+    assert _readme_default("oracle_max_words") == f"true, {bare.oracle_max_words}" == "true, 11"
+    assert _readme_default("metrics_every") == str(bare.metrics_every)
+    assert _readme_default("seed") == str(bare.seed)
+    assert _readme_default("schemes").startswith(f"the papers' {len(PAPER_SCHEMES)} ")
+    assert [s.name for s in bare.schemes] == list(PAPER_SCHEMES) and "learned" not in PAPER_SCHEMES
+    assert _readme_default("images") == f"world, {bare.images.count} scenes"
+    packaged = load_config(None)
+    # the packaged study differs from a YAML of `backend: world` in what README says it sets, nothing else
+    assert packaged.backend_options == {"receiver": "flow_fast"}
+    assert packaged.model_copy(update={"backend_options": {}}) == bare
+
+
+def test_the_oracle_limit_is_one_constant() -> None:
+    from lsc.config import DEFAULT_ORACLE_MAX_WORDS, StudyConfig
+    from lsc.schemes.oracle import MAX_ORACLE_WORDS
+
+    assert StudyConfig().oracle_max_words == MAX_ORACLE_WORDS == DEFAULT_ORACLE_MAX_WORDS
+
+
+def test_dry_run_prints_exactly_what_the_run_folder_records(lsc_main, tmp_path: Path) -> None:
+    from study_data import make_folder, study_yaml
+
+    folder = tmp_path / "imgs"
+    cap = make_folder(folder, corrupt=False)
+    cfg_path = study_yaml(tmp_path / "s.yaml", folder, cap, ["random"])
+    dry = lsc_main("run", str(cfg_path), "--set", "images.limit=1", "--set", "oracle=false", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    printed = yaml.safe_load(dry.stdout)
+    assert printed["threshold"] is not None and printed["metrics"] is not None and printed["prompt_order"]
+    out = tmp_path / "run"
+    real = lsc_main("run", str(cfg_path), "--set", "images.limit=1", "--set", "oracle=false", "--out", str(out),
+                    "--no-report", "--no-progress")
+    assert real.returncode == 0, real.stderr
+    assert dry.stdout == (out / "config.resolved.yaml").read_text(encoding="utf-8")

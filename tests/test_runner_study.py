@@ -255,17 +255,17 @@ def test_worker_hands_the_study_skd_settings_to_schemes_that_need_skd() -> None:
 
 
 def test_oracle_max_words_above_the_oracles_default_is_honoured(tmp_path):
-    """A study's oracle_max_words (up to 16) is the oracle's limit, not the oracle function's default of 10."""
+    """A study's oracle_max_words (up to 16) is the oracle's limit, not the oracle function's default (11)."""
     from study_data import save_caption_png
 
     folder = tmp_path / "imgs"
     folder.mkdir()
-    caption = "a red ball and a blue box on green grass today"  # 11 words
+    caption = "a red ball and a blue box on green grass today now"  # 12 words
     save_caption_png(folder / "long.png", caption)
     cap = folder / "captions.txt"
     cap.write_text(f"image,caption\nlong.png,{caption}\n")
-    cfg = load_config(study_yaml(tmp_path / "s.yaml", folder, cap, ["random"], extra="oracle_max_words: 11\n"))
+    cfg = load_config(study_yaml(tmp_path / "s.yaml", folder, cap, ["random"], extra="oracle_max_words: 12\n"))
     run_study(cfg, tmp_path / "run", progress=False)
     db = tmp_path / "run" / "results.sqlite"
-    assert rows(db, "SELECT n_words, status, error FROM oracle_status") == [(11, "ok", None)]
-    assert rows(db, "SELECT MAX(k) FROM oracle") == [(11,)]
+    assert rows(db, "SELECT n_words, status, error FROM oracle_status") == [(12, "ok", None)]
+    assert rows(db, "SELECT MAX(k) FROM oracle") == [(12,)]

@@ -16,12 +16,23 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 
 from lsc.config import StudyConfig, load_config, validate_config
 
-__all__ = ["StudyConfig", "load_config", "validate_config", "run", "report", "export", "compare", "schemes", "default_out_dir"]
+__all__ = ["StudyConfig", "load_config", "validate_config", "resolved_config", "run", "report", "export", "compare", "schemes", "default_out_dir"]
 
 
 def default_out_dir(config_path: str | Path | None) -> Path:
     """runs/<config name>, or runs/default for the packaged default study: re-running resumes."""
     return Path("runs") / (Path(config_path).stem if config_path is not None else "default")
+
+
+def resolved_config(cfg: StudyConfig, notify: Callable[[str], None] | None = None) -> StudyConfig:
+    """The configuration a run of `cfg` records in config.resolved.yaml (what `lsc run --dry-run` prints).
+
+    Loads the backend in this process (not the images): its threshold, prompt order and model files are part
+    of the study, and only the loaded backend knows them, so the dry run and the run share one resolution.
+    """
+    from lsc.runner.study import get_backend, resolve
+
+    return resolve(cfg, get_backend(cfg.backend, cfg.backend_options, notify=notify))
 
 
 def run(cfg: StudyConfig | str | Path | None = None, out_dir: str | Path | None = None, overrides: Sequence[str] = (),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from lsc.errors import ConfigError, validation_message
 from lsc.errors import one_line as _first_line
@@ -25,6 +25,9 @@ from lsc.language.config import SKDConfig
 # The default study ships inside the package (package data), so an installed wheel runs `lsc run`.
 DEFAULT_CONFIG_PATH = Path(str(importlib.resources.files("lsc.runner") / "default.yaml"))
 SNR_SWEEP_KEY = "channel.snr_db"
+# The oracle's caption-length limit (2^n generations per caption): README's documented default, and the one
+# constant every caller (runner, demo, benchmarks) takes it from.
+DEFAULT_ORACLE_MAX_WORDS = 11
 
 
 class _Strict(BaseModel):
@@ -53,7 +56,16 @@ class FolderImages(_Strict):
     resize: int | None = Field(None, ge=8, le=4096, description="resize to a square of this side")
 
 
-ImagesConfig = Annotated[Union[WorldImages, FolderImages], Field(discriminator="source")]
+def _images_source(value: Any) -> Any:
+    """The images variant: `source`, which a mapping may leave out for the default (the world's scenes), so
+    `--set images.count=20` works on a YAML without an `images` key."""
+    if isinstance(value, dict):
+        return value.get("source", "world")
+    return getattr(value, "source", None)
+
+
+ImagesConfig = Annotated[Union[Annotated[WorldImages, Tag("world")], Annotated[FolderImages, Tag("folder")]],
+                         Discriminator(_images_source)]
 
 
 class SchemeSpec(_Strict):
@@ -139,13 +151,13 @@ class StudyConfig(_Strict):
     backend_options: dict[str, Any] = Field(default_factory=dict)
     images: ImagesConfig = Field(default_factory=WorldImages)
     caption_source: Literal["alice", "dataset"] = "alice"
-    schemes: list[SchemeSpec] = Field(default_factory=lambda: [SchemeSpec(name="random")])
+    schemes: list[SchemeSpec] = Field(default_factory=lambda: [SchemeSpec(name=n) for n in _paper_schemes()])
     seed: int = 0
     threshold: float | None = Field(None, gt=0)
     prompt_order: Literal["send", "caption"] | None = None
     stop_at_success: bool = False
     oracle: bool = True
-    oracle_max_words: int = Field(10, ge=1, le=16)
+    oracle_max_words: int = Field(DEFAULT_ORACLE_MAX_WORDS, ge=1, le=16)
     channel: ChannelConfig = Field(default_factory=ChannelConfig)
     snr_db_sweep: list[float] | None = Field(None, description="set by writing a list in channel.snr_db")
     skd: SKDConfig = Field(default_factory=SKDConfig)
@@ -280,6 +292,13 @@ class Condition(BaseModel):
     key: str
     snr_db: float | None
     channel: Any
+
+
+def _paper_schemes() -> tuple[str, ...]:
+    """The default `schemes`: the papers' 14 (lsc.schemes.base.PAPER_SCHEMES), imported on use."""
+    from lsc.schemes.base import PAPER_SCHEMES
+
+    return PAPER_SCHEMES
 
 
 def _registered_schemes() -> list[Any]:

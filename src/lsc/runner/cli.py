@@ -19,14 +19,14 @@ def register(app: typer.Typer) -> None:
         retry_failed: bool = typer.Option(False, "--retry-failed", help="redo transmissions recorded as failed"),
         no_report: bool = typer.Option(False, "--no-report", help="skip building the report at the end"),
         no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
-        dry_run: bool = typer.Option(False, "--dry-run", help="print the validated config and exit"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="load the backend, print the configuration config.resolved.yaml will hold, and exit"),
     ) -> None:
         """Run a study (or resume it: the same command on the same folder skips what is done)."""
         from lsc import api
 
         cfg = api.load_config(config, set_)
         if dry_run:
-            typer.echo(cfg.to_yaml(), nl=False)
+            typer.echo(api.resolved_config(cfg, notify=lambda line: typer.echo(line, err=True)).to_yaml(), nl=False)
             return
         out_dir = out if out is not None else api.default_out_dir(config)
         summary = api.run(cfg, out_dir, progress=not no_progress, retry_failed=retry_failed, report=not no_report,

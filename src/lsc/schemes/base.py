@@ -61,6 +61,8 @@ CANONICAL_ORDER = (
     "attention_combination", "crossattention_match", "nouns", "nouns_verbs", "heads", "heads_attentive",
     "heads_random", "heads_skd", "learned",
 )
+# The papers' 14 schemes (every canonical one but `learned`, lsc's own): a study's default `schemes`.
+PAPER_SCHEMES = tuple(n for n in CANONICAL_ORDER if n != "learned")
 
 
 def _sorted_names() -> list[str]:

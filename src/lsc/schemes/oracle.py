@@ -10,11 +10,10 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Sequence
 
+from lsc.config import DEFAULT_ORACLE_MAX_WORDS as MAX_ORACLE_WORDS  # one constant: the config's default
 from lsc.errors import LscError
 from lsc.protocol.context import ImageContext
 from lsc.protocol.words import join_words
-
-MAX_ORACLE_WORDS = 10
 
 
 class OracleTooLongError(LscError):
