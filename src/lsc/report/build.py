@@ -19,7 +19,7 @@ from lsc.report.analysis import (AREA_HEAD, AREA_KEYS, BASELINE, ORACLE_HEAD, PA
 from lsc.report.data import RunData, load_run
 from lsc.report.stats import mean_ci, penalised
 from lsc.errors import ConfigError
-from lsc.runner.folder import REPORT_DIR, safe_name
+from lsc.runner.folder import REPORT_DIR, refuse_links, safe_name, write_atomic
 
 STRIP_IMAGES = 3
 
@@ -89,6 +89,7 @@ def build_report(run_dir: str | Path, strips: int = STRIP_IMAGES, strip_images: 
     names = default_metrics(data.config) if step_metrics is None else step_metrics
     metrics = select(names, str(data.config.get("backend", "world")))  # refuse a bad name before drawing
     out = Path(run_dir) / REPORT_DIR
+    refuse_links(Path(run_dir), (REPORT_DIR,), "report of")
     out.mkdir(exist_ok=True)
     for old in [*out.glob("*.png"), *out.glob("step_metrics*.csv")]:
         old.unlink()
@@ -99,9 +100,9 @@ def build_report(run_dir: str | Path, strips: int = STRIP_IMAGES, strip_images: 
     blocks = report_blocks(data, out, ids, metrics)
     if embeddings:
         blocks += _embedding_blocks(data, out)
-    (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
+    write_atomic(out / "report.md", to_markdown(blocks))  # a link planted there is replaced, not written through
     html_path = out / "report.html"
-    html_path.write_text(to_html(blocks, f"lsc report: {data.run_dir.name}"), encoding="utf-8")
+    write_atomic(html_path, to_html(blocks, f"lsc report: {data.run_dir.name}"))
     return html_path
 
 

@@ -8,6 +8,17 @@ from typing import List, Optional
 import typer
 
 
+def out_path(text: Optional[str], option: str = "--out") -> Optional[Path]:
+    """A path option as given: an empty one is refused (typer would read '' as the current folder)."""
+    if text is None:
+        return None
+    if not text.strip():
+        from lsc.errors import ConfigError
+
+        raise ConfigError(f"{option} is empty; name a folder")
+    return Path(text)
+
+
 def register(app: typer.Typer) -> None:
     """Add the runner's commands to the main `lsc` app."""
 
@@ -15,7 +26,7 @@ def register(app: typer.Typer) -> None:
     def run_cmd(
         config: Optional[Path] = typer.Argument(None, help="study YAML; omitted = the default world study"),
         set_: List[str] = typer.Option([], "--set", help="override a key: --set channel.snr_db=[0,4,8]"),
-        out: Optional[Path] = typer.Option(None, "--out", help="run folder (default runs/<config name>)"),
+        out_text: Optional[str] = typer.Option(None, "--out", help="run folder (default runs/<config name>)"),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="redo transmissions recorded as failed"),
         no_report: bool = typer.Option(False, "--no-report", help="skip building the report at the end"),
         no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
@@ -24,6 +35,7 @@ def register(app: typer.Typer) -> None:
         """Run a study (or resume it: the same command on the same folder skips what is done)."""
         from lsc import api
 
+        out = out_path(out_text)
         cfg = api.load_config(config, set_)
         if dry_run:
             typer.echo(api.resolved_config(cfg, notify=lambda line: typer.echo(line, err=True)).to_yaml(), nl=False)
@@ -55,12 +67,12 @@ def register(app: typer.Typer) -> None:
     def export_cmd(
         run_dir: Path = typer.Argument(..., help="a run folder"),
         format: str = typer.Option("csv", "--format", help="csv or parquet"),
-        out: Optional[Path] = typer.Option(None, "--out", help="destination folder (default: the run folder)"),
+        out_text: Optional[str] = typer.Option(None, "--out", help="destination folder (default: the run folder)"),
     ) -> None:
         """Write steps.csv and summary.csv (or .parquet) of a run."""
         from lsc import api
 
-        for path in api.export(run_dir, format, out):  # type: ignore[arg-type]
+        for path in api.export(run_dir, format, out_path(out_text)):  # type: ignore[arg-type]
             typer.echo(str(path))
 
     @app.command("compare")

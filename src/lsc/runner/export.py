@@ -7,12 +7,14 @@ words/bits to threshold left empty where the threshold was never reached. Works 
 from __future__ import annotations
 
 import csv
+import io
 import math
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 from lsc.errors import ConfigError
-from lsc.runner.folder import open_store, scheme_labels
+from lsc.runner.folder import open_store, scheme_labels, write_atomic
 from lsc.runner.rows import STEP_COLUMNS, STEPS_EXPORT, SUMMARY_COLUMNS, SUMMARY_EXPORT
 
 
@@ -37,7 +39,7 @@ def export_run(run_dir: str | Path, fmt: Literal["csv", "parquet"] = "csv", out_
         raise ConfigError(f"--format must be csv or parquet, not {fmt!r}")
     steps, summary = export_tables(run_dir)
     dest = Path(out_dir) if out_dir is not None else Path(run_dir)
-    dest.mkdir(parents=True, exist_ok=True)
+    _check_dest(dest, fmt)
     paths = []
     for name, rows, cols in (("steps", steps, STEPS_EXPORT), ("summary", summary, SUMMARY_EXPORT)):
         path = dest / f"{name}.{fmt}"
@@ -49,20 +51,54 @@ def export_run(run_dir: str | Path, fmt: Literal["csv", "parquet"] = "csv", out_
     return paths
 
 
+def _check_dest(dest: Path, fmt: str) -> None:
+    """The export folder must be (or become) a writable folder: one line, never a traceback."""
+    if not str(dest).strip():
+        raise ConfigError("--out is empty; name a folder")
+    if dest.exists() and not dest.is_dir():
+        raise ConfigError(f"--out {dest}: exists and is not a folder")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {dest}: cannot create the folder ({exc.strerror})") from None
+    if not os.access(dest, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {dest}: folder is not writable; pass a writable --out")
+
+
+# A text cell a spreadsheet would run as a formula (or a DDE command) starts with one of these.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP's list
+
+
+def neutralise(text: str) -> str:
+    """A text cell made inert for spreadsheets: a leading apostrophe before a formula character (OWASP)."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, float) and math.isinf(value):
         return "inf" if value > 0 else "-inf"
+    if isinstance(value, str):
+        return neutralise(value)
     return value
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], cols: tuple[str, ...]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(cols)
-        for r in rows:
-            writer.writerow([_cell(r[c]) for c in cols])
+    """Written in memory, then to a temporary name and renamed: a full disk never leaves a truncated file."""
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(cols)
+    for r in rows:
+        writer.writerow([_cell(r[c]) for c in cols])
+    _replace(path, buf.getvalue().encode("utf-8"))
+
+
+def _replace(path: Path, data: bytes) -> None:
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}; nothing was changed") from None
 
 
 _ARROW_TYPES = {c.name: c.arrow for c in STEP_COLUMNS + SUMMARY_COLUMNS}
@@ -76,4 +112,6 @@ def _write_parquet(path: Path, rows: list[dict[str, Any]], cols: tuple[str, ...]
         raise ConfigError("Parquet export needs pyarrow: pip install 'lsc[parquet]'") from None
     schema = pa.schema([(c, pa.type_for_alias(_ARROW_TYPES[c])) for c in cols])
     table = pa.table({c: [r[c] for r in rows] for c in cols}, schema=schema)
-    pq.write_table(table, path)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    _replace(path, buf.getvalue())

@@ -90,8 +90,27 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
     return None if a == b else prefix.rstrip(".") or "config"
 
 
+# What lsc writes inside a run folder: none of these may be a symbolic link (lsc would write through it
+# into another file), and a folder holding none of the markers but other things is not lsc's to adopt.
+OWN_ENTRIES = (LOCK_FILE, RESOLVED_CONFIG, STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm",
+               f"{STORE_FILE}-journal", IMAGES_DIR, ORIGINALS_DIR, REPORT_DIR)
+_MARKERS = (LOCK_FILE, RESOLVED_CONFIG, STORE_FILE)
+_DEMO_INPUTS = "inputs"  # the demo writes its upload here before the run starts (lsc.demo.session)
+
+
+def refuse_links(folder: Path, names: tuple[str, ...] = OWN_ENTRIES, what: str = "--out") -> None:
+    """A symbolic link where lsc writes is refused: writing would change a file lsc did not create."""
+    for name in names:
+        if (Path(folder) / name).is_symlink():
+            raise ConfigError(f"{what} {folder}: {name} is a symbolic link; lsc writes only files it created "
+                              "(remove the link or use another folder)")
+
+
 def check_out_dir(out_dir: Path) -> None:
-    """--out must be (or be creatable as) a writable folder: checked before any model loads."""
+    """--out must be (or be creatable as) a writable folder that is empty or lsc's own run folder:
+    checked before any model loads, so lsc never adopts (and overwrites) a folder of someone else's files."""
+    if not str(out_dir).strip():
+        raise ConfigError("--out is empty; name a run folder")
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir}: exists and is not a folder")
     probe = out_dir
@@ -101,9 +120,43 @@ def check_out_dir(out_dir: Path) -> None:
         raise ConfigError(f"--out {out_dir}: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {out_dir}: folder {probe} is not writable")
+    if not out_dir.is_dir():
+        return
+    refuse_links(out_dir)
+    entries = {p.name for p in out_dir.iterdir()}
+    if entries and not entries & set(_MARKERS) and entries != {_DEMO_INPUTS}:
+        raise ConfigError(f"--out {out_dir}: the folder holds other files and is not an lsc run folder "
+                          f"(no {STORE_FILE} or {RESOLVED_CONFIG}); use an empty or new folder")
     store = out_dir / STORE_FILE
     if store.exists() and not (store.is_file() and os.access(store, os.R_OK | os.W_OK)):
         raise ConfigError(f"--out {out_dir}: {STORE_FILE} is not a writable file")
+    if store.exists():
+        check_own_store(store)
+
+
+def check_own_store(path: Path) -> None:
+    """A results.sqlite that another program wrote is refused before lsc opens it for writing (which would
+    add lsc's tables beside its own and change its journal mode)."""
+    import sqlite3
+
+    from lsc.runner.store import TABLES, GENERATED_TABLE
+
+    if path.stat().st_size == 0:
+        return  # created by a run killed at once: SQLite reads it as an empty database
+    try:
+        conn = sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = (conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                       if "meta" in tables else None)
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"{path} is not a readable lsc results store ({exc}); use another --out") from None
+    foreign = sorted(t for t in tables - set(TABLES) - {GENERATED_TABLE} if not t.startswith("sqlite_"))
+    if version is None or foreign:
+        why = f"it has table {foreign[0]!r}" if foreign else "it has no lsc schema version"
+        raise ConfigError(f"{path} was not written by lsc ({why}); lsc will not change it: use another --out")
 
 
 class RunLock:
@@ -125,8 +178,12 @@ class RunLock:
             return self
         path = self.out_dir / LOCK_FILE
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            # O_NOFOLLOW: a lock file planted as a link to a user's file is refused, never truncated.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         except OSError as exc:
+            if path.is_symlink():
+                raise ConfigError(f"--out {self.out_dir}: {LOCK_FILE} is a symbolic link; lsc writes only files "
+                                  "it created (remove the link or use another folder)") from None
             raise ConfigError(f"--out {self.out_dir}: cannot create {LOCK_FILE}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -181,6 +238,7 @@ def prepare_run_dir(out_dir: Path, config: dict[str, Any], config_yaml: str) -> 
     the YAML file cannot make a folder adopt results of another study.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    refuse_links(out_dir)
     path = out_dir / RESOLVED_CONFIG
     new = _identity(config)
     records: list[tuple[str, Any]] = []
@@ -207,14 +265,26 @@ def prepare_run_dir(out_dir: Path, config: dict[str, Any], config_yaml: str) -> 
     (out_dir / ORIGINALS_DIR).mkdir(exist_ok=True)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file via a temporary of this process's own name, then rename it into place."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write a file via a temporary of this process's own name, then rename it into place: a killed or
+    out-of-space write never leaves a truncated file under the final name, and a symbolic link at
+    `path` is replaced, never written through."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: no two writers share one
     try:
-        tmp.write_text(text, encoding="utf-8")
+        with open_new(tmp) as fh:
+            fh.write(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def open_new(path: Path) -> Any:
+    """A new file opened for binary writing; a stale file or link of that name is removed first, and
+    O_EXCL | O_NOFOLLOW make sure the file written is the one just created."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    return os.fdopen(fd, "wb")
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -256,12 +326,6 @@ def stored_pixels(pixels: np.ndarray) -> np.ndarray:
 def save_png(path: Path, pixels: np.ndarray | bytes) -> None:
     """Write a PNG (pixels, or PNG bytes from a worker) atomically: a killed run never leaves a
     truncated file under the final name."""
-    if path.exists():
+    if path.exists() and not path.is_symlink():
         return
-    data = pixels if isinstance(pixels, bytes) else encode_png(pixels)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: no two writers share one
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, pixels if isinstance(pixels, bytes) else encode_png(pixels))

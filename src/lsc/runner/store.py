@@ -53,10 +53,22 @@ CREATE TABLE IF NOT EXISTS generated (
 
 # The tables every store has; `generated` is left out so stores written before it existed still read.
 TABLES = ("meta", "images", "summary", "steps", "oracle", "oracle_status")
+GENERATED_TABLE = "generated"
 
 
 class StoreError(LscError):
     """results.sqlite is missing tables, damaged, or not a database: one line, never a traceback."""
+
+
+def _readonly_query(path: Path) -> str:
+    """How to open a store for reading: on read-only storage a WAL database whose log was checkpointed
+    cannot be opened with mode=ro (SQLite must create its -shm file), so it is opened as immutable."""
+    import os
+
+    wal = path.with_name(path.name + "-wal")
+    if not os.access(path.parent, os.W_OK) and not wal.exists():
+        return "?mode=ro&immutable=1"
+    return "?mode=ro"
 
 
 class ResultStore:
@@ -67,7 +79,7 @@ class ResultStore:
         try:
             if readonly:
                 # A URI built by as_uri(): '#', '?' and '%' in a folder name are escaped, not parsed.
-                self.conn = sqlite3.connect(self.path.absolute().as_uri() + "?mode=ro", uri=True,
+                self.conn = sqlite3.connect(self.path.absolute().as_uri() + _readonly_query(self.path), uri=True,
                                             isolation_level=None)
                 missing = set(TABLES) - {r[0] for r in self.conn.execute(
                     "SELECT name FROM sqlite_master WHERE type = 'table'")}
