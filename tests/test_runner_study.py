@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from study_data import CAPTIONS, make_folder, study_yaml
+from study_data import CAPTIONS, FAKE_BACKEND, make_folder, study_yaml
 from lsc.config import load_config
 from lsc.errors import ConfigError
-from lsc.runner.export import export_run
+from lsc.metrics.registry import stored_columns
+from lsc.runner.export import IDENTITY, export_run
 from lsc.runner.rows import STEPS_EXPORT, SUMMARY_EXPORT
 from lsc.runner.images import read_coco_captions, read_flickr8k_captions
 from lsc.runner.study import get_backend, run_study
@@ -191,10 +192,14 @@ def test_export_csv_and_parquet_columns(tmp_path: Path) -> None:
         steps = list(csv.DictReader(fh))
     with open(summary_csv, newline="") as fh:
         summary = list(csv.DictReader(fh))
-    assert tuple(steps[0]) == STEPS_EXPORT
+    # the fake backend scores no step metric: those columns are left out, the run's identity ends each row
+    metrics = {name for name, _ in stored_columns()}
+    assert tuple(steps[0]) == tuple(c for c in STEPS_EXPORT if c not in metrics) + IDENTITY
+    assert {k: steps[0][k] for k in IDENTITY} == {"label": "run", "backend": FAKE_BACKEND, "receiver": "",
+                                                  "channel": "none", "prompt_order": "send", "seed": "0"}
     assert STEPS_EXPORT[:11] == ("image_id", "scheme", "step", "word_sent", "word_received", "bits", "cum_bits",
                                  "prompt", "lpips", "ssim", "psnr")
-    assert tuple(summary[0]) == SUMMARY_EXPORT
+    assert tuple(summary[0]) == tuple(c for c in SUMMARY_EXPORT if c != "words_to_all_right") + IDENTITY
     assert SUMMARY_EXPORT[:6] == ("image_id", "scheme", "words_to_threshold", "words_to_all_right", "bits_to_threshold",
                                   "final_lpips")
     # image order of the captions file, schemes in config order
@@ -218,7 +223,8 @@ def test_export_csv_and_parquet_columns(tmp_path: Path) -> None:
 
     steps_pq, summary_pq = export_run(out, "parquet", tmp_path / "pq")
     t = pq.read_table(steps_pq)
-    assert tuple(t.column_names) == STEPS_EXPORT and t.num_rows == len(steps)
+    assert tuple(t.column_names) == tuple(steps[0]) and t.num_rows == len(steps)
+    assert str(t.schema.field("seed").type) == "int64" and t.column("label").to_pylist()[0] == "run"
     assert str(t.schema.field("cum_bits").type) == "int64"
     s = pq.read_table(summary_pq)
     assert s.column("words_to_threshold").null_count == sum(1 for r in summary if r["words_to_threshold"] == "")

@@ -6,6 +6,7 @@
     lsc.report("runs/snr")            # runs/snr/report/report.html
     lsc.export("runs/snr", "parquet")
     lsc.compare(["runs/scc_on", "runs/scc_off"], "heads", plot="cmp.png")
+    runs = lsc.load_runs(["runs/scc_on", "runs/scc_off"])   # pandas: runs.steps, runs.summary, runs.oracle
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 
 from lsc.config import StudyConfig, load_config, validate_config
 
-__all__ = ["StudyConfig", "load_config", "validate_config", "resolved_config", "run", "report", "export", "compare", "schemes", "default_out_dir"]
+__all__ = ["StudyConfig", "load_config", "validate_config", "resolved_config", "run", "report", "export", "compare", "schemes",
+           "default_out_dir", "load_run", "load_runs"]
 
 
 def default_out_dir(config_path: str | Path | None) -> Path:
@@ -83,6 +85,24 @@ def export(run_dir: str | Path, fmt: Literal["csv", "parquet"] = "csv", out_dir:
 
     with _store_errors(run_dir):
         return export_run(run_dir, fmt, out_dir)
+
+
+def load_run(run_dir: str | Path, label: str | None = None) -> Any:
+    """A run folder as pandas DataFrames (`.steps`, `.summary`, `.oracle`; the export's columns) with the
+    run's identity as columns (label, backend, receiver, channel, prompt_order, seed; snr_db per row).
+    A step metric the study never scored is absent, not an empty column. Needs pandas."""
+    from lsc.report.frames import load_run as _load
+
+    with _store_errors(run_dir):
+        return _load(run_dir, label)
+
+
+def load_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = None) -> Any:
+    """Several run folders as one DataFrame per table (rows told apart by the identity columns)."""
+    from lsc.report.frames import load_runs as _load
+
+    with _store_errors(run_dirs[0] if run_dirs else "."):
+        return _load(run_dirs, labels)
 
 
 @contextmanager

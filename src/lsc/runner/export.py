@@ -2,6 +2,11 @@
 
 steps: one row per image x scheme x step (x SNR); summary: one row per image x scheme (x SNR), with
 words/bits to threshold left empty where the threshold was never reached. Works on partial runs.
+
+Every row ends with the run's identity (IDENTITY: label, backend, receiver, channel, prompt order, seed),
+so tables of several runs concatenate without tagging rows by hand; a step metric the study never scored
+(a column empty in every row) is left out rather than exported empty. `lsc.api.load_run` reads the same
+tables as DataFrames.
 """
 
 from __future__ import annotations
@@ -13,13 +18,73 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from lsc.errors import ConfigError
 from lsc.runner.folder import open_store, scheme_labels, write_atomic
 from lsc.runner.rows import STEP_COLUMNS, STEPS_EXPORT, SUMMARY_COLUMNS, SUMMARY_EXPORT
 
+# The run's identity, one column each after the row's own (what tells rows of several runs apart).
+IDENTITY = ("label", "backend", "receiver", "channel", "prompt_order", "seed")
+_IDENTITY_ARROW = {"label": "string", "backend": "string", "receiver": "string", "channel": "string",
+                   "prompt_order": "string", "seed": "int64"}
+
+
+def run_identity(config: dict[str, Any], label: str) -> dict[str, Any]:
+    """The IDENTITY columns of a run from its stored config; `label` names the run (default: its folder).
+
+    receiver: `backend_options.receiver`, else the backend's own default (world: flow, hf: sd; empty for
+    a backend of another module); channel: the channel model ('none': ideal), its SNR is each row's snr_db.
+    """
+    backend = str(config.get("backend", ""))
+    options = config.get("backend_options") or {}
+    receiver = options.get("receiver") if isinstance(options, dict) else None
+    if receiver is None and backend in ("world", "hf"):
+        receiver = _default_receiver(backend)
+    channel = config.get("channel") or {}
+    seed = config.get("seed")
+    return {"label": label, "backend": backend, "receiver": receiver,
+            "channel": str(channel.get("model", "none")) if isinstance(channel, dict) else "none",
+            "prompt_order": config.get("prompt_order"), "seed": int(seed) if isinstance(seed, int) else None}
+
+
+def _default_receiver(backend: str) -> str | None:
+    """The receiver a backend uses when the study names none (its options' default; no torch imported)."""
+    if backend == "world":
+        from lsc.backends.world.options import WorldBackendOptions as options
+    else:
+        from lsc.backends.hf.options import HFBackendOptions as options  # type: ignore[assignment]
+    return options.model_fields["receiver"].default
+
+
+def metric_columns() -> set[str]:
+    """The step metric columns (lsc.metrics.registry): left out of an export where no row has a value."""
+    from lsc.metrics.registry import stored_columns
+
+    return {name for name, _ in stored_columns()}
+
+
+def scored_columns(steps: list[dict[str, Any]], summary: list[dict[str, Any]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The export's columns of steps and summary, without the metric columns no step row fills (and without
+    the summary's words_to_all_right where the attributes were never scored: empty would read 'never')."""
+    metrics = metric_columns()
+    empty = {c for c in metrics if all(r.get(c) is None for r in steps)}
+    steps_cols = tuple(c for c in STEPS_EXPORT if c not in empty)
+    summary_cols = tuple(c for c in SUMMARY_EXPORT if not (c == "words_to_all_right" and "attr_all_right" in empty))
+    return steps_cols, summary_cols
+
+
+def identity_of(run_dir: str | Path, label: str | None = None) -> dict[str, Any]:
+    """A run folder's IDENTITY columns, read from its stored config (label: the folder's name unless given)."""
+    with open_store(run_dir) as store:
+        text = store.get_meta("config")
+    config = yaml.safe_load(text) if text else {}
+    return run_identity(config if isinstance(config, dict) else {}, label or Path(run_dir).resolve().name)
+
 
 def export_tables(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(steps rows, summary rows) with the export columns, in image then scheme order."""
+    """(steps rows, summary rows) with every column of STEPS_EXPORT / SUMMARY_EXPORT (empty ones too:
+    `scored_columns` picks), in image then scheme order."""
     with open_store(run_dir) as store:
         rank = {label: i for i, label in enumerate(scheme_labels(store))}
         seq = {r["image_id"]: r["seq"] for r in store.images()}
@@ -38,10 +103,14 @@ def export_run(run_dir: str | Path, fmt: Literal["csv", "parquet"] = "csv", out_
     if fmt not in ("csv", "parquet"):
         raise ConfigError(f"--format must be csv or parquet, not {fmt!r}")
     steps, summary = export_tables(run_dir)
+    ident = identity_of(run_dir)
+    for r in steps + summary:
+        r.update(ident)
+    steps_cols, summary_cols = scored_columns(steps, summary)
     dest = Path(out_dir) if out_dir is not None else Path(run_dir)
     _check_dest(dest, fmt)
     paths = []
-    for name, rows, cols in (("steps", steps, STEPS_EXPORT), ("summary", summary, SUMMARY_EXPORT)):
+    for name, rows, cols in (("steps", steps, steps_cols + IDENTITY), ("summary", summary, summary_cols + IDENTITY)):
         path = dest / f"{name}.{fmt}"
         if fmt == "csv":
             _write_csv(path, rows, cols)
@@ -101,7 +170,8 @@ def _replace(path: Path, data: bytes) -> None:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}; nothing was changed") from None
 
 
-_ARROW_TYPES = {c.name: c.arrow for c in STEP_COLUMNS + SUMMARY_COLUMNS}
+# Every exported column's type (Arrow's names): the Parquet schema, and the DataFrames' dtypes (lsc.report.frames).
+ARROW_TYPES = {**{c.name: c.arrow for c in STEP_COLUMNS + SUMMARY_COLUMNS}, **_IDENTITY_ARROW}
 
 
 def _write_parquet(path: Path, rows: list[dict[str, Any]], cols: tuple[str, ...]) -> None:
@@ -110,7 +180,7 @@ def _write_parquet(path: Path, rows: list[dict[str, Any]], cols: tuple[str, ...]
         import pyarrow.parquet as pq
     except ImportError:
         raise ConfigError("Parquet export needs pyarrow: pip install 'lsc[parquet]'") from None
-    schema = pa.schema([(c, pa.type_for_alias(_ARROW_TYPES[c])) for c in cols])
+    schema = pa.schema([(c, pa.type_for_alias(ARROW_TYPES[c])) for c in cols])
     table = pa.table({c: [r[c] for r in rows] for c in cols}, schema=schema)
     buf = io.BytesIO()
     pq.write_table(table, buf)
