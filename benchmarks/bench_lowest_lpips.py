@@ -60,11 +60,7 @@ def world_setup(n_images: int, seed: int, caption_source: str = "alice", threads
     from lsc.backends.world.scenes import world_samples
 
     backend = load_backend("world", {"threads": threads} if threads else {})
-    weights = wb.PACKAGED_WEIGHTS
-    import os
-    from pathlib import Path
-
-    weights = Path(os.environ.get("LSC_WORLD_WEIGHTS", weights))
+    weights = wb.world_weights_dir()
     samples = world_samples(n_images, seed)
     if caption_source == "alice":
         captions = backend.captioner.caption([s.image for s in samples])

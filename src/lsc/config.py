@@ -169,6 +169,10 @@ class StudyConfig(_Strict):
     # (attributes: at every step). Neither key is part of a study's identity (lsc.runner.folder).
     metrics: list[str] | None = None
     metrics_every: int = Field(4, ge=1, le=1_000_000)
+    # Every model file the study uses -> its content fingerprint (lsc.runner.models), filled in by the run: part
+    # of the study's identity, so a folder refuses to resume on other weights. Set in a YAML (a copied
+    # config.resolved.yaml), it pins them: a run on other files is refused, naming the file.
+    models: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _metrics_known(self) -> "StudyConfig":
@@ -279,6 +283,8 @@ class StudyConfig(_Strict):
             del data["executor"]  # an execution setting: written only when set, never part of a run folder's study
         if data.get("metrics") is None:
             data.pop("metrics", None)  # configs written before the key existed stay the same
+        if data.get("models") is None:
+            data.pop("models", None)  # filled in by resolution; a config written before it stays the same
         return data
 
     def to_yaml(self) -> str:

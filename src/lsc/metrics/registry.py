@@ -196,13 +196,9 @@ def finish_corpus(metrics: Sequence[StepMetric], captions: Sequence[str], values
 
 # ---------------------------------------------------------------- world: attribute accuracy
 def _world_models(config: dict[str, Any]) -> Any:
-    import os
-    from pathlib import Path
+    from lsc.backends.world.backend import load_models, world_weights_dir
 
-    from lsc.backends.world.backend import PACKAGED_WEIGHTS, load_models
-
-    weights = (config.get("backend_options") or {}).get("weights")
-    return load_models(str(Path(weights or os.environ.get("LSC_WORLD_WEIGHTS", PACKAGED_WEIGHTS)).resolve()))
+    return load_models(str(world_weights_dir((config.get("backend_options") or {}).get("weights"))))
 
 
 ATTRIBUTES = ("background", "count", "position", "color", "shape", "size")

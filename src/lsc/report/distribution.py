@@ -110,12 +110,9 @@ class WorldFeatures:
     name = "world"
 
     def __init__(self, weights: str | None = None) -> None:
-        import os
+        from lsc.backends.world.backend import load_models, world_weights_dir
 
-        from lsc.backends.world.backend import PACKAGED_WEIGHTS, load_models
-
-        weights_dir = Path(weights) if weights else Path(os.environ.get("LSC_WORLD_WEIGHTS", PACKAGED_WEIGHTS))
-        self.net = load_models(str(weights_dir.resolve())).classifier
+        self.net = load_models(str(world_weights_dir(weights))).classifier
         self.dim = int(self.net.cfg.channels[-1])
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -27,14 +27,11 @@ def _require_sklearn() -> None:
 
 def world_text_embedding(config: dict[str, Any]) -> Any:
     """A function prompts -> (N, d) mean-pooled Bob text-encoder features, from the run's world weights."""
-    import os
-
     import torch
 
-    from lsc.backends.world.backend import PACKAGED_WEIGHTS, _encode, load_models
+    from lsc.backends.world.backend import _encode, load_models, world_weights_dir
 
-    weights = (config.get("backend_options") or {}).get("weights")
-    models = load_models(str(Path(weights or os.environ.get("LSC_WORLD_WEIGHTS", PACKAGED_WEIGHTS)).resolve()))
+    models = load_models(str(world_weights_dir((config.get("backend_options") or {}).get("weights"))))
 
     def embed(prompts: list[str]) -> np.ndarray:
         out = []

@@ -253,8 +253,18 @@ def prepare_run_dir(out_dir: Path, config: dict[str, Any], config_yaml: str) -> 
             records.append((f"{STORE_FILE}'s stored config", stored))
     for what, old in records:
         old = _identity(old)
-        if old != new:
-            where = _first_difference(old, new) if isinstance(old, dict) else "config"
+        this = new
+        if isinstance(old, dict) and isinstance(new, dict):
+            if "models" not in old:  # written before model files were recorded: their weights are unknown
+                this = {k: v for k, v in new.items() if k != "models"}
+            elif old.get("models") != new.get("models"):
+                from lsc.runner.models import changed_model
+
+                change = changed_model(old.get("models") or {}, new.get("models") or {})
+                raise ConfigError(f"{out_dir} was run on other model files ({what}): {change}; "
+                                  "use another --out or the recorded weights")
+        if old != this:
+            where = _first_difference(old, this) if isinstance(old, dict) else "config"
             raise ConfigError(
                 f"{out_dir} holds a different study ({what} differs at {where!r}); "
                 "use another --out or the same config"

@@ -129,9 +129,16 @@ def _check_options(name: str, loader: Callable[..., Any], options: dict[str, Any
 
 
 def resolve(cfg: StudyConfig, backend: Backend) -> StudyConfig:
-    """The study's identity: what the backend decides (threshold, prompt order) filled in, execution
-    options (threads) left out, so the resolved config fixes every number."""
+    """The study's identity: what the backend decides (threshold, prompt order) and the model files it reads
+    (with their fingerprints) filled in, execution options (threads) left out, so the resolved config fixes
+    every number. A config that already lists `models` is refused on other files."""
+    from lsc.runner.models import changed_model, model_files
+
     update: dict[str, Any] = {}
+    models = model_files(cfg)
+    if cfg.models is not None and cfg.models != models:
+        raise ConfigError(f"models: the configuration pins other model files: {changed_model(cfg.models, models)}")
+    update["models"] = models
     if cfg.threshold is None:
         update["threshold"] = float(backend.default_threshold)
     if cfg.prompt_order is None:

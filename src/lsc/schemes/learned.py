@@ -22,9 +22,9 @@ POLICY_FILE = "policy.safetensors"
 
 
 def packaged_policy() -> Path:
-    import lsc.backends.world as world  # light package: no torch
+    from lsc.backends.world.options import world_weights_dir  # light module: no torch
 
-    return Path(world.__file__).parent / "weights" / POLICY_FILE
+    return world_weights_dir() / POLICY_FILE
 
 
 @lru_cache(maxsize=4)
@@ -51,6 +51,10 @@ class Learned(Scheme):
             return packaged_policy()
         p = Path(self.weights).expanduser()
         return p / POLICY_FILE if p.is_dir() else p
+
+    def model_files(self) -> list[Path]:
+        """The policy file this scheme reads: fingerprinted in the study's identity (lsc.runner.models)."""
+        return [self.path()]
 
     def policy(self) -> Any:
         path = self.path()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,7 +35,7 @@ from lsc.interfaces import (
 
 log = logging.getLogger("lsc.world")
 
-PACKAGED_WEIGHTS = Path(__file__).parent / "weights"
+from lsc.backends.world.options import PACKAGED_WEIGHTS, world_weights_dir  # noqa: E402,F401  (the folder's one owner)
 DEFAULT_SAMPLER_STEPS = 8
 DEFAULT_GUIDANCE = 3.0
 CHUNK = 16  # prompts per sampler pass
@@ -389,12 +388,12 @@ def load_world_backend(
     threshold; guidance is folded into it) or `vqvae_ar` (a VQ-VAE with an autoregressive prior,
     vqvae.safetensors, prior.safetensors and vqvae_ar.json: its own sampler settings and threshold;
     `guidance` overrides its guidance scale)."""
-    weights_dir = Path(weights) if weights else Path(os.environ.get("LSC_WORLD_WEIGHTS", PACKAGED_WEIGHTS))
+    weights_dir = world_weights_dir(weights)
     if receiver not in RECEIVERS:
         raise ConfigError(f"backend_options.receiver must be one of {', '.join(RECEIVERS)}, not {receiver!r}")
     if threads:
         torch.set_num_threads(int(threads))
-    models = load_models(str(weights_dir.resolve()))
+    models = load_models(str(weights_dir))
     generator: Any = None
     if receiver == "vqvae_ar":
         if sampler_steps is not None:

@@ -152,13 +152,13 @@ def eval_cmd(
 
     Success rates use the receiver's own threshold (world.json's, or flow_fast.json's / vqvae_ar.json's);
     the threshold this evaluation derives is reported beside it."""
-    from lsc.backends.world.backend import load_models, load_world_backend, PACKAGED_WEIGHTS
+    from lsc.backends.world.backend import load_models, load_world_backend, world_weights_dir
     from lsc.backends.world.evaluate import evaluate_world
 
     if scenes_n < 1:
         raise ConfigError(f"--scenes must be at least 1, got {scenes_n}")
     backend = load_world_backend(str(weights) if weights else None, receiver=receiver)
-    classifier = load_models(str((weights or PACKAGED_WEIGHTS).resolve())).classifier
+    classifier = load_models(str(world_weights_dir(weights))).classifier  # the generator's folder, never another
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     result = evaluate_world(backend, classifier, n_scenes=scenes_n, seed=seed, threshold=backend.default_threshold, progress=True)
     typer.echo(json.dumps(result, indent=None if as_json else 1))

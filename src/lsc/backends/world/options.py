@@ -3,9 +3,25 @@ checked against them without importing torch."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+PACKAGED_WEIGHTS = Path(__file__).parent / "weights"
+WEIGHTS_VARIABLE = "LSC_WORLD_WEIGHTS"
+
+
+def world_weights_dir(weights: str | Path | None = None) -> Path:
+    """The one answer to "which world weights folder": `weights` (backend_options.weights, a --weights option),
+    else the folder the LSC_WORLD_WEIGHTS environment variable names, else the packaged weights; absolute.
+
+    Every loader of world networks (backend, step metrics, report features, policy, `lsc world eval`) asks
+    here, so a study's generator, classifier and policy always come from one folder.
+    """
+    chosen = weights if weights else os.environ.get(WEIGHTS_VARIABLE) or PACKAGED_WEIGHTS
+    return Path(chosen).expanduser().resolve()
 
 
 class WorldBackendOptions(BaseModel):

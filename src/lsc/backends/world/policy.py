@@ -207,11 +207,11 @@ def train_policy(
     second half; `stop_at` ends this call at that step
     (an interruption, as tests make one), the schedule unchanged."""
     from lsc.backends.world import train as T
-    from lsc.backends.world.backend import PACKAGED_WEIGHTS
+    from lsc.backends.world.options import world_weights_dir
 
     if trace_scenes < 2:
         raise ConfigError(f"the policy needs at least 2 trace scenes, not {trace_scenes}")
-    weights = Path(weights) if weights is not None else PACKAGED_WEIGHTS
+    weights = world_weights_dir(weights)
     folder = Path(out_dir) / "policy"
     start = time.time()
     traces = ensure_traces(folder, weights, trace_scenes, trace_seed, start + minutes * 60)
