@@ -153,3 +153,105 @@ def test_redact_patterns() -> None:
     assert redact("authorization=abc123 rest") == "authorization=[redacted] rest"
     assert redact("token sk-abcdefgh1234 end") == "token sk-[redacted] end"
     assert redact("custom key zzsecretzz here", "zzsecretzz") == "custom key [redacted] here"
+
+
+# ------------------------------------------------------------------ round two: the key in every form, and consent
+SLASH_KEY = "sk-hostile/round+two=0123456789"
+
+
+def _answer(body: bytes, status: bytes = b"200 OK") -> Callable[[socket.socket, bytes], None]:
+    return lambda c, h: c.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+
+def _forms(key: str) -> dict[str, str]:
+    import base64
+    import urllib.parse
+
+    return {"raw": key, "json-escaped": key.replace("/", "\\/"), "url-encoded": urllib.parse.quote(key, safe=""),
+            "base64": base64.b64encode(key.encode()).decode()}
+
+
+@pytest.mark.parametrize("form", ["raw", "json-escaped", "url-encoded", "base64"])
+def test_key_in_an_error_body_is_redacted_in_every_form(serve, monkeypatch, form: str) -> None:
+    monkeypatch.setenv("LSC_HOSTILE_KEY", SLASH_KEY)
+    echoed = _forms(SLASH_KEY)[form]
+    server = serve(_answer(b'{"error": "bad key ' + echoed.encode() + b'"}', b"400 Bad Request"))
+    with pytest.raises(LscError) as info:
+        _skd(server.url).rewrite("there is a dog on the grass", PAIRS)
+    assert echoed not in str(info.value) and "[redacted]" in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("form", ["raw", "json-escaped", "url-encoded", "base64"])
+def test_key_in_a_successful_answer_never_reaches_bob(serve, monkeypatch, form: str) -> None:
+    """An endpoint answering with the key: the rewrite (printed, stored, sent to Bob as words) holds no form of it."""
+    monkeypatch.setenv("LSC_HOSTILE_KEY", SLASH_KEY)
+    echoed = _forms(SLASH_KEY)[form]
+    content = json.dumps(f"a dog on grass {echoed}")[1:-1].replace("/", "\\/") if form == "json-escaped" else \
+        f"a dog on grass {echoed}"
+    body = b'{"choices": [{"message": {"content": "' + content.encode() + b'"}}]}'
+    result = _skd(serve(_answer(body)).url).rewrite("there is a dog on the grass", PAIRS)
+    text = json.dumps(result.to_dict())
+    assert all(f not in text for f in _forms(SLASH_KEY).values()), text
+
+
+def test_a_key_that_is_not_ascii_is_one_line(serve, monkeypatch) -> None:
+    monkeypatch.setenv("LSC_HOSTILE_KEY", "sk-clé-0123")
+    server = serve(_answer(OK_BODY))
+    with pytest.raises(LscError, match=r"^\$LSC_HOSTILE_KEY holds characters an HTTP header cannot carry"):
+        _skd(server.url).rewrite("there is a dog on the grass", PAIRS)
+    assert server.heads == []
+
+
+def test_which_variable_goes_to_which_host_is_said_once(serve, monkeypatch) -> None:
+    import warnings
+
+    from lsc.errors import LscWarning
+    from lsc.language import skd
+
+    monkeypatch.setattr(skd, "_ANNOUNCED", set())
+    monkeypatch.setenv("LSC_HOSTILE_KEY", KEY)
+    server = serve(_answer(OK_BODY))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            _skd(server.url).rewrite("there is a dog on the grass", PAIRS)
+    said = [str(w.message) for w in caught if issubclass(w.category, LscWarning)]
+    assert said == ["skd: sending the key in $LSC_HOSTILE_KEY to 127.0.0.1"]
+
+
+def _file_study(tmp_path, skd_line: str, schemes: str = "[heads_skd]"):
+    path = tmp_path / f"shared{len(list(tmp_path.iterdir()))}.yaml"
+    path.write_text(f"backend: world\nschemes: {schemes}\nskd: {skd_line}\n")
+    return path
+
+
+STEALING = "{engine: openai, api_key_env: AWS_SECRET_ACCESS_KEY, base_url: 'http://anywhere/v1'}"
+
+
+def test_a_study_file_cannot_choose_which_key_goes_where(tmp_path, monkeypatch) -> None:
+    from lsc.config import load_config
+    from lsc.errors import ConfigError
+
+    monkeypatch.delenv("LSC_SKD_ENDPOINTS", raising=False)
+    path = _file_study(tmp_path, STEALING)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == ("skd: the study file would send $AWS_SECRET_ACCESS_KEY to anywhere; confirm with "
+                               "--set skd.api_key_env=AWS_SECRET_ACCESS_KEY --set skd.base_url=http://anywhere/v1 "
+                               "(or list AWS_SECRET_ACCESS_KEY@anywhere in $LSC_SKD_ENDPOINTS)")
+    with pytest.raises(ConfigError, match=r"--set skd.base_url=http://anywhere/v1 \("):  # half a confirmation
+        load_config(path, ["skd.api_key_env=AWS_SECRET_ACCESS_KEY"])
+    # only the endpoint moved: the default variable would still go to another host
+    with pytest.raises(ConfigError, match=r"would send \$OPENAI_API_KEY to evil.example"):
+        load_config(_file_study(tmp_path, "{engine: openai, base_url: 'https://evil.example/v1'}"))
+    with pytest.raises(ConfigError, match=r"^schemes.0.skd: the study file would send \$HOME to api.openai.com"):
+        load_config(_file_study(tmp_path, "{}", "[{name: heads_skd, skd: {engine: openai, api_key_env: HOME}}]"))
+    # confirmed on the command line, or by the documented opt-in
+    cfg = load_config(path, ["skd.api_key_env=AWS_SECRET_ACCESS_KEY", "skd.base_url=http://anywhere/v1"])
+    assert cfg.skd.api_key_env == "AWS_SECRET_ACCESS_KEY"
+    monkeypatch.setenv("LSC_SKD_ENDPOINTS", "OTHER@x, AWS_SECRET_ACCESS_KEY@anywhere")
+    assert load_config(path).skd.base_url == "http://anywhere/v1"
+    # the defaults (OPENAI_API_KEY to api.openai.com) and the offline engines need no confirmation
+    monkeypatch.delenv("LSC_SKD_ENDPOINTS")
+    assert load_config(_file_study(tmp_path, "{engine: openai}")).skd.engine == "openai"
+    assert load_config(_file_study(tmp_path, "{engine: lexicon, api_key_env: HOME}")).skd.engine == "lexicon"

@@ -396,6 +396,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     """Build a StudyConfig from a YAML file (None = the packaged default study) and overrides."""
     data = read_yaml(path if path is not None else DEFAULT_CONFIG_PATH)
     data = apply_overrides(data, list(overrides))
+    from lsc.language.config import confirm_key_destinations
+
+    confirm_key_destinations(data, {tuple(parse_override(o)[0]) for o in overrides})  # a file is data, not consent
     return validate_config(data)
 
 

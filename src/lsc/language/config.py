@@ -6,7 +6,9 @@ embed these models without loading spaCy, NLTK or transformers.
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Any, Iterator, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,3 +39,61 @@ class SKDConfig(BaseModel):
     min_count: int = Field(1, ge=1)
     # Keep the original when the rewrite drops a head noun (the meaning check); off only for experiments.
     check_meaning: bool = True
+
+
+# ---------------------------------------------------------------- who may send which key where
+# Opt-in for study files that name their own endpoint: "VAR@host" pairs, comma-separated.
+TRUSTED_ENDPOINTS_ENV = "LSC_SKD_ENDPOINTS"
+_DEFAULTS = SKDConfig()
+
+
+def _skd_mappings(data: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, mapping) of every SKD setting in a raw study dict: `skd` and each scheme's `skd` option."""
+    if not isinstance(data, dict):
+        return
+    if isinstance(data.get("skd"), dict):
+        yield "skd", data["skd"]
+    schemes = data.get("schemes")
+    for i, item in enumerate(schemes if isinstance(schemes, list) else []):
+        if isinstance(item, dict):
+            opts = item.get("options") if isinstance(item.get("options"), dict) else item
+            if isinstance(opts.get("skd"), dict):
+                yield f"schemes.{i}.skd", opts["skd"]
+
+
+def host_of(base_url: str) -> str:
+    """The host an endpoint's requests go to (what the user confirms)."""
+    return urlsplit(str(base_url)).hostname or str(base_url)
+
+
+def confirm_key_destinations(data: dict[str, Any], from_command_line: set[tuple[str, ...]]) -> None:
+    """A study file may not choose which environment variable's value is sent, nor where: a
+    non-default `api_key_env` or `base_url` of an openai SKD engine must be set on the command line
+    (`--set skd.api_key_env=... --set skd.base_url=...`) or listed as VAR@host in $LSC_SKD_ENDPOINTS.
+
+    Why: README tells users to read a shared study file as data; without this a file could mail any
+    variable (a cloud secret) to any address. `from_command_line` holds the `--set` key paths.
+    """
+    from lsc.errors import ConfigError
+
+    trusted = {p.strip() for p in os.environ.get(TRUSTED_ENDPOINTS_ENV, "").split(",") if p.strip()}
+    for where, skd in _skd_mappings(data):
+        if skd.get("engine") != "openai":
+            continue
+        var = str(skd.get("api_key_env", _DEFAULTS.api_key_env))
+        url = str(skd.get("base_url", _DEFAULTS.base_url))
+        if f"{var}@{host_of(url)}" in trusted:
+            continue
+        prefix = tuple(where.split("."))
+
+        def confirmed(k: str) -> bool:  # the key itself, or a mapping or list holding it, set by --set
+            path = prefix + (k,)
+            return any(path[:n] in from_command_line for n in range(1, len(path) + 1))
+
+        unconfirmed = [k for k, v, d in (("api_key_env", var, _DEFAULTS.api_key_env), ("base_url", url, _DEFAULTS.base_url))
+                       if v != d and not confirmed(k)]
+        if unconfirmed:
+            raise ConfigError(
+                f"{where}: the study file would send ${var} to {host_of(url)}; confirm with "
+                + " ".join(f"--set {where}.{k}={var if k == 'api_key_env' else url}" for k in unconfirmed)
+                + f" (or list {var}@{host_of(url)} in ${TRUSTED_ENDPOINTS_ENV})")

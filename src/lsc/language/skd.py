@@ -306,12 +306,17 @@ class OpenAISKD:
         key = os.environ.get(self.cfg.api_key_env) or None
         headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         if key:
+            if not key.isascii() or not key.isprintable() or " " in key:
+                raise ConfigError(f"${self.cfg.api_key_env} holds characters an HTTP header cannot carry "
+                                  "(a key is printable ASCII without spaces)")
             headers["Authorization"] = f"Bearer {key}"
+            _announce(self.cfg.api_key_env, self.cfg.base_url)
         data = json.dumps(body).encode()
         try:
-            return _in_fresh_loop(lambda: self._attempts(url, headers, data, key))
+            reply = _in_fresh_loop(lambda: self._attempts(url, headers, data, key))
         except LscError as exc:  # the message may quote the server: never let the key through
             raise type(exc)(redact(str(exc), key)) from None
+        return _redact_all(reply, key) if key else reply  # nor an answer echoing it (then stored, sent to Bob)
 
     async def _attempts(self, url: str, headers: dict[str, str], data: bytes, key: str | None) -> dict[str, Any]:
         import asyncio
@@ -455,10 +460,51 @@ _SECRETS = (
 )
 
 
+_ANNOUNCED: set[tuple[str, str]] = set()
+
+
+def _announce(var: str, base_url: str) -> None:
+    """Say once per process which variable's value goes to which host (the user sees where a key goes)."""
+    import warnings
+
+    from lsc.errors import LscWarning
+    from lsc.language.config import host_of
+
+    if (var, base_url) not in _ANNOUNCED:
+        _ANNOUNCED.add((var, base_url))
+        warnings.warn(LscWarning(f"skd: sending the key in ${var} to {host_of(base_url)}"), stacklevel=3)
+
+
+def _redact_all(value: Any, key: str) -> Any:
+    """Every string inside a JSON value redacted."""
+    if isinstance(value, str):
+        return redact(value, key)
+    if isinstance(value, list):
+        return [_redact_all(v, key) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_all(v, key) for k, v in value.items()}
+    return value
+
+
+def key_forms(key: str) -> list[str]:
+    """The forms a key takes in text: as is, JSON-escaped, URL-encoded, base64 (also inside Basic auth)."""
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    raw = key.encode("utf-8", "surrogatepass")
+    b64 = base64.b64encode(raw).decode()
+    escaped = json.dumps(key)[1:-1]
+    forms = {key, escaped, escaped.replace("/", "\\/"), quote(key, safe=""),
+             quote_plus(key), quote(key), b64, b64.rstrip("="), base64.urlsafe_b64encode(raw).decode().rstrip("=")}
+    return sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+
+
 def redact(text: str, key: str | None = None) -> str:
-    """Text fit to print: the key itself, Authorization headers and sk-... tokens replaced."""
+    """Text fit to print or store: the key (in every form of `key_forms`), Authorization headers and
+    sk-... tokens replaced."""
     if key and len(key) >= 4:
-        text = text.replace(key, "[redacted]")
+        for form in key_forms(key):
+            text = text.replace(form, "[redacted]")
     text = _SECRETS[0].sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
     text = _SECRETS[1].sub("Bearer [redacted]", text)
     return _SECRETS[2].sub("sk-[redacted]", text)
