@@ -208,8 +208,8 @@ def test_oracle_curve_four_words():
 
 
 def test_oracle_refuses_long_captions():
-    ctx = make_ctx(caption="w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11")
-    with pytest.raises(OracleTooLongError, match="at most 10 words"):
+    ctx = make_ctx(caption="w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12")
+    with pytest.raises(OracleTooLongError, match="at most 11 words"):  # the study's default limit
         oracle_curve(ctx)
 
 

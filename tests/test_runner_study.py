@@ -275,3 +275,26 @@ def test_oracle_max_words_above_the_oracles_default_is_honoured(tmp_path):
     db = tmp_path / "run" / "results.sqlite"
     assert rows(db, "SELECT n_words, status, error FROM oracle_status") == [(12, "ok", None)]
     assert rows(db, "SELECT MAX(k) FROM oracle") == [(12,)]
+
+
+def test_times_are_stored_by_what_they_measure(tmp_path: Path) -> None:
+    """Alice's planning, the loop and the step metrics in their own columns; the first transmission of the
+    worker (the warm-up) marked cold; an old run's whole time is shown as such by compare."""
+    from lsc.report.compare import transmission_times
+
+    folder = tmp_path / "imgs"
+    cap = make_folder(folder, corrupt=False)
+    cfg = load_config(study_yaml(tmp_path / "s.yaml", folder, cap, ["random", "lowest_lpips"], delay=0.002))
+    run_study(cfg, tmp_path / "run", progress=False)
+    got = rows(tmp_path / "run" / "results.sqlite", "SELECT scheme, elapsed_s, planning_s, transmission_s, metrics_s, "
+                                                   "cold, n_words FROM summary WHERE status = 'ok' ORDER BY rowid")
+    assert len(got) == 8 and [r[5] for r in got] == [1] + [0] * 7  # one worker, one warm-up
+    for scheme, whole, plan, loop, metrics, _, n in got:
+        assert min(plan, loop, metrics) >= 0 and plan + loop + metrics <= whole + 1e-6
+        # the loop asks Bob for at most n + 1 images, lowest_lpips plans with his generator: its plan costs images
+        assert loop >= 0.0 and (plan >= 0.002 * n if scheme == "lowest_lpips" else plan < 0.002)
+    as_dicts = [{"elapsed_s": r[1], "planning_s": r[2], "transmission_s": r[3], "cold": r[5]} for r in got]
+    seconds, planning, measure = transmission_times(as_dicts)
+    assert measure == "transmission" and seconds == [r[3] for r in got[1:]] and planning == [r[2] for r in got[1:]]
+    old = [{"elapsed_s": r[1]} for r in got]  # a run stored before the split
+    assert transmission_times(old) == ([r[1] for r in got], [], "elapsed")

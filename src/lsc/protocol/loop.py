@@ -73,7 +73,8 @@ class TransmissionResult:
     final_lpips: float
     rewritten: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
-    elapsed_s: float = 0.0
+    elapsed_s: float = 0.0  # the whole call: Alice's planning, the channel, Bob's images and their LPIPS
+    planning_s: float = 0.0  # of which Alice's planning (`scheme.plan`; lowest_lpips' search lives here)
 
     @property
     def min_lpips(self) -> float:
@@ -129,6 +130,7 @@ def transmit(ctx: ImageContext, scheme: SchemeLike, settings: LoopSettings | Non
     settings = settings or LoopSettings()
     start = time.perf_counter()
     plan: Plan = scheme.plan(ctx, settings)
+    planned = time.perf_counter()
     words = plan.words
     if len(set(plan.order)) != len(plan.order) or any(not 0 <= i < len(words) for i in plan.order):
         raise LscError(f"scheme {scheme.name!r} planned an invalid order {plan.order} for {len(words)} words")
@@ -184,4 +186,5 @@ def transmit(ctx: ImageContext, scheme: SchemeLike, settings: LoopSettings | Non
         rewritten=plan.rewritten,
         info=dict(plan.info),
         elapsed_s=time.perf_counter() - start,
+        planning_s=planned - start,
     )

@@ -53,7 +53,16 @@ class ResultSummary:
     error: str | None = None
     words_json: str | None = field(default=None, metadata={"export": False})
     order_json: str | None = field(default=None, metadata={"export": False})
+    # Wall times (not exported: they vary from run to run). elapsed_s: all of it (planning, the loop and the
+    # step metrics; runs written before the split have only this). planning_s: Alice's planning;
+    # transmission_s: the loop after it (the channel, Bob's images and their LPIPS); metrics_s: the step
+    # metrics. cold: 1 for the first transmission of its worker process, which pays the models' warm-up
+    # (lsc compare leaves it out of time means).
     elapsed_s: float | None = field(default=None, metadata={"export": False})
+    planning_s: float | None = field(default=None, metadata={"export": False})
+    transmission_s: float | None = field(default=None, metadata={"export": False})
+    metrics_s: float | None = field(default=None, metadata={"export": False})
+    cold: int | None = field(default=None, metadata={"export": False})
 
 
 @dataclass(frozen=True)

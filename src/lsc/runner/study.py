@@ -169,6 +169,7 @@ class ImageWorker:
         self.cfg = cfg
         self.backend = backend
         self.journal = journal
+        self.cold = True  # the first transmission of this worker pays the models' warm-up (stored as `cold`)
         assert cfg.threshold is not None and cfg.prompt_order is not None
         self.settings = LoopSettings(
             prompt_order=cfg.prompt_order, threshold=cfg.threshold, stop_at_success=cfg.stop_at_success, seed=cfg.seed
@@ -246,18 +247,22 @@ class ImageWorker:
         from lsc.protocol.loop import transmit
 
         t0 = time.perf_counter()
+        cold, self.cold = self.cold, False
         try:
             link = self._link(ctx.image_id, spec, cond)
             result = transmit(ctx, self.schemes[spec.label], self.settings, link)
+            t1 = time.perf_counter()
             self.scorer.score(ctx, truth, result.steps)  # the step metrics of the due steps, into each StepRecord
         except Exception as exc:  # noqa: BLE001 - recorded as failed, the study goes on
             return failed_result(ctx.image_id, spec, cond, one_line(exc))
+        t2 = time.perf_counter()
         summary = ResultSummary(
             words_to_threshold=result.words_to_threshold, words_to_all_right=self.scorer.words_to_all_right(result.steps),
             bits_to_threshold=result.bits_to_threshold, alice_images=result.info.get("alice_images"),
             final_lpips=float(result.final_lpips), n_words=len(result.words), caption=result.caption, status="ok",
             error=None, words_json=json.dumps(result.words), order_json=json.dumps(result.order),
-            elapsed_s=time.perf_counter() - t0,
+            elapsed_s=t2 - t0, planning_s=result.planning_s, transmission_s=result.elapsed_s - result.planning_s,
+            metrics_s=t2 - t1, cold=int(cold),
         )
         images = {s.image_key: ctx.image_for(s.image_key) for s in result.steps} if self.cfg.save_images else {}
         return ResultOutcome(ResultKey(ctx.image_id, spec.label, cond.key, cond.snr_db), summary, result.steps, images)
