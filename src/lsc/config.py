@@ -173,6 +173,10 @@ class StudyConfig(_Strict):
     # of the study's identity, so a folder refuses to resume on other weights. Set in a YAML (a copied
     # config.resolved.yaml), it pins them: a run on other files is refused, naming the file.
     models: dict[str, str] | None = None
+    # Filled by the runner (lsc.runner.study.resolve), never written by hand: for each plugin the study
+    # uses ("scheme:longest_first"), its import path and its distribution's version, so a run folder
+    # refuses to resume under another version of the plugin. Built-ins are lsc's own and not listed.
+    plugins: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _metrics_known(self) -> "StudyConfig":
@@ -206,7 +210,7 @@ class StudyConfig(_Strict):
             out: list[Any] = []
             for item in value:
                 if item == "all":
-                    out.extend({"name": info.name} for info in _registered_schemes())
+                    out.extend({"name": name} for name in _scheme_registry().names())
                 else:
                     out.append(_scheme_from_raw(item))
             return out
@@ -221,10 +225,11 @@ class StudyConfig(_Strict):
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:
             raise ValueError(f"scheme {dup[0]!r} listed twice (give one a distinct 'label')")
-        names = {info.name for info in _registered_schemes()}
+        registry = _scheme_registry()
         for i, spec in enumerate(value):
-            if spec.name not in names:
-                raise ValueError(f"unknown scheme {spec.name!r} (entry {i}); see `lsc schemes`")
+            if not registry.known(spec.name):
+                raise ValueError(f"unknown scheme {spec.name!r} (entry {i}); see `lsc schemes`, or name one by "
+                                 "its import path 'package.module:Class'")
         return value
 
     @field_validator("snr_db_sweep")
@@ -241,9 +246,9 @@ class StudyConfig(_Strict):
     @field_validator("backend")
     @classmethod
     def _backend_known(cls, value: str) -> str:
-        from lsc.backends import available_backends
+        from lsc.backends import BACKENDS, available_backends
 
-        if ":" not in value and value not in available_backends():
+        if not BACKENDS.known(value):
             raise ValueError(
                 f"unknown backend {value!r}; choose one of {', '.join(available_backends())} "
                 "or 'package.module:loader'"
@@ -285,6 +290,8 @@ class StudyConfig(_Strict):
             data.pop("metrics", None)  # configs written before the key existed stay the same
         if data.get("models") is None:
             data.pop("models", None)  # filled in by resolution; a config written before it stays the same
+        if not data.get("plugins"):
+            data.pop("plugins", None)  # a study of built-ins only keeps the identity it had before plugins
         return data
 
     def to_yaml(self) -> str:
@@ -307,11 +314,11 @@ def _paper_schemes() -> tuple[str, ...]:
     return PAPER_SCHEMES
 
 
-def _registered_schemes() -> list[Any]:
+def _scheme_registry() -> Any:
     """The scheme registry (imported on use: lsc.schemes is heavier than a config check needs up front)."""
-    from lsc.schemes import list_schemes
+    from lsc.plugins import registry
 
-    return list_schemes()
+    return registry("scheme")
 
 
 # ---------------------------------------------------------------- loading and overrides

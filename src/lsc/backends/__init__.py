@@ -5,14 +5,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from lsc.interfaces import Backend
+from lsc.plugins import Registry
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-_LOADERS: dict[str, str] = {
-    "world": "lsc.backends.world.backend:load_world_backend",
-    "hf": "lsc.backends.hf.backend:load_hf_backend",
-}
+def _as_loader(obj: Any, target: str) -> Callable[..., Backend]:
+    """A backend plugin is a loader function: options as keyword arguments -> a `lsc.interfaces.Backend`."""
+    if not callable(obj) or isinstance(obj, type) and issubclass(obj, BaseException):
+        from lsc.errors import ConfigError
+
+        raise ConfigError(f"backend {target!r} is not a loader function (options -> lsc.interfaces.Backend)")
+    return obj  # type: ignore[no-any-return]
+
+
+# Built-ins by import path (loaded on first use: a model library is imported only by the backend that needs it);
+# installed packages add theirs as entry points of group lsc.backends (lsc.plugins).
+BACKENDS = Registry("backend", _as_loader)
+BACKENDS.add("world", "lsc.backends.world.backend:load_world_backend")
+BACKENDS.add("hf", "lsc.backends.hf.backend:load_hf_backend")
 
 # Each registered backend declares its options as a pydantic model in a light module (no model library).
 _OPTIONS: dict[str, str] = {
@@ -22,25 +33,13 @@ _OPTIONS: dict[str, str] = {
 
 
 def available_backends() -> list[str]:
-    return sorted(_LOADERS)
+    """Backends usable by name: lsc's own, then those of installed packages."""
+    return BACKENDS.names()
 
 
 def backend_loader(name: str) -> Callable[..., Backend]:
-    """The loader function of a backend: a registered name, or 'package.module:function' of your own."""
-    import importlib
-
-    from lsc.errors import ConfigError
-
-    if ":" in name:
-        module_name, func_name = name.split(":", 1)
-        try:
-            return getattr(importlib.import_module(module_name), func_name)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"backend {name!r} cannot be imported: {exc}") from None
-    if name not in _LOADERS:
-        raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(available_backends())}")
-    module_name, func_name = _LOADERS[name].split(":")
-    return getattr(importlib.import_module(module_name), func_name)
+    """The loader function of a backend: a registered or installed name, or 'package.module:function' of your own."""
+    return BACKENDS.get(name)
 
 
 def load_backend(name: str, options: dict[str, Any] | None = None) -> Backend:

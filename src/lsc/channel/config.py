@@ -17,9 +17,12 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ChannelModel = Literal["none", "analytic", "phy"]
+BUILTIN_MODELS = ("none", "analytic", "phy")
+# A built-in model, an installed package's channel (entry point group lsc.channels) or an import path
+# 'package.module:factory' (lsc.channel.link.CHANNELS checks the name).
+ChannelModel = str
 Modulation = Literal["bpsk", "qpsk", "qam16", "qam64"]
 
 # Bits per symbol of each modulation (Gray-coded constellations).
@@ -63,6 +66,17 @@ class ChannelConfig(BaseModel):
     # Largest edit distance corrected; farther words are kept as received. None = no limit.
     correction_max_distance: int | None = Field(default=2, ge=0)
     scc: SCCConfig = Field(default_factory=SCCConfig)
+
+    @field_validator("model")
+    @classmethod
+    def _model_known(cls, value: str) -> str:
+        if value not in BUILTIN_MODELS:
+            from lsc.channel.link import CHANNELS  # the registry (imported on use: it loads the channel blocks)
+
+            if not CHANNELS.known(value):
+                raise ValueError(f"unknown channel model {value!r}; choose one of {', '.join(CHANNELS.names())} "
+                                 "or 'package.module:factory'")
+        return value
 
     @model_validator(mode="after")
     def _check_combination(self) -> "ChannelConfig":

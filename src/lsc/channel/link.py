@@ -30,6 +30,7 @@ from lsc.channel.correction import WordCorrector
 from lsc.channel.scc import AnalyzeFn, SCCResult, SynonymFn, map_back, scc_encode
 from lsc.channel.source import decode_bits, encode_word, separator
 from lsc.errors import ConfigError
+from lsc.plugins import Registry
 
 
 @dataclass(frozen=True)
@@ -45,17 +46,40 @@ class WordTransmission:
     original: str = ""  # the caption word Alice meant to send (differs from `sent` under SCC)
 
 
+def _analytic(cfg: ChannelConfig, seed: int) -> BitChannel:
+    from lsc.channel.analytic import AnalyticChannel
+
+    return AnalyticChannel(cfg, np.random.default_rng(seed))
+
+
+def _phy(cfg: ChannelConfig, seed: int) -> BitChannel:
+    from lsc.channel.phy import PhyChannel
+
+    return PhyChannel(cfg, seed)
+
+
+def _as_factory(obj: Any, target: str) -> Any:
+    """A channel plugin is a factory `(ChannelConfig, seed) -> BitChannel` (a class with that constructor will do)."""
+    if not callable(obj):
+        raise ConfigError(f"channel model {target!r} is not a factory (ChannelConfig, seed) -> BitChannel")
+    return obj
+
+
+# Channel models by name (lsc.plugins): "none" is the ideal channel and has no model object; installed
+# packages add theirs as entry points of group lsc.channels.
+CHANNELS = Registry("channel", _as_factory)
+CHANNELS.add("analytic", _analytic)
+CHANNELS.add("phy", _phy)
+
+
 def make_channel(cfg: ChannelConfig, seed: int) -> BitChannel | None:
     """The channel model of a configuration (None for the ideal channel)."""
     if cfg.model == "none":
         return None
-    if cfg.model == "analytic":
-        from lsc.channel.analytic import AnalyticChannel
-
-        return AnalyticChannel(cfg, np.random.default_rng(seed))
-    from lsc.channel.phy import PhyChannel
-
-    return PhyChannel(cfg, seed)
+    channel = CHANNELS.get(cfg.model)(cfg, seed)
+    if not callable(getattr(channel, "transmit_blocks", None)):
+        raise ConfigError(f"channel model {cfg.model!r} made a {type(channel).__name__}, which has no transmit_blocks(u)")
+    return channel
 
 
 class WordLink:

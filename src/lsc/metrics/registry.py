@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from lsc.errors import ConfigError
+from lsc.plugins import Registry
 
 
 @dataclass
@@ -101,9 +102,35 @@ DEFAULTS = ("attributes", "recaption")  # recorded by a study without `metrics:`
 EVERY = 4  # a study's `metrics_every` unless set: every 4th step (and always the last)
 
 
+def _as_metric(obj: Any, target: str) -> StepMetric:
+    """A metric plugin is a `StepMetric` (its name the name it is declared by); else one ConfigError line."""
+    if not isinstance(obj, StepMetric):
+        raise ConfigError(f"step metric {target!r} is not a lsc.metrics.registry.StepMetric but a {type(obj).__name__}")
+    return obj
+
+
+# The one registry of lsc.plugins serves metrics too: lsc's own register here; installed packages declare
+# theirs as entry points of group lsc.metrics, loaded when this module is (below), so their columns are in
+# every store's steps table like the built-ins'.
+METRICS: Registry[StepMetric] = Registry("metric", _as_metric)
+
+
 def register(metric: StepMetric) -> StepMetric:
+    """Make a step metric (and its columns) known; lsc's own metrics and installed plugins come through here."""
     REGISTRY[metric.name] = metric
+    if metric.name not in METRICS.plugin_names():
+        METRICS.add(metric.name, metric)
     return metric
+
+
+def register_installed() -> None:
+    """Register the step metrics of installed packages (entry points of group lsc.metrics)."""
+    for name in METRICS.plugin_names():
+        metric = METRICS.get(name)
+        if metric.name != name:
+            raise ConfigError(f"step metric entry point {name!r} names a StepMetric called {metric.name!r}; "
+                              "the two must be the same")
+        REGISTRY[name] = metric
 
 
 def select(names: Sequence[str], backend: str) -> list[StepMetric]:
@@ -116,9 +143,11 @@ def select(names: Sequence[str], backend: str) -> list[StepMetric]:
         if name in STORED:
             continue
         if name not in REGISTRY:
-            raise ConfigError(f"unknown step metric {name!r} (known: {', '.join(sorted((*REGISTRY, *STORED)))})")
+            hint = (" (a step metric plugin is an installed package's entry point in group lsc.metrics, not an import "
+                    "path: its columns must exist before a store opens; see docs/extending.md)") if ":" in name else ""
+            raise ConfigError(f"unknown step metric {name!r} (known: {', '.join(sorted((*REGISTRY, *STORED)))}){hint}")
         metric = REGISTRY[name]
-        if backend not in metric.backends:
+        if "*" not in metric.backends and backend not in metric.backends:
             raise ConfigError(f"step metric {name!r} needs the {' or '.join(metric.backends)} backend, not {backend!r}")
         missing = [p for p in metric.packages if find_spec(p) is None]
         if missing:
@@ -132,7 +161,7 @@ def select(names: Sequence[str], backend: str) -> list[StepMetric]:
 
 def defaults(backend: str) -> list[str]:
     """The step metrics a study records unless its `metrics:` says: DEFAULTS that the backend allows."""
-    return [n for n in DEFAULTS if backend in REGISTRY[n].backends]
+    return [n for n in DEFAULTS if backend in REGISTRY[n].backends or "*" in REGISTRY[n].backends]
 
 
 def due_steps(metric: StepMetric, n_steps: int, every: int) -> list[int]:
@@ -470,3 +499,6 @@ register(StepMetric(
     "clip_score", f"hf backend, transformers, a CLIP model ({CLIP_SCORE_MODEL_ENV}, default "
     f"{CLIP_SCORE_DEFAULT})", "one CLIP image and text encoding per image", ("clip_score",), _clip_score,
     backends=("hf",), packages=("transformers",)))
+
+
+register_installed()  # after the built-ins: a plugin may not take a built-in's name (lsc.plugins refuses it)

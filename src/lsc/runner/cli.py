@@ -99,12 +99,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("schemes")
     def schemes_cmd() -> None:
-        """List the ordering schemes: name, what it does, what Alice must hold."""
+        """List the ordering schemes: name, what Alice must hold, the package it comes from, what it does."""
         from lsc import api
 
         infos = api.schemes()
         w_name = max(len(i.name) for i in infos)
         w_hold = max(len(i.alice_holds) for i in infos)
-        typer.echo(f"{'name':<{w_name}}  {'Alice holds':<{w_hold}}  description")
+        w_pkg = max(len(i.package) for i in infos)
+        typer.echo(f"{'name':<{w_name}}  {'Alice holds':<{w_hold}}  {'from':<{w_pkg}}  description")
         for i in infos:
-            typer.echo(f"{i.name:<{w_name}}  {i.alice_holds:<{w_hold}}  {i.description}")
+            typer.echo(f"{i.name:<{w_name}}  {i.alice_holds:<{w_hold}}  {i.package:<{w_pkg}}  {i.description}")

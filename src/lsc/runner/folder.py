@@ -225,6 +225,10 @@ def _identity(data: Any) -> Any:
         # Which step metrics a study scores adds columns, never changes another number: a folder resumes
         # with another selection (done transmissions keep what they scored; the report computes the rest).
         data = {k: v for k, v in data.items() if k not in ("metrics", "metrics_every")}
+    if isinstance(data, dict) and isinstance(data.get("plugins"), dict):
+        # A step metric plugin, like the metric selection, adds columns and changes no other number.
+        plugins = {k: v for k, v in data["plugins"].items() if not str(k).startswith("metric:")}
+        data = {k: v for k, v in data.items() if k != "plugins"} | ({"plugins": plugins} if plugins else {})
     if isinstance(data, dict) and isinstance(data.get("backend_options"), dict):
         data = {**data, "backend_options": {k: v for k, v in data["backend_options"].items()
                                             if k not in EXECUTION_OPTIONS}}
@@ -265,6 +269,8 @@ def prepare_run_dir(out_dir: Path, config: dict[str, Any], config_yaml: str) -> 
                                   "use another --out or the recorded weights")
         if old != this:
             where = _first_difference(old, this) if isinstance(old, dict) else "config"
+            if where.startswith("plugins."):
+                raise ConfigError(_plugin_difference(out_dir, old.get("plugins") or {}, this.get("plugins") or {}))
             raise ConfigError(
                 f"{out_dir} holds a different study ({what} differs at {where!r}); "
                 "use another --out or the same config"
@@ -273,6 +279,21 @@ def prepare_run_dir(out_dir: Path, config: dict[str, Any], config_yaml: str) -> 
         write_atomic(path, config_yaml)
     (out_dir / IMAGES_DIR).mkdir(exist_ok=True)
     (out_dir / ORIGINALS_DIR).mkdir(exist_ok=True)
+
+
+def _plugin_difference(out_dir: Path, old: dict[str, Any], new: dict[str, Any]) -> str:
+    """One line saying which plugin differs between a folder's study and this one (version, import path)."""
+
+    def said(record: Any) -> str:
+        if not isinstance(record, dict):
+            return "not at all"
+        dist = f"{record.get('distribution')} {record.get('version', '')}".strip() if record.get("distribution") else ""
+        return f"{record.get('target')}" + (f" from {dist}" if dist else "")
+
+    key = next(k for k in list(old) + list(new) if old.get(k) != new.get(k))
+    kind, _, name = str(key).partition(":")
+    return (f"{out_dir} was run with {kind} {name!r} as {said(old.get(key))}, this study uses {said(new.get(key))}; "
+            "install the version it was run with or use another --out")
 
 
 def write_atomic(path: Path, text: str | bytes) -> None:

@@ -151,7 +151,27 @@ def resolve(cfg: StudyConfig, backend: Backend) -> StudyConfig:
         from lsc.metrics.registry import defaults
 
         update["metrics"] = defaults(cfg.backend)  # the resolved config names the step metrics it scores
+    plugins = plugin_records(cfg.model_copy(update=update))
+    if plugins != cfg.plugins:
+        update["plugins"] = plugins
     return cfg.model_copy(update=update) if update else cfg
+
+
+def plugin_records(cfg: StudyConfig) -> dict[str, dict[str, str]]:
+    """The plugins a study uses (not lsc's own code), keyed "kind:name": import path, distribution, version."""
+    from lsc.plugins import plugin_record
+
+    used = [("backend", cfg.backend), *[("scheme", s.name) for s in cfg.schemes], *[("metric", m) for m in cfg.metrics or []]]
+    if cfg.channel.model not in ("none", "analytic", "phy"):
+        used.append(("channel", cfg.channel.model))
+    out: dict[str, dict[str, str]] = {}
+    for kind, name in used:
+        if kind == "metric" and name in ("lpips", "ssim", "psnr"):
+            continue
+        record = plugin_record(kind, name)
+        if record is not None:
+            out[record[0]] = record[1]
+    return dict(sorted(out.items()))
 
 
 # ---------------------------------------------------------------- the worker
