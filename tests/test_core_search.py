@@ -34,9 +34,11 @@ def test_lookahead_closes_the_gap_greedy_leaves(tmp_path):
     gen = FakeGenerator(table=table, size=2)
     backend = fake_backend("a b c", generator=gen)
     summary = summarise([search_scene(backend, "t", gen.image("a b c"), "a b c")])
-    assert summary["greedy"]["area_gap"] == pytest.approx(0.35)  # 0.45 at two words vs the oracle's 0.1
+    # the oracle's curve after words 1..3 is 0.5, 0.1, 0.0: area per word 0.2; greedy's 0.5, 0.45, 0.0
+    assert summary["greedy"]["area_gap"] == pytest.approx(0.35 / 3)  # 0.45 at two words vs the oracle's 0.1
+    assert summary["greedy"]["relative_area_gap"] == pytest.approx((0.35 / 3) / 0.2)
     assert summary["greedy"]["gap_at"][2] == pytest.approx(0.35)
-    assert summary["lookahead 1"]["area_gap"] == pytest.approx(0.1)  # 0.6 vs 0.5 at one word
+    assert summary["lookahead 1"]["area_gap"] == pytest.approx(0.1 / 3)  # 0.6 vs 0.5 at one word
     assert summary["oracle"]["images"] == 8
     png = plot_gap_vs_calls(summary, tmp_path / "gap.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

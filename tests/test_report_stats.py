@@ -175,3 +175,15 @@ def test_planning_cost_is_stored_and_drawn_against_the_oracle_gap(tmp_path: Path
     build_report(out)
     assert (out / "report" / "gap_vs_images.png").stat().st_size > 0
     assert "Gap to the oracle vs images Alice generated to plan" in (out / "report" / "report.md").read_text()
+
+
+def test_one_definition_of_area_gap_and_words_with_failures_on_a_worked_example() -> None:
+    """The statistics report, compare, step metrics and the search benchmark share (lsc.report.stats)."""
+    from lsc.report.stats import area_per_word, gap_to_oracle, words_with_failures
+
+    curve, oracle = [0.9, 0.6, 0.5, 0.2], [0.9, 0.4, 0.2, 0.2]  # after 0..3 words of a 3-word caption
+    assert area_per_word(curve) == pytest.approx((0.6 + 0.5 + 0.2) / 3)  # words 1..n; the empty prompt left out
+    assert area_per_word([0.7]) == pytest.approx(0.7)
+    assert gap_to_oracle(curve, oracle) == pytest.approx((0.2 + 0.3 + 0.0) / 3)
+    # a transmission that never got there counts n + 1, n its caption's words (only_heads sent fewer: still n)
+    assert words_with_failures([2, None, 0], [3, 5, 4]) == [2.0, 6.0, 0.0]

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from lsc.report.data import RunData
-from lsc.report.stats import fmt_p, holm, km_median, mean_ci, mean_over_bits, paired_p, penalised, wilson
+from lsc.report.stats import (area_per_word, fmt_p, holm, km_median, mean_ci, mean_over_bits, paired_p, penalised, wilson,
+                              words_with_failures)
 
 LPIPS_AFTER_WORDS = 3  # the papers compare schemes early in the transmission: LPIPS after 3 words
 BASELINE = "random"
@@ -52,7 +53,7 @@ class Transmission:
     @property
     def words_penalised(self) -> float:
         """Words to threshold, n + 1 for a transmission that never reached it."""
-        return penalised([self.words_to_threshold], [self.n_words + 1])[0]
+        return words_with_failures([self.words_to_threshold], [self.n_words])[0]
 
     @property
     def bits_penalised(self) -> float:
@@ -76,6 +77,7 @@ def transmissions(data: RunData, cond: str) -> dict[str, dict[str, Transmission]
     for (scheme, image_id), rows in rows_of.items():
         s = summary[(scheme, image_id)]
         after = [r["lpips"] for r in rows if r["step"] > 0]
+        curve = [r["lpips"] for r in rows]
         at_k = [r for r in rows if r["step"] <= LPIPS_AFTER_WORDS]
         final = float(s["final_lpips"]) if s["final_lpips"] is not None else float(rows[-1]["lpips"])
         out.setdefault(scheme, {})[image_id] = Transmission(
@@ -83,7 +85,7 @@ def transmissions(data: RunData, cond: str) -> dict[str, dict[str, Transmission]
             words_to_threshold=s["words_to_threshold"], bits_to_threshold=s["bits_to_threshold"],
             total_bits=float(rows[-1]["cum_bits"] or 0), final_lpips=final,
             final_under=data.threshold is not None and final < data.threshold,
-            area_words=float(np.mean(after)) if after else float(rows[-1]["lpips"]),
+            area_words=area_per_word(curve),
             area_bits=mean_over_bits([r["cum_bits"] or 0 for r in rows], [r["lpips"] for r in rows], horizon[image_id]),
             lpips_at_k=float(at_k[-1]["lpips"]),
             alice_images=s.get("alice_images"),
@@ -205,8 +207,7 @@ def paired_table(rows: list[PairedRow], baseline: str = BASELINE) -> tuple[list[
 # ---------------------------------------------------------------- table 3: against the oracle, on its images only
 def oracle_area(curve: list[tuple[int, float]]) -> float:
     """The oracle's mean LPIPS over k = 1..n (its area per word), comparable with Transmission.area_words."""
-    vals = [v for k, v in sorted(curve) if k > 0]
-    return float(np.mean(vals)) if vals else math.nan
+    return area_per_word([v for _, v in sorted(curve)]) if len(curve) > 1 else math.nan
 
 
 def oracle_images(data: RunData) -> float:

@@ -132,6 +132,29 @@ def penalised(values: Sequence[float | None], penalties: Sequence[float]) -> lis
     return [float(p) if v is None else float(v) for v, p in zip(values, penalties)]
 
 
+def words_with_failures(words_to: Sequence[int | None], n_words: Sequence[int]) -> list[float]:
+    """Words to a goal (the LPIPS threshold, every attribute right), a transmission that never reached it
+    counted as n + 1 words, n being its caption's words the scheme sent from (the summary's `n_words`; for
+    `only_heads` the whole caption, not the words it sent), the one n every column and statistic uses."""
+    return penalised(words_to, [n + 1 for n in n_words])
+
+
+def area_per_word(curve: Sequence[float]) -> float:
+    """Area under LPIPS vs words, per word: the mean LPIPS after words 1..n (`curve[k]` after k words; the
+    empty prompt's curve[0] is left out, being the same for every scheme). A curve of one value: that value.
+    The report's area, the oracle's and the search benchmark's gap to the oracle all use it."""
+    values = [float(v) for v in curve]
+    if not values:
+        return math.nan
+    return float(np.mean(values[1:])) if len(values) > 1 else values[0]
+
+
+def gap_to_oracle(curve: Sequence[float], oracle: Sequence[float]) -> float:
+    """Area per word between a curve and the oracle's on the same caption: area_per_word(curve) minus
+    area_per_word(oracle) (>= 0, the oracle being the best k-word subset at every k)."""
+    return area_per_word(curve) - area_per_word(oracle)
+
+
 def km_median(times: Sequence[float | None], censor_at: Sequence[float]) -> float | None:
     """Kaplan-Meier median of the time to the threshold; a failure is censored at `censor_at` (its caption length).
 

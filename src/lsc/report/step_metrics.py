@@ -17,7 +17,7 @@ import numpy as np
 from lsc.metrics import registry
 from lsc.metrics.registry import StepBatch, StepMetric
 from lsc.report.data import RunData
-from lsc.report.stats import mean_ci, penalised, wilson
+from lsc.report.stats import mean_ci, wilson, words_with_failures
 
 first_all_right = registry.first_all_right  # words until every attribute is right (the registry's rule)
 
@@ -113,13 +113,15 @@ def table(data: RunData, values: dict[tuple[str, str], list[dict[str, float]]]) 
         row = [scheme, str(len(txs))]
         if has_attr:
             firsts = [first_all_right(c) for _, c in txs]
-            n_words = [len(c) - 1 for _, c in txs]
+            # n: the caption's words (the summary's n_words), as the LPIPS column beside it and report.analysis
+            n_words = [int(summary[(scheme, i)]["n_words"] or len(c) - 1) if (scheme, i) in summary else len(c) - 1
+                       for i, c in txs]
             hits = [f for f in firsts if f is not None]
             p, lo, hi = wilson(len(hits), len(txs))
             wtt = [summary[(scheme, i)]["words_to_threshold"] if (scheme, i) in summary else None for i, _ in txs]
             row += [f"{p:.0%} [{lo:.0%}, {hi:.0%}]", f"{mean_ci(hits).fmt(2)} ({len(hits)}/{len(txs)})",
-                    mean_ci(penalised(firsts, [n + 1 for n in n_words])).fmt(2),
-                    mean_ci(penalised(wtt, [n + 1 for n in n_words])).fmt(2),
+                    mean_ci(words_with_failures(firsts, n_words)).fmt(2),
+                    mean_ci(words_with_failures(wtt, n_words)).fmt(2),
                     mean_ci(c[-1].get("attr_mean") for _, c in txs).fmt(3),
                     mean_ci(np.mean([v.get("attr_mean", np.nan) for v in c[1:]]) if len(c) > 1 else None for _, c in txs).fmt(3)]
         for col in columns:

@@ -6,7 +6,8 @@ fresh context preloaded with those distances, which counts the distinct prompts 
 exactly the images a fresh run of that setting would generate, without generating them again.
 
 Gap of a setting on a scene at k words: LPIPS of its first k words (caption order) minus the oracle's
-best k-word LPIPS (>= 0). Area gap: the sum over k = 0..n; relative area gap: that over the oracle's area.
+best k-word LPIPS (>= 0). Area gap: the gap of the areas per word (words 1..n), `lsc.report.stats.gap_to_oracle`,
+the report's definition; relative area gap: that over the oracle's area per word.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 from lsc.errors import ConfigError
 from lsc.interfaces import Backend
 from lsc.protocol.context import ImageContext, LoopSettings, make_prompt
+from lsc.report.stats import area_per_word, gap_to_oracle  # the one definition of area and gap
 from lsc.schemes.base import get_scheme
 from lsc.schemes.oracle import MAX_ORACLE_WORDS, oracle_curve
 
@@ -78,7 +80,8 @@ def search_scene(backend: Backend, image_id: str, image: np.ndarray, caption: st
 
 
 def summarise(scenes: Sequence[SceneSearch]) -> dict[str, dict[str, Any]]:
-    """Per setting (and the oracle): mean images generated, mean area gap, mean relative area gap, mean gap at k."""
+    """Per setting (and the oracle): mean images generated, mean area gap to the oracle per word (words 1..n,
+    `lsc.report.stats.gap_to_oracle`), the same relative to the oracle's area per word, mean gap at k."""
     if not scenes:
         raise ConfigError("no scene to summarise (every caption longer than the oracle's limit?)")
     labels = list(scenes[0].runs)
@@ -89,8 +92,9 @@ def summarise(scenes: Sequence[SceneSearch]) -> dict[str, dict[str, Any]]:
         for s in scenes:
             curve, cost = s.runs[label]
             gaps = np.asarray(curve) - np.asarray(s.oracle)
-            areas.append(float(gaps.sum()))
-            rel.append(float(gaps.sum() / max(sum(s.oracle), 1e-12)))
+            gap = gap_to_oracle(curve, s.oracle)  # per word, the report's area definition (lsc.report.stats)
+            areas.append(gap)
+            rel.append(gap / max(area_per_word(s.oracle), 1e-12))
             costs.append(cost)
             for k in GAP_AT:
                 if k <= s.n_words:
