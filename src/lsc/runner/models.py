@@ -9,7 +9,7 @@ folder moved, not after its weights changed.
 - world: every file of the weights folder (`world_weights_dir`, the folder's one owner), `world/<name>`.
 - hf: each model option as `id@commit` (the Hub cache's revision; `@not-cached` where the cache lacks it),
   or, for a local folder, each of its files by content.
-- a `module:function` backend: its distribution's version, else its module file by content.
+- a plugin (`module:function` backend, a scheme by import path): not here; `plugins:` records its version.
 - a scheme with its own model files (`learned`'s policy): `scheme <label>/<name>`, unless listed already.
 """
 
@@ -19,8 +19,6 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from lsc.errors import ConfigError
 
 if TYPE_CHECKING:
     from lsc.config import StudyConfig
@@ -106,23 +104,6 @@ def _hf(options: dict[str, Any], seen: set[Path]) -> dict[str, str]:
     return out
 
 
-def _plugin(name: str) -> dict[str, str]:
-    """A `module:function` backend: its distribution and version, else its module file's content."""
-    import importlib
-    import importlib.metadata as md
-
-    module_name = name.split(":", 1)[0]
-    top = module_name.split(".")[0]
-    dists = md.packages_distributions().get(top) or []
-    if dists:
-        return {f"backend {module_name}": f"{dists[0]}=={md.version(dists[0])}"}
-    try:
-        source = getattr(importlib.import_module(module_name), "__file__", None)
-    except ImportError as exc:
-        raise ConfigError(f"backend {name!r} cannot be imported: {exc}") from None
-    return {f"backend {module_name}": file_fingerprint(Path(source))} if source else {}
-
-
 def model_files(cfg: "StudyConfig") -> dict[str, str]:
     """Every model file the study uses -> its fingerprint (see the module docstring), in a stable order."""
     from lsc.schemes import get_scheme
@@ -133,9 +114,7 @@ def model_files(cfg: "StudyConfig") -> dict[str, str]:
         out = _world(options, seen)
     elif cfg.backend == "hf":
         out = _hf(options, seen)
-    elif ":" in cfg.backend:
-        out = _plugin(cfg.backend)
-    else:
+    else:  # a plugin backend: its distribution's version is the study's `plugins` record (lsc.plugins)
         out = {}
     for spec in cfg.schemes:
         files = getattr(get_scheme(spec.name, **spec.options), "model_files", None)
