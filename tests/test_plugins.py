@@ -8,7 +8,11 @@ the example plugin's source (examples/plugin/src): what `importlib.metadata` rea
 
 from __future__ import annotations
 
+import os
+import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -154,3 +158,86 @@ def test_plugin_version_is_part_of_the_study_identity(tmp_path: Path, installed:
     assert got.returncode == 2 and len(got.stderr.strip().splitlines()) == 1
     assert "was run with scheme 'longest_first' as lsc_example_plugin.orders:LongestFirst from lsc-example-plugin 0.1.0" in got.stderr
     assert "this study uses lsc_example_plugin.orders:LongestFirst from lsc-example-plugin 0.2.0" in got.stderr
+
+
+# ---------------------------------------------------------------- the contract kit (lsc.testing)
+def test_example_plugin_passes_the_contract_kit(plugin_path: None) -> None:
+    from lsc.testing import check_channel, check_metric, check_scheme
+    from lsc_example_plugin.colourfulness import COLOURFULNESS
+    from lsc_example_plugin.erasure import WordErasure
+
+    check_scheme(LONGEST, {"min_length": 3})
+    check_metric(COLOURFULNESS)
+    check_channel(WordErasure)
+
+
+def test_the_contract_kit_catches_what_it_promises_to() -> None:
+    from lsc.interfaces import CAP_GENERATOR
+    from lsc.schemes import Plan, Scheme
+    from lsc.testing import check_scheme
+
+    class Twice(Scheme):
+        name, description, alice_holds, requires = "twice", "sends word 0 twice", "nothing", frozenset({CAP_GENERATOR})
+
+        def plan(self, ctx, settings):
+            return Plan(list(ctx.words), [0, 0])
+
+    class Peeks(Twice):
+        name = "peeks"  # reads Bob's attention without declaring it
+
+        def plan(self, ctx, settings):
+            ctx.backend.bob_text_encoder.word_attention(ctx.words)
+            return Plan(list(ctx.words), list(range(len(ctx.words))))
+
+    class Fickle(Twice):
+        name, calls = "fickle", [0]
+
+        def plan(self, ctx, settings):
+            Fickle.calls[0] += 1
+            order = list(range(len(ctx.words)))
+            return Plan(list(ctx.words), order[::-1] if Fickle.calls[0] % 2 else order)
+
+    for cls, message in [(Twice, "sends a word twice"), (Peeks, "only its declared capabilities ['generator']"),
+                         (Fickle, "is not deterministic")]:
+        with pytest.raises(AssertionError, match=re.escape(message)):
+            check_scheme(cls)
+
+
+# ---------------------------------------------------------------- the example package, installed by pip
+@pytest.mark.slow  # pip and a fresh interpreter: about 10 s on an idle 2-core machine
+def test_example_plugin_installed_runs_a_study_from_yaml_alone(tmp_path: Path) -> None:
+    """pip installs examples/plugin into a target folder; `lsc run` in a fresh process finds its scheme, step
+    metric, channel model and backend by the names its entry points declare."""
+    import shutil
+
+    src = tmp_path / "plugin"
+    shutil.copytree(REPO / "examples" / "plugin", src, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    site = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                          "--no-index", "--target", str(site), str(src)], capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stderr
+    captions = make_folder(tmp_path / "imgs", corrupt=False)
+    (tmp_path / "study.yaml").write_text(
+        "backend: mse_receiver\n"
+        f"images: {{source: folder, path: '{tmp_path / 'imgs'}', captions: '{captions}'}}\n"
+        "caption_source: dataset\n"
+        "schemes: [random, longest_first, {name: longest_first, label: long_words, min_length: 4}]\n"
+        "metrics: [colourfulness]\nmetrics_every: 1\n"
+        "channel: {model: word_erasure, snr_db: 0}\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO / "src")])}
+    run = subprocess.run([sys.executable, "-m", "lsc.cli", "run", str(tmp_path / "study.yaml"), "--out",
+                          str(tmp_path / "run")], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("12 ok, 0 failed")
+    resolved = yaml.safe_load((tmp_path / "run" / "config.resolved.yaml").read_text())
+    assert sorted(resolved["plugins"]) == ["backend:mse_receiver", "channel:word_erasure", "metric:colourfulness",
+                                           "scheme:longest_first"]
+    assert {r["version"] for r in resolved["plugins"].values()} == {"0.1.0"}
+    db = tmp_path / "run" / "results.sqlite"
+    # snr 0 dB: each word is lost with probability 1/2, and a lost word arrives as question marks
+    received = [r[0] for r in rows(db, "SELECT word_received FROM steps WHERE step > 0")]
+    assert any(set(w) == {"?"} for w in received) and any(set(w) != {"?"} for w in received)
+    values = [r[0] for r in rows(db, "SELECT colourfulness FROM steps")]
+    assert len(values) == 12 + len(received) and all(v is not None and v >= 0 for v in values)
+    report = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "a plugin's scheme in a panel of its own" in report

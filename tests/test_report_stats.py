@@ -135,8 +135,12 @@ def test_scheme_panels_group_families_and_keep_custom_labels() -> None:
     panels = scheme_panels(data)  # type: ignore[arg-type]
     assert panels == [("Bob's whole model", ["lowest_lpips"]), ("Parts of speech", ["nouns", "nouns_verbs"]),
                       ("Dependency heads (semantic source coding)", ["heads", "mine", "heads_random"])]
-    data = SimpleNamespace(schemes=["random", "a", "b"], scheme_names={})
-    assert scheme_panels(data) == [("Other schemes", ["a", "b"])]  # type: ignore[arg-type]
+    # a plugin scheme gets a panel of its own (with random and the oracle, as every family), all its labels in it
+    data = SimpleNamespace(schemes=["random", "long", "nouns", "long4", "mine"],
+                           scheme_names={"random": "random", "nouns": "nouns", "long": "longest_first",
+                                         "long4": "longest_first", "mine": "my_pkg.orders:Shortest"})
+    assert scheme_panels(data) == [("Parts of speech", ["nouns"]), ("longest_first", ["long", "long4"]),  # type: ignore[arg-type]
+                                   ("Shortest (my_pkg.orders)", ["mine"])]
 
 
 def test_strips_selectable_and_unknown_id_is_one_line(tmp_path: Path) -> None:

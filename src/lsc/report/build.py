@@ -355,11 +355,17 @@ def _intro(data: RunData) -> list[str]:
         f"transmissions recorded: {done} ok, {len(data.failed())} failed",
         _oracle_line(data),
         "Curves of captions of different lengths are aligned by carrying each image's last LPIPS forward; "
-        "figures show one panel per scheme family, each with random (grey) and the oracle (black, dashed, "
-        "over its own images). "
+        f"figures show one panel per scheme family (a plugin's scheme in a panel of its own){_panel_extras(data)}. "
         "Bands and ± are 95% t-intervals over images; success rates use Wilson intervals.",
     ]
     return lines
+
+
+def _panel_extras(data: RunData) -> str:
+    """What every panel also draws, naming only curves that are there: random and the oracle when the study has them."""
+    extras = (["random (grey)"] if "random" in data.schemes else []) + (
+        ["the oracle (black, dashed, over its own images)"] if data.oracle else [])
+    return f", each with {' and '.join(extras)}" if extras else ""
 
 
 def _oracle_line(data: RunData) -> str:

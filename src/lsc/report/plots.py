@@ -67,7 +67,8 @@ BASELINE_STYLE = {"color": "0.45", "linewidth": 1.4, "linestyle": "-"}
 
 
 def scheme_panels(data: RunData, baseline: str = "random") -> list[tuple[str, list[str]]]:
-    """(panel title, scheme labels) for the small multiples: the families present, then the rest by fours."""
+    """(panel title, scheme labels) for the small multiples: the families present, then one panel per other
+    scheme (a plugin's, by its registered name or import path, with every label it runs under)."""
     by_name: dict[str, list[str]] = {}
     for label in data.schemes:
         by_name.setdefault(data.scheme_names.get(label, label), []).append(label)
@@ -78,12 +79,20 @@ def scheme_panels(data: RunData, baseline: str = "random") -> list[tuple[str, li
         if labels:
             panels.append((title, labels))
             placed.update(labels)
-    rest = [lab for lab in data.schemes if lab not in placed]
-    for i in range(0, len(rest), 4):
-        panels.append(("Other schemes", rest[i : i + 4]))
+    rest: dict[str, list[str]] = {}
+    for lab in data.schemes:
+        if lab not in placed:
+            rest.setdefault(data.scheme_names.get(lab, lab), []).append(lab)
+    panels.extend((_panel_title(name), labels) for name, labels in rest.items())
     if not panels and baseline in data.schemes:
         panels.append((baseline, []))
     return panels
+
+
+def _panel_title(name: str) -> str:
+    """A panel's title for a scheme outside the families: its name, or `Class (package.module)` for an import path."""
+    module, sep, attr = name.partition(":")
+    return f"{attr} ({module})" if sep else name
 
 
 def _style(i: int) -> dict[str, Any]:
