@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,8 @@ def test_run_report_export_cli(tmp_path: Path) -> None:
     (out / "report" / "report.html").unlink()
     rep = lsc_cli("report", str(out))
     assert rep.returncode == 0 and rep.stdout.strip() == str(out / "report" / "report.html")
+    # progress while it computes, on stderr: each part as it starts, with the seconds so far
+    assert re.search(r"report: \[ *[0-9.]+ s\] lpips_vs_words", rep.stderr) and "report.html" in rep.stderr.splitlines()[-1]
     exp = lsc_cli("export", str(out), "--format", "csv", "--out", str(tmp_path / "csv"))
     assert exp.returncode == 0, exp.stderr
     with open(tmp_path / "csv" / "summary.csv", newline="") as fh:

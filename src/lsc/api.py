@@ -7,6 +7,8 @@
     lsc.export("runs/snr", "parquet")
     lsc.compare(["runs/scc_on", "runs/scc_off"], "heads", plot="cmp.png")
     runs = lsc.load_runs(["runs/scc_on", "runs/scc_off"])   # pandas: runs.steps, runs.summary, runs.oracle
+    lsc.plot(["runs/snr"], "lpips_vs_words", "fig.pdf")       # a report figure, styled for a paper
+    print(lsc.table(["runs/scc_on", "runs/scc_off"]))         # LaTeX (booktabs), one column group per run
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 from lsc.config import StudyConfig, load_config, validate_config
 
 __all__ = ["StudyConfig", "load_config", "validate_config", "resolved_config", "run", "report", "export", "compare", "schemes",
-           "default_out_dir", "load_run", "load_runs"]
+           "default_out_dir", "load_run", "load_runs", "plot", "table"]
 
 
 def default_out_dir(config_path: str | Path | None) -> Path:
@@ -59,24 +61,26 @@ def run(cfg: StudyConfig | str | Path | None = None, out_dir: str | Path | None 
         from lsc.report import build_report
 
         with _store_errors(out):
-            build_report(out)
+            build_report(out, progress=notify if progress else None)
     return summary
 
 
 def report(run_dir: str | Path, strips: int = 3, strip_images: Sequence[str] | None = None,
-           embeddings: bool = False, step_metrics: Sequence[str] | None = None) -> Path:
+           embeddings: bool = False, step_metrics: Sequence[str] | None = None,
+           progress: Callable[[str], None] | None = None) -> Path:
     """Rebuild a run's report from its store (also for partial runs); returns report.html.
 
     `strips` image strips of the first images, or of `strip_images` (ids) when given; `embeddings` adds
     PCA / t-SNE maps of Bob's prompt and image embeddings (world runs, scikit-learn); `step_metrics`: names
     from lsc.metrics.registry, read from the store where the study scored them, else computed on the stored
     images (None: the study's `metrics:`, else the backend's defaults: attributes and recaption on the world).
+    `progress` receives one line as each part of the report starts (what, and the seconds so far).
     """
     from lsc.report import build_report
 
     with _store_errors(run_dir):
         return build_report(run_dir, strips, list(strip_images) if strip_images else None, embeddings,
-                            None if step_metrics is None else list(step_metrics))
+                            None if step_metrics is None else list(step_metrics), progress)
 
 
 def export(run_dir: str | Path, fmt: Literal["csv", "parquet"] = "csv", out_dir: str | Path | None = None) -> list[Path]:
@@ -103,6 +107,36 @@ def load_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = Non
 
     with _store_errors(run_dirs[0] if run_dirs else "."):
         return _load(run_dirs, labels)
+
+
+def plot(run_dirs: Sequence[str | Path], figure: str, out: str | Path | None = None, schemes: Sequence[str] | None = None,
+         format: str = "pdf", width_in: float | None = None, font_size: float | None = None, style: str = "paper",
+         labels: Sequence[str] | None = None, snr_db: float | None = None, image: str | None = None) -> Path:
+    """Draw one of the report's figures (lsc.report.figures.FIGURES) from one or several runs; returns its path.
+
+    The report's own drawing code in another style: `format` pdf/svg (vector) or png, `style` paper (no title,
+    at most 7 in wide, 8 pt) or screen; `schemes` picks and orders the series; several runs give one panel
+    (or series) each; `snr_db` picks the condition (default: each run's highest); `image`: the strip's image."""
+    from lsc.report.figures import draw
+    from lsc.report.style import FigureStyle
+
+    fig_style = FigureStyle(format, width_in, font_size, style)
+    target = Path(out) if out is not None else Path(f"{figure}.{format}")
+    with _store_errors(run_dirs[0] if run_dirs else "."):
+        return draw(figure, run_dirs, target, fig_style, schemes, labels, snr_db, image)
+
+
+def table(run_dirs: Sequence[str | Path], format: str = "latex", metrics: Sequence[str] | None = None,
+          schemes: Sequence[str] | None = None, labels: Sequence[str] | None = None, snr_db: float | None = None,
+          baseline: str = "random") -> str:
+    """The report's headline numbers per scheme as LaTeX (booktabs), Markdown or CSV, one column group per run,
+    the best of each column in bold (lsc.report.tables.METRICS: success, words, area, delta_area, ...)."""
+    from lsc.report.figures import check_schemes, load_views
+    from lsc.report.tables import build
+
+    with _store_errors(run_dirs[0] if run_dirs else "."):
+        views = load_views(run_dirs, labels, snr_db)
+        return build(views, metrics, format, check_schemes(views, schemes), baseline)
 
 
 @contextmanager

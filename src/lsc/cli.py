@@ -16,6 +16,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Language-ori
 # Each module has a function `register(app)` that adds its commands.
 _COMMAND_MODULES = [
     "lsc.runner.cli",  # run, report, export, schemes
+    "lsc.report.cli",  # plot, table
     "lsc.backends.world.cli",  # world train / eval / sample
     "lsc.language.cli",  # parse, synonyms, skd
     "lsc.channel.cli",  # channel ber

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import base64
 import html
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 
@@ -17,6 +18,7 @@ import lsc.report.plots as plots
 from lsc.report.analysis import (AREA_HEAD, AREA_KEYS, BASELINE, ORACLE_HEAD, PAIRED_METRICS, SUCCESS_HEAD, SUCCESS_KEYS,
                                  oracle_images, oracle_rows, paired_rows, paired_table, scheme_table, search_cost)
 from lsc.report.data import RunData, load_run
+from lsc.report.figures import STEP_FIGURES, gap_floors, step_title
 from lsc.report.stats import mean_ci, penalised
 from lsc.errors import ConfigError
 from lsc.runner.folder import REPORT_DIR, refuse_links, safe_name, write_atomic
@@ -72,7 +74,8 @@ def sweep_table(data: RunData) -> tuple[list[str], list[list[str]]]:
 
 
 def build_report(run_dir: str | Path, strips: int = STRIP_IMAGES, strip_images: list[str] | None = None,
-                 embeddings: bool = False, step_metrics: list[str] | None = None) -> Path:
+                 embeddings: bool = False, step_metrics: list[str] | None = None,
+                 progress: Callable[[str], None] | None = None) -> Path:
     """(Re)build RUN_DIR/report/ from the store; returns the path of report.html.
 
     `strips`: how many image strips (the first images in study order); `strip_images`: these image ids
@@ -80,7 +83,9 @@ def build_report(run_dir: str | Path, strips: int = STRIP_IMAGES, strip_images: 
     of Bob's prompt and image embeddings (world runs; needs scikit-learn). `step_metrics`: names from
     lsc.metrics.registry, read from the store where the study scored them, else computed on the stored
     images (None: the study's `metrics:`, else the backend's defaults: attributes and recaption on the world).
+    `progress` receives a line as each part starts, with the seconds so far (a 100-scene report takes a minute).
     """
+    say = _stopwatch(progress)
     data = load_run(run_dir)
     ids = _strip_ids(data, strips, strip_images)
     from lsc.metrics.registry import select
@@ -97,9 +102,11 @@ def build_report(run_dir: str | Path, strips: int = STRIP_IMAGES, strip_images: 
         from lsc.report.embeddings import _require_sklearn
 
         _require_sklearn()  # refuse before drawing anything
-    blocks = report_blocks(data, out, ids, metrics)
+    blocks = report_blocks(data, out, ids, metrics, say)
     if embeddings:
+        say("embedding maps")
         blocks += _embedding_blocks(data, out)
+    say("writing report.md and report.html")
     write_atomic(out / "report.md", to_markdown(blocks))  # a link planted there is replaced, not written through
     html_path = out / "report.html"
     write_atomic(html_path, to_html(blocks, f"lsc report: {data.run_dir.name}"))
@@ -133,7 +140,22 @@ class Table:
 Block = Union[Heading, Paragraph, Bullets, Table, Figure]
 
 
-def report_blocks(data: RunData, out: Path, strip_ids: list[str] | None = None, metrics: list[Any] | None = None) -> list[Block]:
+def _stopwatch(progress: Callable[[str], None] | None) -> Callable[[str], None]:
+    """A `say(what)` that passes 'report: [12.3 s] what' to `progress` (nothing without one)."""
+    start = time.perf_counter()
+
+    def say(what: str) -> None:
+        if progress is not None:
+            progress(f"report: [{time.perf_counter() - start:5.1f} s] {what}")
+    return say
+
+
+def _cond_note(cond: str) -> str:
+    return f" ({cond})" if cond else ""
+
+
+def report_blocks(data: RunData, out: Path, strip_ids: list[str] | None = None, metrics: list[Any] | None = None,
+                  say: Callable[[str], None] = lambda _: None) -> list[Block]:
     """Draw the figures into `out` and lay out the report once; the markdown and HTML renderers only format it."""
     blocks: list[Block] = [Heading(f"lsc report: {data.run_dir.name}", level=1), Bullets(_intro(data))]
     if not data.summaries:
@@ -147,13 +169,17 @@ def report_blocks(data: RunData, out: Path, strip_ids: list[str] | None = None, 
             (plots.lpips_vs_bits, "lpips_vs_bits", "Mean LPIPS vs bits sent (95% CI bands), one panel per scheme family"),
             (plots.success_vs_words, "success_vs_words", "Success vs words sent: reached within k words, and image after k words under the threshold"),
         ):
-            path = out / f"{name}{tag}.png"
-            if fn(data, cond, path):
+            say(f"{name}{_cond_note(cond)}")
+            path = fn(plots.one(data, cond), out / f"{name}{tag}.png")
+            if path is not None:
                 blocks.append(Figure(title, path))
+        say(f"paired differences and the oracle's gap{_cond_note(cond)}")
         blocks += _paired_blocks(data, cond, out / f"paired_difference{tag}.png")
         blocks += _oracle_blocks(data, cond, out / f"gap_vs_images{tag}.png")
+        say(f"distribution metrics{_cond_note(cond)}")
         blocks += _distribution_blocks(data, cond)
         if metrics:
+            say(f"step metrics ({', '.join(m.name for m in metrics)}){_cond_note(cond)}")
             blocks += _step_metric_blocks(data, cond, metrics, out, tag)
     if data.swept:
         head, body = sweep_table(data)
@@ -162,10 +188,14 @@ def report_blocks(data: RunData, out: Path, strip_ids: list[str] | None = None, 
                    Table(head, body)]
         for fn, name, title in ((plots.lpips_vs_snr, "lpips_vs_snr", "Final LPIPS vs SNR"),
                                 (plots.rate_perception, "rate_perception", "Rate-perception (LPIPS vs cumulative bits)")):
-            path = out / f"{name}.png"
-            if fn(data, path):
+            say(name)
+            path = fn([plots.View(data.run_dir.name, data, "")], out / f"{name}.png")
+            if path is not None:
                 blocks.append(Figure(title, path))
-    strips = _strips(data, out, _strip_ids(data, STRIP_IMAGES, None) if strip_ids is None else strip_ids)
+    ids = _strip_ids(data, STRIP_IMAGES, None) if strip_ids is None else strip_ids
+    if ids:
+        say(f"{len(ids)} image strip{'s' if len(ids) != 1 else ''}")
+    strips = _strips(data, out, ids)
     if strips:
         blocks += [Heading("Image strips"),
                    Paragraph("Per step: the word received (sent→received when the channel changed it), "
@@ -199,7 +229,7 @@ def _strips(data: RunData, out: Path, ids: list[str]) -> list[Block]:
     strip_cond = data.conds[-1][0] if data.conds else ""
     for image_id in ids:
         path = out / f"strip_{safe_name(image_id)}.png"  # safe_name keeps distinct ids distinct
-        if plots.image_strip(data, image_id, strip_cond, path):
+        if plots.image_strip(plots.one(data, strip_cond), image_id, path):
             strips.append(Figure(f"Image strip: {image_id}", path))
     return strips
 
@@ -233,17 +263,9 @@ def _paired_blocks(data: RunData, cond: str, path: Path) -> list[Block]:
                   f"p (Holm): Holm-corrected over the {len(rows)} schemes, per column."),
         Table(head, body),
     ]
-    if plots.paired_difference(rows, path, PAIRED_METRICS):
+    if plots.paired_difference([(data.run_dir.name, rows)], path, PAIRED_METRICS):
         blocks.append(Figure(f"Each scheme minus {BASELINE} on the same images (95% CI)", path))
     return blocks
-
-
-STEP_FIGURES = [("attr_mean", "attribute accuracy (mean of background, count, position, colour, shape, size)"),
-                ("attr_all_right", "share of images with every attribute right"),
-                ("bleu4", "BLEU-4 of Alice's re-caption"), ("rouge_l", "ROUGE-L of Alice's re-caption"),
-                ("meteor", "METEOR of Alice's re-caption"), ("cider_d", "CIDEr-D of Alice's re-caption"),
-                ("itm", "Alice's image-text match of Bob's image and her caption"),
-                ("bertscore_f1", "BERTScore F1 of Alice's re-caption"), ("clip_score", "CLIPScore of Bob's image and the caption")]
 
 
 def _step_metric_blocks(data: RunData, cond: str, metrics: list[Any], out: Path, tag: str) -> list[Block]:
@@ -273,12 +295,12 @@ def _step_metric_blocks(data: RunData, cond: str, metrics: list[Any], out: Path,
     blocks.append(Paragraph(f"Every value per step: {csv_path.name} beside this report (image_id, scheme, cond, step, "
                             "metric, value)."))
     present = {c for curves in values.values() for v in curves for c in v}
-    for column, label in STEP_FIGURES:
+    for column, _ in STEP_FIGURES:
         if column in present:
-            path = out / f"{column}_vs_words{tag}.png"
-            if plots.step_metric_vs_words(data, values, column, path, f"{label[0].upper()}{label[1:]} vs words sent",
-                                          f"{column} (mean, 95% CI band)"):
-                blocks.append(Figure(f"{label[0].upper()}{label[1:]} vs words sent (95% CI bands)", path))
+            path = plots.step_metric_vs_words(plots.one(data, cond), [values], column, out / f"{column}_vs_words{tag}.png",
+                                              step_title(column), f"{column} (mean, 95% CI band)")
+            if path is not None:
+                blocks.append(Figure(f"{step_title(column)} (95% CI bands)", path))
     return blocks
 
 
@@ -328,7 +350,7 @@ def _oracle_blocks(data: RunData, cond: str, figure: Path) -> list[Block]:
     if not n:
         return []
     limit = data.config.get("oracle_max_words", "?")
-    drawn = plots.gap_vs_images(search_cost(data, cond), oracle_images(data), figure)
+    drawn = plots.gap_vs_images([(data.run_dir.name, search_cost(data, cond), gap_floors(data, cond))], oracle_images(data), figure)
     return [Heading("Against the oracle, on its images only", level=3),
             Paragraph(f"The oracle is the best k-word subset of Alice's caption, prompted in caption order: a bound "
                       f"for caption-order prompts of that caption only (not for send-order prompts, nor for a "

@@ -56,12 +56,14 @@ def register(app: typer.Typer) -> None:
         strip_image: List[str] = typer.Option([], "--strip-image", help="draw the strip of this image id (repeatable; replaces --strips)"),
         embeddings: bool = typer.Option(False, "--embeddings", help="add PCA / t-SNE maps of Bob's prompt and image embeddings (world)"),
         step_metrics: Optional[str] = typer.Option(None, "--step-metrics", help="comma-separated: attributes, recaption, itm, bertscore, clip_score ('' for none; default: the study's metrics); read from the store, computed where it lacks them"),
+        quiet: bool = typer.Option(False, "--quiet", help="no progress lines on stderr"),
     ) -> None:
-        """(Re)build a run's report from its store; works on partial runs."""
+        """(Re)build a run's report from its store; works on partial runs. Progress goes to stderr."""
         from lsc import api
 
         names = None if step_metrics is None else [n.strip() for n in step_metrics.split(",") if n.strip()]
-        typer.echo(str(api.report(run_dir, strips, strip_image or None, embeddings, names)))
+        progress = None if quiet else (lambda line: typer.echo(line, err=True))
+        typer.echo(str(api.report(run_dir, strips, strip_image or None, embeddings, names, progress)))
 
     @app.command("export")
     def export_cmd(
