@@ -197,13 +197,13 @@ def load_hf_backend(**options: Any) -> Backend:
         import transformers  # noqa: F401
     except ImportError as exc:
         raise ModelUnavailableError(f"the hf backend needs transformers and diffusers: pip install 'lsc[hf]' ({exc.name} missing)") from exc
-    from transformers import AutoModel, AutoTokenizer, BlipForConditionalGeneration, BlipForImageTextRetrieval
+    from transformers import AutoTokenizer, BlipForConditionalGeneration, BlipForImageTextRetrieval
 
     from lsc.backends.hf.amused import AmusedGenerator
     from lsc.backends.hf.captioner import BlipCaptioner
     from lsc.backends.hf.generator import DiffusersGenerator
     from lsc.backends.hf.lpips import LpipsPerceptual, load_lpips
-    from lsc.backends.hf.text_encoder import HFTextEncoder
+    from lsc.backends.hf.text_encoder import HFTextEncoder, load_text_encoder
 
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
@@ -214,7 +214,8 @@ def load_hf_backend(**options: Any) -> Backend:
                                  size=opts.lpips_size)
 
     tkey = transformers_dtype_key()
-    cap_model = load_pretrained(BlipForConditionalGeneration.from_pretrained, opts.captioner, "captioner", "captioner", **{tkey: dtype})
+    cap_dtype = dtype if opts.caption_dtype == "auto" else resolve_dtype(opts.caption_dtype, device)
+    cap_model = load_pretrained(BlipForConditionalGeneration.from_pretrained, opts.captioner, "captioner", "captioner", **{tkey: cap_dtype})
     cap_tok = load_pretrained(AutoTokenizer.from_pretrained, opts.captioner, "captioner tokenizer", "captioner")
     itm_model = itm_tok = None
     if not _none(opts.itm_model):
@@ -225,7 +226,7 @@ def load_hf_backend(**options: Any) -> Backend:
         capabilities.add(CAP_ALICE_GROUNDING)
     captioner = BlipCaptioner(
         cap_model.to(device).eval(), cap_tok, opts.captioner, itm_model, itm_tok, opts.itm_model, opts.itm_block,
-        device=device, dtype=dtype, prompt=opts.caption_prompt, itm_first_token=opts.itm_first_token,
+        device=device, dtype=cap_dtype, prompt=opts.caption_prompt, itm_first_token=opts.itm_first_token,
         first_segment=opts.caption_first_segment,
         generation=dict(num_beams=opts.caption_num_beams, max_new_tokens=opts.caption_max_new_tokens,
                         min_length=opts.caption_min_length, repetition_penalty=opts.caption_repetition_penalty),
@@ -240,14 +241,13 @@ def load_hf_backend(**options: Any) -> Backend:
 
     bob = None
     vocab_source = None
+    attention_dtype = None if opts.attention_dtype == "auto" else resolve_dtype(opts.attention_dtype, device)
     if not _none(opts.bob_text_encoder):
-        bid = str(opts.bob_text_encoder)
-        model = load_pretrained(AutoModel.from_pretrained, bid, "Bob's text encoder", "bob_text_encoder", attn_implementation="eager")
-        tok = load_pretrained(AutoTokenizer.from_pretrained, bid, "Bob's tokenizer", "bob_text_encoder")
-        bob = HFTextEncoder(model.to(device).eval(), tok, "Bob's text encoder")
+        model, tok = load_text_encoder(str(opts.bob_text_encoder), "Bob's text encoder", "bob_text_encoder")
+        bob = HFTextEncoder(model.to(device).eval(), tok, "Bob's text encoder", dtype=attention_dtype)
         vocab_source = tok
     elif getattr(pipe, "text_encoder", None) is not None and getattr(pipe, "tokenizer", None) is not None:
-        bob = HFTextEncoder(pipe.text_encoder, pipe.tokenizer, "Bob's text encoder", device=device)
+        bob = HFTextEncoder(pipe.text_encoder, pipe.tokenizer, "Bob's text encoder", device=device, dtype=attention_dtype)
         vocab_source = pipe.tokenizer
     if bob is not None:
         capabilities.add(CAP_BOB_ATTENTION)
@@ -257,11 +257,11 @@ def load_hf_backend(**options: Any) -> Backend:
         aid = str(opts.alice_text_encoder)
         if aid.lower() == "itm":
             if itm_model is not None:
-                alice = HFTextEncoder(itm_model.text_encoder, itm_tok, "Alice's text encoder", device=device)
+                alice = HFTextEncoder(itm_model.text_encoder, itm_tok, "Alice's text encoder", device=device,
+                                      dtype=attention_dtype)
         else:
-            model = load_pretrained(AutoModel.from_pretrained, aid, "Alice's text encoder", "alice_text_encoder", attn_implementation="eager")
-            tok = load_pretrained(AutoTokenizer.from_pretrained, aid, "Alice's tokenizer", "alice_text_encoder")
-            alice = HFTextEncoder(model.to(device).eval(), tok, "Alice's text encoder")
+            model, tok = load_text_encoder(aid, "Alice's text encoder", "alice_text_encoder")
+            alice = HFTextEncoder(model.to(device).eval(), tok, "Alice's text encoder", dtype=attention_dtype)
     if alice is not None:
         capabilities.add(CAP_ALICE_ATTENTION)
 

@@ -73,6 +73,16 @@ def enc_token_id(tokenizer: Any, text_vocab_size: int) -> int:
                       "set backend option itm_first_token=cls")
 
 
+def decode_captions(tokenizer: Any, ids: Any) -> list[str]:
+    """Token ids -> captions, with BERT's clean-up of spaces before punctuation ("man's", not "man ' s").
+
+    Why explicit: transformers 5 no longer cleans up by default (4.x did for BERT tokenizers, as the
+    research code's BLIP decoded them), and "man ' s" would be sent as three words.
+    """
+    texts = tokenizer.batch_decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)
+    return [" ".join(text.split()) for text in texts]
+
+
 def _preprocessor(model: Any, model_id: str) -> ImagePreprocessor:
     settings = preprocessor_settings(model_id)
     size = model.config.vision_config.image_size
@@ -139,8 +149,7 @@ class BlipCaptioner:
                 kwargs["attention_mask"] = enc["attention_mask"].to(self.device)
             with torch.no_grad():
                 ids = self.model.generate(pixel_values=pixels, **kwargs)
-            for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True):
-                text = " ".join(text.split())
+            for text in decode_captions(self.tokenizer, ids):
                 if self.prompt and text.lower().startswith(self.prompt.lower().strip()):
                     text = text[len(self.prompt.strip()) :].strip()
                 if self.first_segment:  # CLIP_Tx_I2T.py: interrogate(image).split(',')[0]

@@ -47,6 +47,54 @@ def unavailable_message(model_id: str, what: str, option: str, exc: BaseExceptio
     )
 
 
+SAFE_BIN_TORCH = (2, 6)  # transformers refuses torch.load (.bin weights) below torch 2.6: CVE-2025-32434
+
+
+def torch_release() -> tuple[int, ...]:
+    """The installed torch's version as numbers (2.5.1+cu121 -> (2, 5, 1))."""
+    import torch
+    from packaging.version import Version
+
+    return Version(torch.__version__).release
+
+
+def checkpoint_files(model_id: str) -> list[str] | None:
+    """File names of a local folder or of the cached hub snapshot; None when neither is here."""
+    path = Path(model_id).expanduser()
+    if not path.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            path = Path(snapshot_download(model_id, local_files_only=True))
+        except Exception:  # noqa: BLE001  (not cached, or not a hub id)
+            return None
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+
+
+def bin_only_blocked(model_id: str) -> bool:
+    """Whether this torch (< 2.6) cannot load the checkpoint: it holds .bin weights and no .safetensors."""
+    if torch_release() >= SAFE_BIN_TORCH:
+        return False
+    files = checkpoint_files(model_id) or []
+    return any(f.endswith(".bin") for f in files) and not any(f.endswith(".safetensors") for f in files)
+
+
+def bin_only_refusal(model_id: str, what: str, option: str, exc: BaseException) -> str | None:
+    """The one-line truth when transformers refused a checkpoint's .bin weights because torch is older
+    than 2.6 (its message cites CVE-2025-32434); None for any other failure. Why: the generic message
+    would blame missing weights and send the user to download what is already there."""
+    seen: BaseException | None = exc
+    while seen is not None and "CVE-2025-32434" not in str(seen):
+        seen = seen.__cause__ or seen.__context__
+    if seen is None:
+        return None
+    import torch
+
+    return (f"{what} {model_id!r} has only PyTorch .bin weights, which transformers refuses to load with torch "
+            f"{torch.__version__} (torch.load needs torch >= 2.6 since CVE-2025-32434): upgrade torch to 2.6 or "
+            f"later, or give a copy with model.safetensors (option {option})")
+
+
 def load_pretrained(loader: Callable[..., T], model_id: str, what: str, option: str, **kwargs: Any) -> T:
     """`loader(model_id, **kwargs)` with every load failure (missing or partial files, a weight variant that
     is not there, a corrupt file, a version mismatch) made one line: a user sees which model failed and
@@ -58,7 +106,8 @@ def load_pretrained(loader: Callable[..., T], model_id: str, what: str, option: 
     except ModelUnavailableError:
         raise
     except Exception as exc:  # noqa: BLE001  (the point: any loader error becomes the one-line message)
-        raise ModelUnavailableError(unavailable_message(model_id, what, option, exc)) from exc
+        refusal = bin_only_refusal(model_id, what, option, exc)
+        raise ModelUnavailableError(refusal or unavailable_message(model_id, what, option, exc)) from exc
 
 
 def load_with_variants(loader: Callable[..., T], model_id: str, what: str, option: str, variants: list[str | None],

@@ -20,6 +20,8 @@ class HFBackendOptions(BaseModel):
     caption_min_length: int = Field(5, ge=0)
     caption_repetition_penalty: float = Field(1.0, gt=0)
     caption_first_segment: bool = False  # keep the text before the first comma (CLIP Interrogator's caption)
+    # The captioner's precision; "auto" = `dtype`. CLIP Interrogator 0.5.4 (the _clipTX captions) ran BLIP in float32.
+    caption_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     itm_model: str | None = "Salesforce/blip-itm-base-coco"
     itm_block: int = Field(7, ge=0)
     # Grad-CAM products are ~1e-14 on real and tiny models alike: in float16 they underflow to 0.
@@ -27,6 +29,9 @@ class HFBackendOptions(BaseModel):
     itm_first_token: Literal["enc", "cls"] = "enc"  # LAVIS' BlipITM puts [ENC] first; "cls": Hugging Face's
     alice_text_encoder: str | None = "itm"  # "itm": the ITM model's BERT text encoder (BLIP's language model)
     bob_text_encoder: str | None = None  # None: the generator pipeline's own text encoder
+    # Precision of Bob's and Alice's word attention (llm_att.py and bothAtt.py ran it in float32; "auto": the
+    # model's own, e.g. the pipeline's float16 text encoder on a GPU, where near-ties can flip the order).
+    attention_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "float32"
     # Bob's text-to-image design: "sd" (Stable Diffusion), "lcm" (few-step latent consistency: LCM scheduler,
     # 4 steps, guidance 1; LCM-LoRA on the default SD 1.5), "amused" (VQGAN + masked-token transformer).
     receiver: Literal["sd", "lcm", "amused"] = "sd"

@@ -53,14 +53,51 @@ def combine_heads(attentions: Sequence[torch.Tensor], variant: str) -> np.ndarra
     return stacked[:, head].sum(dim=0).cpu().numpy().astype(np.float64)
 
 
-class HFTextEncoder:
-    """The TextEncoder interface over a transformers encoder and its tokenizer."""
+def load_text_encoder(model_id: str, what: str, option: str) -> tuple[Any, Any]:
+    """(model, tokenizer) of a text encoder for word attention: only the text tower of a dual encoder.
 
-    def __init__(self, model: Any, tokenizer: Any, name: str = "text encoder", device: str | torch.device | None = None) -> None:
-        self.model = model
+    Why: `AutoModel` on a CLIP checkpoint such as openai/clip-vit-large-patch14 (the model llm_att.py loads
+    with `CLIPTextModel`) builds the full CLIP model, whose forward asks for an image; the text model
+    class of the checkpoint's `text_config` loads the same text weights alone, as the research code does.
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    from lsc.backends.hf.hub import load_pretrained
+
+    config = load_pretrained(AutoConfig.from_pretrained, model_id, what, option)
+    loader = AutoModel.from_pretrained
+    text_config = getattr(config, "text_config", None)
+    if text_config is not None:
+        try:
+            loader = MODEL_MAPPING[type(text_config)].from_pretrained
+        except KeyError as exc:
+            raise ConfigError(f"{what} {model_id!r} is a {type(config).__name__} whose text model transformers "
+                              f"cannot load alone; give a text encoder (option {option})") from exc
+    model = load_pretrained(loader, model_id, what, option, attn_implementation="eager")
+    tokenizer = load_pretrained(AutoTokenizer.from_pretrained, model_id, f"{what} tokenizer", option)
+    return model, tokenizer
+
+
+class HFTextEncoder:
+    """The TextEncoder interface over a transformers encoder and its tokenizer.
+
+    `dtype` is the precision attention is computed in (float32 by default, as the research code ran its
+    CLIP and BERT attention): a model loaded in another dtype (the pipeline's float16 text encoder on a
+    GPU) is copied once in that dtype, so near-ties in the word orders do not flip with half precision.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, name: str = "text encoder", device: str | torch.device | None = None,
+                 dtype: torch.dtype | None = torch.float32) -> None:
         self.tokenizer = tokenizer
         self.name = name
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        current = next(model.parameters()).dtype
+        if dtype is not None and current != dtype:
+            import copy
+
+            model = copy.deepcopy(model).to(dtype)  # the pipeline keeps its own (fast, half-precision) encoder
+        self.model = model
         self.limit = max_tokens(tokenizer, getattr(model, "config", None))
 
     def token_attention(self, ids: list[int], variant: str = "mean") -> np.ndarray:
