@@ -241,3 +241,15 @@ def test_example_plugin_installed_runs_a_study_from_yaml_alone(tmp_path: Path) -
     assert len(values) == 12 + len(received) and all(v is not None and v >= 0 for v in values)
     report = (tmp_path / "run" / "report" / "report.md").read_text()
     assert "a plugin's scheme in a panel of its own" in report
+
+
+def test_the_guide_shows_the_example_files_as_they_are_each_under_40_lines() -> None:
+    """docs/extending.md's worked examples are the files of examples/plugin, verbatim (so the guide runs)."""
+    doc = (REPO / "docs" / "extending.md").read_text()
+    shown = re.findall(r"<!-- file: (\S+) -->\n```python\n(.*?)```\n", doc, flags=re.S)
+    assert [Path(p).name for p, _ in shown] == ["orders.py", "colourfulness.py", "erasure.py", "receiver.py"]
+    for path, text in shown:
+        assert text == (REPO / path).read_text(), f"docs/extending.md shows an outdated {path}"
+        assert len(text.splitlines()) < 40, path
+    readme = (REPO / "README.md").read_text()
+    assert "docs/extending.md" in readme

@@ -31,6 +31,7 @@ except ImportError:  # the optional `ray` extra
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
+PLUGIN_SRC = REPO / "examples" / "plugin" / "src"  # the example plugin, importable by the workers
 needs_ray = pytest.mark.skipif(ray is None, reason="ray is not installed (pip install 'lsc[ray]')")
 
 
@@ -44,7 +45,7 @@ def ray_cluster() -> Iterator[str]:
     """
     assert ray is not None
     old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(REPO / "src")] + ([old] if old else []))
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(REPO / "src"), str(PLUGIN_SRC)] + ([old] if old else []))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         ctx = ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2,
@@ -126,6 +127,24 @@ def test_world_study_on_ray_exports_the_same_bytes_as_local(tmp_path: Path, ray_
     # The executor is not part of the study: the Ray folder resumes locally (nothing left to do).
     again = run_study(load_config(None, overrides), tmp_path / "ray", progress=False)
     assert (again.skipped, again.ok) == (4, 0)
+
+
+@needs_ray
+@pytest.mark.slow
+def test_plugin_scheme_by_import_path_runs_on_ray_as_locally(tmp_path: Path, ray_cluster: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scheme named by its import path is imported by each Ray worker too, with the same numbers."""
+    monkeypatch.syspath_prepend(str(PLUGIN_SRC))
+    folder = tmp_path / "imgs"
+    cap = make_folder(folder, corrupt=False)
+    scheme = "{name: 'lsc_example_plugin.orders:LongestFirst', label: longest, min_length: 3}"
+    cfg_path = study_yaml(tmp_path / "s.yaml", folder, cap, ["random", scheme])
+    local = run_study(load_config(cfg_path), tmp_path / "local", progress=False)
+    remote = run_study(load_config(cfg_path, ["executor={kind: ray, max_in_flight: 2}"]), tmp_path / "ray", progress=False)
+    assert (local.ok, local.failed) == (remote.ok, remote.failed) == (8, 0)
+    sql = "SELECT image_id, scheme, order_json, final_lpips FROM summary ORDER BY image_id, scheme"
+    got = rows(tmp_path / "local" / "results.sqlite", sql)
+    assert sum(r[1] == "longest" for r in got) == 4 and got == rows(tmp_path / "ray" / "results.sqlite", sql)
 
 
 # ---------------------------------------------------------------- resume after the driver is killed

@@ -3,8 +3,9 @@
 A step metric has a name, what it needs (the backend, scene ground truth, packages), its cost per step,
 the columns it writes, and a `compute` that takes a batch of steps (Bob's image, the original caption,
 the scene's truth) and returns one dict of named values per step. Adding a metric is one
-`register(StepMetric(...))`, before `lsc.runner.rows` is imported: its columns then exist in every
-results.sqlite (`lsc.protocol.loop.StepRecord.metrics`), export and Parquet file.
+`register(StepMetric(...))`, before `lsc.runner.rows` is imported, or an installed package's entry point
+in group `lsc.metrics` (lsc.plugins; registered when this module loads, docs/extending.md): its columns
+then exist in every results.sqlite (`lsc.protocol.loop.StepRecord.metrics`), export and Parquet file.
 
 When they are computed (`due_steps`): the study runner scores each transmission as it finishes, for the
 study's `metrics:` (unset: `defaults(backend)`, attributes and recaption on the world) at every
@@ -82,7 +83,7 @@ class StepMetric:
     cost: str  # one line: its cost per step
     columns: tuple[str, ...]  # the values it returns per step (higher is better for each)
     compute: Callable[[StepBatch], list[dict[str, Any]]]
-    backends: tuple[str, ...] = ("world",)
+    backends: tuple[str, ...] = ("world",)  # the backends it runs on; ("*",): any
     texts: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
     corpus: tuple[str, ...] = ()
