@@ -33,7 +33,7 @@ def test_compare_two_runs_by_hand(tmp_path: Path) -> None:
     db.close()
     assert cell.bits.fmt(1) == mean_ci(last_bits).fmt(1)
     table = markdown_table(cells)
-    assert table.splitlines()[0] == "| run | 0 dB | 30 dB |"
+    assert table.splitlines()[0] == "| run (heads_random) | 0 dB | 30 dB |"  # the table names its scheme
     assert table.splitlines()[3].startswith("| bpsk | ")
 
 
@@ -48,6 +48,15 @@ def test_compare_command(tmp_path: Path) -> None:
     assert all(0 <= c["words_with_bit_errors"] <= 1 and c["bits_per_caption"]["mean"] > 0 for c in cells)
     assert cells[0]["words_with_bit_errors"] > cells[1]["words_with_bit_errors"]  # 0 dB flips more than 30 dB
     assert plot.stat().st_size > 0
+    # one scheme in the runs: no need to name it; the plot's title names it
+    named = lsc_cli("compare", str(a), "--plot", str(tmp_path / "one.svg"))
+    assert named.returncode == 0 and named.stdout.startswith("| run (heads_random) |")
+    assert "Scheme heads_random" in (tmp_path / "one.svg").read_text()
+    several = _run(tmp_path / "c", ["random", "nouns"])
+    refused = lsc_cli("compare", str(several), str(several))
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        "error: the runs hold several schemes (random, nouns): name the one to compare with --scheme "
+        "(repeat it for a scheme x run table)")
     bad = lsc_cli("compare", str(a), "--scheme", "nope")
     assert bad.returncode == 2 and bad.stderr.strip() == f"error: {a}: no scheme 'nope' (it has heads_random)"
     missing = lsc_cli("compare", str(tmp_path / "none"))

@@ -153,9 +153,11 @@ def _store_errors(run_dir: str | Path) -> Iterator[None]:
         raise ConfigError(f"{Path(run_dir) / STORE_FILE} is damaged ({exc})") from None
 
 
-def compare(run_dirs: Sequence[str | Path], scheme: str | Sequence[str] = "heads", labels: Sequence[str] | None = None,
+def compare(run_dirs: Sequence[str | Path], scheme: str | Sequence[str] | None = None, labels: Sequence[str] | None = None,
             plot: str | Path | None = None) -> list[Any]:
     """Schemes across runs of the same images, SNR by SNR; returns report.compare Cells.
+
+    `scheme` None: the one scheme the runs hold (runs of several schemes are refused: name it).
 
     With `plot`: for one scheme, final LPIPS and success rate vs SNR, with the runs' shared threshold; for
     several, success rate and area under LPIPS vs words per scheme, one bar per run.
@@ -164,7 +166,7 @@ def compare(run_dirs: Sequence[str | Path], scheme: str | Sequence[str] = "heads
 
     cells = compare_runs(run_dirs, scheme, labels)
     if plot is not None:
-        if isinstance(scheme, str) or len(set(scheme)) == 1:
+        if scheme is None or isinstance(scheme, str) or len(set(scheme)) == 1:
             plot_comparison(cells, Path(plot), common_threshold(cells))
         else:
             plot_schemes(cells, Path(plot))

@@ -67,10 +67,13 @@ def _label(run_dir: Path, given: str | None) -> str:
     return given or run_dir.name
 
 
-def compare_runs(run_dirs: Sequence[str | Path], scheme: str | Sequence[str], labels: Sequence[str] | None = None) -> list[Cell]:
-    """Cells for every (scheme, run, condition) in which the scheme has successful transmissions."""
-    schemes = [scheme] if isinstance(scheme, str) else list(dict.fromkeys(scheme))
-    if not schemes:
+def compare_runs(run_dirs: Sequence[str | Path], scheme: str | Sequence[str] | None = None,
+                 labels: Sequence[str] | None = None) -> list[Cell]:
+    """Cells for every (scheme, run, condition) in which the scheme has successful transmissions.
+
+    `scheme` None: the one scheme the runs hold; runs holding several are refused rather than guessed at."""
+    schemes = [] if scheme is None else [scheme] if isinstance(scheme, str) else list(dict.fromkeys(scheme))
+    if scheme is not None and not schemes:
         raise LscError("no scheme to compare")
     if labels and len(labels) != len(run_dirs):
         raise LscError(f"{len(labels)} labels for {len(run_dirs)} runs")
@@ -80,10 +83,18 @@ def compare_runs(run_dirs: Sequence[str | Path], scheme: str | Sequence[str], la
         if not (path / STORE_FILE).exists():
             raise LscError(f"{path}: not a run folder (no {STORE_FILE})")
         data: RunData = load_run(path)
+        runs.append((_label(path, labels[i] if labels else None), data))
+    if not schemes:
+        held = list(dict.fromkeys(s for _, data in runs for s in data.schemes))
+        if len(held) != 1:
+            raise LscError(f"the runs hold {'several schemes' if held else 'no scheme'} ({', '.join(held) or 'none'}): "
+                           "name the one to compare with --scheme (repeat it for a scheme x run table)")
+        schemes = held
+    for (_, data), run_dir in zip(runs, run_dirs):
+        path = Path(run_dir)
         for name in schemes:
             if name not in data.schemes:
                 raise LscError(f"{path}: no scheme {name!r} (it has {', '.join(data.schemes) or 'none'})")
-        runs.append((_label(path, labels[i] if labels else None), data))
     return [cell for name in schemes for label, data in runs for cell in _scheme_cells(label, data, name)]
 
 
@@ -123,7 +134,8 @@ def markdown_table(cells: Sequence[Cell]) -> str:
     """Rows = runs, columns = SNRs; each cell 'final LPIPS ± CI / success [CI] / words ± CI'."""
     runs = list(dict.fromkeys(c.run for c in cells))
     snrs = sorted({c.snr_db for c in cells}, key=lambda v: (v is None, v or 0.0))
-    head = ["run"] + ["ideal" if s is None else f"{s:g} dB" for s in snrs]
+    scheme_names = ", ".join(dict.fromkeys(c.scheme for c in cells))
+    head = [f"run ({scheme_names})"] + ["ideal" if s is None else f"{s:g} dB" for s in snrs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     by_key = {(c.run, c.snr_db): c for c in cells}
     for run in runs:
@@ -221,9 +233,7 @@ def plot_schemes(cells: Sequence[Cell], path: Path) -> bool:
     handles, names = ax1.get_legend_handles_labels()
     fig.legend(handles, names, loc="upper center", ncol=len(columns), fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.92))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
     return True
 
 
@@ -235,6 +245,7 @@ def plot_comparison(cells: Sequence[Cell], path: Path, threshold: float | None =
     import matplotlib.pyplot as plt
 
     from lsc.report.plots import final_lpips_vs_snr
+    from lsc.report.style import series_style
 
     swept = [c for c in cells if c.snr_db is not None]
     if not swept:
@@ -246,7 +257,7 @@ def plot_comparison(cells: Sequence[Cell], path: Path, threshold: float | None =
         mine = sorted((c for c in swept if c.run == run), key=lambda c: c.snr_db)
         ax2.errorbar([c.snr_db for c in mine], [100 * c.success[0] for c in mine],
                      yerr=[[100 * (c.success[0] - c.success[1]) for c in mine], [100 * (c.success[2] - c.success[0]) for c in mine]],
-                     marker="o", capsize=3, label=run)
+                     capsize=3, label=run, **series_style(runs.index(run)))
     if threshold is not None:
         ax1.axhline(threshold, color="grey", linestyle=":", label="success threshold")
     ax1.set_title("Final LPIPS vs SNR (95% CI)")
@@ -254,8 +265,18 @@ def plot_comparison(cells: Sequence[Cell], path: Path, threshold: float | None =
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    fig.suptitle(f"Scheme {', '.join(dict.fromkeys(c.scheme for c in swept))}: the runs compared")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
     return True
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Save in the format the path's suffix names (png, pdf, svg; text kept as text in vector files)."""
+    import matplotlib
+
+    from lsc.report.style import FigureStyle
+
+    style = FigureStyle(format=path.suffix.lower().lstrip(".") or "png")
+    with matplotlib.rc_context({"svg.fonttype": "none", "pdf.fonttype": 42}):
+        style.save(fig, path)

@@ -80,7 +80,8 @@ def register(app: typer.Typer) -> None:
     @app.command("compare")
     def compare_cmd(
         run_dirs: List[Path] = typer.Argument(..., help="run folders of the same images (e.g. one per channel variant or receiver)"),
-        scheme: List[str] = typer.Option(["heads"], "--scheme", help="the scheme to compare across the runs (repeat for a scheme x run table)"),
+        scheme: List[str] = typer.Option([], "--scheme", help="the scheme to compare across the runs (repeat for a scheme x run table; "
+                                         "required when the runs hold several)"),
         label: List[str] = typer.Option([], "--label", help="a name per run, in order (default: folder names)"),
         plot: Optional[Path] = typer.Option(None, "--plot", help="also draw final LPIPS and success rate vs SNR (several schemes: bars per run) to this PNG"),
         as_json: bool = typer.Option(False, "--json", help="print a JSON list instead of a markdown table"),
@@ -93,11 +94,11 @@ def register(app: typer.Typer) -> None:
         from lsc.report.compare import markdown_table, scheme_run_table
 
         schemes = list(dict.fromkeys(scheme))
-        cells = api.compare(run_dirs, schemes[0] if len(schemes) == 1 else schemes, label or None, plot)
+        cells = api.compare(run_dirs, None if not schemes else schemes[0] if len(schemes) == 1 else schemes, label or None, plot)
         if as_json:
             typer.echo(json.dumps([c.as_dict() for c in cells], indent=1))
         else:
-            typer.echo(markdown_table(cells) if len(schemes) == 1 else scheme_run_table(cells))
+            typer.echo(markdown_table(cells) if len(schemes) <= 1 else scheme_run_table(cells))
 
     @app.command("schemes")
     def schemes_cmd() -> None:
