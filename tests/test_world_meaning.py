@@ -23,19 +23,23 @@ def test_a_colour_is_stated_only_with_its_noun_and_a_bare_noun_states_the_unmark
     assert scenes.alice_caption(TWO) == "a red ball and a small blue box on grass"
     said = meaning.stated_by(TWO, _indices(TWO, "red box"))  # the red belongs to the ball, which did not come
     assert said.objects == ({"shape": "square"},) and said.background is None  # the box's size has its own word
-    said = meaning.stated_by(TWO, _indices(TWO, "red ball grass"))
+    said = meaning.stated_by(TWO, _indices(TWO, "a red ball grass"))  # the ball's whole phrase: no size word means large
     assert said.objects == ({"color": "red", "shape": "circle", "size": "large"},) and said.background == "grass"
     assert said.attribute_count == 4
+    said = meaning.stated_by(TWO, _indices(TWO, "red ball"))  # without its article, "small" may be what is missing
+    assert said.objects == ({"color": "red", "shape": "circle"},)
 
 
 def test_a_plural_noun_states_every_object_of_its_group_and_position_words_place_them():
     assert scenes.alice_caption(GROUP) == "red and small white balls at night"
     said = meaning.stated_by(GROUP, _indices(GROUP, "balls"))
-    assert said.objects == ({"shape": "circle", "size": "large"}, {"shape": "circle"})
+    assert said.objects == ({"shape": "circle"}, {"shape": "circle"})
+    said = meaning.stated_by(GROUP, _indices(GROUP, "red and small white balls"))
+    assert said.objects == ({"color": "red", "shape": "circle", "size": "large"}, {"color": "white", "shape": "circle", "size": "small"})
     assert scenes.alice_caption(LEFT) == "a yellow triangle on the left in the sky"
     said = meaning.stated_by(LEFT, _indices(LEFT, "triangle left"))
-    assert said.objects == ({"shape": "triangle", "size": "large", "slot": "left"},)
-    assert meaning.stated_by(LEFT, _indices(LEFT, "triangle")).objects == ({"shape": "triangle", "size": "large"},)
+    assert said.objects == ({"shape": "triangle", "slot": "left"},)
+    assert meaning.stated_by(LEFT, _indices(LEFT, "a yellow triangle")).objects == ({"color": "yellow", "shape": "triangle", "size": "large"},)
 
 
 def test_binding_decides_whether_a_colour_on_the_other_object_counts():

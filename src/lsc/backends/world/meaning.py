@@ -65,15 +65,18 @@ def stated_by(scene: scenes.Scene, received: Sequence[int]) -> Stated:
     """The attributes Alice's received word indices state about `scene`.
 
     A shape word states its object's shape, a size word its size, a colour word its colour only with
-    its object's noun (alone it floats: "red" may be any red thing); a noun of an object whose phrase
-    has no size word states the unmarked size. A plural noun states the shape (and unmarked sizes) of
-    every object of its group. A position word ("left", "right") states the slots Alice's layout rule
+    its object's noun (alone it floats: "red" may be any red thing); an object's phrase without a size
+    word states the unmarked size only when it arrived whole (else a size word may be what is missing).
+    A plural noun states the shape of every object of its group. A position word ("left", "right") states the slots Alice's layout rule
     gives the objects named; with none, positions are free. Background words state the background.
     """
     words, roles = scenes.alice_caption_roles(scene)
     got = set(received)
     group = scenes.alice_group(scene)
     sized = {roles[i] for i, w in enumerate(words) if roles[i] >= 0 and _KIND.get(w) == "size"}
+    # The unmarked size is stated by the absence of a size word: only a phrase received whole says it.
+    phrase_of = {j: {i for i, r in enumerate(roles) if r == j or (r == scenes.ROLE_GROUP and j in group)} for j in range(len(scene.objects))}
+    whole = {j for j, idx in phrase_of.items() if idx <= got}
     nouned: set[int] = set()
     for i in got:
         if roles[i] == scenes.ROLE_GROUP:
@@ -91,7 +94,7 @@ def stated_by(scene: scenes.Scene, received: Sequence[int]) -> Stated:
                 continue
             attrs = per_object.setdefault(j, {})
             attrs[kind] = getattr(o, kind)
-            if kind == "shape" and j not in sized:
+            if kind == "shape" and j not in sized and j in whole:
                 attrs["size"] = o.size
     background = scene.background if any(roles[i] == scenes.ROLE_BACKGROUND for i in got) else None
     said = " ".join(words[i] for i in got if roles[i] == scenes.ROLE_LAYOUT)
