@@ -174,3 +174,18 @@ def test_perceptual_training_learns_a_cut_and_exports_only_the_channel_weights(t
     T.export_weights(tmp_path / "t", tmp_path / "w", base_weights=base)
     exported = load_file(str(tmp_path / "w" / "perceptual.safetensors"))
     LinearWeights((32, 64, 128, 128)).load_state_dict({k: v.float() for k, v in exported.items()})  # strict: no cut
+
+
+def test_content_only_prompts_keep_their_target_and_lose_every_function_word():
+    import numpy as np
+
+    from lsc.backends.world import scenes
+
+    scene = scenes.Scene("grass", (scenes.WorldObject("circle", "red", "large", "left"), scenes.WorldObject("square", "blue", "small", "right")))
+    rng = np.random.default_rng(3)
+    drawn = [T.training_prompt(scene, rng, content_only_rate=1.0) for _ in range(300)]
+    assert not any(set(p) & scenes.FUNCTION_WORDS for p, _ in drawn)
+    whole = [t for p, t in drawn if p == "red ball small blue box grass".split()]
+    assert whole and all(t.objects == scene.objects for t in whole)  # the same two objects, where they were
+    rng = np.random.default_rng(3)
+    assert any(set(p) & scenes.FUNCTION_WORDS for p, _ in (T.training_prompt(scene, rng, content_only_rate=0.0) for _ in range(50)))

@@ -5,3 +5,5 @@
 # Step caps of every training part (`lsc world train --<part>-steps`; flow_fast: batch 32 distillation steps).
 STEP_CAPS = {"classifier": 3000, "perceptual": 1500, "captioner": 3360, "generator": 14000, "policy": 2000, "flow_fast": 3000,
               "vqvae": 3000, "prior": 3000}
+# Share of Bob's training captions stripped of their function words before being cut (`--content-only-rate`).
+CONTENT_ONLY_RATE = 0.3

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from lsc.backends.world import STEP_CAPS
+from lsc.backends.world import CONTENT_ONLY_RATE, STEP_CAPS
 from lsc.errors import ConfigError
 
 world_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The embedded scene world: train, eval, sample.")
@@ -28,6 +28,9 @@ def train_cmd(
     ),
     seed: int = typer.Option(0, "--seed"),
     generator_steps: int = typer.Option(STEP_CAPS["generator"], "--generator-steps", help="Step cap of Bob's generator (batch 32)."),
+    content_only_rate: float = typer.Option(
+        CONTENT_ONLY_RATE, "--content-only-rate", help="Share of Bob's training captions stripped of articles, conjunctions and prepositions (same target)."
+    ),
     captioner_steps: int = typer.Option(STEP_CAPS["captioner"], "--captioner-steps", help="Step cap of Alice's captioner (batch 48)."),
     classifier_steps: int = typer.Option(STEP_CAPS["classifier"], "--classifier-steps", help="Step cap of the attribute classifier (batch 64)."),
     perceptual_steps: int = typer.Option(STEP_CAPS["perceptual"], "--perceptual-steps", help="Step cap of the perceptual metric's channel weights (batch 64)."),
@@ -84,6 +87,8 @@ def train_cmd(
             "policy": policy_steps, "flow_fast": flow_fast_steps, "vqvae": vqvae_steps, "prior": prior_steps}
     if flow_fast_pairs < 1 or flow_fast_sampler_steps < 1:
         raise ConfigError("--flow-fast-pairs and --flow-fast-sampler-steps must be at least 1")
+    if not 0.0 <= content_only_rate <= 1.0:
+        raise ConfigError(f"--content-only-rate must be between 0 and 1, got {content_only_rate}")
     if prior_examples < 1:
         raise ConfigError(f"--prior-examples must be at least 1, got {prior_examples}")
     if min(caps.values()) < 1:
@@ -99,6 +104,7 @@ def train_cmd(
     states = T.train(out, minutes, chosen, seed, caps, init_generator=init_generator, init_captioner=init_captioner,
                      base_weights=base_weights, policy_options={"trace_scenes": policy_scenes, "trace_seed": policy_seed},
                      flow_fast={"pairs": flow_fast_pairs, "sampler_steps": flow_fast_sampler_steps},
+                     generator_options={"content_only_rate": content_only_rate},
                      vqvae_ar={"prior_examples": prior_examples})
     typer.echo(json.dumps({p: {"step": s["step"], "elapsed_s": round(s["elapsed_s"]), **({"traces": s["traces"]} if "traces" in s else {})}
                            for p, s in states.items()}))

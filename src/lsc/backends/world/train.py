@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from lsc.backends.world import STEP_CAPS, nets, scenes
+from lsc.backends.world import CONTENT_ONLY_RATE, STEP_CAPS, nets, scenes
 from lsc.errors import ConfigError
 
 log = logging.getLogger("lsc.world.train")
@@ -82,7 +82,6 @@ def partial_prompt(words: list[str], rng: np.random.Generator) -> list[str]:
 
 
 ALICE_STYLE_RATE = 0.5  # share of training prompts in Alice's style; the rest are Bob's own
-CONTENT_ONLY_RATE = 0.3  # share of training captions stripped of their function words before being cut
 SHUFFLE_OBJECTS_RATE = 0.5  # share of Bob-style prompts whose object phrases come in random order
 
 
@@ -92,7 +91,7 @@ def without_function_words(words: list[str], roles: list[int]) -> tuple[list[str
     return [words[i] for i in kept], [roles[i] for i in kept]
 
 
-def training_prompt(scene: scenes.Scene, rng: np.random.Generator) -> tuple[list[str], scenes.Scene]:
+def training_prompt(scene: scenes.Scene, rng: np.random.Generator, content_only_rate: float = CONTENT_ONLY_RATE) -> tuple[list[str], scenes.Scene]:
     """One training prompt for a scene and the image it should produce.
 
     The prompt is Alice's caption or Bob's own phrasing (object phrases sometimes reordered), cut to
@@ -102,7 +101,7 @@ def training_prompt(scene: scenes.Scene, rng: np.random.Generator) -> tuple[list
     Alice-style prompt names stand where her layout rule puts that many objects given the position
     words received ("a red ball on grass" is one ball in the middle, whatever the full scene held):
     otherwise the same words would mean every slot, and Bob would hedge by drawing several.
-    A share of captions (CONTENT_ONLY_RATE) lose their function words first, with the same target: the
+    A share of captions (`content_only_rate`) lose their function words first, with the same target: the
     meaning is in the content words, so "small orange box grass" is one box, as "a small orange box on
     grass" is, and no scheme has to wait for an article before Bob draws what was said.
     """
@@ -111,7 +110,7 @@ def training_prompt(scene: scenes.Scene, rng: np.random.Generator) -> tuple[list
         words, roles = scenes.alice_caption_roles(scene)
     else:
         words, roles = scenes.bob_caption_roles(scene, rng, shuffle_objects=rng.random() < SHUFFLE_OBJECTS_RATE)
-    if rng.random() < CONTENT_ONLY_RATE:
+    if rng.random() < content_only_rate:
         words, roles = without_function_words(words, roles)
     picked = partial_prompt_indices(len(words), rng)
     prompt = ["[UNK]" if i is None else words[i] for i in picked]
@@ -474,14 +473,14 @@ class BindingHead(nn.Module):
         return dict(zip(self.sizes, self.proj(feats).split(list(self.sizes.values()), dim=-1)))
 
 
-def binding_prompt(scene: scenes.Scene, rng: np.random.Generator) -> tuple[list[str], list[int]]:
+def binding_prompt(scene: scenes.Scene, rng: np.random.Generator, content_only_rate: float = CONTENT_ONLY_RATE) -> tuple[list[str], list[int]]:
     """A full prompt for the binding objective, in either style, with its roles. Alice places objects by her layout rule rather than slot words, so her captions need the
     objective as much as Bob's reordered phrases do: each object word must carry its object's slot."""
     if rng.random() < ALICE_STYLE_RATE:
         words, roles = scenes.alice_caption_roles(scene)
     else:
         words, roles = scenes.bob_caption_roles(scene, rng, shuffle_objects=True)
-    if rng.random() < CONTENT_ONLY_RATE:  # without its function words each word must still carry its object
+    if rng.random() < content_only_rate:  # without its function words each word must still carry its object
         words, roles = without_function_words(words, roles)
     return words, roles
 
@@ -527,7 +526,8 @@ def init_generator_from(weights_dir: Path, text: nets.BobTextEncoder, unet: nets
 
 
 def train_generator(
-    out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 32, max_steps: int = STEP_CAPS["generator"], init_from: Path | None = None
+    out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 32, max_steps: int = STEP_CAPS["generator"], init_from: Path | None = None,
+    content_only_rate: float = CONTENT_ONLY_RATE,
 ) -> dict:
     """Bob's text encoder + U-Net: rectified flow on partial prompts, plus the binding objective.
 
@@ -550,8 +550,8 @@ def train_generator(
 
     def loss_fn(rng, gen, step):
         batch_scenes = [scenes.sample_scene(rng, count_p) for _ in range(batch_size)]
-        full = [binding_prompt(s, rng) for s in batch_scenes]
-        pairs = [training_prompt(s, rng) for s in batch_scenes]
+        full = [binding_prompt(s, rng, content_only_rate) for s in batch_scenes]
+        pairs = [training_prompt(s, rng, content_only_rate) for s in batch_scenes]
         tokens = BOB_VOCAB.tokens([p for p, _ in pairs], text.cfg.max_len)
         x0 = to_tensor(np.stack([scenes.render(target) for _, target in pairs]))
         noise = torch.randn(x0.shape, generator=gen)
@@ -570,6 +570,7 @@ def train_generator(
         "generator", out_dir, minutes, seed, {"text": text, "unet": unet, "binding": binding},
         list(text.parameters()) + list(unet.parameters()) + list(binding.parameters()),
         loss_fn, base_lr, max_steps, ema={"text": ema_text, "unet": ema_unet}, lr_decay=decay,
+        extra_state={"content_only_rate": content_only_rate},
     )
 
 
@@ -765,6 +766,7 @@ def train(
     init_generator: Path | None = None, init_captioner: Path | None = None, base_weights: Path | None = None,
     policy_options: dict | None = None,
     flow_fast: dict | None = None,
+    generator_options: dict | None = None,
     vqvae_ar: dict | None = None,
 ) -> dict:
     """Train the given parts one after another, splitting the time budget by their needs.
@@ -808,6 +810,8 @@ def train(
             kwargs["classifier_from"] = Path(base_weights)
         if part == "generator" and init_generator is not None:
             kwargs["init_from"] = Path(init_generator)
+        if part == "generator":
+            kwargs.update(generator_options or {})
         if part == "captioner" and init_captioner is not None:
             kwargs["init_from"] = Path(init_captioner)
         states[part] = fn(Path(out_dir), budget, seed, **kwargs)
