@@ -178,7 +178,228 @@ FILE_CASES = [
     Case("export-bad-format", lambda t: ["export", str(_copy_run(t)), "--format", "xlsx"], "--format must be csv"),
 ]
 
-CASES = FILE_CASES
+# ------------------------------------------------------------------ 3-5. meaning, types and bounds of a study
+def _dry(*sets: str):
+    """`lsc run STUDY --set ... --dry-run` on the fake backend's study."""
+    def build(tmp: Path) -> list[str]:
+        return ["run", str(_study(tmp)), *[a for s in sets for a in ("--set", s)], "--dry-run"]
+
+    return build
+
+
+def _file(text: str, *more: str):
+    """`lsc run FILE --dry-run` of a study file holding `text` (after the fake backend's lines)."""
+    def build(tmp: Path) -> list[str]:
+        _study(tmp)
+        path = tmp / "hostile.yaml"
+        path.write_text(_study_text(tmp / "imgs") + text)
+        return ["run", str(path), "--dry-run", *more]
+
+    return build
+
+
+def _raw_file(text: str | bytes):
+    def build(tmp: Path) -> list[str]:
+        path = tmp / "hostile.yaml"
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        return ["run", str(path), "--dry-run"]
+
+    return build
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{n}: &{n} [{', '.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+DEEP = "[" * 1000 + "]" * 1000
+SCHEME_BOMB = ("schemes:\n- name: lowest_lpips\n  penalty: 0\n  extra: &a [x, x, x, x, x, x, x, x, x, x]\n"
+               + "".join(f"  e{i}: &{'abcdefghij'[i + 1]} [{', '.join(['*' + 'abcdefghij'[i]] * 10)}]\n" for i in range(8)))
+
+CONFIG_CASES = [
+    Case("only-heads-string-false", _dry("schemes=[{name: heads, only_heads: 'false'}]"), "option only_heads must be bool"),
+    Case("only-heads-int", _dry("schemes=[{name: heads, only_heads: 1}]"), "option only_heads must be bool"),
+    Case("penalty-nan", _dry("schemes=[{name: lowest_lpips, penalty: .nan}]"), "option penalty must be a finite number"),
+    Case("penalty-inf", _dry("schemes=[{name: lowest_lpips, penalty: .inf}]"), "option penalty must be a finite number"),
+    Case("penalty-string", _dry("schemes=[{name: lowest_lpips, penalty: '1'}]"), "option penalty must be float"),
+    Case("penalty-huge", _dry("schemes=[{name: lowest_lpips, penalty: 1.0e+300}]"), "option penalty is at most"),
+    Case("beam-billion", _dry("schemes=[{name: lowest_lpips, beam: 1000000000}]"), "option beam is at most 64"),
+    Case("beam-float", _dry("schemes=[{name: lowest_lpips, beam: 2.5}]"), "option beam must be int"),
+    Case("beam-string", _dry("schemes=[{name: lowest_lpips, beam: '2'}]"), "option beam must be int"),
+    Case("beam-bool", _dry("schemes=[{name: lowest_lpips, beam: true}]"), "option beam must be int"),
+    Case("proxy-top-huge", _dry("schemes=[{name: lowest_lpips, proxy_steps: 2, proxy_top: 100000000}]"),
+         "option proxy_top is at most"),
+    Case("proxy-steps-huge", _dry("schemes=[{name: lowest_lpips, proxy_steps: 100000000}]"), "option proxy_steps is at most"),
+    Case("signed-string", _dry("schemes=[{name: attention_contribution, signed: 'no'}]"), "option signed must be bool"),
+    Case("pad-to-huge", _dry("schemes=[{name: attention_contribution, pad_to: 10000000}]"), "option pad_to is at most"),
+    Case("head-style-number", _dry("schemes=[{name: heads, head_style: 5}]"), "option head_style must be str"),
+    Case("threshold-inf", _dry("threshold=.inf"), "threshold: Input should be a finite number"),
+    Case("threshold-nan", _dry("threshold=.nan"), "threshold: Input should be a finite number"),
+    Case("threshold-negative", _dry("threshold=-1"), "threshold: Input should be greater than 0"),
+    Case("seed-negative", _dry("seed=-1"), "seed: Input should be greater than or equal to 0"),
+    Case("seed-10e30", _dry("seed=1000000000000000000000000000000"), "seed: Input should be less than or equal to 4294967295"),
+    Case("seed-5000-digits", _dry("seed=" + "9" * 5000), "--set seed: Exceeds the limit (4300 digits)"),
+    Case("images-seed-negative", _dry("images.source=world", "images.seed=-5"), "images.seed: Input should be greater than"),
+    Case("images-seed-float", _dry("images.source=world", "images.seed=1.5"), "images.seed: Input should be a valid integer"),
+    Case("images-count-zero", _dry("images.source=world", "images.count=0"), "images.count: Input should be greater"),
+    Case("images-count-billion", _dry("images.source=world", "images.count=1000000000"), "images.count: Input should be less"),
+    Case("snr-sweep-on-ideal-channel", _dry("channel.snr_db=[0, 5]"), "an SNR sweep in channel.snr_db needs a noisy channel"),
+    Case("snr-100-points", _dry("channel.model=analytic", "channel.snr_db=[" + ",".join(map(str, range(100))) + "]"),
+         "at most 64 SNR values (got 100)"),
+    Case("snr-nan-point", _dry("channel.model=analytic", "channel.snr_db=[0, .nan]"), "SNR nan is not a finite number"),
+    Case("snr-inf-point", _dry("channel.model=analytic", "channel.snr_db=[.inf]"), "Input should be a finite number"),
+    Case("snr-empty-sweep", _dry("channel.model=analytic", "channel.snr_db=[]"), "needs at least one value"),
+    Case("snr-twice", _dry("channel.model=analytic", "channel.snr_db=[1, 1]"), "an SNR value is listed twice"),
+    Case("snr-scalar-nan", _dry("channel.model=analytic", "channel.snr_db=.nan"), "channel.snr_db: Input should be a finite"),
+    Case("separator-bits-billion", _dry("channel.separator_bits=1000000000"), "channel.separator_bits: Input should be less"),
+    Case("separator-bits-negative", _dry("channel.separator_bits=-1"), "channel.separator_bits: Input should be greater"),
+    Case("ldpc-rate-one", _dry("channel.model=phy", "channel.ldpc_rate=1"), "channel.ldpc_rate: Input should be less"),
+    Case("skd-temperature-inf", _dry("skd.temperature=.inf"), "skd.temperature: Input should be a finite number"),
+    Case("skd-timeout-huge", _dry("skd.timeout_s=100000000"), "skd.timeout_s: Input should be less than or equal to 3600"),
+    Case("skd-retries-huge", _dry("skd.retries=1000000"), "skd.retries: Input should be less than or equal to 20"),
+    Case("skd-seed-negative", _dry("skd.seed=-1"), "skd.seed: Input should be greater than or equal to 0"),
+    Case("skd-unknown-engine", _dry("skd.engine=shell"), "skd.engine: Input should be 'lexicon'"),
+    Case("metrics-every-zero", _dry("metrics_every=0"), "metrics_every: Input should be greater than or equal to 1"),
+    Case("oracle-words-huge", _dry("oracle_max_words=1000"), "oracle_max_words: Input should be less than or equal"),
+    Case("too-many-transmissions",
+         _dry("images.source=world", "images.count=100000", "channel.model=analytic",
+              "schemes=[random, nouns, heads, nouns_verbs, heads_random]", "channel.snr_db=[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]"),
+         "over the cap of 10000000 transmissions"),
+    Case("executor-unknown-kind", _dry("executor.kind=slurm"), "executor.kind: Input should be 'local' or 'ray'"),
+    Case("executor-bad-address", _dry("executor.kind=ray", "executor.address=http://x"), "is not null, \"auto\""),
+    Case("unknown-key", _dry("seeed=1"), "unknown config key 'seeed'"),
+    Case("unknown-scheme", _dry("schemes=[rm_rf]"), "unknown scheme 'rm_rf'"),
+    Case("unknown-scheme-option", _dry("schemes=[{name: random, shell: ls}]"), "has no option 'shell'"),
+    Case("set-without-equals", _dry("seed"), "expected key=value"),
+    Case("set-empty-key", _dry("=3"), "empty key"),
+    Case("set-key-through-a-value", _dry("backend.x=1"), "backend is not a mapping"),
+    Case("set-alias-bomb", _dry("channel=" + "{a: &a [x,x,x,x,x,x,x,x,x], b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a], "
+                                "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b], d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c], "
+                                "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d], f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]}"),
+         "--set channel: YAML expands to more than 200000 values"),
+    Case("set-deep-nesting", _dry("seed=" + DEEP), "--set seed: YAML nested deeper than 64 levels"),
+    Case("file-alias-bomb", _raw_file(BOMB), "YAML expands to more than 200000 values"),
+    Case("file-alias-bomb-under-scheme-option", _raw_file(SCHEME_BOMB), "YAML expands to more than 200000 values"),
+    Case("file-many-aliases", _raw_file("a: &a 1\nb: [" + ", ".join(["*a"] * 101) + "]\n"), "more than 100 YAML aliases"),
+    Case("file-deep-nesting", _raw_file("a: " + DEEP + "\n"), "YAML nested deeper than 64 levels"),
+    Case("file-deep-mapping", _raw_file("a: " + "{b: " * 500 + "1" + "}" * 500 + "\n"), "YAML nested deeper than 64"),
+    Case("file-too-large", _raw_file("seed: 1\n" + "# padding\n" * 120_000), "larger than 1024 KB"),
+    Case("file-not-utf8", _raw_file(b"seed: \xff\xfe\n"), "cannot be read"),
+    Case("file-a-list", _raw_file("- 1\n- 2\n"), "must hold a mapping of keys, not list"),
+    Case("file-python-tag", _raw_file("seed: !!python/object/apply:os.system ['touch pwned']\n"), "is not valid YAML"),
+    Case("file-missing", lambda t: ["run", str(t / "nope.yaml"), "--dry-run"], "not found"),
+    Case("file-is-a-folder", lambda t: ["run", str(t), "--dry-run"], "not found"),
+    Case("file-skd-steals-a-key", _file("skd: {engine: openai, api_key_env: AWS_SECRET_ACCESS_KEY, base_url: "
+                                       "'http://127.0.0.1:9/v1'}\n", ), "the study file would send $AWS_SECRET_ACCESS_KEY"),
+    Case("file-skd-moves-the-endpoint", _file("skd: {engine: openai, base_url: 'http://127.0.0.1:9/v1'}\n"),
+         "would send $OPENAI_API_KEY to 127.0.0.1"),
+    Case("file-scheme-skd-steals-a-key",
+         lambda t: ["run", str(_study(t, schemes="[{name: heads_skd, skd: {engine: openai, api_key_env: LSC_PLANTED_KEY}}]")),
+                    "--dry-run"], "schemes.0.skd: the study file would send $LSC_PLANTED_KEY"),
+    Case("custom-backend-not-callable", _dry("backend=lsc.limits:MAX_SEED"), "is a int, not a function"),
+    Case("custom-backend-missing", _dry("backend=lsc.nothing_here:load"), "cannot be imported"),
+]
+
+# ---------------------------------------------------------------------------- 6. other commands' inputs
+def _two_runs_no_common_image(tmp: Path) -> list[str]:
+    import sqlite3
+
+    a = _copy_run(tmp)
+    b = shutil.copytree(a, tmp / "run" / "other")
+    with sqlite3.connect(b / "results.sqlite") as conn:
+        for table in ("images", "summary", "steps"):
+            conn.execute(f"UPDATE {table} SET image_id = 'x' || image_id")
+    conn.close()
+    return ["compare", str(a), str(b), "--scheme", "random"]
+
+
+def _damaged_compare(tmp: Path) -> list[str]:
+    run = _copy_run(tmp)
+    data = bytearray((run / "results.sqlite").read_bytes())
+    data[4096:] = b"\x07" * (len(data) - 4096)
+    (run / "results.sqlite").write_bytes(bytes(data))
+    return ["compare", str(run), "--scheme", "random"]
+
+
+def _compare_plot(name: str, prepare: Callable[[Path], None] = lambda p: None):
+    def build(tmp: Path) -> list[str]:
+        _copy_run(tmp)
+        prepare(tmp)
+        return ["compare", str(tmp / "run"), "--scheme", "random", "--plot", str(tmp / name) if name else ""]
+
+    return build
+
+
+def _examples(text: str):
+    def build(tmp: Path) -> list[str]:
+        (tmp / "ex.json").write_text(text)
+        return ["skd", "a dog on grass", "--examples", str(tmp / "ex.json")]
+
+    return build
+
+
+def _coco_text(text: str):
+    def build(tmp: Path) -> list[str]:
+        _study(tmp)
+        (tmp / "imgs" / "captions.txt").unlink()
+        (tmp / "imgs" / "captions.json").write_text(text)
+        (tmp / "s.yaml").write_text((tmp / "s.yaml").read_text().replace("captions.txt", "captions.json"))
+        return ["run", str(tmp / "s.yaml"), "--out", str(tmp / "run"), "--no-progress", "--no-report"]
+
+    return build
+
+
+def _mkdir(name: str):
+    return lambda tmp: (tmp / name).mkdir()
+
+
+COMMAND_CASES = [
+    Case("usage-unknown-option", lambda t: ["run", "--bogus"], "No such option: --bogus"),
+    Case("usage-unknown-command", lambda t: ["bogus"], "No such command 'bogus'"),
+    Case("usage-bad-int", lambda t: ["report", str(t), "--strips", "many"], "Invalid value for '--strips'"),
+    Case("usage-missing-argument", lambda t: ["export"], "Missing argument"),
+    Case("channel-ber-negative-seed", lambda t: ["channel", "ber", "--seed", "-1", "--bits", "1000"],
+         "--seed: a seed is an integer from 0 to 4294967295"),
+    Case("channel-ber-seed-1e20", lambda t: ["channel", "ber", "--seed", "1e20", "--bits", "1000"], "--seed: a seed"),
+    Case("channel-ber-seed-nan", lambda t: ["channel", "ber", "--seed", "nan"], "--seed must be a finite number"),
+    Case("channel-send-negative-seed", lambda t: ["channel", "send", "a dog", "--seed", "-3"], "--seed: a seed"),
+    Case("channel-send-not-utf8", lambda t: ["channel", "send", "a d\udcffog"], "the text is not valid UTF-8 text"),
+    Case("parse-not-utf8", lambda t: ["parse", "caf\udce9 au lait"], "the caption is not valid UTF-8 text"),
+    Case("skd-not-utf8", lambda t: ["skd", "\udcff\udcfe"], "the caption is not valid UTF-8 text"),
+    Case("skd-examples-deep-json", _examples("[" * 100_000 + "]" * 100_000), "JSON nested too deep"),
+    Case("skd-examples-not-pairs", _examples('[["a", 1]]'), "must be a JSON list of [alice, bob] string pairs"),
+    Case("world-sample-negative-seed", lambda t: ["world", "sample", "a red circle", "--seed", "-1",
+                                                  "--out", str(t / "x.png")], "--seed: a seed"),
+    Case("world-sample-seed-1e20", lambda t: ["world", "sample", "a red circle", "--seed", "1e20"],
+         "Invalid value for '--seed'"),
+    Case("world-sample-huge-seed", lambda t: ["world", "sample", "a", "--seed", str(10**30), "--out", str(t / "x.png")],
+         "--seed: a seed"),
+    Case("world-sample-out-wrong-extension", lambda t: ["world", "sample", "a", "--out", str(t / "x.jpg")],
+         "the file name must end in .png"),
+    Case("world-sample-out-folder", lambda t: (t / "d.png").mkdir() or ["world", "sample", "a", "--out", str(t / "d.png")],
+         "is a folder, not a file"),
+    Case("world-sample-out-missing-folder", lambda t: ["world", "sample", "a", "--out", str(t / "no" / "x.png")],
+         "does not exist"),
+    Case("world-sample-out-empty", lambda t: ["world", "sample", "a", "--out", ""], "the file name must end in .png"),
+    Case("world-threads-zero", lambda t: ["world", "train", "--out", str(t / "w"), "--threads", "0"],
+         "a thread count is an integer >= 1"),
+    Case("compare-no-common-image", _two_runs_no_common_image, "the runs share no image"),
+    Case("compare-damaged-store", _damaged_compare, "results.sqlite"),
+    Case("compare-not-a-run", lambda t: ["compare", str(t), "--scheme", "random"], "not a run folder"),
+    Case("compare-unknown-scheme", lambda t: ["compare", str(_copy_run(t)), "--scheme", "nope"], "no scheme 'nope'"),
+    Case("compare-plot-wrong-extension", _compare_plot("cmp.txt"), "must end in .png or .pdf or .svg"),
+    Case("compare-plot-folder", _compare_plot("d.png", _mkdir("d.png")), "is a folder, not a file"),
+    Case("compare-plot-missing-folder", _compare_plot("no/cmp.png"), "does not exist"),
+    Case("compare-plot-empty", _compare_plot(""), "the file name must end in .png"),
+    Case("report-unknown-step-metric", lambda t: ["report", str(_copy_run(t)), "--step-metrics", "nope"], "nope"),
+    Case("report-unknown-strip-image", lambda t: ["report", str(_copy_run(t)), "--strip-image", "nope.png"], "nope.png"),
+    Case("report-not-a-run", lambda t: ["report", str(t)], "is not a run folder"),
+    Case("export-not-a-run", lambda t: ["export", str(t)], "is not a run folder"),
+    Case("coco-deep-json", _coco_text("[" * 100_000 + "]" * 100_000), "JSON nested too deep"),
+    Case("coco-lone-surrogate", _coco_text('{"images": [{"id": 1, "file_name": "\\ud800.png"}], "annotations": []}'),
+         "not a file name"),
+    Case("demo-port-too-big", lambda t: ["demo", "--port", "99999"], "--port must be from 1 to 65535"),
+    Case("demo-port-negative", lambda t: ["demo", "--port", "-1"], "--port must be from 1 to 65535"),
+]
+
+CASES = FILE_CASES + CONFIG_CASES + COMMAND_CASES
 
 
 # ------------------------------------------------------------------------------------- the harness
@@ -250,6 +471,10 @@ def test_hostile_input(case: Case, tmp_path: Path, finished_run: Path, hostile_e
 
 
 
+def test_table_covers_at_least_100_inputs() -> None:
+    assert len({c.id for c in CASES}) == len(CASES) >= 100
+
+
 # ------------------------------------------------------------------------ cases beyond a command line
 def test_spreadsheet_formulas_in_names_are_neutralised(tmp_path: Path) -> None:
     """An image named '=HYPERLINK(...)' must not reach summary.csv as a formula a spreadsheet would run."""
@@ -307,3 +532,55 @@ def test_an_interrupted_export_leaves_the_old_file(tmp_path: Path, finished_run:
     with pytest.raises(ConfigError, match="No space left on device; nothing was changed"):
         export_run(run)
     assert (run / "steps.csv").read_bytes() == first and not list(run.glob("*.tmp"))
+
+
+def test_thread_counts_beyond_the_machine_are_one_warning_and_the_core_count(monkeypatch) -> None:
+    """backend_options.threads: 100000 was a segmentation fault in the math library."""
+    import warnings
+
+    from lsc.errors import ConfigError, LscWarning
+    from lsc.limits import machine_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert machine_threads(100000) == 2 and machine_threads(2) == 2
+    assert [str(w.message) for w in caught if issubclass(w.category, LscWarning)] == [
+        "backend_options.threads: 100000 is more than this machine's 2 cores; using 2"]
+    for bad in (0, -1, True, "4", 2.0):
+        with pytest.raises(ConfigError, match="a thread count is an integer >= 1"):
+            machine_threads(bad)
+
+
+def test_ascii_source_code_says_once_what_it_cannot_carry(monkeypatch) -> None:
+    import warnings
+
+    from lsc.channel import source
+    from lsc.errors import LscWarning
+
+    monkeypatch.setattr(source, "_WARNED", [])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for word in ("café", "naïve", "dog"):
+            source.encode_word(word, "ascii")
+        assert source.decode_bits(source.encode_word("café", "utf8"), "utf8") == "café"
+    said = [str(w.message) for w in caught if issubclass(w.category, LscWarning)]
+    assert len(said) == 1 and said[0].startswith("channel.source_code ascii cannot carry 'café'"), said
+
+
+def test_a_folder_image_named_with_undecodable_bytes_is_skipped_with_one_warning(tmp_path: Path) -> None:
+    import warnings
+
+    from study_data import save_caption_png
+    from lsc.config import FolderImages
+    from lsc.errors import LscWarning
+    from lsc.runner.images import folder_images
+
+    save_caption_png(tmp_path / "a.png", "a red ball")
+    save_caption_png(Path(os.fsdecode(bytes(tmp_path) + b"/\xff\xfe.png")), "a dog")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images = folder_images(FolderImages(source="folder", path=str(tmp_path)))
+    assert [i.image_id for i in images] == ["a.png"]
+    said = [str(w.message) for w in caught if issubclass(w.category, LscWarning)]
+    assert said == ["images.path: 1 file name(s) are not valid UTF-8 (e.g. b'\\xff\\xfe.png'); skipped: rename them to use them"]

@@ -162,8 +162,11 @@ def compare(run_dirs: Sequence[str | Path], scheme: str | Sequence[str] | None =
     With `plot`: for one scheme, final LPIPS and success rate vs SNR, with the runs' shared threshold; for
     several, success rate and area under LPIPS vs words per scheme, one bar per run.
     """
+    from lsc.limits import check_output_file
     from lsc.report.compare import common_threshold, compare_runs, plot_comparison, plot_schemes
 
+    if plot is not None:
+        plot = check_output_file(plot, (".png", ".pdf", ".svg"), "--plot")  # before reading any run
     cells = compare_runs(run_dirs, scheme, labels)
     if plot is not None:
         if scheme is None or isinstance(scheme, str) or len(set(scheme)) == 1:

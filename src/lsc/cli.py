@@ -31,7 +31,7 @@ def main() -> None:
     """Entry point: run the app; errors the user can fix become one line and exit code 2."""
     import warnings
 
-    from lsc.errors import LscError, LscWarning
+    from lsc.errors import LscError, LscWarning, one_line
 
     previous = warnings.showwarning
 
@@ -43,10 +43,34 @@ def main() -> None:
 
     warnings.showwarning = _show
     try:
-        app(standalone_mode=True)
+        code = app(standalone_mode=False)
     except LscError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except Exception as exc:  # click's exceptions, by name: typer >= 0.20 ships its own copy of click
+        kinds = {c.__name__ for c in type(exc).__mro__}
+        if "NoArgsIsHelpError" in kinds:
+            app(standalone_mode=True)  # `lsc` alone: typer's help, as always
+        if "UsageError" in kinds:
+            typer.echo(f"error: {usage_line(exc)}", err=True)
+            sys.exit(2)
+        if "ClickException" in kinds:
+            typer.echo(f"error: {one_line(exc.format_message())}", err=True)  # type: ignore[attr-defined]
+            sys.exit(int(getattr(exc, "exit_code", 1)))
+        if "Abort" in kinds:
+            typer.echo("error: interrupted", err=True)
+            sys.exit(130)
+        raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def usage_line(exc: Exception) -> str:
+    """A usage error (unknown option, a value of the wrong type) as the one line every bad input gets,
+    instead of typer's multi-line box."""
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return f"{' '.join(exc.format_message().split())}{where}"  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

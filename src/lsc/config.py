@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from lsc.errors import ConfigError, validation_message
+from lsc.limits import MAX_SEED, MAX_SNR_POINTS, MAX_TRANSMISSIONS, load_yaml
 from lsc.errors import one_line as _first_line
 
 from lsc.channel.config import ChannelConfig
@@ -39,7 +40,7 @@ class WorldImages(_Strict):
 
     source: Literal["world"] = "world"
     count: int = Field(8, ge=1, le=100_000)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     # First scene index: `lsc demo` runs one chosen scene (start: i, count: 1) with the ids, and so the
     # numbers, that scene has in a study of the first i+1 scenes. Written to YAML only when set.
     start: int = Field(0, ge=0, le=10**9)
@@ -152,8 +153,8 @@ class StudyConfig(_Strict):
     images: ImagesConfig = Field(default_factory=WorldImages)
     caption_source: Literal["alice", "dataset"] = "alice"
     schemes: list[SchemeSpec] = Field(default_factory=lambda: [SchemeSpec(name=n) for n in _paper_schemes()])
-    seed: int = 0
-    threshold: float | None = Field(None, gt=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    threshold: float | None = Field(None, gt=0, allow_inf_nan=False)
     prompt_order: Literal["send", "caption"] | None = None
     stop_at_success: bool = False
     oracle: bool = True
@@ -241,7 +242,22 @@ class StudyConfig(_Strict):
                     raise ValueError(f"SNR {v} is not a finite number")
             if len(set(value)) != len(value):
                 raise ValueError("an SNR value is listed twice")
+            if len(value) > MAX_SNR_POINTS:
+                raise ValueError(f"at most {MAX_SNR_POINTS} SNR values (got {len(value)})")
         return value
+
+    @model_validator(mode="after")
+    def _sweep_needs_noise(self) -> "StudyConfig":
+        """An SNR sweep on the ideal channel would label identical rows with different SNRs."""
+        if self.snr_db_sweep and self.channel.model == "none":
+            raise ValueError(f"an SNR sweep in {SNR_SWEEP_KEY} needs a noisy channel (set channel.model: "
+                             "analytic or phy); the ideal channel (model none) has no SNR")
+        images = getattr(self.images, "count", None) or getattr(self.images, "limit", None) or 1
+        total = images * len(self.schemes) * len(self.snr_db_sweep or [None])
+        if total > MAX_TRANSMISSIONS:
+            raise ValueError(f"images x schemes x SNRs is {total}, over the cap of {MAX_TRANSMISSIONS} transmissions "
+                             "per study; split it into several run folders")
+        return self
 
     @field_validator("backend")
     @classmethod
@@ -331,7 +347,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {text!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw, f"--set {key}") if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({_yaml_problem(exc)})") from None
     return key.split("."), value
@@ -387,7 +403,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} not found")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = load_yaml(p.read_text(encoding="utf-8"), f"config file {str(p)!r}")
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(p)!r} is not valid YAML: {_yaml_problem(exc)}") from None
     except (OSError, UnicodeDecodeError) as exc:

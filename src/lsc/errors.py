@@ -27,6 +27,12 @@ def one_line(text: object) -> str:
     return " ".join(s.split("\n")[0].split()) if s else type(text).__name__
 
 
+def _short(value: object, limit: int = 60) -> str:
+    """A value as shown in a one-line error: its repr, cut (a 5000-digit seed is not worth a screen)."""
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 200 else f"{str(value)[:20]}..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def validation_message(
     exc: Any,
     prefix: str = "",
@@ -52,7 +58,7 @@ def validation_message(
             continue
         msg = str(err["msg"]).removeprefix("Value error, ")
         got = err.get("input")
-        shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+        shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {_short(got)})"
         parts.append(f"{key}: {msg}{shown}")
     line = parts[0] if parts else "invalid value"
     if len(parts) > 1:

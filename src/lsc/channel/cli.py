@@ -13,6 +13,7 @@ from typing import Any, Optional
 import typer
 
 from lsc.errors import ConfigError
+from lsc.limits import check_seed, check_text
 
 channel_app = typer.Typer(no_args_is_help=True, help="Words as bits over a simulated physical layer.")
 
@@ -69,7 +70,7 @@ def ber_command(
     if limit is not None and n_bits > limit:
         raise ConfigError(f"--bits {bits}: at most {limit:.0e} bits on the {cfg.model} channel "
                           "(1e6 already measures a BER of 1e-4 to about 10%)")
-    result = measure_ber(cfg, n_bits, seed=int(_number(seed, "--seed")), block_bits=_count(block_bits, "--block-bits"))
+    result = measure_ber(cfg, n_bits, seed=check_seed(int(_number(seed, "--seed")), "--seed"), block_bits=_count(block_bits, "--block-bits"))
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -104,6 +105,7 @@ def send_command(
     """Send words over a channel and show what Bob receives (word, bits, bit errors)."""
     from pathlib import Path
 
+    check_text(text, "the text")
     from lsc.channel.ber import build_config
     from lsc.channel.link import WordLink
 
@@ -129,7 +131,7 @@ def send_command(
         correction_max_distance=None if max_distance in (None, "none") else int(_number(max_distance, "--max-distance")),
         scc={"enabled": scc, "map_back": map_back},
     )
-    link = WordLink(cfg, seed=int(_number(seed, "--seed")), vocabulary=vocab)
+    link = WordLink(cfg, seed=check_seed(int(_number(seed, "--seed")), "--seed"), vocabulary=vocab)
     words = text.split()
     link.prepare(words)
     for tx in link.send_all(words):

@@ -60,7 +60,7 @@ class ChannelConfig(BaseModel):
     # 5G LDPC code rate (phy model only); None = uncoded.
     ldpc_rate: float | None = Field(default=None, gt=0.0, lt=1.0)
     source_code: Literal["ascii", "utf8"] = "ascii"  # 8-bit ASCII as in the research code
-    separator_bits: int = Field(default=8, ge=0)  # bits of the word separator (a space in ASCII)
+    separator_bits: int = Field(default=8, ge=0, le=64)  # bits of the word separator (a space in ASCII)
     # Receiver-side correction of a received word to the nearest word of Bob's vocabulary.
     word_correction: bool = False
     # Largest edit distance corrected; farther words are kept as received. None = no limit.

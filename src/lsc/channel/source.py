@@ -34,10 +34,28 @@ def encode_word(word: str, code: str = "ascii") -> np.ndarray:
     """Bits (uint8 array of 0/1) of a word under the source code, MSB first per byte."""
     _check_code(code)
     if code == "ascii":
+        if not word.isascii():
+            _warn_unrepresentable(word)
         data = word.encode("ascii", errors="replace")  # unencodable -> b'?'
     else:
-        data = word.encode("utf-8")
+        data = word.encode("utf-8", errors="replace")  # a lone surrogate -> b'?'
     return np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+
+
+_WARNED: list[bool] = []
+
+
+def _warn_unrepresentable(word: str) -> None:
+    """Say once per process that ASCII changed a word: the '?' it sends is a loss no bit error counts."""
+    if _WARNED:
+        return
+    import warnings
+
+    from lsc.errors import LscWarning
+
+    _WARNED.append(True)
+    warnings.warn(LscWarning(f"channel.source_code ascii cannot carry {word!r}: characters outside ASCII are sent "
+                             "as '?' (not counted as bit errors); set channel.source_code: utf8"), stacklevel=3)
 
 
 def _sanitize(text: str) -> str:

@@ -7,6 +7,22 @@ from typing import Optional
 import typer
 
 
+def check_port(host: str, port: int) -> None:
+    """A port from 1 to 65535 that is free on `host`: one line, before gradio loads (its own error is a traceback)."""
+    import socket
+
+    from lsc.errors import ConfigError
+
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be from 1 to 65535 (got {port})")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+
+
 def register(app: typer.Typer) -> None:
     """Add `lsc demo` to the main `lsc` app."""
 
@@ -26,6 +42,8 @@ def register(app: typer.Typer) -> None:
 
         if backend not in ("world", "hf"):
             raise ConfigError(f"--backend: choose world or hf, not {backend!r}")
+        if port is not None:
+            check_port(host, port)
         try:
             import gradio  # noqa: F401
         except ImportError:

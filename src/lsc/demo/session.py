@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterable, Iterator, Literal
 import yaml
 
 from lsc.config import StudyConfig, validate_config
-from lsc.errors import LscError
+from lsc.errors import ConfigError, LscError
+from lsc.limits import load_yaml
 from lsc.runner.executor import InProcessExecutor
 
 SNR_RANGE_DB = (-20.0, 40.0)  # the page's SNR bounds: beyond them every word is lost or none is
@@ -82,7 +83,9 @@ def parse_scheme_options(text: str | None, schemes: Iterable[str]) -> dict[str, 
     if text is None or not text.strip():
         return {}
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text, "scheme options")
+    except ConfigError as exc:
+        raise DemoInputError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise DemoInputError(f"scheme options: not valid YAML ({' '.join(str(exc).split())})") from None
     if data is None:

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from lsc.errors import ConfigError
+from lsc.limits import check_text, load_json
 
 
 def _load_examples(path: Path) -> list[tuple[str, str]]:
@@ -19,7 +20,7 @@ def _load_examples(path: Path) -> list[tuple[str, str]]:
     if not path.is_file():
         raise ConfigError(f"examples file {path} is not a file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_json(path.read_text(encoding="utf-8"), f"examples file {path}")
     except json.JSONDecodeError as exc:
         raise ConfigError(f"examples file {path} is not JSON: {exc.msg} (line {exc.lineno})") from None
     except UnicodeDecodeError:
@@ -57,7 +58,7 @@ def register(app: typer.Typer) -> None:
         """Parts of speech and dependency heads of each caption word."""
         from lsc.language.parse import analyze, model_name
 
-        words = caption.split()
+        words = check_text(caption, "the caption").split()
         if not words:
             raise ConfigError("the caption is empty")
         infos = analyze(words, heads=heads)  # type: ignore[arg-type]
@@ -117,7 +118,7 @@ def register(app: typer.Typer) -> None:
         """Rewrite a caption in Bob's style (semantic knowledge distillation)."""
         from lsc.language.skd import make_skd
 
-        if not caption.split():
+        if not check_text(caption, "the caption").split():
             raise ConfigError("the caption is empty")
         cfg: dict[str, object] = {"engine": engine}
         for key, value in (("model_id", model_id), ("base_url", base_url), ("model", model), ("api_key_env", api_key_env)):

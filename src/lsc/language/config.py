@@ -29,12 +29,12 @@ class SKDConfig(BaseModel):
     base_url: str = "https://api.openai.com/v1"  # openai: endpoint root (…/v1)
     model: str = "gpt-4o-mini"  # openai: model name sent to the endpoint
     api_key_env: str = "OPENAI_API_KEY"
-    timeout_s: float = Field(30.0, gt=0)
-    retries: int = Field(2, ge=0)
-    max_new_tokens: int = Field(40, ge=1)
-    n_examples: int = Field(8, ge=0)  # how many example pairs go into a few-shot prompt
-    seed: int = 0
-    temperature: float = Field(0.0, ge=0)
+    timeout_s: float = Field(30.0, gt=0, le=3600, allow_inf_nan=False)
+    retries: int = Field(2, ge=0, le=20)
+    max_new_tokens: int = Field(40, ge=1, le=4096)
+    n_examples: int = Field(8, ge=0, le=1000)  # how many example pairs go into a few-shot prompt
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    temperature: float = Field(0.0, ge=0, le=2, allow_inf_nan=False)
     # lexicon: minimum times a substitution must be seen in the examples to be applied.
     min_count: int = Field(1, ge=1)
     # Keep the original when the rewrite drops a head noun (the meaning check); off only for experiments.

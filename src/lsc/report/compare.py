@@ -11,11 +11,13 @@ threshold.
 from __future__ import annotations
 
 import math
+import sqlite3
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from lsc.errors import LscError
+from lsc.errors import LscError, LscWarning
 from lsc.report.analysis import transmissions
 from lsc.report.data import RunData, load_run
 from lsc.report.stats import mean_ci, wilson
@@ -82,8 +84,16 @@ def compare_runs(run_dirs: Sequence[str | Path], scheme: str | Sequence[str] | N
         path = Path(run_dir)
         if not (path / STORE_FILE).exists():
             raise LscError(f"{path}: not a run folder (no {STORE_FILE})")
-        data: RunData = load_run(path)
+        try:
+            data: RunData = load_run(path)
+        except sqlite3.DatabaseError as exc:
+            raise LscError(f"{path / STORE_FILE} is damaged ({exc})") from None
         runs.append((_label(path, labels[i] if labels else None), data))
+    if len(runs) > 1:
+        shared = set.intersection(*({img["image_id"] for img in data.images} for _, data in runs))
+        if not shared:
+            raise LscError("the runs share no image: a comparison needs runs of the same images "
+                           "(the same images: settings)")
     if not schemes:
         held = list(dict.fromkeys(s for _, data in runs for s in data.schemes))
         if len(held) != 1:
@@ -95,7 +105,12 @@ def compare_runs(run_dirs: Sequence[str | Path], scheme: str | Sequence[str] | N
         for name in schemes:
             if name not in data.schemes:
                 raise LscError(f"{path}: no scheme {name!r} (it has {', '.join(data.schemes) or 'none'})")
-    return [cell for name in schemes for label, data in runs for cell in _scheme_cells(label, data, name)]
+    cells = [cell for name in schemes for label, data in runs for cell in _scheme_cells(label, data, name)]
+    for label, _ in runs:
+        if not any(c.run == label for c in cells):
+            warnings.warn(LscWarning(f"{label}: no successful transmission of {', '.join(schemes)}; "
+                                     "left out of the comparison"), stacklevel=2)
+    return cells
 
 
 def _scheme_cells(label: str, data: RunData, scheme: str) -> list[Cell]:

@@ -8,12 +8,14 @@ the common colour-vision deficiencies; beyond its seven colours a series differs
 
 from __future__ import annotations
 
+import io
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from lsc.errors import ConfigError
+from lsc.runner.folder import write_atomic
 
 FORMATS = ("png", "pdf", "svg")
 STYLES = ("screen", "paper")
@@ -100,8 +102,10 @@ class FigureStyle:
         if path.suffix.lower() != f".{self.format}":
             path = path.with_name(path.name + f".{self.format}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format=self.format, dpi=self.dpi, metadata=_metadata(self.format))
+        buf = io.BytesIO()  # drawn in memory, then renamed into place: a link at `path` is replaced, not written through
+        fig.savefig(buf, format=self.format, dpi=self.dpi, metadata=_metadata(self.format))
         plt.close(fig)
+        write_atomic(path, buf.getvalue())
         return path
 
 

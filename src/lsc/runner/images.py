@@ -17,6 +17,7 @@ import numpy as np
 
 from lsc.config import FolderImages, StudyConfig, WorldImages
 from lsc.errors import ConfigError, LscWarning
+from lsc.limits import load_json
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -114,7 +115,11 @@ def folder_images(spec: FolderImages, need_captions: bool = False) -> list[Study
         if need_captions:
             raise ConfigError("caption_source 'dataset' needs images.captions (a captions file)")
         names = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        table: dict[str, list[str]] = {n: [] for n in names}
+        undecodable = [n for n in names if not _is_text(n)]
+        if undecodable:
+            _notice(f"images.path: {len(undecodable)} file name(s) are not valid UTF-8 (e.g. "
+                    f"{undecodable[0].encode('utf-8', 'surrogateescape')!r}); skipped: rename them to use them")
+        table: dict[str, list[str]] = {n: [] for n in names if _is_text(n)}
     else:
         cap_path = Path(spec.captions).expanduser()
         if not cap_path.is_absolute() and not cap_path.exists() and (root / cap_path).exists():
@@ -148,8 +153,20 @@ def _notice(message: str) -> None:
     warnings.warn(message, DatasetWarning, stacklevel=3)
 
 
+def _is_text(name: str) -> bool:
+    """A name that is valid Unicode text (an undecodable byte or a lone surrogate cannot be stored or printed)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_image_name(name: str, path: Path, where: str) -> None:
-    """An image name from a captions file must stay inside images.path (no absolute path, no '..')."""
+    """An image name from a captions file must stay inside images.path (no absolute path, no '..') and be text."""
+    if not _is_text(name):
+        raise ConfigError(f"images.captions: {str(path)!r} {where}: image name {name.encode('utf-8', 'replace')!r} "
+                          "is not valid UTF-8, not a file name")
     p = PurePath(name)
     if p.is_absolute() or ".." in p.parts or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
         raise ConfigError(f"images.captions: {str(path)!r} {where}: image name {name!r} points outside "
@@ -203,7 +220,7 @@ def read_coco_captions(path: Path) -> dict[str, list[str]]:
     """COCO `captions_*.json`: `images` (id, file_name) and `annotations` (image_id, caption)."""
     where = f"images.captions: {str(path)!r}"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_json(path.read_text(encoding="utf-8"), where)
         files: dict[Any, str] = {}
         for img in data["images"]:
             name = img["file_name"]

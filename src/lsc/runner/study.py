@@ -83,13 +83,21 @@ def get_backend(name: str, options: dict[str, Any], notify: Callable[[str], None
     options = dict(options)
     if "threads" not in options and _takes(loader, "threads"):
         options["threads"] = default_threads()
+    elif options.get("threads") is not None:
+        from lsc.limits import machine_threads
+
+        options["threads"] = machine_threads(options["threads"])
     key = f"{name}\x1f{json.dumps(options, sort_keys=True, default=str)}"
     if key not in _BACKENDS:
         if ":" in name and notify is not None:
             notify(f"backend: calling {getattr(loader, '__module__', '?')}.{getattr(loader, '__qualname__', '?')} "
                    f"from {_source_of(loader)} (a custom backend is code; it runs with your rights)")
         _check_options(name, loader, options)
-        _BACKENDS[key] = loader(**options)
+        backend = loader(**options)
+        if not isinstance(backend, Backend):
+            raise ConfigError(f"backend {name!r} returned a {type(backend).__name__}, not an lsc Backend "
+                              "(lsc.interfaces.Backend)")
+        _BACKENDS[key] = backend
     return _BACKENDS[key]
 
 

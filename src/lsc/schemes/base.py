@@ -145,6 +145,9 @@ def get_scheme(name: str, **options: Any) -> Scheme:
         if key not in allowed:
             hint = f"; its options are {', '.join(allowed)}" if allowed else "; it takes no options"
             raise ConfigError(f"scheme {name!r} has no option {key!r}{hint}")
+    from lsc.schemes.options import check_options
+
+    check_options(name, cls, options)
     try:
         return cls(**options)
     except (TypeError, ValueError) as exc:

@@ -98,9 +98,9 @@ def train_cmd(
         if folder is not None and not (folder / "world.json").exists():
             raise ConfigError(f"{flag} {folder}: no world.json there (expected a weights folder)")
     if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
+        from lsc.limits import machine_threads
+
+        torch.set_num_threads(machine_threads(threads, "--threads"))
     states = T.train(out, minutes, chosen, seed, caps, init_generator=init_generator, init_captioner=init_captioner,
                      base_weights=base_weights, policy_options={"trace_scenes": policy_scenes, "trace_seed": policy_seed},
                      flow_fast={"pairs": flow_fast_pairs, "sampler_steps": flow_fast_sampler_steps},
@@ -213,10 +213,18 @@ def sample_cmd(
     import numpy as np
     from PIL import Image
 
-    from lsc.backends.world.backend import load_world_backend
+    import io
 
+    from lsc.backends.world.backend import load_world_backend
+    from lsc.limits import check_output_file, check_seed
+    from lsc.runner.folder import write_atomic
+
+    check_seed(seed, "--seed")
+    check_output_file(out, (".png",), "--out")
     image = load_world_backend(str(weights) if weights else None, receiver=receiver).generator.generate([prompt], seed)[0]
-    Image.fromarray((image * 255).round().astype(np.uint8)).resize((256, 256), Image.NEAREST).save(out)
+    buf = io.BytesIO()
+    Image.fromarray((image * 255).round().astype(np.uint8)).resize((256, 256), Image.NEAREST).save(buf, format="PNG")
+    write_atomic(out, buf.getvalue())
     typer.echo(str(out))
 
 
