@@ -293,7 +293,7 @@ CONFIG_CASES = [
     Case("file-scheme-skd-steals-a-key",
          lambda t: ["run", str(_study(t, schemes="[{name: heads_skd, skd: {engine: openai, api_key_env: LSC_PLANTED_KEY}}]")),
                     "--dry-run"], "schemes.0.skd: the study file would send $LSC_PLANTED_KEY"),
-    Case("custom-backend-not-callable", _dry("backend=lsc.limits:MAX_SEED"), "is a int, not a function"),
+    Case("custom-backend-not-callable", _dry("backend=lsc.limits:MAX_SEED"), "is not a loader function"),
     Case("custom-backend-missing", _dry("backend=lsc.nothing_here:load"), "cannot be imported"),
 ]
 
