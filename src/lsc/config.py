@@ -55,6 +55,9 @@ class FolderImages(_Strict):
     format: Literal["flickr8k", "coco", "auto"] = "auto"
     limit: int | None = Field(None, ge=1)
     resize: int | None = Field(None, ge=8, le=4096, description="resize to a square of this side")
+    # "research": as the research code's FlickrDataset + img.save('img.jpg') before captioning, Grad-CAM
+    # and LPIPS: bilinear resize to `resize` (256 when unset) and a JPEG round trip at Pillow's quality 75.
+    preprocess: Literal["default", "research"] = "default"
 
 
 def _images_source(value: Any) -> Any:

@@ -39,6 +39,9 @@ class SKDConfig(BaseModel):
     min_count: int = Field(1, ge=1)
     # Keep the original when the rewrite drops a head noun (the meaning check); off only for experiments.
     check_meaning: bool = True
+    # "few_shot": lsc's prompt with the examples. "research": SemanticKD.py's single request (its 19 CLIP/BLIP
+    # pairs, "generate and list 10 prompts using CLIP", the first listed prompt kept) for openai/transformers.
+    prompt: Literal["few_shot", "research"] = "few_shot"
 
 
 # ---------------------------------------------------------------- who may send which key where

@@ -138,7 +138,7 @@ def folder_images(spec: FolderImages, need_captions: bool = False) -> list[Study
     if not names:
         raise ConfigError(f"images.path: no images in {str(root)!r}")
     return [
-        StudyImage(name, _file_loader(root / name, spec.resize), table[name])
+        StudyImage(name, _file_loader(root / name, spec.resize, spec.preprocess), table[name])
         for name in names
     ]
 
@@ -255,11 +255,34 @@ def _line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _file_loader(path: Path, resize: int | None) -> Callable[[], np.ndarray]:
+def _file_loader(path: Path, resize: int | None, preprocess: str = "default") -> Callable[[], np.ndarray]:
     def _load() -> np.ndarray:
+        if preprocess == "research":
+            return research_roundtrip(read_image(path), resize or RESEARCH_SIZE)
         return read_image(path, resize)
 
     return _load
+
+
+RESEARCH_SIZE = 256  # main_flicker.py's transforms.Resize((256, 256))
+RESEARCH_JPEG_QUALITY = 75  # Pillow's default quality for img.save("/content/img.jpg")
+
+
+def research_roundtrip(image: np.ndarray, size: int = RESEARCH_SIZE) -> np.ndarray:
+    """The research code's input: the image squashed to size x size (torchvision Resize on a PIL image =
+    Pillow's bilinear resize), saved as JPEG at Pillow's default quality and read back, as main_flicker.py
+    does before captioning, Grad-CAM and LPIPS. (ToTensor/ToPILImage in between are exact on 8-bit values.)"""
+    import io
+
+    from PIL import Image
+
+    u8 = np.clip(np.rint(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    small = Image.fromarray(u8).resize((size, size), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG", quality=RESEARCH_JPEG_QUALITY)
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
 
 
 # Decoding bounds: a folder may hold anything, and one huge file must not take the study down.

@@ -135,7 +135,8 @@ def load_pipeline(opts: HFBackendOptions, device: torch.device, dtype: torch.dty
     from lsc.backends.hf.amused import is_amused
 
     generator = str(opts.generator or RECEIVER_MODELS[opts.receiver])
-    extra = {} if opts.receiver == "amused" else dict(safety_checker=None, requires_safety_checker=False)
+    keep_checker = opts.safety_checker and opts.receiver != "amused"
+    extra = {} if opts.receiver == "amused" or keep_checker else dict(safety_checker=None, requires_safety_checker=False)
     pipe = load_with_variants(DiffusionPipeline.from_pretrained, generator, "generator pipeline", "generator",
                               weight_variants(opts.variant, dtype), **extra, **{dtype_key: dtype})
     if opts.receiver == "amused" and not is_amused(pipe):
@@ -211,7 +212,7 @@ def load_hf_backend(**options: Any) -> Backend:
 
     # Perceptual first: it is the smallest and fails fastest when its weights are missing.
     perceptual = LpipsPerceptual(load_lpips(opts.lpips_net, opts.lpips_backbone, opts.lpips_linear), device=device,
-                                 size=opts.lpips_size)
+                                 size=opts.lpips_size, antialias=opts.lpips_antialias)
 
     tkey = transformers_dtype_key()
     cap_dtype = dtype if opts.caption_dtype == "auto" else resolve_dtype(opts.caption_dtype, device)
@@ -236,6 +237,12 @@ def load_hf_backend(**options: Any) -> Backend:
     steps, guidance = sampler_settings(opts)
     gen_cls = AmusedGenerator if opts.receiver == "amused" else DiffusersGenerator
     generator = gen_cls(pipe, steps, guidance, opts.height, opts.width, opts.batch_size, opts.heatmap_size)
+    if opts.receiver == "amused":
+        if opts.noise != "cpu" or opts.safety_checker:
+            raise ConfigError("backend_options: noise=pipeline and safety_checker are Stable Diffusion settings, "
+                              "not receiver amused's")
+    else:
+        generator.noise = opts.noise
     if generator.has_cross_attention:
         capabilities.add(CAP_BOB_CROSS_ATTENTION)
 

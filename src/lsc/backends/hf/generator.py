@@ -176,6 +176,7 @@ class DiffusersGenerator:
         self.device = getattr(pipe, "_execution_device", None) or getattr(pipe, "device", torch.device("cpu"))
         self.dtype = getattr(unet, "dtype", torch.float32) if unet is not None else torch.float32
         self.calls = 0  # pipeline calls so far (benchmarks count them)
+        self.noise = "cpu"  # or "pipeline": see initial_latents
         if hasattr(pipe, "set_progress_bar_config"):
             pipe.set_progress_bar_config(disable=True)
 
@@ -186,7 +187,12 @@ class DiffusersGenerator:
         return (1, channels, self.height // self.vae_scale, self.width // self.vae_scale)
 
     def initial_latents(self, seed: int) -> torch.Tensor:
-        """The seed's initial noise (1, C, h, w), drawn on the CPU so that it is the same on any device."""
+        """The seed's initial noise (1, C, h, w). noise "cpu": drawn on the CPU in float32, the same on any
+        device. noise "pipeline": drawn as the pipeline draws it from torch.Generator(device).manual_seed(seed),
+        on the pipeline's device in its dtype (RX_T2I.py's generator on CUDA); the pipeline scales both alike."""
+        if self.noise == "pipeline":
+            gen = torch.Generator(self.device).manual_seed(int(seed))
+            return torch.randn(self._latent_shape(), generator=gen, device=self.device, dtype=self.dtype)
         gen = torch.Generator("cpu").manual_seed(int(seed))
         return torch.randn(self._latent_shape(), generator=gen, dtype=torch.float32)
 

@@ -246,22 +246,22 @@ class LpipsPerceptual:
     """
 
     def __init__(self, model: LPIPSNet, device: str | torch.device = "cpu", batch_size: int = 32,
-                 size: int | None = None) -> None:
+                 size: int | None = None, antialias: bool = True) -> None:
         self.model = model.to(device)
         self.device = torch.device(device)
         self.batch_size = batch_size
         if size is not None and (not isinstance(size, int) or size < 16):
             raise ConfigError(f"lpips_size must be an integer of at least 16 pixels, not {size!r}")
         self.size = size
+        self.antialias = bool(antialias)  # False: lpips_score.py's tensor Resize as torchvision < 0.17 did it
 
     def reference(self, image: np.ndarray) -> Any:
         return _Reference(np.asarray(image, dtype=np.float32))
 
-    @staticmethod
-    def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def _resize(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         if tuple(x.shape[-2:]) == size:
             return x
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=self.antialias)
 
     def _ref_features(self, ref: _Reference, size: tuple[int, int]) -> list[torch.Tensor]:
         if size not in ref.features:

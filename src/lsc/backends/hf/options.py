@@ -54,6 +54,14 @@ class HFBackendOptions(BaseModel):
     lpips_backbone: str | None = None
     lpips_linear: str | None = None
     lpips_size: int | None = Field(None, ge=16)  # None: Bob's image size; the research code: 256
+    # Resizing for LPIPS antialiased (true) or not (false: lpips_score.py's tensor Resize in torchvision < 0.17).
+    lpips_antialias: bool = True
+    # Initial latents: "cpu" drawn on the CPU in float32 (the same on any device); "pipeline" drawn as the
+    # diffusers pipeline draws them from torch.Generator(device).manual_seed(seed) in its dtype (RX_T2I.py's
+    # CUDA generator: the research code's exact noise on a GPU).
+    noise: Literal["cpu", "pipeline"] = "cpu"
+    # The pipeline's own safety checker (RX_T2I.py kept it: flagged images come back black); off by default.
+    safety_checker: bool = False
     device: str = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     threshold: float = 0.6
