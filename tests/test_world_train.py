@@ -189,3 +189,18 @@ def test_content_only_prompts_keep_their_target_and_lose_every_function_word():
     assert whole and all(t.objects == scene.objects for t in whole)  # the same two objects, where they were
     rng = np.random.default_rng(3)
     assert any(set(p) & scenes.FUNCTION_WORDS for p, _ in (T.training_prompt(scene, rng, content_only_rate=0.0) for _ in range(50)))
+
+
+def test_an_alice_prompt_without_its_position_words_targets_the_usual_layout():
+    import numpy as np
+
+    from lsc.backends.world import scenes
+
+    scene = scenes.Scene("grass", (scenes.WorldObject("square", "orange", "small", "left"),))  # "a small orange box on the left on grass"
+    rng = np.random.default_rng(4)
+    slots = {}
+    for _ in range(400):
+        prompt, target = T.training_prompt(scene, rng)
+        if "box" in prompt:
+            slots.setdefault("left" in prompt, set()).update(o.slot for o in target.objects)
+    assert slots == {True: {"left"}, False: {"middle"}}  # unsaid, the position is the usual one, never a blend

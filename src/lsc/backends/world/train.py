@@ -99,8 +99,9 @@ def training_prompt(scene: scenes.Scene, rng: np.random.Generator, content_only_
     word: a prompt that names fewer objects must not make Bob invent the others, and words that name
     no object leave the scene empty, as a text-to-image model draws what it is told. Objects a partial
     Alice-style prompt names stand where her layout rule puts that many objects given the position
-    words received ("a red ball on grass" is one ball in the middle, whatever the full scene held):
-    otherwise the same words would mean every slot, and Bob would hedge by drawing several.
+    words received ("a red ball on grass" is one ball in the middle, whatever the full scene held, also
+    when "on the left" is what did not arrive): otherwise the same words would mean every slot, and
+    Bob would hedge by drawing several.
     A share of captions (`content_only_rate`) lose their function words first, with the same target: the
     meaning is in the content words, so "small orange box grass" is one box, as "a small orange box on
     grass" is, and no scheme has to wait for an article before Bob draws what was said.
@@ -117,11 +118,11 @@ def training_prompt(scene: scenes.Scene, rng: np.random.Generator, content_only_
     mentioned = {roles[i] for i in picked if i is not None and roles[i] >= 0 and words[i] in scenes.OBJECT_WORDS}
     if any(i is not None and roles[i] == scenes.ROLE_GROUP for i in picked):  # "balls" names every ball of its group
         mentioned |= set(scenes.alice_group(scene))
-    if len(mentioned) < len(scene.objects):
-        kept = tuple(o for j, o in enumerate(scene.objects) if j in mentioned)
-        if alice and kept:  # Alice's words place objects by her layout rule: draw them where they say
-            said = " ".join(words[i] for i in picked if i is not None and roles[i] == scenes.ROLE_LAYOUT)
-            kept = scenes.place_by_layout(kept, said)
+    kept = tuple(o for j, o in enumerate(scene.objects) if j in mentioned)
+    if alice and kept:  # Alice's words place objects by her layout rule: draw them where they say
+        said = " ".join(words[i] for i in picked if i is not None and roles[i] == scenes.ROLE_LAYOUT)
+        kept = scenes.place_by_layout(kept, said)
+    if kept != scene.objects:
         scene = dataclasses.replace(scene, objects=kept)
     return prompt, scene
 
