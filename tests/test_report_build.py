@@ -18,6 +18,7 @@ from lsc.report import build_report
 from lsc.report.build import scheme_table
 from lsc.report.data import load_run
 from lsc.report.stats import mean_ci, pad_forward, step_function_at, success_curve, t975, wilson
+from lsc.runner.folder import safe_name
 from lsc.runner.study import run_study
 
 
@@ -69,8 +70,10 @@ def test_report_files_and_self_contained_html(tmp_path: Path) -> None:
     rep = out / "report"
     assert html_path == rep / "report.html"
     names = sorted(p.name for p in rep.iterdir())
-    assert names == ["gap_vs_images.png", "lpips_vs_bits.png", "lpips_vs_words.png", "paired_difference.png", "report.html", "report.md",
-                     "strip_a.png.png", "strip_b.png.png", "strip_c.png.png", "success_vs_words.png"]
+    strips = sorted(f"strip_{safe_name(i)}.png" for i in ("a.png", "b.png", "c.png"))  # 'strip_a-<hash>.png'
+    assert names == sorted(["gap_vs_images.png", "lpips_vs_bits.png", "lpips_vs_words.png", "paired_difference.png",
+                            "report.html", "report.md", *strips, "success_vs_words.png"])
+    assert not [n for n in names if n.endswith(".png.png")]
     html = html_path.read_text()
     pngs = _embedded_pngs(html)
     assert len(pngs) == 8 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)

@@ -11,24 +11,68 @@ import sys
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Language-oriented semantic communication (lsc).")
+app = typer.Typer(add_completion=False, no_args_is_help=True)
 
-# Each module has a function `register(app)` that adds its commands.
+
+def _flags_show_no_type() -> None:
+    """typer 0.29 labels every flag `<bool>` in --help, --help itself included; a flag takes no value, so
+    show none (options with values keep their `<int>`, `<float>`, `<path>`)."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_lsc_flags", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: object) -> str | None:
+        return None if self.is_flag or self.count else shown(self, ctx)  # type: ignore[arg-type]
+
+    display_type_rich._lsc_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_type()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("lsc")
+        except PackageNotFoundError:  # a source checkout on PYTHONPATH, not installed
+            from lsc import __version__ as number
+        typer.echo(f"lsc {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print lsc's version and exit."),
+) -> None:
+    """Language-oriented semantic communication (lsc): Alice sends a caption word by word, Bob redraws the
+    image after each word; lsc measures how fast each word order gets close. Start with
+    `lsc run configs/examples/quick.yaml` (about a minute on a laptop CPU)."""
+
+
+# Each module has a function `register(app, panel)` that adds its commands under `panel`, the task heading
+# `lsc --help` lists them by (panels appear in the order commands are added).
 _COMMAND_MODULES = [
-    "lsc.runner.cli",  # run, report, export, schemes
-    "lsc.report.cli",  # plot, table
-    "lsc.backends.world.cli",  # world train / eval / sample
-    "lsc.language.cli",  # parse, synonyms, skd
-    "lsc.channel.cli",  # channel ber
-    "lsc.demo.cli",  # demo (the Gradio page; gradio is imported only when it runs)
+    ("lsc.runner.cli", "Run and read studies"),  # run, report, export, compare, schemes
+    ("lsc.report.cli", "Run and read studies"),  # plot, table
+    ("lsc.language.cli", "Inspect language and channel"),  # parse, synonyms, skd
+    ("lsc.channel.cli", "Inspect language and channel"),  # channel ber / send
+    ("lsc.backends.world.cli", "World models"),  # world train / eval / calibrate / sample
+    ("lsc.demo.cli", "Demo"),  # demo (the Gradio page; gradio is imported only when it runs)
 ]
 
-for _name in _COMMAND_MODULES:
-    importlib.import_module(_name).register(app)
+
+for _name, _panel in _COMMAND_MODULES:
+    importlib.import_module(_name).register(app, _panel)
 
 
 def main() -> None:
-    """Entry point: run the app; errors the user can fix become one line and exit code 2."""
+    """Entry point: run the app; errors the user can fix (a bad value, a mistyped option) become one line
+    and exit code 2; a study with no successful transmission exits 1 (`lsc run`)."""
     import warnings
 
     from lsc.errors import LscError, LscWarning, one_line

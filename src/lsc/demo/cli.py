@@ -23,10 +23,10 @@ def check_port(host: str, port: int) -> None:
             raise ConfigError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, panel: str | None = None) -> None:
     """Add `lsc demo` to the main `lsc` app."""
 
-    @app.command("demo")
+    @app.command("demo", rich_help_panel=panel)
     def demo_cmd(
         backend: str = typer.Option("world", "--backend", help="world (embedded, CPU) or hf (the papers' models)"),
         host: str = typer.Option("127.0.0.1", "--host", help="address to bind (default: this machine only)"),

@@ -46,10 +46,10 @@ def study_examples(backend: str) -> list[tuple[str, str]]:
     return list(get_backend(backend, {}).skd_examples)
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, panel: str | None = None) -> None:
     """Add the language commands to the main `lsc` app."""
 
-    @app.command("parse")
+    @app.command("parse", rich_help_panel=panel)
     def parse_cmd(
         caption: str = typer.Argument(..., help="caption to parse (whitespace words)"),
         heads: str = typer.Option("spacy", help="head style: spacy (default) or ud (CoreNLP-like)"),
@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{n:>2} {mark} {i.word:<16} {i.pos:<6} {i.tag:<5} <- {gov}")
         typer.echo("heads: " + " ".join(i.word for i in infos if i.is_head))
 
-    @app.command("synonyms")
+    @app.command("synonyms", rich_help_panel=panel)
     def synonyms_cmd(
         word: str = typer.Argument(..., help="a single word"),
         pos: Optional[str] = typer.Option(None, help="noun, verb, adj, adv (or a Penn/UD tag)"),
@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
         if not res.by_pos:
             typer.echo("(no synonyms)")
 
-    @app.command("skd")
+    @app.command("skd", rich_help_panel=panel)
     def skd_cmd(
         caption: str = typer.Argument(..., help="Alice's caption"),
         engine: str = typer.Option("lexicon", help="lexicon | transformers | openai"),

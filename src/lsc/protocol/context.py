@@ -13,6 +13,7 @@ for the same image starts from what was saved, so a killed run loses at most the
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Protocol, Sequence
@@ -84,6 +85,7 @@ class ImageContext:
         self.max_batch = max_batch
         self.generator_calls = 0
         self.generated_images = 0
+        self.generation_s = 0.0  # wall time inside the generator and metric: what a progress note's estimate reads
         self.reference_computations = 0
         self._reference: Any = None
         self._has_reference = False
@@ -195,7 +197,12 @@ class ImageContext:
                 self._generate([p for _, p in chunk], [k for k, _ in chunk], keep_images)
         return keys
 
+    def seconds_per_image(self) -> float | None:
+        """Seconds per image this context's generator calls have taken so far (None before the first)."""
+        return self.generation_s / self.generated_images if self.generated_images else None
+
     def _generate(self, prompts: list[str], keys: list[str], keep_images: bool = True) -> None:
+        t0 = time.perf_counter()
         images = np.asarray(self.backend.generator.generate(prompts, self.seed), dtype=np.float32)
         self.generator_calls += 1
         self.generated_images += len(prompts)
@@ -208,6 +215,7 @@ class ImageContext:
             if keep_images:
                 self._images[k] = img
             self._lpips[k] = float(d)
+        self.generation_s += time.perf_counter() - t0
         if self.journal is not None:  # saved per call: a kill loses at most the call in flight
             self.journal.record(self.image_id, [(k, p, self._lpips[k], self._images.get(k) if keep_images else None)
                                                 for p, k in zip(prompts, keys)])

@@ -8,9 +8,10 @@ from __future__ import annotations
 import base64
 import html
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Iterable, Union
 
 import numpy as np
 
@@ -204,6 +205,10 @@ def report_blocks(data: RunData, out: Path, strip_ids: list[str] | None = None, 
     failed = data.failed()
     if failed:
         blocks += [Heading("Failures"),
+                   Paragraph(f"{len(failed)} transmissions failed; by reason (an image that could not be used fails "
+                             "each of its transmissions with the image's reason):"),
+                   Table(["reason", "transmissions"], [[r, str(n)] for r, n in _by_reason(failed).items()]),
+                   Paragraph("Each failure" + (" (the first 50)" if len(failed) > 50 else "") + ":"),
                    Table(["image", "scheme", "condition", "reason"],
                          [[s["image_id"], s["scheme"], s["cond"], str(s["error"])] for s in failed[:50]],
                          left_align_last=True)]
@@ -368,10 +373,14 @@ def _tag(cond: str) -> str:
 def _intro(data: RunData) -> list[str]:
     cfg = data.config
     n_images = len(data.images)
-    n_failed_images = sum(1 for i in data.images if i["status"] != "ok")
+    failed_images = _by_reason(i for i in data.images if i["status"] != "ok")
+    n_failed_images = sum(failed_images.values())
+    why = "; ".join(f"{reason} ({n})" for reason, n in list(failed_images.items())[:3])
+    more = f"; {len(failed_images) - 3} other reasons" if len(failed_images) > 3 else ""
+    unused = f"{n_failed_images} not used: {why}{more}" if n_failed_images else "all used"
     done = sum(1 for s in data.summaries if s["status"] == "ok")
     lines = [
-        f"backend: {cfg.get('backend', '?')}; images: {n_images} ({n_failed_images} unreadable); "
+        f"backend: {cfg.get('backend', '?')}; images: {n_images} ({unused}); "
         f"schemes: {len(data.schemes)}; conditions: {', '.join(c or 'ideal channel' for c, _ in data.conds) or '–'}",
         f"threshold: {data.threshold}; prompt order: {cfg.get('prompt_order', '?')}; seed: {cfg.get('seed', '?')}; "
         f"transmissions recorded: {done} ok, {len(data.failed())} failed",
@@ -388,6 +397,12 @@ def _panel_extras(data: RunData) -> str:
     extras = (["random (grey)"] if "random" in data.schemes else []) + (
         ["the oracle (black, dashed, over its own images)"] if data.oracle else [])
     return f", each with {' and '.join(extras)}" if extras else ""
+
+
+def _by_reason(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Failed rows counted by their recorded reason, most common first."""
+    counts = Counter(str(r.get("error") or "no reason recorded") for r in rows)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _oracle_line(data: RunData) -> str:

@@ -12,10 +12,10 @@ def _names(text: Optional[str]) -> Optional[List[str]]:
     return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, panel: str | None = None) -> None:
     """Add `plot` and `table` to the main `lsc` app."""
 
-    @app.command("plot")
+    @app.command("plot", rich_help_panel=panel)
     def plot_cmd(
         run_dirs: List[Path] = typer.Argument(..., help="one run folder, or several (one panel or series each)"),
         figure: str = typer.Option(..., "--figure", help="lpips_vs_words, lpips_vs_bits, success_vs_words, paired_difference, "
@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
                         font_size=font_size, style=style, labels=label or None, snr_db=snr, image=image)
         typer.echo(str(path))
 
-    @app.command("table")
+    @app.command("table", rich_help_panel=panel)
     def table_cmd(
         run_dirs: List[Path] = typer.Argument(..., help="one run folder, or several (one column group each)"),
         format: str = typer.Option("latex", "--format", help="latex (booktabs), markdown or csv (long form, numbers)"),

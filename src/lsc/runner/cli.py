@@ -19,20 +19,23 @@ def out_path(text: Optional[str], option: str = "--out") -> Optional[Path]:
     return Path(text)
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, panel: str | None = None) -> None:
     """Add the runner's commands to the main `lsc` app."""
 
-    @app.command("run")
+    @app.command("run", rich_help_panel=panel)
     def run_cmd(
         config: Optional[Path] = typer.Argument(None, help="study YAML; omitted = the default world study"),
-        set_: List[str] = typer.Option([], "--set", help="override a key: --set channel.snr_db=[0,4,8]"),
+        set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="override a config key (repeatable): --set channel.snr_db=[0,4,8]"),
         out_text: Optional[str] = typer.Option(None, "--out", help="run folder (default runs/<config name>)"),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="redo transmissions recorded as failed"),
         no_report: bool = typer.Option(False, "--no-report", help="skip building the report at the end"),
-        no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
+        no_progress: bool = typer.Option(False, "--no-progress", help="no progress bars (the main one counts transmissions; long steps show their own)"),
         dry_run: bool = typer.Option(False, "--dry-run", help="load the backend, print the configuration config.resolved.yaml will hold, and exit"),
     ) -> None:
-        """Run a study (or resume it: the same command on the same folder skips what is done)."""
+        """Run a study (or resume it: the same command on the same folder skips what is done).
+
+        Exits 1 when no transmission of the study succeeded (the count and the most common reason are
+        printed; the report lists every failure's reason), 2 on a bad config or option."""
         from lsc import api
 
         out = out_path(out_text)
@@ -48,14 +51,17 @@ def register(app: typer.Typer) -> None:
             from lsc.runner.folder import REPORT_DIR
 
             typer.echo(f"report: {out_dir / REPORT_DIR / 'report.html'}")
+        if summary.nothing_succeeded:
+            typer.echo(f"error: {summary.failure_line()}", err=True)
+            raise typer.Exit(1)
 
-    @app.command("report")
+    @app.command("report", rich_help_panel=panel)
     def report_cmd(
         run_dir: Path = typer.Argument(..., help="a run folder"),
         strips: int = typer.Option(3, "--strips", help="image strips of the first N images"),
-        strip_image: List[str] = typer.Option([], "--strip-image", help="draw the strip of this image id (repeatable; replaces --strips)"),
+        strip_image: List[str] = typer.Option([], "--strip-image", metavar="ID", help="draw the strip of this image id (repeatable; replaces --strips)"),
         embeddings: bool = typer.Option(False, "--embeddings", help="add PCA / t-SNE maps of Bob's prompt and image embeddings (world)"),
-        step_metrics: Optional[str] = typer.Option(None, "--step-metrics", help="comma-separated: attributes, recaption, itm, bertscore, clip_score ('' for none; default: the study's metrics); read from the store, computed where it lacks them"),
+        step_metrics: Optional[str] = typer.Option(None, "--step-metrics", metavar="NAMES", help="comma-separated: attributes, recaption, itm, bertscore, clip_score ('' for none; default: the study's metrics); read from the store, computed where it lacks them"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress lines on stderr"),
     ) -> None:
         """(Re)build a run's report from its store; works on partial runs. Progress goes to stderr."""
@@ -65,10 +71,10 @@ def register(app: typer.Typer) -> None:
         progress = None if quiet else (lambda line: typer.echo(line, err=True))
         typer.echo(str(api.report(run_dir, strips, strip_image or None, embeddings, names, progress)))
 
-    @app.command("export")
+    @app.command("export", rich_help_panel=panel)
     def export_cmd(
         run_dir: Path = typer.Argument(..., help="a run folder"),
-        format: str = typer.Option("csv", "--format", help="csv or parquet"),
+        format: str = typer.Option("csv", "--format", help="csv or parquet (parquet needs pyarrow: pip install 'lsc[parquet]')"),
         out_text: Optional[str] = typer.Option(None, "--out", help="destination folder (default: the run folder)"),
     ) -> None:
         """Write steps.csv and summary.csv (or .parquet) of a run."""
@@ -77,7 +83,7 @@ def register(app: typer.Typer) -> None:
         for path in api.export(run_dir, format, out_path(out_text)):  # type: ignore[arg-type]
             typer.echo(str(path))
 
-    @app.command("compare")
+    @app.command("compare", rich_help_panel=panel)
     def compare_cmd(
         run_dirs: List[Path] = typer.Argument(..., help="run folders of the same images (e.g. one per channel variant or receiver)"),
         scheme: List[str] = typer.Option([], "--scheme", help="the scheme to compare across the runs (repeat for a scheme x run table; "
@@ -86,8 +92,10 @@ def register(app: typer.Typer) -> None:
         plot: Optional[Path] = typer.Option(None, "--plot", help="also draw final LPIPS and success rate vs SNR (several schemes: bars per run) to this PNG"),
         as_json: bool = typer.Option(False, "--json", help="print a JSON list instead of a markdown table"),
     ) -> None:
-        """Schemes across runs, SNR by SNR: final LPIPS, success rate, words to threshold, 95% CIs (one scheme:
-        run x SNR table; several: scheme x run table with area under LPIPS vs words and time per transmission)."""
+        """Schemes across runs of the same images, SNR by SNR: final LPIPS, success rate, words to threshold.
+
+        With one --scheme: a run x SNR table; with several: a scheme x run table with the area under LPIPS vs
+        words and the time per transmission. 95% confidence intervals throughout."""
         import json
 
         from lsc import api
@@ -100,7 +108,7 @@ def register(app: typer.Typer) -> None:
         else:
             typer.echo(markdown_table(cells) if len(schemes) <= 1 else scheme_run_table(cells))
 
-    @app.command("schemes")
+    @app.command("schemes", rich_help_panel=panel)
     def schemes_cmd() -> None:
         """List the ordering schemes: name, what Alice must hold, the package it comes from, what it does."""
         from lsc import api

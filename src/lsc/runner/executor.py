@@ -80,7 +80,7 @@ class OracleOutcome:
 
 @dataclass
 class DoneOutcome:
-    """The unit (`seq`, `image_id`) has no more outcomes: what progress over units counts."""
+    """The unit (`seq`, `image_id`) has no more outcomes (the demo's page waits for it)."""
 
     seq: int
     image_id: str
@@ -99,11 +99,7 @@ class Executor(Protocol):
 
     `start(cfg)` loads the backend where units will run and returns it, or a `BackendFacts` view of it,
     for the driver's checks and `resolve`; `run(resolved, tasks, journal)` runs the units (a worker in this process journals its generator calls); `close()` frees workers.
-    `progress_unit` is what the progress bar counts: "run" (each transmission and oracle) or "image"
-    (each finished unit).
     """
-
-    progress_unit: str
 
     def start(self, cfg: StudyConfig) -> Any:
         ...
@@ -141,8 +137,6 @@ class BackendFacts:
 
 class InProcessExecutor:
     """Runs each unit in this process, one after another, yielding each outcome as soon as it exists."""
-
-    progress_unit = "run"
 
     def __init__(self, notify: Callable[[str], None] | None = None) -> None:
         self.notify = notify

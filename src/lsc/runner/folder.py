@@ -45,7 +45,12 @@ def image_path(run_dir: Path, key: str) -> Path:
 
 def original_path(run_dir: Path, image_id: str) -> Path:
     """Where the original of an image lives."""
-    return Path(run_dir) / ORIGINALS_DIR / f"{safe_name(image_id)}.png"
+    path = Path(run_dir) / ORIGINALS_DIR / f"{safe_name(image_id)}.png"
+    if not path.exists():  # a run written before names dropped the id's extension ('cat.jpg.png') keeps its originals
+        legacy = Path(run_dir) / ORIGINALS_DIR / f"{_hashed_if_changed(image_id, image_id)}.png"
+        if legacy.exists():
+            return legacy
+    return path
 
 
 def open_store(run_dir: str | Path) -> ResultStore:
@@ -319,15 +324,22 @@ def open_new(path: Path) -> Any:
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Extensions an image id may carry (a folder study's ids are its file names): dropped from file names, which
+# get their own `.png`, so no file is ever named `cat.jpg.png`.
+_IMAGE_EXTENSION = re.compile(r"\.(png|jpe?g|webp|bmp|gif|tiff?)$", re.IGNORECASE)
 
 
 def safe_name(image_id: str) -> str:
-    """A file name for an image id (ids may contain '/' or spaces).
+    """A file name stem for an image id (ids may hold '/', spaces, non-ASCII letters or an image extension).
 
-    An id that needs changing gets a short hash of itself appended, so 'a b.png' and 'a_b.png' never
-    share an original or a strip.
+    An id that needs changing (an extension dropped, a character replaced) gets a short hash of itself
+    appended, so 'a b.png', 'a_b.png', 'a_b.jpg' and 'a_b' never share an original or a strip.
     """
-    safe = _SAFE.sub("_", image_id).strip("._") or "image"
+    return _hashed_if_changed(image_id, _IMAGE_EXTENSION.sub("", image_id))
+
+
+def _hashed_if_changed(image_id: str, stem: str) -> str:
+    safe = _SAFE.sub("_", stem).strip("._") or "image"
     if safe != image_id:
         safe = f"{safe}-{hashlib.sha256(image_id.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
     return safe

@@ -99,8 +99,6 @@ class RayExecutor:
     """Runs units on Ray actors (see the module docstring); `unit_hook`, if given, is called in the actor
     before each unit (fault injection in tests, instrumentation)."""
 
-    progress_unit = "image"
-
     def __init__(self, spec: ExecutorConfig, notify: Callable[[str], None] | None = None,
                  unit_hook: UnitHook | None = None) -> None:
         self.spec = spec

@@ -15,15 +15,16 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from lsc.config import Condition, ExecutorConfig, SchemeSpec, StudyConfig
-from lsc.errors import ConfigError, LscError
+from lsc.config import Condition, ExecutorConfig, FolderImages, SchemeSpec, StudyConfig
+from lsc.errors import ConfigError, LscError, LscWarning
 from lsc.interfaces import Backend
+from lsc.progress import TerminalReporter, showing, stage
 from lsc.runner.executor import (DoneOutcome, Executor, ImageOutcome, ImageTask, OracleOutcome, Outcome,
                                  ResultOutcome, make_executor)
 from lsc.runner.folder import (EXECUTION_OPTIONS, SCHEMES_META, STORE_FILE, RunLock, check_out_dir, image_path,
@@ -46,11 +47,29 @@ class StudySummary:
     failed: int
     elapsed_s: float
 
+    # What the store holds after the run (this run's results and earlier ones): whether anything worked.
+    recorded_ok: int = 0
+    failure_reasons: dict[str, int] = field(default_factory=dict)  # reason -> failed transmissions, most first
+
     def line(self) -> str:
         return (
             f"{self.ok} ok, {self.failed} failed, {self.skipped} already done, of {self.total} transmissions "
             f"in {self.elapsed_s:.1f} s -> {self.out_dir}"
         )
+
+    @property
+    def nothing_succeeded(self) -> bool:
+        """No transmission of the study is recorded ok, and some are recorded failed."""
+        return self.recorded_ok == 0 and bool(self.failure_reasons)
+
+    def failure_line(self) -> str:
+        """Why nothing succeeded: the count and the most common reason (what `lsc run` exits with)."""
+        n_failed = sum(self.failure_reasons.values())
+        reason, count = next(iter(self.failure_reasons.items()))
+        others = len(self.failure_reasons) - 1
+        other = f"; {others} other reason{'s' if others > 1 else ''} in the report" if others else ""
+        return (f"no transmission succeeded: all {n_failed} failed; most common reason ({count} of {n_failed}): "
+                f"{reason}{other}")
 
 
 # ---------------------------------------------------------------- backend loading (once per process)
@@ -93,7 +112,8 @@ def get_backend(name: str, options: dict[str, Any], notify: Callable[[str], None
             notify(f"backend: calling {getattr(loader, '__module__', '?')}.{getattr(loader, '__qualname__', '?')} "
                    f"from {_source_of(loader)} (a custom backend is code; it runs with your rights)")
         _check_options(name, loader, options)
-        backend = loader(**options)
+        with stage(f"loading the {name} backend", unit="model"):  # hf loaders tick once per model loaded
+            backend = loader(**options)
         if not isinstance(backend, Backend):
             raise ConfigError(f"backend {name!r} returned a {type(backend).__name__}, not an lsc Backend "
                               "(lsc.interfaces.Backend)")
@@ -354,7 +374,8 @@ def run_study(
         if executor is None:
             executor = make_executor(cfg, notify)
         try:
-            return _run_locked(cfg, out, lock, progress, retry_failed, executor, t0)
+            with showing(TerminalReporter() if progress else None):  # long steps' own bars under the main one
+                return _run_locked(cfg, out, lock, progress, retry_failed, executor, t0)
         finally:
             executor.close()
     finally:
@@ -377,6 +398,8 @@ def _run_locked(cfg: StudyConfig, out: Path, lock: RunLock, progress: bool, retr
     if size is not None and resize is not None and resize != size:
         raise ConfigError(f"images.resize: the {backend.name!r} backend takes {size}x{size} images; "
                           f"set images.resize: {size} (got {resize})")
+    if isinstance(cfg.images, FolderImages) and backend.name == "world":
+        warn_own_images_on_world(cfg.images.path)
     resolved = resolve(cfg, backend)
     out.mkdir(parents=True, exist_ok=True)
     lock.acquire()
@@ -401,13 +424,12 @@ def _run_locked(cfg: StudyConfig, out: Path, lock: RunLock, progress: bool, retr
                 tasks.append(ImageTask(seq, image, jobs, want_oracle))
         n_pending = sum(len(specs) for t in tasks for _, specs in t.jobs)
         skipped = total - n_pending
-        n_oracle = sum(1 for t in tasks if t.oracle)
 
         journal = GenerationJournal(store)
         journal.drop_pixels(keep=[t.image.image_id for t in tasks])  # left by a run killed after its last result
         ok = failed = 0
-        per_unit = executor.progress_unit == "image"
-        bar = _progress(len(tasks) if per_unit else n_pending + n_oracle, progress, executor.progress_unit)
+        # The bar counts what the summary counts: transmissions (an oracle shows its own bar under it).
+        bar = _progress(n_pending, progress)
         try:
             for outcome in executor.run(resolved, tasks, journal):
                 if isinstance(outcome, ImageOutcome):
@@ -423,20 +445,37 @@ def _run_locked(cfg: StudyConfig, out: Path, lock: RunLock, progress: bool, retr
                         ok += 1
                     else:
                         failed += 1
-                    if not per_unit:
-                        bar.update(1)
-                        bar.set_postfix_str(f"{outcome.key.image_id} {outcome.key.scheme}", refresh=False)
+                    bar.set_postfix_str(f"{outcome.key.image_id} {outcome.key.scheme}: {ok} ok, {failed} failed",
+                                        refresh=False)
+                    bar.update(1)
                 elif isinstance(outcome, OracleOutcome):
                     store.record_oracle(outcome.image_id, outcome.n_words, outcome.curve, outcome.status, outcome.error)
-                    if not per_unit:
-                        bar.update(1)
-                elif per_unit:  # DoneOutcome: a unit finished
-                    bar.update(1)
-                    bar.set_postfix_str(f"{outcome.image_id} ({ok} ok, {failed} failed)", refresh=False)
         finally:
             bar.close()
         finish_corpus_metrics(store)
-    return StudySummary(out, total, skipped, ok, failed, time.perf_counter() - t0)
+        recorded_ok, reasons = _recorded_outcomes(store)
+    return StudySummary(out, total, skipped, ok, failed, time.perf_counter() - t0, recorded_ok, reasons)
+
+
+def _recorded_outcomes(store: ResultStore) -> tuple[int, dict[str, int]]:
+    """Transmissions recorded ok, and failed ones counted by reason (most common first, then by text)."""
+    rows = store.rows("SELECT status, error, COUNT(*) AS n FROM summary GROUP BY status, error")
+    ok = sum(int(r["n"]) for r in rows if r["status"] == "ok")
+    failed = [(str(r["error"] or "no reason recorded"), int(r["n"])) for r in rows if r["status"] != "ok"]
+    return ok, dict(sorted(failed, key=lambda item: (-item[1], item[0])))
+
+
+def warn_own_images_on_world(path: str) -> None:
+    """Once per process: the world's models were trained on world scenes only (see the world backend's page)."""
+    import warnings
+
+    warnings.warn(f"images from {path} on the world backend: its models know only the world's scenes (shapes on "
+                  "grounds), so captions and distances on other images mean nothing and are not comparable with "
+                  "the world's threshold; use backend: hf for your own photos", OwnImagesOnWorldWarning, stacklevel=3)
+
+
+class OwnImagesOnWorldWarning(LscWarning):
+    """A study runs a folder of images on the world backend."""
 
 
 def finish_corpus_metrics(store: ResultStore) -> int:
@@ -470,9 +509,9 @@ class _NoBar:
     def close(self) -> None: ...
 
 
-def _progress(total: int, enabled: bool, unit: str = "run") -> Any:
+def _progress(total: int, enabled: bool) -> Any:
     if not enabled:
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="lsc run", unit=unit, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+    return tqdm(total=total, desc="lsc run", unit="transmission", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)

@@ -14,9 +14,11 @@ mixed with full-fidelity ones; a resumed run scores them again.
 
 from __future__ import annotations
 
+from math import comb, perm
 from typing import Sequence
 
 from lsc.interfaces import CAP_GENERATOR, CAP_PERCEPTUAL
+from lsc.progress import Stage, stage
 from lsc.protocol.context import ImageContext, LoopSettings, Plan, make_prompt
 from lsc.schemes.base import Scheme, register
 
@@ -60,12 +62,25 @@ class LowestLpips(Scheme):
         only the best max(proxy_top, beam) are scored at full fidelity, which alone decides; a step with
         no more candidates than that skips the proxy, so proxy_top >= n words is exactly the greedy.
         """
-        with ctx.counting_prompts() as asked:
-            plan = self._plan_lookahead(ctx, settings) if self.lookahead else self._plan_beam(ctx, settings)
+        total = self.candidates(len(ctx.words), settings.prompt_order)
+        with ctx.counting_prompts() as asked, stage(f"{self.name} {ctx.image_id}", total, unit="candidate") as progress:
+            plan = (self._plan_lookahead(ctx, settings, progress) if self.lookahead
+                    else self._plan_beam(ctx, settings, progress))
         plan.info["alice_images"] = len(asked)  # what a fresh run generates to plan (the search's cost)
         return plan
 
-    def _plan_beam(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
+    def candidates(self, n: int, prompt_order: str) -> int:
+        """The prompts the search scores over a caption of n words (cached or not): its progress total.
+
+        Greedy: n + (n-1) + ... + 1. Beam: each step extends the kept orders (at most `beam`, at most the
+        distinct ones of that length). Lookahead: r singles and r(r-1) pairs while r words remain.
+        """
+        if self.lookahead:
+            return sum(r * r for r in range(1, n + 1))
+        distinct = comb if prompt_order == "caption" else perm
+        return sum(min(self.beam, distinct(n, k)) * (n - k) for k in range(n))
+
+    def _plan_beam(self, ctx: ImageContext, settings: LoopSettings, progress: Stage) -> Plan:
         words = list(ctx.words)
         n = len(words)
         beams: list[Candidate] = [(0.0, ())]
@@ -74,9 +89,11 @@ class LowestLpips(Scheme):
         proxy_before = proxy.generated_images if proxy is not None else 0
         for _ in range(n):
             candidates: list[Candidate] = [(score, seq + (j,)) for score, seq in beams for j in range(n) if j not in seq]
+            n_candidates = len(candidates)
             if proxy is not None:
                 candidates = self._shortlist(ctx, proxy, words, candidates, settings.prompt_order)
             beams = self._keep(self._scored(ctx, words, candidates, settings.prompt_order, ctx), settings.prompt_order, self.beam)
+            progress.advance(n_candidates)
         best_score, best = min(beams) if beams else (0.0, ())
         info = {"score": best_score, "alice_generator_calls": ctx.generator_calls - calls_before,
                 "alice_generated_images": ctx.generated_images - images_before}
@@ -117,7 +134,7 @@ class LowestLpips(Scheme):
         chosen = {seq for _, seq in self._keep(rough, prompt_order, top)}
         return [c for c in candidates if c[1] in chosen]
 
-    def _plan_lookahead(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
+    def _plan_lookahead(self, ctx: ImageContext, settings: LoopSettings, progress: Stage) -> Plan:
         """Greedy on a two-step horizon: candidate j scores LPIPS(sent + j) + min over k of LPIPS(sent + j + k)
         (each with its penalty), i.e. the area of the next two points of the curve, so a word that is weak
         alone but opens the best pair can go first. All prompts of a step go in one batched call."""
@@ -133,6 +150,7 @@ class LowestLpips(Scheme):
             prompts = [make_prompt(words, sent + (j,), order) for j in rest]
             prompts += [make_prompt(words, sent + (j, k), order) for j, k in pairs]
             lpips = ctx.distances(prompts)
+            progress.advance(len(prompts))
             one = {j: float(v) + self.penalty * len(words[j]) for j, v in zip(rest, lpips)}
             two: dict[int, float] = {}
             for (j, k), v in zip(pairs, lpips[len(rest):]):

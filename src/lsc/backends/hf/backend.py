@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
+from lsc import progress
 from lsc.errors import ConfigError, ModelUnavailableError
 from lsc.interfaces import (
     CAP_ALICE_ATTENTION,
@@ -208,6 +209,9 @@ def load_hf_backend(**options: Any) -> Backend:
 
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
+    if device.type == "cpu":
+        progress.note_once("hf-cpu", "the hf backend runs on the CPU here: each of Bob's images is a full diffusion run "
+                                     "(seconds to minutes each); on a GPU machine it picks the GPU (backend_options.device)")
     capabilities = {CAP_GENERATOR, CAP_PERCEPTUAL}
 
     # Perceptual first: it is the smallest and fails fastest when its weights are missing.

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from lsc import progress
 from lsc.errors import ModelUnavailableError
 
 T = TypeVar("T")
@@ -102,12 +103,14 @@ def load_pretrained(loader: Callable[..., T], model_id: str, what: str, option: 
     if hub_offline():  # the hub client reads HF_HUB_OFFLINE once at import; honour a later setting too
         kwargs.setdefault("local_files_only", True)
     try:
-        return loader(model_id, **kwargs)
+        model = loader(model_id, **kwargs)
     except ModelUnavailableError:
         raise
     except Exception as exc:  # noqa: BLE001  (the point: any loader error becomes the one-line message)
         refusal = bin_only_refusal(model_id, what, option, exc)
         raise ModelUnavailableError(refusal or unavailable_message(model_id, what, option, exc)) from exc
+    progress.tick(what)  # a backend's loading stage counts the models it has loaded
+    return model
 
 
 def load_with_variants(loader: Callable[..., T], model_id: str, what: str, option: str, variants: list[str | None],

@@ -12,7 +12,7 @@ import typer
 from lsc.backends.world import CONTENT_ONLY_RATE, STEP_CAPS
 from lsc.errors import ConfigError
 
-world_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The embedded scene world: train, eval, sample.")
+world_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The embedded scene world: train, eval, calibrate, sample.")
 
 
 @world_app.command("train")
@@ -26,7 +26,7 @@ def train_cmd(
         "others, vqvae and/or prior (the vqvae_ar receiver: a VQ-VAE of the world's images, then an autoregressive prior over its "
         "codes reading the --base-weights text encoder; exported when the prior is finished)."
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Training seed: the data each step draws (scenes, noise)."),
     generator_steps: int = typer.Option(STEP_CAPS["generator"], "--generator-steps", help="Step cap of Bob's generator (batch 32)."),
     content_only_rate: float = typer.Option(
         CONTENT_ONLY_RATE, "--content-only-rate", help="Share of Bob's training captions stripped of articles, conjunctions and prepositions (same target)."
@@ -150,7 +150,7 @@ def train_cmd(
 def eval_cmd(
     weights: Optional[Path] = typer.Option(None, "--weights", help="Weights folder (default: the shipped ones)."),
     scenes_n: int = typer.Option(200, "--scenes", help="Held-out scenes to evaluate."),
-    seed: int = typer.Option(2024, "--seed"),
+    seed: int = typer.Option(2024, "--seed", help="Scene seed of the held-out scenes (apart from training's)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     receiver: str = typer.Option("flow", "--receiver", help="Bob's generator: flow (8 guided steps), flow_fast (the distilled student) or vqvae_ar (VQ-VAE + autoregressive prior)."),
 ) -> None:
@@ -204,9 +204,9 @@ def calibrate_cmd(
 @world_app.command("sample")
 def sample_cmd(
     prompt: str = typer.Argument(..., help="Bob-style prompt, e.g. 'green grass with a large red circle at left'."),
-    out: Path = typer.Option(Path("sample.png"), "--out"),
-    seed: int = typer.Option(0, "--seed"),
-    weights: Optional[Path] = typer.Option(None, "--weights"),
+    out: Path = typer.Option(Path("sample.png"), "--out", help="PNG file to write."),
+    seed: int = typer.Option(0, "--seed", help="Bob's generation seed (the same prompt and seed give the same image)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Weights folder (default: the shipped ones)."),
     receiver: str = typer.Option("flow", "--receiver", help="Bob's generator: flow, flow_fast or vqvae_ar."),
 ) -> None:
     """Generate Bob's image for a prompt and save it as PNG (scaled up 8x for viewing)."""
@@ -228,5 +228,6 @@ def sample_cmd(
     typer.echo(str(out))
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(world_app, name="world")
+def register(app: typer.Typer, panel: str | None = None) -> None:
+    """Mount `lsc world` on the main app under `panel`."""
+    app.add_typer(world_app, name="world", rich_help_panel=panel)
