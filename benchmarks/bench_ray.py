@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from lsc import api
     from lsc.errors import LscError
-    from lsc.runner import study
+    from lsc.runner import study, worker
 
     import importlib
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, extra in variants:
                 cfg = api.load_config(args.config, base + extra)
                 units = len(study.list_images(cfg))
-                study._BACKENDS.clear()  # every variant loads its models: the local run too
+                worker._BACKENDS.clear()  # every variant loads its models: the local run too
                 out = Path(tmp) / name.replace(" ", "").replace(",", "_")
                 t0 = time.perf_counter()
                 summary = api.run(cfg, out, progress=False, report=False)

@@ -134,13 +134,13 @@ def test_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, capsys, build, frag
 
 
 def test_read_only_out_fails_before_any_model_loads(tmp_path, monkeypatch, capsys) -> None:
-    import lsc.runner.study as study
+    import lsc.runner.worker as worker
 
     cfg = _study(tmp_path)
     (tmp_path / "ro").mkdir()
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path / "ro" else real(p, mode))
-    monkeypatch.setattr(study, "get_backend", lambda *a, **k: pytest.fail("a model loaded"))
+    monkeypatch.setattr(worker, "get_backend", lambda *a, **k: pytest.fail("a model loaded"))
     code, err = lsc_main(monkeypatch, capsys, "run", str(cfg), "--out", str(tmp_path / "ro" / "run"))
     assert code == 2 and err == f"error: --out {tmp_path / 'ro' / 'run'}: folder {tmp_path / 'ro'} is not writable"
 
@@ -221,7 +221,7 @@ def test_8000_square_png_costs_well_under_1_gb(tmp_path: Path) -> None:
 
 def test_world_backend_refuses_other_sizes_naming_images_resize() -> None:
     from lsc.protocol.testing import fake_backend
-    from lsc.runner.study import ImageWorker
+    from lsc.runner.worker import ImageWorker
 
     worker = ImageWorker.__new__(ImageWorker)
     worker.backend = fake_backend()

@@ -257,7 +257,7 @@ def test_executor_config_is_checked_and_is_not_part_of_the_study() -> None:
     assert ray_cfg.to_dict()["executor"]["num_gpus_per_task"] == 1
 
     from lsc.runner.executor import BackendFacts
-    from lsc.runner.study import resolve
+    from lsc.runner.worker import resolve
 
     facts = BackendFacts("world", frozenset(), None, 0.6, "caption", 32)
     assert resolve(ray_cfg, facts).to_dict() == resolve(plain, facts).to_dict()

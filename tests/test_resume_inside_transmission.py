@@ -23,7 +23,8 @@ from study_data import make_folder, study_yaml
 from lsc.config import load_config
 from lsc.runner.export import export_tables
 from lsc.runner.store import GenerationJournal, ResultStore, decode_pixels, encode_pixels
-from lsc.runner.study import get_backend, run_study
+from lsc.runner.study import run_study
+from lsc.runner.worker import get_backend
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -93,11 +93,11 @@ def _fake_with_threads():
 def test_threads_are_an_execution_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import lsc.backends as backends
     from lsc.config import load_config
-    from lsc.runner import study
+    from lsc.runner import study, worker
 
     loader = _fake_with_threads()
     monkeypatch.setattr(backends, "backend_loader", lambda name: loader)
-    monkeypatch.setattr(study, "_BACKENDS", {})
+    monkeypatch.setattr(worker, "_BACKENDS", {})
     cfg = _cfg(tmp_path)
 
     def run(out: Path, threads: int | None):
@@ -118,13 +118,13 @@ def test_threads_are_an_execution_setting(tmp_path: Path, monkeypatch: pytest.Mo
 
     assert "threads" not in yaml.safe_load((tmp_path / "a" / "config.resolved.yaml").read_text())["backend_options"]
     run(tmp_path / "c", None)
-    assert loader.seen[-1] == study.default_threads()
+    assert loader.seen[-1] == worker.default_threads()
 
 
 def test_default_threads_is_1_on_a_loaded_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from lsc.runner.study import default_threads
+    from lsc.runner.worker import default_threads
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 1.0, 1.0))
@@ -139,7 +139,7 @@ def test_default_threads_is_1_on_a_loaded_machine(monkeypatch: pytest.MonkeyPatc
 def test_skd_command_rewrites_as_a_study_on_the_world_does() -> None:
     from lsc.language.config import SKDConfig
     from lsc.language.skd import LexiconSKD
-    from lsc.runner.study import get_backend
+    from lsc.runner.worker import get_backend
 
     caption = "there is a big red ball on the left"
     examples = list(get_backend("world", {}).skd_examples)

@@ -22,7 +22,8 @@ from lsc.runner.export import IDENTITY, export_run
 from lsc.runner.rows import STEPS_EXPORT, SUMMARY_EXPORT
 from lsc.runner.images import read_coco_captions, read_flickr8k_captions
 from lsc.runner.folder import safe_name
-from lsc.runner.study import get_backend, run_study
+from lsc.runner.study import run_study
+from lsc.runner.worker import get_backend
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -252,7 +253,7 @@ def test_worker_hands_the_study_skd_settings_to_schemes_that_need_skd() -> None:
     """heads_skd (requires CAP_SKD) gets the study's `skd` unless its own options set one; heads gets none."""
     from lsc.config import StudyConfig
     from lsc.protocol.testing import fake_backend
-    from lsc.runner.study import ImageWorker
+    from lsc.runner.worker import ImageWorker
 
     cfg = StudyConfig(schemes=["heads_skd", "heads", {"name": "heads_skd", "label": "own", "skd": {"min_count": 3}}],
                       threshold=0.5, prompt_order="send", skd={"min_count": 2})
@@ -300,3 +301,53 @@ def test_times_are_stored_by_what_they_measure(tmp_path: Path) -> None:
     assert measure == "transmission" and seconds == [r[3] for r in got[1:]] and planning == [r[2] for r in got[1:]]
     old = [{"elapsed_s": r[1]} for r in got]  # a run stored before the split
     assert transmission_times(old) == ([r[1] for r in got], [], "elapsed")
+
+
+def test_driver_workers_and_executors_import_no_circle() -> None:
+    """The worker side (outcomes, worker) imports neither an executor nor the driver, and the in-process
+    executor imports neither the driver nor Ray's: a circle among them would be one import away."""
+    import ast
+
+    runner = Path(__file__).resolve().parent.parent / "src" / "lsc" / "runner"
+
+    def imports(module: str) -> set[str]:
+        tree = ast.parse((runner / f"{module}.py").read_text())
+        found = set()
+        for node in ast.walk(tree):  # lazy imports inside functions count too
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lsc.runner."):
+                found.add(node.module.rsplit(".", 1)[1])
+            elif isinstance(node, ast.ImportFrom) and node.module == "lsc.runner":
+                found.update(a.name for a in node.names)
+        return found
+
+    driver_side = {"study", "executor", "ray_executor"}
+    assert not imports("outcomes") & (driver_side | {"worker"})
+    assert not imports("worker") & driver_side
+    assert not imports("executor") & {"study", "ray_executor"}
+    assert not imports("ray_executor") & {"study"}
+
+
+def test_an_unreadable_image_fails_every_piece_of_its_unit_as_ray_records_it(tmp_path: Path) -> None:
+    """The failure outcome is built once: the in-process worker's unreadable image yields exactly what the
+    Ray executor records for a unit that failed twice (`failed_unit`)."""
+    import numpy as np
+
+    from lsc.config import validate_config
+    from lsc.runner.images import StudyImage
+    from lsc.runner.outcomes import ImageTask, failed_unit
+    from lsc.runner.worker import ImageWorker, resolve
+
+    cfg = validate_config({"backend": "lsc.protocol.testing:load_fake_backend", "schemes": ["random", "heads"],
+                           "images": {"source": "world", "count": 1}, "metrics": []})
+    backend = get_backend(cfg.backend, {})
+    worker = ImageWorker(resolve(cfg, backend), backend)
+
+    def unreadable() -> np.ndarray:
+        raise OSError("disk on fire")
+
+    image = StudyImage("broken", unreadable, ["a caption"], None)
+    task = ImageTask(3, image, [(c, list(worker.cfg.schemes)) for c in worker.cfg.conditions()], True)
+    got = list(worker.run(task))
+    assert got == failed_unit(task, "OSError: disk on fire")
+    assert [type(o).__name__ for o in got] == ["ImageOutcome", "ResultOutcome", "ResultOutcome", "OracleOutcome",
+                                                "DoneOutcome"]

@@ -34,7 +34,7 @@ def resolved_config(cfg: StudyConfig, notify: Callable[[str], None] | None = Non
     Loads the backend in this process (not the images): its threshold, prompt order and model files are part
     of the study, and only the loaded backend knows them, so the dry run and the run share one resolution.
     """
-    from lsc.runner.study import get_backend, resolve
+    from lsc.runner.worker import get_backend, resolve
 
     return resolve(cfg, get_backend(cfg.backend, cfg.backend_options, notify=notify))
 

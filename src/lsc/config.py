@@ -177,7 +177,7 @@ class StudyConfig(_Strict):
     # of the study's identity, so a folder refuses to resume on other weights. Set in a YAML (a copied
     # config.resolved.yaml), it pins them: a run on other files is refused, naming the file.
     models: dict[str, str] | None = None
-    # Filled by the runner (lsc.runner.study.resolve), never written by hand: for each plugin the study
+    # Filled by the runner (lsc.runner.worker.resolve), never written by hand: for each plugin the study
     # uses ("scheme:longest_first"), its import path and its distribution's version, so a run folder
     # refuses to resume under another version of the plugin. Built-ins are lsc's own and not listed.
     plugins: dict[str, dict[str, str]] = Field(default_factory=dict)

@@ -28,6 +28,7 @@ from lsc.demo.session import SNR_RANGE_DB, DemoEvent, DemoInputError, DemoReques
     check_request, parse_scheme_options, prepare_run, run_config
 from lsc.demo.view import PAGE_CSS, RunView, curve_image, load_view, panel_html
 from lsc.errors import LscError, one_line
+from lsc.runner.folder import STORE_FILE
 
 CHANNEL_MODELS = ("none", "analytic", "phy")
 MODULATIONS = ("bpsk", "qpsk", "qam16", "qam64")
@@ -87,7 +88,7 @@ class Demo:
     def __init__(self, backend: str = "world", work_dir: str | Path | None = None, threads: int | None = None,
                  max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_pixels: int = DEFAULT_MAX_PIXELS,
                  step_delay: float = 0.25, concurrency: int = 1) -> None:
-        from lsc.runner.study import default_threads
+        from lsc.runner.worker import default_threads
 
         self.backend_name = backend
         self.work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="lsc-demo-"))
@@ -101,7 +102,7 @@ class Demo:
     def backend(self) -> Any:
         """The backend, loaded once per process (the runner's cache, so runs reuse it)."""
         from lsc.demo.session import backend_options
-        from lsc.runner.study import get_backend
+        from lsc.runner.worker import get_backend
 
         return get_backend(self.backend_name, backend_options(self.backend_name, self.threads))
 
@@ -271,7 +272,7 @@ class Demo:
     def scrub(self, step: Any, state: dict[str, Any] | None) -> tuple[Any, ...]:
         """The slider: the panel and curve at another step of the last run."""
         run_dir = (state or {}).get("run_dir")
-        if not run_dir or not (Path(run_dir) / "results.sqlite").is_file():
+        if not run_dir or not (Path(run_dir) / STORE_FILE).is_file():
             return panel_html(None, 0), None
         view = load_view(run_dir)
         k = int(float(step or 0))

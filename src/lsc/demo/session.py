@@ -23,10 +23,10 @@ from lsc.config import StudyConfig, validate_config
 from lsc.errors import ConfigError, LscError
 from lsc.limits import load_yaml
 from lsc.runner.executor import InProcessExecutor
+from lsc.runner.folder import DEMO_INPUTS_DIR, LOCK_FILE
 
 SNR_RANGE_DB = (-20.0, 40.0)  # the page's SNR bounds: beyond them every word is lost or none is
-INPUTS_DIR = "inputs"  # an upload (or an edited world scene) and its captions file, inside the run folder
-NOT_ARCHIVED = (".lsc-run.lock",)
+NOT_ARCHIVED = (LOCK_FILE,)  # the lock is the writing process's, not part of the run
 
 
 class DemoInputError(LscError):
@@ -138,7 +138,7 @@ def build_config(req: DemoRequest, run_dir: Path, image_size: int | None) -> Stu
         data["images"] = {"source": "world", "start": int(src.index), "count": 1, "seed": int(src.seed)}
         data["caption_source"] = "alice"
     else:
-        inputs = run_dir / INPUTS_DIR
+        inputs = run_dir / DEMO_INPUTS_DIR
         inputs.mkdir(parents=True, exist_ok=True)
         name = _write_input(src, inputs)
         with open(inputs / "captions.txt", "w", newline="", encoding="utf-8") as fh:
@@ -218,18 +218,18 @@ def backend_options(backend: str, threads: int | None) -> dict[str, Any]:
     sent in the page gives the numbers `lsc run` gives it, plus a thread count for a loader that takes one."""
     from lsc.backends import backend_loader
     from lsc.config import load_config
-    from lsc.runner.study import _takes
+    from lsc.runner.worker import takes_option
 
     default = load_config()
     options = dict(default.backend_options) if backend == default.backend else {}
-    if threads and _takes(backend_loader(backend), "threads"):
+    if threads and takes_option(backend_loader(backend), "threads"):
         options["threads"] = int(threads)
     return options
 
 
 def prepare_run(req: DemoRequest, run_dir: Path) -> StudyConfig:
     """The request's study config, validated (a bad scheme option or channel value is refused here)."""
-    from lsc.runner.study import get_backend
+    from lsc.runner.worker import get_backend
 
     backend = get_backend(req.backend, backend_options(req.backend, req.threads))
     return build_config(req, run_dir, getattr(backend, "image_size", None))

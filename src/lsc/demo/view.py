@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from lsc.runner.folder import image_path
+
 
 @dataclass
 class SchemeView:
@@ -97,7 +99,7 @@ def _scheme_column(view: RunView, s: SchemeView, step: int) -> str:
                 f'<p class="lsc-error">failed: {html.escape(s.error or "no steps")}</p></div>')
     k = max(0, min(int(step), len(s.steps) - 1))
     row = s.steps[k]
-    img_path = view.run_dir / "images" / f"{row['image_key']}.png"
+    img_path = image_path(view.run_dir, row["image_key"])
     img = (f'<img class="lsc-bob" alt="Bob\'s image at step {k}" src="{_png_data_uri(img_path)}">'
            if img_path.is_file() else '<p class="lsc-error">image not saved</p>')
     lines = []

@@ -41,7 +41,7 @@ def study_examples(backend: str) -> list[tuple[str, str]]:
     """
     if backend == "builtin":
         return []
-    from lsc.runner.study import get_backend
+    from lsc.runner.worker import get_backend
 
     return list(get_backend(backend, {}).skd_examples)
 

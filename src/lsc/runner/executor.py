@@ -11,82 +11,17 @@ the units in flight.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Union
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
-import numpy as np
-
-from lsc.config import Condition, SchemeSpec, StudyConfig
-from lsc.protocol.loop import StepRecord
-from lsc.runner.images import StudyImage
-from lsc.runner.rows import ResultKey, ResultSummary
+from lsc.config import StudyConfig
+from lsc.runner import worker
+from lsc.runner.outcomes import (DoneOutcome, ImageOutcome, ImageTask, OracleOutcome, Outcome,  # noqa: F401 - the executor's vocabulary
+                                 ResultOutcome)
 
 if TYPE_CHECKING:
     from lsc.interfaces import Backend
     from lsc.runner.store import GenerationJournal
-
-
-@dataclass
-class ImageTask:
-    """One unit of work: all pending work on one image, (condition, schemes) pairs, and whether its oracle
-    is still due.
-
-    One unit per image so that every scheme and SNR of that image shares one ImageContext (the
-    perceptual reference and Bob's image cache).
-    """
-
-    seq: int
-    image: StudyImage
-    jobs: list[tuple[Condition, list[SchemeSpec]]]
-    oracle: bool
-
-
-@dataclass
-class ImageOutcome:
-    """An image read (or not): its images-table row, and the original when it was read (its pixels, or
-    PNG bytes when it crossed a process boundary)."""
-
-    seq: int
-    image_id: str
-    caption: str | None
-    captions: list[str]
-    attributes: dict[str, Any] | None
-    status: str
-    error: str | None
-    original: np.ndarray | bytes | None = None
-
-
-@dataclass
-class ResultOutcome:
-    """One transmission (image x scheme x condition): its summary and steps rows, Bob's images by key
-    (pixels, or PNG bytes when they crossed a process boundary)."""
-
-    key: ResultKey
-    summary: ResultSummary
-    steps: list[StepRecord] = field(default_factory=list)
-    images: dict[str, np.ndarray | bytes] = field(default_factory=dict)
-
-
-@dataclass
-class OracleOutcome:
-    """An image's oracle curve [(k, lpips)], or why there is none (status 'skipped' or 'failed')."""
-
-    image_id: str
-    n_words: int | None
-    curve: list[tuple[int, float]]
-    status: str
-    error: str | None
-
-
-@dataclass
-class DoneOutcome:
-    """The unit (`seq`, `image_id`) has no more outcomes (the demo's page waits for it)."""
-
-    seq: int
-    image_id: str
-
-
-Outcome = Union[ImageOutcome, ResultOutcome, OracleOutcome, DoneOutcome]
 
 
 class Worker(Protocol):
@@ -143,26 +78,13 @@ class InProcessExecutor:
         self.backend: Any = None
 
     def start(self, cfg: StudyConfig) -> Any:
-        from lsc.runner.study import get_backend
-
-        self.backend = get_backend(cfg.backend, cfg.backend_options, notify=self.notify)
+        self.backend = worker.get_backend(cfg.backend, cfg.backend_options, notify=self.notify)
         return self.backend
 
     def run(self, resolved: StudyConfig, tasks: Iterable[ImageTask], journal: "GenerationJournal | None" = None) -> Iterator[Outcome]:
-        from lsc.runner.study import ImageWorker
-
-        worker = ImageWorker(resolved, self.backend, journal)
+        images = worker.ImageWorker(resolved, self.backend, journal)
         for task in tasks:
-            yield from worker.run(task)
+            yield from images.run(task)
 
     def close(self) -> None:
         """Nothing to free: the backend stays cached for the next study in this process."""
-
-
-def make_executor(cfg: StudyConfig, notify: Callable[[str], None] | None = None) -> Executor:
-    """The executor a study's `executor.kind` asks for."""
-    if cfg.executor.kind == "ray":
-        from lsc.runner.ray_executor import RayExecutor
-
-        return RayExecutor(cfg.executor, notify=notify)
-    return InProcessExecutor(notify=notify)

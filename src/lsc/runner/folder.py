@@ -8,6 +8,7 @@ RUN_DIR/
   images/<key>.png       Bob's images by image key, shared by schemes
   originals/<id>.png     the original images, named by `safe_name(image_id)`
   report/                the report (lsc.report)
+  inputs/                a demo run's upload and its captions file (lsc.demo)
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
 OWN_ENTRIES = (LOCK_FILE, RESOLVED_CONFIG, STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm",
                f"{STORE_FILE}-journal", IMAGES_DIR, ORIGINALS_DIR, REPORT_DIR)
 _MARKERS = (LOCK_FILE, RESOLVED_CONFIG, STORE_FILE)
-_DEMO_INPUTS = "inputs"  # the demo writes its upload here before the run starts (lsc.demo.session)
+DEMO_INPUTS_DIR = "inputs"  # the demo writes its upload here before the run starts (lsc.demo.session)
 
 
 def refuse_links(folder: Path, names: tuple[str, ...] = OWN_ENTRIES, what: str = "--out") -> None:
@@ -129,7 +130,7 @@ def check_out_dir(out_dir: Path) -> None:
         return
     refuse_links(out_dir)
     entries = {p.name for p in out_dir.iterdir()}
-    if entries and not entries & set(_MARKERS) and entries != {_DEMO_INPUTS}:
+    if entries and not entries & set(_MARKERS) and entries != {DEMO_INPUTS_DIR}:
         raise ConfigError(f"--out {out_dir}: the folder holds other files and is not an lsc run folder "
                           f"(no {STORE_FILE} or {RESOLVED_CONFIG}); use an empty or new folder")
     store = out_dir / STORE_FILE

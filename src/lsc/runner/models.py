@@ -1,7 +1,7 @@
 """Which model files a study uses, each with a content fingerprint: part of the study's identity.
 
 Why: two studies with the same YAML on other weights give other numbers. The resolved configuration lists
-every weights file a run reads (`models:`, filled in by `lsc.runner.study.resolve`), so a run folder refuses
+every weights file a run reads (`models:`, filled in by `lsc.runner.worker.resolve`), so a run folder refuses
 to resume on other weights (naming the file that changed) and a reader of config.resolved.yaml knows which
 models made its numbers. File names, never folder paths, are the keys: a study resumes after its weights
 folder moved, not after its weights changed.

@@ -19,8 +19,9 @@ from typing import Any, Callable, Iterable, Iterator
 
 from lsc.config import ExecutorConfig, StudyConfig
 from lsc.errors import ConfigError, LscError
-from lsc.runner.executor import (BackendFacts, DoneOutcome, ImageOutcome, ImageTask, OracleOutcome, Outcome,
-                                 ResultOutcome)
+from lsc.runner.executor import BackendFacts
+from lsc.runner.outcomes import ImageOutcome, ImageTask, Outcome, ResultOutcome, failed_unit, one_line
+from lsc.runner.worker import ImageWorker, get_backend, resolve, takes_option
 
 INSTALL_HINT = "pip install 'lsc[ray]'"
 # A local Ray instance started by lsc keeps its shared-memory object store small: units return PNG
@@ -46,8 +47,6 @@ class UnitActor:
     """
 
     def __init__(self, cfg: StudyConfig, threads: int | None, hook: UnitHook | None) -> None:
-        from lsc.runner.study import ImageWorker, get_backend, one_line, resolve
-
         self.hook = hook
         self.notices: list[str] = []
         self.error: str | None = None
@@ -207,30 +206,12 @@ class RayExecutor:
 
 def _takes_threads(backend: str) -> bool:
     from lsc.backends import backend_loader
-    from lsc.runner.study import _takes
 
-    return _takes(backend_loader(backend), "threads")
-
-
-def failed_unit(task: ImageTask, reason: str) -> list[Outcome]:
-    """Every pending piece of a unit recorded as failed with `reason` (the study goes on)."""
-    from lsc.runner.study import failed_result
-
-    image = task.image
-    out: list[Outcome] = [ImageOutcome(task.seq, image.image_id, None, list(image.captions), image.attributes,
-                                       "failed", reason)]
-    for cond, specs in task.jobs:
-        out.extend(failed_result(image.image_id, spec, cond, reason) for spec in specs)
-    if task.oracle:
-        out.append(OracleOutcome(image.image_id, None, [], "failed", reason))
-    out.append(DoneOutcome(task.seq, image.image_id))
-    return out
+    return takes_option(backend_loader(backend), "threads")
 
 
 def _reason(exc: BaseException) -> str:
     """Why a unit failed twice, in one line: the worker's own exception, or that the worker died."""
-    from lsc.runner.study import one_line
-
     cause = getattr(exc, "cause", None)
     if isinstance(cause, BaseException):
         return f"failed twice on a Ray worker: {one_line(cause)}"
