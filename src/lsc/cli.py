@@ -58,6 +58,7 @@ def _main(
 # `lsc --help` lists them by (panels appear in the order commands are added).
 _COMMAND_MODULES = [
     ("lsc.runner.cli", "Run and read studies"),  # run, report, export, compare, schemes
+    ("lsc.runner.doctor", "Run and read studies"),  # doctor (can the study run here?)
     ("lsc.report.cli", "Run and read studies"),  # plot, table
     ("lsc.language.cli", "Inspect language and channel"),  # parse, synonyms, skd
     ("lsc.channel.cli", "Inspect language and channel"),  # channel ber / send
