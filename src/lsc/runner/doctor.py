@@ -254,9 +254,9 @@ def doctor(cfg: StudyConfig, load: bool = True) -> Report:
     return report
 
 
-def register(app: Any) -> None:
+def register(app: Any, panel: str | None = None) -> None:
     """Add `lsc doctor` to the main app."""
-    @app.command("doctor")
+    @app.command("doctor", rich_help_panel=panel)
     def doctor_cmd(
         config: Optional[Path] = typer.Argument(None, help="study YAML; omitted = the default world study"),
         set_: List[str] = typer.Option([], "--set", help="override a key, as for lsc run"),
