@@ -391,6 +391,11 @@ COMMAND_CASES = [
     Case("report-unknown-step-metric", lambda t: ["report", str(_copy_run(t)), "--step-metrics", "nope"], "nope"),
     Case("report-unknown-strip-image", lambda t: ["report", str(_copy_run(t)), "--strip-image", "nope.png"], "nope.png"),
     Case("report-not-a-run", lambda t: ["report", str(t)], "is not a run folder"),
+    Case("report-out-a-users-folder", lambda t: [_user_file(t) and "report", str(_copy_run(t)), "--out", str(t / "user")],
+         "holds other files and no earlier report"),
+    Case("report-out-empty", lambda t: ["report", str(_copy_run(t)), "--out", ""], "--out is empty"),
+    Case("report-out-a-file", lambda t: [_user_file(t) and "report", str(_copy_run(t)), "--out",
+                                         str(t / "user" / "precious.txt")], "exists and is not a folder"),
     Case("export-not-a-run", lambda t: ["export", str(t)], "is not a run folder"),
     Case("coco-deep-json", _coco_text("[" * 100_000 + "]" * 100_000), "JSON nested too deep"),
     Case("coco-lone-surrogate", _coco_text('{"images": [{"id": 1, "file_name": "\\ud800.png"}], "annotations": []}'),
@@ -514,6 +519,24 @@ def test_read_only_run_folder_exports_to_a_writable_out(tmp_path: Path, finished
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in (finished_run / "run").iterdir())
 
 
+def test_read_only_run_folder_reports_to_a_writable_out(tmp_path: Path, finished_run: Path, monkeypatch) -> None:
+    from lsc.report import build_report
+
+    run = shutil.copytree(finished_run / "run", tmp_path / "run")
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == run and mode & os.W_OK else real(p, mode))
+    html = build_report(run, out_dir=tmp_path / "rep")
+    assert html == tmp_path / "rep" / "report.html" and html.stat().st_size > 1000
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in (finished_run / "run").iterdir())
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "holiday.png").write_bytes(b"x")
+    from lsc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="holds other files and no earlier report"):
+        build_report(run, out_dir=tmp_path / "mine")  # it would clear old figures: never a user's folder
+    assert (tmp_path / "mine" / "holiday.png").read_bytes() == b"x"
+
+
 def test_an_interrupted_export_leaves_the_old_file(tmp_path: Path, finished_run: Path, monkeypatch) -> None:
     """Exports go to a temporary name and are renamed: a full disk mid-write keeps the previous export whole."""
     import errno
@@ -584,3 +607,73 @@ def test_a_folder_image_named_with_undecodable_bytes_is_skipped_with_one_warning
     assert [i.image_id for i in images] == ["a.png"]
     said = [str(w.message) for w in caught if issubclass(w.category, LscWarning)]
     assert said == ["images.path: 1 file name(s) are not valid UTF-8 (e.g. b'\\xff\\xfe.png'); skipped: rename them to use them"]
+
+
+# --------------------------------------------------------------------------------------- 4. a full disk
+def _steps_csv(run: Path) -> bytes:
+    from lsc.runner.export import export_run
+
+    return export_run(run, "csv", run.parent / f"{run.name}-export")[0].read_bytes()
+
+
+@pytest.mark.parametrize("where", ["journal", "store", "png"])
+def test_a_full_disk_stops_cleanly_and_the_resume_loses_nothing(tmp_path, monkeypatch, lsc_main, where: str) -> None:
+    """The disk fills mid-study (in the journal of Bob's images, the result store, or a PNG): one line names
+    the cause, the transmission in flight is not recorded as failed, and the resume gives the uninterrupted
+    run's rows exactly."""
+    import errno
+    import sqlite3
+
+    import lsc.runner.study as study
+    from lsc.runner.store import GenerationJournal, ResultStore
+
+    cfg = _study(tmp_path, schemes="[random, heads_random]")
+    whole = tmp_path / "whole" / "run"  # the same folder name: the export names its run
+    assert lsc_main("run", str(cfg), "--out", str(whole), "--no-progress", "--no-report").returncode == 0
+
+    calls = [0]
+
+    def full_after(n: int, real):
+        def fill(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] > n:
+                if where == "png":
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                raise sqlite3.OperationalError("database or disk is full")
+            return real(*args, **kwargs)
+        return fill
+
+    target = {"journal": (GenerationJournal, "record", 5), "store": (ResultStore, "record_result", 3),
+              "png": (study, "save_png", 40)}[where]
+    monkeypatch.setattr(target[0], target[1], full_after(target[2], getattr(target[0], target[1])))
+    first = lsc_main("run", str(cfg), "--out", str(tmp_path / "run"), "--no-progress", "--no-report")
+    lines = [ln for ln in first.stderr.splitlines() if not ln.startswith(NOTICES)]
+    assert first.returncode == 2 and len(lines) == 1, first.stderr
+    assert lines[0].startswith("error: the study stopped: the disk is full") and "resume" in lines[0], lines
+    with ResultStore(tmp_path / "run" / "results.sqlite", readonly=True) as store:
+        assert store.failed_count() == (0, 0) and 0 < len(store.done_keys()) < 8  # some stored, none failed
+    monkeypatch.undo()
+    again = lsc_main("run", str(cfg), "--out", str(tmp_path / "run"), "--no-progress", "--no-report")
+    assert again.returncode == 0 and "0 failed" in again.stdout, again.stderr
+    assert _steps_csv(tmp_path / "run") == _steps_csv(whole)
+
+
+def test_a_resume_says_how_many_failed_transmissions_it_found_and_retries_the_environments(tmp_path, lsc_main) -> None:
+    import sqlite3
+
+    from lsc.runner.environment import ENVIRONMENT_PREFIX
+
+    cfg = _study(tmp_path)
+    assert lsc_main("run", str(cfg), "--out", str(tmp_path / "run"), "--no-progress", "--no-report").returncode == 0
+    with sqlite3.connect(tmp_path / "run" / "results.sqlite") as conn:
+        ids = [r[0] for r in conn.execute("SELECT image_id FROM summary ORDER BY image_id")]
+        conn.execute("UPDATE summary SET status = 'failed', error = 'ValueError: the scheme broke' WHERE image_id = ?",
+                     (ids[0],))
+        conn.execute("UPDATE summary SET status = 'failed', error = ? WHERE image_id = ?",
+                     (ENVIRONMENT_PREFIX + "the Ray worker died twice running this unit", ids[1]))
+    conn.close()
+    result = lsc_main("run", str(cfg), "--out", str(tmp_path / "run"), "--no-progress", "--no-report")
+    assert result.returncode == 0
+    assert ("resume: 2 failed transmission(s) found: 1 kept (--retry-failed redoes them), 1 that the environment "
+            "caused retried") in result.stderr
+    assert result.stdout.startswith("1 ok, 0 failed, 3 already done, of 4 transmissions"), result.stdout

@@ -67,7 +67,7 @@ def run(cfg: StudyConfig | str | Path | None = None, out_dir: str | Path | None 
 
 def report(run_dir: str | Path, strips: int = 3, strip_images: Sequence[str] | None = None,
            embeddings: bool = False, step_metrics: Sequence[str] | None = None,
-           progress: Callable[[str], None] | None = None) -> Path:
+           progress: Callable[[str], None] | None = None, out_dir: str | Path | None = None) -> Path:
     """Rebuild a run's report from its store (also for partial runs); returns report.html.
 
     `strips` image strips of the first images, or of `strip_images` (ids) when given; `embeddings` adds
@@ -75,12 +75,13 @@ def report(run_dir: str | Path, strips: int = 3, strip_images: Sequence[str] | N
     from lsc.metrics.registry, read from the store where the study scored them, else computed on the stored
     images (None: the study's `metrics:`, else the backend's defaults: attributes and recaption on the world).
     `progress` receives one line as each part of the report starts (what, and the seconds so far).
+    `out_dir`: write the report there instead of RUN_DIR/report (a run folder on read-only storage).
     """
     from lsc.report import build_report
 
     with _store_errors(run_dir):
         return build_report(run_dir, strips, list(strip_images) if strip_images else None, embeddings,
-                            None if step_metrics is None else list(step_metrics), progress)
+                            None if step_metrics is None else list(step_metrics), progress, out_dir)
 
 
 def export(run_dir: str | Path, fmt: Literal["csv", "parquet"] = "csv", out_dir: str | Path | None = None) -> list[Path]:

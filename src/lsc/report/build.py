@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -76,7 +77,7 @@ def sweep_table(data: RunData) -> tuple[list[str], list[list[str]]]:
 
 def build_report(run_dir: str | Path, strips: int = STRIP_IMAGES, strip_images: list[str] | None = None,
                  embeddings: bool = False, step_metrics: list[str] | None = None,
-                 progress: Callable[[str], None] | None = None) -> Path:
+                 progress: Callable[[str], None] | None = None, out_dir: str | Path | None = None) -> Path:
     """(Re)build RUN_DIR/report/ from the store; returns the path of report.html.
 
     `strips`: how many image strips (the first images in study order); `strip_images`: these image ids
@@ -85,6 +86,7 @@ def build_report(run_dir: str | Path, strips: int = STRIP_IMAGES, strip_images: 
     lsc.metrics.registry, read from the store where the study scored them, else computed on the stored
     images (None: the study's `metrics:`, else the backend's defaults: attributes and recaption on the world).
     `progress` receives a line as each part starts, with the seconds so far (a 100-scene report takes a minute).
+    `out_dir`: another folder for the report (a run folder on read-only storage); new, empty or an earlier report.
     """
     say = _stopwatch(progress)
     data = load_run(run_dir)
@@ -94,9 +96,17 @@ def build_report(run_dir: str | Path, strips: int = STRIP_IMAGES, strip_images: 
 
     names = default_metrics(data.config) if step_metrics is None else step_metrics
     metrics = select(names, str(data.config.get("backend", "world")))  # refuse a bad name before drawing
-    out = Path(run_dir) / REPORT_DIR
-    refuse_links(Path(run_dir), (REPORT_DIR,), "report of")
-    out.mkdir(exist_ok=True)
+    if out_dir is None:
+        out = Path(run_dir) / REPORT_DIR
+        refuse_links(Path(run_dir), (REPORT_DIR,), "report of")
+    else:
+        out = _own_report_dir(Path(out_dir))
+    try:
+        out.mkdir(parents=out_dir is not None, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the report folder {out} ({exc.strerror}); pass a writable --out") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"the report folder {out} is not writable; pass a writable --out")
     for old in [*out.glob("*.png"), *out.glob("step_metrics*.csv")]:
         old.unlink()
     if embeddings:
@@ -112,6 +122,17 @@ def build_report(run_dir: str | Path, strips: int = STRIP_IMAGES, strip_images: 
     html_path = out / "report.html"
     write_atomic(html_path, to_html(blocks, f"lsc report: {data.run_dir.name}"))
     return html_path
+
+
+def _own_report_dir(out: Path) -> Path:
+    """A report folder the user named: lsc clears old figures there, so it must be new, empty or a report."""
+    if not str(out).strip():
+        raise ConfigError("--out is empty; name a folder")
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "report.md").is_file():
+        raise ConfigError(f"--out {out}: the folder holds other files and no earlier report; use an empty or new folder")
+    return out
 
 
 # ---------------------------------------------------------------- the report as a list of blocks

@@ -63,13 +63,14 @@ def register(app: typer.Typer, panel: str | None = None) -> None:
         embeddings: bool = typer.Option(False, "--embeddings", help="add PCA / t-SNE maps of Bob's prompt and image embeddings (world)"),
         step_metrics: Optional[str] = typer.Option(None, "--step-metrics", metavar="NAMES", help="comma-separated: attributes, recaption, itm, bertscore, clip_score ('' for none; default: the study's metrics); read from the store, computed where it lacks them"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress lines on stderr"),
+        out_text: Optional[str] = typer.Option(None, "--out", help="report folder (default RUN_DIR/report; e.g. for a read-only run folder)"),
     ) -> None:
         """(Re)build a run's report from its store; works on partial runs. Progress goes to stderr."""
         from lsc import api
 
         names = None if step_metrics is None else [n.strip() for n in step_metrics.split(",") if n.strip()]
         progress = None if quiet else (lambda line: typer.echo(line, err=True))
-        typer.echo(str(api.report(run_dir, strips, strip_image or None, embeddings, names, progress)))
+        typer.echo(str(api.report(run_dir, strips, strip_image or None, embeddings, names, progress, out_path(out_text))))
 
     @app.command("export", rich_help_panel=panel)
     def export_cmd(

@@ -215,7 +215,9 @@ def _reason(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None)
     if isinstance(cause, BaseException):
         return f"failed twice on a Ray worker: {one_line(cause)}"
-    return f"the Ray worker died twice running this unit ({type(exc).__name__})"
+    from lsc.runner.environment import ENVIRONMENT_PREFIX
+
+    return f"{ENVIRONMENT_PREFIX}the Ray worker died twice running this unit ({type(exc).__name__})"
 
 
 def _first_line(exc: BaseException) -> str:

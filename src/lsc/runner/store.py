@@ -117,7 +117,13 @@ class ResultStore:
             yield self.conn
             self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            # SQLite has already rolled back after some errors (a full disk): a second ROLLBACK would raise
+            # 'no transaction is active' and hide the real cause.
+            if self.conn.in_transaction:
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
             raise
 
     # ------------------------------------------------------------ meta
@@ -170,16 +176,31 @@ class ResultStore:
 
     # ------------------------------------------------------------ reads
     def done_keys(self, include_failed: bool = True) -> set[tuple[str, str, str]]:
-        """(image_id, scheme, cond) already recorded (failed ones too unless include_failed=False)."""
-        sql = "SELECT image_id, scheme, cond FROM summary"
-        if not include_failed:
-            sql += " WHERE status = 'ok'"
+        """(image_id, scheme, cond) already recorded (failed ones too unless include_failed=False; never a
+        failure the environment caused, which the next run retries)."""
+        from lsc.runner.environment import ENVIRONMENT_PREFIX
+
+        sql = "SELECT image_id, scheme, cond FROM summary WHERE status = 'ok'"
+        if include_failed:
+            sql += " OR substr(coalesce(error, ''), 1, ?) != ?"
+            return {tuple(r) for r in self.conn.execute(sql, (len(ENVIRONMENT_PREFIX), ENVIRONMENT_PREFIX))}  # type: ignore[misc]
         return {tuple(r) for r in self.conn.execute(sql)}  # type: ignore[misc]
 
+    def failed_count(self) -> tuple[int, int]:
+        """(failed transmissions a resume keeps, failed ones the environment caused, which it retries)."""
+        from lsc.runner.environment import ENVIRONMENT_PREFIX
+
+        rows = self.conn.execute("SELECT coalesce(error, '') FROM summary WHERE status != 'ok'").fetchall()
+        env = sum(1 for (e,) in rows if e.startswith(ENVIRONMENT_PREFIX))
+        return len(rows) - env, env
+
     def oracle_done(self, include_failed: bool = True) -> set[str]:
-        sql = "SELECT image_id FROM oracle_status"
-        if not include_failed:
-            sql += " WHERE status != 'failed'"
+        from lsc.runner.environment import ENVIRONMENT_PREFIX
+
+        sql = "SELECT image_id FROM oracle_status WHERE status != 'failed'"
+        if include_failed:
+            sql += " OR substr(coalesce(error, ''), 1, ?) != ?"
+            return {r[0] for r in self.conn.execute(sql, (len(ENVIRONMENT_PREFIX), ENVIRONMENT_PREFIX))}
         return {r[0] for r in self.conn.execute(sql)}
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:

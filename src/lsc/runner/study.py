@@ -21,6 +21,7 @@ from typing import Any, Callable
 from lsc.config import FolderImages, StudyConfig
 from lsc.errors import ConfigError, LscWarning
 from lsc.progress import TerminalReporter, showing
+from lsc.runner.environment import EnvironmentFailure, environment_cause, stopped_line
 from lsc.runner.executor import Executor, InProcessExecutor
 from lsc.runner.folder import (SCHEMES_META, STORE_FILE, RunLock, check_out_dir, image_path, original_path,
                                prepare_run_dir, save_png)
@@ -101,7 +102,12 @@ def run_study(
             executor = make_executor(cfg, notify)
         try:
             with showing(TerminalReporter() if progress else None):  # long steps' own bars under the main one
-                return _run_locked(cfg, out, lock, progress, retry_failed, executor, t0)
+                return _run_locked(cfg, out, lock, progress, retry_failed, executor, t0, notify)
+        except Exception as exc:
+            cause = environment_cause(exc)
+            if cause is None:
+                raise
+            raise EnvironmentFailure(stopped_line(cause, out)) from None
         finally:
             executor.close()
     finally:
@@ -109,7 +115,7 @@ def run_study(
 
 
 def _run_locked(cfg: StudyConfig, out: Path, lock: RunLock, progress: bool, retry_failed: bool,
-                executor: Executor, t0: float) -> StudySummary:
+                executor: Executor, t0: float, notify: Callable[[str], None] | None = None) -> StudySummary:
     from lsc.schemes import check_capabilities
 
     # Models first: a missing model is the first thing a user on a fresh machine must hear about. With
@@ -137,6 +143,11 @@ def _run_locked(cfg: StudyConfig, out: Path, lock: RunLock, progress: bool, retr
         store.set_meta("config", resolved.to_yaml())
         store.set_meta(SCHEMES_META, json.dumps([spec.label for spec in resolved.schemes]))
         done = store.done_keys(include_failed=not retry_failed)
+        kept, retried = store.failed_count()
+        if (kept or retried) and notify is not None:
+            notify(f"resume: {kept + retried} failed transmission(s) found: "
+                   + (f"{kept} redone (--retry-failed)" if retry_failed else f"{kept} kept (--retry-failed redoes them)")
+                   + (f", {retried} that the environment caused retried" if retried else ""))
         oracle_done = store.oracle_done(include_failed=not retry_failed)
         tasks: list[ImageTask] = []
         for seq, image in enumerate(images):

@@ -19,6 +19,7 @@ from lsc.config import Condition, ExecutorConfig, SchemeSpec, StudyConfig
 from lsc.errors import ConfigError
 from lsc.interfaces import Backend
 from lsc.progress import stage
+from lsc.runner.environment import raise_if_environment
 from lsc.runner.folder import EXECUTION_OPTIONS
 from lsc.runner.images import ImageReadError, StudyImage
 from lsc.runner.outcomes import (DoneOutcome, ImageOutcome, ImageTask, OracleOutcome, Outcome, ResultOutcome,
@@ -227,6 +228,7 @@ class ImageWorker:
             caption = self.caption_for(image, pixels)
             ctx = ImageContext(self.backend, image.image_id, pixels, caption, seed=self.cfg.seed, journal=self.journal)
         except Exception as exc:  # noqa: BLE001 - any unreadable image is recorded and the study goes on
+            raise_if_environment(exc)  # a full disk or no memory stops the study instead
             yield from failed_unit(task, one_line(exc))
             return
         yield image_outcome(caption, "ok", None, pixels)
@@ -253,6 +255,7 @@ class ImageWorker:
             t1 = time.perf_counter()
             self.scorer.score(ctx, truth, result.steps)  # the step metrics of the due steps, into each StepRecord
         except Exception as exc:  # noqa: BLE001 - recorded as failed, the study goes on
+            raise_if_environment(exc)  # not the scheme's failure: the study stops, the resume redoes it
             return failed_result(ctx.image_id, spec, cond, one_line(exc))
         t2 = time.perf_counter()
         summary = ResultSummary(
@@ -285,5 +288,6 @@ class ImageWorker:
 
             curve = [(int(k), float(v)) for k, v in oracle_curve(ctx, words, max_words=self.cfg.oracle_max_words)]
         except Exception as exc:  # noqa: BLE001
+            raise_if_environment(exc)
             return OracleOutcome(ctx.image_id, len(words), [], "failed", one_line(exc))
         return OracleOutcome(ctx.image_id, len(words), curve, "ok", None)
