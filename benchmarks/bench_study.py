@@ -1,4 +1,4 @@
-"""Time the default study end to end (the README's main command), in a fresh output folder.
+"""Time the default study end to end (the README's main command; its numbers are in docs/world.md and docs/benchmarks.md), in a fresh output folder.
 
 Usage: python benchmarks/bench_study.py [--set images.count=4 ...] [--keep DIR]
 Prints the wall time of run + report, and how much of it went to Bob's generator.

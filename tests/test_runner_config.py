@@ -50,7 +50,7 @@ def test_default_config_is_packaged_and_has_all_schemes() -> None:
         "heads_random", "heads_skd",
     ]
     assert cfg.oracle and cfg.backend == "world" and cfg.images.source == "world" and cfg.images.count == 8 and cfg.prompt_order is None
-    assert cfg.backend_options == {"receiver": "flow_fast"}  # the 3-minute default study (README); the backend's default is flow
+    assert cfg.backend_options == {"receiver": "flow_fast"}  # the 3-minute default study (docs/world.md); the backend's default is flow
 
 
 def test_snr_sweep_expands_to_conditions_and_round_trips() -> None:
@@ -140,12 +140,13 @@ def test_example_configs_validate(path: Path) -> None:
 
 
 def _readme_default(key: str) -> str:
-    """README's configuration table: the `default` cell of the row whose first cell names `key`."""
-    for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines():
+    """The configuration reference's table (docs/configuration.md): the `default` cell of the row whose first
+    cell names `key`."""
+    for line in (REPO / "docs" / "configuration.md").read_text(encoding="utf-8").splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) >= 3 and f"`{key}`" in cells[0].split(", "):
             return cells[1]
-    raise AssertionError(f"README's configuration table has no row for {key}")
+    raise AssertionError(f"docs/configuration.md's table has no row for {key}")
 
 
 def test_library_defaults_are_readmes_and_the_default_study_sets_only_its_receiver() -> None:
@@ -159,7 +160,7 @@ def test_library_defaults_are_readmes_and_the_default_study_sets_only_its_receiv
     assert [s.name for s in bare.schemes] == list(PAPER_SCHEMES) and "learned" not in PAPER_SCHEMES
     assert _readme_default("images") == f"world, {bare.images.count} scenes"
     packaged = load_config(None)
-    # the packaged study differs from a YAML of `backend: world` in what README says it sets, nothing else
+    # the packaged study differs from a YAML of `backend: world` in what docs/world.md says it sets, nothing else
     assert packaged.backend_options == {"receiver": "flow_fast"}
     assert packaged.model_copy(update={"backend_options": {}}) == bare
 

@@ -1,7 +1,7 @@
 """The shipped world weights: they know Bob's whole vocabulary and meet the world's targets.
 
 A small held-out sample (the same evaluation as `lsc world eval`, fewer scenes) guards against shipping
-weights that regress; the full 200-scene figures are in README.md and in the weights' world.json.
+weights that regress; the full 200-scene figures are in docs/world.md and in the weights' world.json.
 """
 
 import json

@@ -26,7 +26,7 @@ from lsc.language.config import SKDConfig
 # The default study ships inside the package (package data), so an installed wheel runs `lsc run`.
 DEFAULT_CONFIG_PATH = Path(str(importlib.resources.files("lsc.runner") / "default.yaml"))
 SNR_SWEEP_KEY = "channel.snr_db"
-# The oracle's caption-length limit (2^n generations per caption): README's documented default, and the one
+# The oracle's caption-length limit (2^n generations per caption): docs/configuration.md's documented default, and the one
 # constant every caller (runner, demo, benchmarks) takes it from.
 DEFAULT_ORACLE_MAX_WORDS = 11
 

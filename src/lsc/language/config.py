@@ -74,7 +74,7 @@ def confirm_key_destinations(data: dict[str, Any], from_command_line: set[tuple[
     non-default `api_key_env` or `base_url` of an openai SKD engine must be set on the command line
     (`--set skd.api_key_env=... --set skd.base_url=...`) or listed as VAR@host in $LSC_SKD_ENDPOINTS.
 
-    Why: README tells users to read a shared study file as data; without this a file could mail any
+    Why: docs/guarantees.md tells users to read a shared study file as data; without this a file could mail any
     variable (a cloud secret) to any address. `from_command_line` holds the `--set` key paths.
     """
     from lsc.errors import ConfigError
