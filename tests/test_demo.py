@@ -239,3 +239,66 @@ def test_world_demo_numbers_equal_the_world_studys(tmp_path: Path) -> None:
                         "FROM steps WHERE image_id = 'world-0-00001' ORDER BY scheme, step").fetchall()
     con.close()
     assert study and _steps(Path(final[-1]["run_dir"])) == study
+
+
+# ------------------------------------------------------------------------ hostile inputs, round two: bounds
+def test_a_send_is_bounded_in_caption_images_and_time_and_stops_when_the_client_leaves(
+        demo: Demo, uploaded: dict[str, Any]) -> None:
+    import sqlite3 as sq
+
+    from lsc.demo.session import SendLimits, SendStopped
+
+    long = " ".join(["dog"] * 6000)
+    out = list(demo.send(uploaded, *_fields(caption=long)))
+    assert len(out) == 1 and "the caption is 6000 words" in out[0][0] and "at most 40 words" in out[0][0]
+    bomb = "lowest_lpips: {x: &a [1,1,1,1,1,1,1,1,1], y: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a], " + ", ".join(
+        f"{k}: &{k} [{', '.join(['*' + p] * 9)}]" for p, k in zip("bcdef", "cdefg")) + "}"
+    out = list(demo.send(uploaded, *_fields(schemes=("lowest_lpips",), options=bomb)))
+    assert "YAML expands to more than 200000 values" in out[0][0]
+    out = list(demo.send(uploaded, *_fields(schemes=("lowest_lpips",), options="lowest_lpips: {beam: 1000000000}")))
+    assert "option beam is at most 64" in out[0][0]
+
+    # over the images a send may draw: stopped with why, nothing recorded as the scheme's failure
+    demo.send_limits = {"max_images": 3, "max_seconds": 600.0}
+    last = _last(demo.send(uploaded, *_fields(schemes=("lowest_lpips",))))
+    assert last[0].startswith("**error:** the send would draw more than 3 images"), last[0]
+    run_dir = Path(last[-1]["run_dir"])
+    with sq.connect(run_dir / "results.sqlite") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM summary WHERE status = 'failed'").fetchone()[0] == 0
+    conn.close()
+
+    limits = SendLimits(max_images=10**6, max_seconds=10**6)
+    limits.check(5)
+    limits.cancel.set()  # what closing the page does (the send generator's finally)
+    with pytest.raises(SendStopped, match="the page was closed"):
+        limits.check(5)
+    with pytest.raises(SendStopped, match="ran over 0 s"):
+        SendLimits(max_seconds=0, started=0.0).check(1)
+
+
+def test_closing_the_page_mid_send_cancels_the_run(demo: Demo, uploaded: dict[str, Any]) -> None:
+    gen = demo.send(uploaded, *_fields(schemes=("lowest_lpips", "random", "heads")))
+    next(gen)  # the send started; the client leaves
+    gen.close()
+    import time as _time
+
+    deadline = _time.monotonic() + 30
+    while any(t.name == "lsc-demo-run" and t.is_alive() for t in __import__("threading").enumerate()):
+        assert _time.monotonic() < deadline, "the run went on after the client left"
+        _time.sleep(0.05)
+
+
+def test_demo_port_is_checked_in_one_line(tmp_path: Path) -> None:
+    import socket
+
+    from lsc.demo.cli import check_port
+    from lsc.errors import ConfigError
+
+    for bad in (0, -1, 99999):
+        with pytest.raises(ConfigError, match="--port must be from 1 to 65535"):
+            check_port("127.0.0.1", bad)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        with pytest.raises(ConfigError, match=f"--port {busy.getsockname()[1]}: cannot listen on 127.0.0.1"):
+            check_port("127.0.0.1", busy.getsockname()[1])

@@ -679,3 +679,46 @@ def test_a_resume_says_how_many_failed_transmissions_it_found_and_retries_the_en
     assert ("resume: 2 failed transmission(s) found: 1 kept (--retry-failed redoes them), 1 that the environment "
             "caused retried") in result.stderr
     assert result.stdout.startswith("1 ok, 0 failed, 3 already done, of 4 transmissions"), result.stdout
+
+
+# ------------------------------------------------------------------------- 3. a resume on changed sources
+@pytest.mark.parametrize("change", ["image", "caption", "touch"])
+def test_a_resume_notices_a_replaced_source_image_or_caption(tmp_path, lsc_main, change: str) -> None:
+    from study_data import save_caption_png
+
+    cfg = _study(tmp_path)
+    argv = ("run", str(cfg), "--out", str(tmp_path / "run"), "--no-progress", "--no-report")
+    assert lsc_main(*argv).returncode == 0
+    a = tmp_path / "imgs" / "a.png"
+    if change == "image":
+        save_caption_png(a, "two blue cats sleep")  # another picture under the same name
+    elif change == "caption":
+        cap = tmp_path / "imgs" / "captions.txt"
+        cap.write_text(cap.read_text().replace("a red ball on green grass", "a blue ball on green grass"))
+    else:
+        os.utime(a, ns=(a.stat().st_atime_ns, a.stat().st_mtime_ns + 10**9))  # touched, same content
+    result = lsc_main(*argv)
+    if change == "touch":
+        assert result.returncode == 0 and "0 ok, 0 failed, 4 already done" in result.stdout, result.stderr
+        return
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {a} changed since this run folder recorded its results (content hash differs); restore it or use "
+        "another --out" if change == "image" else
+        "error: the captions of 'a.png' changed since this run folder recorded its results; restore them or use "
+        "another --out")
+
+
+def test_a_report_says_truthfully_that_stored_images_were_removed(tmp_path: Path, finished_run: Path) -> None:
+    """Deleting images/ after a run: the report no longer blames `save_images: false` (which the study did not set)."""
+    from types import SimpleNamespace
+
+    from lsc.report.build import _why_no_images
+
+    run = shutil.copytree(finished_run / "run", tmp_path / "run")
+    data = SimpleNamespace(config={"save_images": True}, run_dir=run)
+    assert _why_no_images(data) == "the others lack a stored image"
+    shutil.rmtree(run / "images")
+    assert _why_no_images(data) == (f"the study saved its images, but {run / 'images'} is missing: they were removed "
+                                    "after the run; run the study again into a new --out to regenerate them")
+    assert "save_images: false" in _why_no_images(SimpleNamespace(config={"save_images": False}, run_dir=run))

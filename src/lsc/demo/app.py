@@ -24,8 +24,9 @@ from typing import Any, Callable, Iterator
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no calls home
 
 from lsc.demo.inputs import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, upload_source, world_source
-from lsc.demo.session import SNR_RANGE_DB, DemoEvent, DemoInputError, DemoRequest, Source, archive_run, \
-    check_request, parse_scheme_options, prepare_run, run_config
+from lsc.demo.session import (MAX_SEND_IMAGES, MAX_SEND_SECONDS, SNR_RANGE_DB, DemoEvent, DemoInputError,
+                              DemoRequest, SendLimits, SendStopped, Source, archive_run, check_request,
+                              parse_scheme_options, prepare_run, run_config)
 from lsc.demo.view import PAGE_CSS, RunView, curve_image, load_view, panel_html
 from lsc.errors import LscError, one_line
 from lsc.runner.folder import STORE_FILE
@@ -43,7 +44,7 @@ def message(text: str, error: bool = False) -> str:
 
 def describe(exc: BaseException) -> str:
     """One line for the page; a bug also leaves its traceback in the server log."""
-    if isinstance(exc, LscError):
+    if isinstance(exc, (LscError, SendStopped)):  # a stopped send says why; it is no bug
         return one_line(exc)
     traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     return one_line(f"{type(exc).__name__}: {exc}")
@@ -98,6 +99,7 @@ class Demo:
         self.max_pixels = int(max_pixels)
         self.step_delay = float(step_delay)
         self.concurrency = max(1, int(concurrency))
+        self.send_limits = {"max_images": MAX_SEND_IMAGES, "max_seconds": MAX_SEND_SECONDS}  # per send
 
     def backend(self) -> Any:
         """The backend, loaded once per process (the runner's cache, so runs reuse it)."""
@@ -187,16 +189,28 @@ class Demo:
         state["run_dir"] = str(run_dir)
         events: queue.Queue[DemoEvent | None] = queue.Queue()
         outcome: dict[str, Any] = {}
+        limits = SendLimits(**self.send_limits)
 
         def work() -> None:
             try:
-                outcome["summary"] = run_config(cfg, run_dir, events.put)
+                outcome["summary"] = run_config(cfg, run_dir, events.put, limits)
             except BaseException as exc:  # noqa: BLE001 - reported by the page
                 outcome["error"] = exc
             finally:
                 events.put(None)
 
         threading.Thread(target=work, name="lsc-demo-run", daemon=True).start()
+        try:
+            yield from self._follow(req, cfg, run_dir, state, events, outcome)
+        finally:  # the client left (gradio closed this generator) or the send ended: stop drawing images
+            limits.cancel.set()
+
+    def _follow(self, req: DemoRequest, cfg: Any, run_dir: Path, state: dict[str, Any],
+                events: "queue.Queue[DemoEvent | None]", outcome: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
+        """The page's view of a running send, from its events, then its summary and download."""
+        import gradio as gr
+
+        keep = gr.update()
         yield (message(f"sending from {req.source.image_id} with {', '.join(req.schemes)}..."), panel_html(None, 0),
                None, gr.update(value=0, maximum=1), gr.update(visible=False, value=None), state)
         done: list[str] = []
@@ -329,9 +343,11 @@ def build_blocks(demo: Demo) -> Any:
         download = gr.DownloadButton("Download run (.zip, for lsc report)", visible=False, elem_id="download")
 
         model = {"concurrency_id": "model", "concurrency_limit": demo.concurrency}  # generations queue here
-        load_btn.click(demo.load_scene, [scene_index, scene_seed, state], [original, caption, status, state], **model)
-        random_btn.click(demo.random_scene, [scene_seed, state], [scene_index, original, caption, status, state], **model)
-        upload.upload(demo.load_upload, [upload, state], [original, caption, status, state], **model)
+        # Loading a scene only captions one image: its own queue, so a long send never blocks it.
+        scene = {"concurrency_id": "scene", "concurrency_limit": 4}
+        load_btn.click(demo.load_scene, [scene_index, scene_seed, state], [original, caption, status, state], **scene)
+        random_btn.click(demo.random_scene, [scene_seed, state], [scene_index, original, caption, status, state], **scene)
+        upload.upload(demo.load_upload, [upload, state], [original, caption, status, state], **scene)
         send_btn.click(demo.send, [state, caption, schemes, options, channel_model, snr, modulation, word_correction,
                                    scc, prompt_order, seed], [status, panel, curve, step, download, state], **model)
         step.release(demo.scrub, [step, state], [panel, curve], concurrency_limit=4, concurrency_id="scrub")

@@ -12,6 +12,8 @@ import csv
 import dataclasses
 import math
 import shutil
+import threading
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +28,44 @@ from lsc.runner.executor import InProcessExecutor
 from lsc.runner.folder import DEMO_INPUTS_DIR, LOCK_FILE
 
 SNR_RANGE_DB = (-20.0, 40.0)  # the page's SNR bounds: beyond them every word is lost or none is
+# What one send may ask of a shared page: a caption a person types, and a bounded share of the generator
+# (one 6000-word caption held the only generation slot for minutes).
+MAX_CAPTION_WORDS = 40
+MAX_CAPTION_CHARS = 400
+MAX_SEND_IMAGES = 20_000  # images Bob draws in one send (lowest_lpips on 40 words: 820 per beam)
+MAX_SEND_SECONDS = 600.0
 NOT_ARCHIVED = (LOCK_FILE,)  # the lock is the writing process's, not part of the run
 
 
 class DemoInputError(LscError):
     """Something the page was given cannot be run; the message is shown in the page."""
+
+
+class SendStopped(BaseException):
+    """A send stopped by the page: its client left, or it went over MAX_SEND_IMAGES or MAX_SEND_SECONDS.
+
+    A BaseException on purpose: the runner records an Exception inside a transmission as the scheme's
+    failure, and a stopped send is nobody's failure; it unwinds the run (the store keeps what is done)."""
+
+
+@dataclass
+class SendLimits:
+    """The bounds of one send, checked each time Bob is about to draw images."""
+
+    max_images: int = MAX_SEND_IMAGES
+    max_seconds: float = MAX_SEND_SECONDS
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.monotonic)
+
+    def check(self, images_after: int) -> None:
+        if self.cancel.is_set():
+            raise SendStopped("the page was closed: the send was cancelled")
+        if time.monotonic() - self.started > self.max_seconds:
+            raise SendStopped(f"the send ran over {self.max_seconds:g} s and was stopped: choose fewer schemes, "
+                              "a shorter caption or cheaper options")
+        if images_after > self.max_images:
+            raise SendStopped(f"the send would draw more than {self.max_images} images and was stopped: choose fewer "
+                              "schemes, a shorter caption or cheaper options (beam, proxy_top)")
 
 
 @dataclass
@@ -103,6 +138,10 @@ def check_request(req: DemoRequest) -> None:
     """The page's own checks, before any config is built (config errors come after, from validation)."""
     if not " ".join(req.caption.split()):
         raise DemoInputError("the caption is empty: type what Alice should send")
+    words = len(req.caption.split())
+    if words > MAX_CAPTION_WORDS or len(req.caption) > MAX_CAPTION_CHARS:
+        raise DemoInputError(f"the caption is {words} words, {len(req.caption)} characters: the page sends at most "
+                             f"{MAX_CAPTION_WORDS} words and {MAX_CAPTION_CHARS} characters")
     if not req.schemes:
         raise DemoInputError("choose at least one scheme")
     snr = req.channel.get("snr_db")
@@ -169,12 +208,15 @@ class CountingGenerator:
     """Bob's generator, counting images as they are drawn so the page can show progress during a long
     search (lowest_lpips); every call and attribute goes to the real generator, so numbers do not change."""
 
-    def __init__(self, inner: Any, notify: Callable[[int], None]) -> None:
+    def __init__(self, inner: Any, notify: Callable[[int], None], limits: SendLimits | None = None) -> None:
         self._inner = inner
         self._notify = notify
+        self._limits = limits
         self.images = 0
 
     def generate(self, prompts: Any, seed: int) -> Any:
+        if self._limits is not None:
+            self._limits.check(self.images + len(prompts))  # a left client or a runaway send stops here
         out = self._inner.generate(prompts, seed)
         self.images += len(prompts)
         self._notify(self.images)
@@ -191,13 +233,15 @@ class StreamingExecutor(InProcessExecutor):
     resumes means: it is in results.sqlite now (the page reads it from there, as `lsc report` does).
     """
 
-    def __init__(self, notify: Callable[[DemoEvent], None]) -> None:
+    def __init__(self, notify: Callable[[DemoEvent], None], limits: SendLimits | None = None) -> None:
         super().__init__()
         self.events = notify
+        self.limits = limits
 
     def start(self, cfg: Any) -> Any:
         backend = super().start(cfg)
-        counter = CountingGenerator(backend.generator, lambda n: self.events(DemoEvent("generated", count=n)))
+        counter = CountingGenerator(backend.generator, lambda n: self.events(DemoEvent("generated", count=n)),
+                                    self.limits)
         self.backend = dataclasses.replace(backend, generator=counter)
         return self.backend
 
@@ -235,11 +279,13 @@ def prepare_run(req: DemoRequest, run_dir: Path) -> StudyConfig:
     return build_config(req, run_dir, getattr(backend, "image_size", None))
 
 
-def run_config(cfg: StudyConfig, run_dir: Path, notify: Callable[[DemoEvent], None]) -> Any:
-    """Run the page's study into run_dir: the runner's own loop, store and files; events as it goes."""
+def run_config(cfg: StudyConfig, run_dir: Path, notify: Callable[[DemoEvent], None],
+               limits: SendLimits | None = None) -> Any:
+    """Run the page's study into run_dir: the runner's own loop, store and files; events as it goes.
+    `limits` bound the send (SendStopped when it goes over them or is cancelled)."""
     from lsc.runner.study import run_study
 
-    return run_study(cfg, run_dir, progress=False, executor=StreamingExecutor(notify))
+    return run_study(cfg, run_dir, progress=False, executor=StreamingExecutor(notify, limits))
 
 
 def run_request(req: DemoRequest, run_dir: Path, notify: Callable[[DemoEvent], None]) -> Any:

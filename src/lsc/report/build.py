@@ -23,7 +23,7 @@ from lsc.report.data import RunData, load_run
 from lsc.report.figures import STEP_FIGURES, gap_floors, step_title
 from lsc.report.stats import mean_ci, penalised
 from lsc.errors import ConfigError
-from lsc.runner.folder import REPORT_DIR, refuse_links, safe_name, write_atomic
+from lsc.runner.folder import IMAGES_DIR, REPORT_DIR, refuse_links, safe_name, write_atomic
 
 STRIP_IMAGES = 3
 
@@ -346,6 +346,17 @@ def _embedding_blocks(data: RunData, out: Path) -> list[Block]:
     return blocks
 
 
+def _why_no_images(data: RunData) -> str:
+    """Why stored images are missing, truthfully: the study kept none, or files were removed from the folder."""
+    if not data.config.get("save_images", True):
+        return "the study ran with save_images: false, which keeps none"
+    folder = data.run_dir / IMAGES_DIR
+    if folder.is_dir() and any(folder.glob("*.png")):
+        return "the others lack a stored image"
+    return (f"the study saved its images, but {folder} is {'empty' if folder.is_dir() else 'missing'}: they were "
+            "removed after the run; run the study again into a new --out to regenerate them")
+
+
 def _distribution_blocks(data: RunData, cond: str) -> list[Block]:
     from lsc.report import distribution
 
@@ -355,8 +366,7 @@ def _distribution_blocks(data: RunData, cond: str) -> list[Block]:
         return [heading, Paragraph(why)]
     cells, note = distribution.run_cells(data, cond, extractor)
     if not cells:
-        return [heading, Paragraph("Not computed: fewer than two images with every image stored (save_images: false "
-                                   "keeps none).")]
+        return [heading, Paragraph(f"Not computed: fewer than two images with every image stored ({_why_no_images(data)}).")]
     head, body = distribution.table(cells, extractor.name)
     what = ("On the world backend these are FID-world, KID-world and IS-world: computed on the attribute "
             "classifier's features (128-d, last conv stage averaged over space) and scene-class posteriors "

@@ -145,6 +145,7 @@ def check_own_store(path: Path) -> None:
     add lsc's tables beside its own and change its journal mode)."""
     import sqlite3
 
+    from lsc.runner.sources import SOURCES_TABLE
     from lsc.runner.store import TABLES, GENERATED_TABLE
 
     if path.stat().st_size == 0:
@@ -159,7 +160,7 @@ def check_own_store(path: Path) -> None:
             conn.close()
     except sqlite3.DatabaseError as exc:
         raise ConfigError(f"{path} is not a readable lsc results store ({exc}); use another --out") from None
-    foreign = sorted(t for t in tables - set(TABLES) - {GENERATED_TABLE} if not t.startswith("sqlite_"))
+    foreign = sorted(t for t in tables - set(TABLES) - {GENERATED_TABLE, SOURCES_TABLE} if not t.startswith("sqlite_"))
     if version is None or foreign:
         why = f"it has table {foreign[0]!r}" if foreign else "it has no lsc schema version"
         raise ConfigError(f"{path} was not written by lsc ({why}); lsc will not change it: use another --out")

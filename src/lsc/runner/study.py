@@ -23,6 +23,7 @@ from lsc.errors import ConfigError, LscWarning
 from lsc.progress import TerminalReporter, showing
 from lsc.runner.environment import EnvironmentFailure, environment_cause, stopped_line
 from lsc.runner.executor import Executor, InProcessExecutor
+from lsc.runner.sources import check_sources, record_source
 from lsc.runner.folder import (SCHEMES_META, STORE_FILE, RunLock, check_out_dir, image_path, original_path,
                                prepare_run_dir, save_png)
 from lsc.runner.images import list_images
@@ -142,6 +143,8 @@ def _run_locked(cfg: StudyConfig, out: Path, lock: RunLock, progress: bool, retr
     with ResultStore(out / STORE_FILE) as store:
         store.set_meta("config", resolved.to_yaml())
         store.set_meta(SCHEMES_META, json.dumps([spec.label for spec in resolved.schemes]))
+        with store.transaction() as conn:
+            check_sources(conn, resolved, images)  # a replaced image or caption is refused, not mixed in
         done = store.done_keys(include_failed=not retry_failed)
         kept, retried = store.failed_count()
         if (kept or retried) and notify is not None:
@@ -172,6 +175,8 @@ def _run_locked(cfg: StudyConfig, out: Path, lock: RunLock, progress: bool, retr
                 if isinstance(outcome, ImageOutcome):
                     store.record_image(outcome.seq, outcome.image_id, outcome.caption, outcome.captions,
                                        outcome.attributes, outcome.status, outcome.error)
+                    with store.transaction() as conn:
+                        record_source(conn, resolved, outcome.image_id, outcome.captions)
                     if outcome.original is not None and resolved.save_images:
                         save_png(original_path(out, outcome.image_id), outcome.original)
                 elif isinstance(outcome, ResultOutcome):
