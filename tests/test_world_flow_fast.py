@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 
 from lsc.backends.world import backend as B
 from lsc.backends.world import nets
-from lsc.backends.world import train as T
+from lsc.backends.world.training import loop
+from lsc.backends.world.training.flow_fast import teacher_pairs, train_flow_fast
 from lsc.backends.world.release import write_random_weights
 
 
@@ -50,7 +51,7 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
 def test_teacher_pairs_and_distillation_resume_exactly_after_interruption(teacher, tmp_path, monkeypatch):
     torch.set_flush_denormal(True)
     kwargs = dict(minutes=5, teacher_dir=teacher, batch_size=4, max_steps=4, pairs=8, chunk=4)
-    T.train_flow_fast(tmp_path / "a", **kwargs)
+    train_flow_fast(tmp_path / "a", **kwargs)
 
     class Killed(BaseException):
         pass
@@ -66,25 +67,25 @@ def test_teacher_pairs_and_distillation_resume_exactly_after_interruption(teache
 
     monkeypatch.setattr(B, "euler_sample", dying_sample)
     with pytest.raises(Killed):
-        T.train_flow_fast(tmp_path / "b", **kwargs)
+        train_flow_fast(tmp_path / "b", **kwargs)
     monkeypatch.undo()
     assert json.loads((tmp_path / "b" / "flow_fast" / "pairs.json").read_text())["done"] == 1
     # ... then inside training, after step 2's checkpoint (a checkpoint after every step here).
-    real_lr = T._lr
+    real_lr = loop.learning_rate
 
     def dying_lr(step, *args, **kw):
         if step == 2:
             raise Killed
         return real_lr(step, *args, **kw)
 
-    monkeypatch.setattr(T, "_lr", dying_lr)
-    real_loop = T._train_loop
-    monkeypatch.setattr(T, "_train_loop", lambda *a, **kw: real_loop(*a, **{**kw, "checkpoint_every_s": -1.0}))
+    monkeypatch.setattr(loop, "learning_rate", dying_lr)
+    real_loop = loop.train_loop
+    monkeypatch.setattr(loop, "train_loop", lambda *a, **kw: real_loop(*a, **{**kw, "checkpoint_every_s": -1.0}))
     with pytest.raises(Killed):
-        T.train_flow_fast(tmp_path / "b", **kwargs)
+        train_flow_fast(tmp_path / "b", **kwargs)
     assert json.loads((tmp_path / "b" / "flow_fast" / "state.json").read_text())["step"] == 2
     monkeypatch.undo()
-    state = T.train_flow_fast(tmp_path / "b", **kwargs)
+    state = train_flow_fast(tmp_path / "b", **kwargs)
     assert state["step"] == 4 and state["teacher"]["bob_unet_sha256"] and "on_grid" in state["metrics"]
 
     for name in ("pairs_noise.npy", "pairs_image.npy", "pairs_tokens.npy"):
@@ -102,17 +103,17 @@ def test_teacher_pairs_of_another_count_keep_the_rows_both_have(teacher, tmp_pat
     import time
 
     far = time.time() + 600
-    a = T.teacher_pairs(_mk(tmp_path / "a"), teacher, 8, 0, far, chunk=4)
+    a = teacher_pairs(_mk(tmp_path / "a"), teacher, 8, 0, far, chunk=4)
     b = _mk(tmp_path / "b")
-    T.teacher_pairs(b, teacher, 4, 0, far, chunk=4)
-    grown = T.teacher_pairs(b, teacher, 8, 0, far, chunk=4)  # a larger pool keeps the first chunk, adds the second
+    teacher_pairs(b, teacher, 4, 0, far, chunk=4)
+    grown = teacher_pairs(b, teacher, 8, 0, far, chunk=4)  # a larger pool keeps the first chunk, adds the second
     c = _mk(tmp_path / "c")
-    T.teacher_pairs(c, teacher, 8, 0, far, chunk=4)
-    shrunk = T.teacher_pairs(c, teacher, 6, 0, far, chunk=4)  # a smaller one keeps what it needs, generates nothing
+    teacher_pairs(c, teacher, 8, 0, far, chunk=4)
+    shrunk = teacher_pairs(c, teacher, 6, 0, far, chunk=4)  # a smaller one keeps what it needs, generates nothing
     assert json.loads((c / "pairs.json").read_text())["done"] == 2
     for name in ("noise", "image", "tokens"):
         assert np.array_equal(a[name], grown[name]) and np.array_equal(a[name][:6], shrunk[name]), name
-    odd = T.teacher_pairs(_mk(tmp_path / "d"), teacher, 6, 0, far, chunk=4)  # a partial last chunk: the same rows
+    odd = teacher_pairs(_mk(tmp_path / "d"), teacher, 6, 0, far, chunk=4)  # a partial last chunk: the same rows
     assert np.array_equal(a["noise"][:6], odd["noise"]) and np.array_equal(a["tokens"][:6], odd["tokens"])
 
 
@@ -125,7 +126,7 @@ def test_student_learns_the_teachers_guided_velocity_on_the_training_pairs(teach
     """The cached image of a pair is the teacher's guided 8-step sample from that pair's noise; the
     student, one evaluation per image and no unconditional branch, outputs what the guided velocity
     (and the training target noise - image) is: same shape, for every image of the batch."""
-    T.train_flow_fast(tmp_path, minutes=5, teacher_dir=teacher, batch_size=4, max_steps=1, pairs=4, chunk=4)
+    train_flow_fast(tmp_path, minutes=5, teacher_dir=teacher, batch_size=4, max_steps=1, pairs=4, chunk=4)
     folder = tmp_path / "flow_fast"
     noise = torch.from_numpy(np.load(folder / "pairs_noise.npy"))
     image = torch.from_numpy(np.load(folder / "pairs_image.npy"))

@@ -81,7 +81,7 @@ def test_the_metric_puts_rerenderings_under_the_threshold_and_rarely_a_scene_mis
     where no image missing an object is under it."""
     import dataclasses
 
-    from lsc.backends.world.train import remove_object
+    from lsc.backends.world.training.data import remove_object
 
     rng = np.random.default_rng(5)
     same, removed = [], []

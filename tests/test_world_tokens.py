@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from lsc.backends.world import STEP_CAPS, nets, scenes
-from lsc.backends.world import train as T
+from lsc.backends.world.training.data import ALICE_VOCAB, BOB_VOCAB
 
 
 def _old_prompt_ids(vocab: nets.WordVocab, prompts: list[list[str]], max_len: int) -> torch.Tensor:
@@ -26,11 +26,11 @@ def test_token_ids_are_the_trained_ones() -> None:
     words = scenes.BOB_WORDS + ["zebra"]  # an unknown word too
     prompts = [[words[int(i)] for i in rng.integers(len(words), size=int(n))] for n in rng.integers(1, 20, size=16)]
     for max_len in (4, 12, 40):
-        assert torch.equal(T.BOB_VOCAB.tokens(prompts, max_len), _old_prompt_ids(T.BOB_VOCAB, prompts, max_len))
+        assert torch.equal(BOB_VOCAB.tokens(prompts, max_len), _old_prompt_ids(BOB_VOCAB, prompts, max_len))
     captions = [p[:8] for p in prompts]
-    got = T.ALICE_VOCAB.tokens(captions, eos=True)
+    got = ALICE_VOCAB.tokens(captions, eos=True)
     for row, cap in zip(got.tolist(), captions):
-        ids = [2] + T.ALICE_VOCAB.encode(cap) + [3]
+        ids = [2] + ALICE_VOCAB.encode(cap) + [3]
         assert row == ids + [0] * (len(row) - len(ids))
 
 
@@ -48,13 +48,15 @@ def test_step_caps_are_the_cli_defaults_and_train_defaults() -> None:
     from typer.testing import CliRunner
 
     from lsc.backends.world import policy as P
-    from lsc.backends.world import vqvae_ar as V
+    from lsc.backends.world.training import captioner, flow_fast, generator, perception
+    from lsc.backends.world.training import vqvae_ar as V
     from lsc.cli import app
 
     help_text = CliRunner().invoke(app, ["world", "train", "--help"], env={"COLUMNS": "200"}).output
     for part, cap in STEP_CAPS.items():
         assert f"--{part.replace('_', '-')}-steps" in help_text
-        # the policy's loop lives with the policy, the vqvae_ar receiver's parts with that receiver
-        fn = getattr(P if part == "policy" else V if part in ("vqvae", "prior") else T, f"train_{part}")
+        # the policy's loop lives with the policy, the vqvae_ar receiver's parts in training.vqvae_ar
+        fn = getattr(P if part == "policy" else V if part in ("vqvae", "prior") else {"classifier": perception, "perceptual": perception, "captioner": captioner,
+                                                                        "generator": generator, "flow_fast": flow_fast}[part], f"train_{part}")
         assert inspect.signature(fn).parameters["max_steps"].default == cap
     assert "14000" in help_text and "3360" in help_text

@@ -7,15 +7,18 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from lsc.backends.world import train as T
+from lsc.backends.world.release import export_weights
+from lsc.backends.world.training.data import BOB_VOCAB, binding_targets, partial_prompt, training_prompt
+from lsc.backends.world.training.generator import build_generator, init_generator_from, train_generator
+from lsc.backends.world.training.perception import JNDCut, train_classifier, train_perceptual
 from lsc.cli import app
 
 
 def test_resumed_training_equals_uninterrupted(tmp_path):
     torch.set_flush_denormal(True)
-    T.train_classifier(tmp_path / "a", minutes=5, max_steps=3, batch_size=4)
-    T.train_classifier(tmp_path / "b", minutes=5, max_steps=2, batch_size=4)
-    T.train_classifier(tmp_path / "b", minutes=5, max_steps=3, batch_size=4)  # resumes at step 2
+    train_classifier(tmp_path / "a", minutes=5, max_steps=3, batch_size=4)
+    train_classifier(tmp_path / "b", minutes=5, max_steps=2, batch_size=4)
+    train_classifier(tmp_path / "b", minutes=5, max_steps=3, batch_size=4)  # resumes at step 2
     a = load_file(str(tmp_path / "a" / "classifier" / "checkpoint.safetensors"))
     b = load_file(str(tmp_path / "b" / "classifier" / "checkpoint.safetensors"))
     assert json.loads((tmp_path / "b" / "classifier" / "state.json").read_text())["step"] == 3
@@ -29,7 +32,7 @@ def test_partial_prompts_cover_empty_shuffled_and_unknown():
 
     words = "green grass with a large red circle at left".split()
     rng = np.random.default_rng(0)
-    seen = [T.partial_prompt(words, rng) for _ in range(400)]
+    seen = [partial_prompt(words, rng) for _ in range(400)]
     assert any(p == [] for p in seen) and any(p == words for p in seen)
     assert any("[UNK]" in p for p in seen)
     assert any([w for w in p if w != "[UNK]"] != [w for w in words if w in p] for p in seen)  # shuffled ones
@@ -61,7 +64,7 @@ def test_binding_targets_label_object_words_with_their_object():
 
     scene = scenes.Scene("grass", (scenes.WorldObject("circle", "red", "small", "left"), scenes.WorldObject("square", "blue", "large", "right")))
     words, roles = scenes.bob_caption_roles(scene)
-    t = T.binding_targets([scene], [roles], len(words) + 1)
+    t = binding_targets([scene], [roles], len(words) + 1)
     assert t["color"][0, 0] == -100  # [BOS]
     first, second = words.index("circle") + 1, words.index("square") + 1
     assert t["color"][0, first] == scenes.COLORS.index("red") and t["slot"][0, first] == 0
@@ -77,7 +80,7 @@ def test_alice_plural_noun_targets_its_shape_and_names_every_object_of_its_group
 
     scene = scenes.Scene("night", tuple(scenes.WorldObject("square", c, "large", s) for c, s in zip(("red", "blue"), ("left", "right"))))
     words, roles = scenes.alice_caption_roles(scene)  # red and blue boxes at night
-    t = T.binding_targets([scene], [roles], len(words) + 1)
+    t = binding_targets([scene], [roles], len(words) + 1)
     noun = words.index("boxes") + 1
     assert t["shape"][0, noun] == scenes.SHAPES.index("square")
     assert t["color"][0, noun] == -100 and t["slot"][0, noun] == -100  # it names both boxes, not one
@@ -85,7 +88,7 @@ def test_alice_plural_noun_targets_its_shape_and_names_every_object_of_its_group
     rng = np.random.default_rng(0)
     drawn = set()
     for _ in range(400):
-        prompt, target = T.training_prompt(scene, rng)
+        prompt, target = training_prompt(scene, rng)
         if "boxes" in prompt and not {"red", "blue"} & set(prompt):
             drawn.add(len(target.objects))
     assert drawn == {2}  # "boxes" alone still means both of them
@@ -105,9 +108,9 @@ def test_fine_tuning_starts_new_synonyms_as_their_base_word(tmp_path):
 
     save_file(state, str(weights / "bob_text.safetensors"))
     (weights / "world.json").write_text(json.dumps({**meta, "bob_vocab": old_vocab}))
-    text, unet = T.build_generator()
-    T.init_generator_from(weights, text, unet)
-    row = {w: text.embed.weight[i] for i, w in enumerate(T.BOB_VOCAB.itos)}
+    text, unet = build_generator()
+    init_generator_from(weights, text, unet)
+    row = {w: text.embed.weight[i] for i, w in enumerate(BOB_VOCAB.itos)}
     torch.testing.assert_close(row["crimson"], row["red"])
     torch.testing.assert_close(row["red"], state["embed.weight"][old_vocab.index("red")].float())
     assert scenes.SYNONYM_BASE["crimson"] == "red"
@@ -117,7 +120,7 @@ def test_fine_tuning_runs_from_weights(tmp_path):
     from lsc.backends.world.release import write_random_weights
 
     weights = write_random_weights(tmp_path / "w")
-    state = T.train_generator(tmp_path / "t", minutes=5, max_steps=2, batch_size=4, init_from=weights)
+    state = train_generator(tmp_path / "t", minutes=5, max_steps=2, batch_size=4, init_from=weights)
     assert state["step"] == 2 and {"flow", "bind"} <= set(state["metrics"])
 
 
@@ -145,13 +148,13 @@ def test_generator_fine_tune_command_exports_with_the_base_parts(tmp_path):
 def test_export_without_a_trained_part_or_base_weights_is_refused(tmp_path):
     import pytest
 
-    T.train_classifier(tmp_path / "t", minutes=5, max_steps=1, batch_size=2)
+    train_classifier(tmp_path / "t", minutes=5, max_steps=1, batch_size=2)
     with pytest.raises(FileNotFoundError, match="was not trained"):
-        T.export_weights(tmp_path / "t", tmp_path / "w")
+        export_weights(tmp_path / "t", tmp_path / "w")
 
 
 def test_jnd_cut_asks_same_scenes_under_one_cut_and_changed_ones_above():
-    cut = T.JNDCut()
+    cut = JNDCut()
     with torch.no_grad():
         cut.bias.fill_(0.5)
     low, high = torch.full((8,), 0.2), torch.full((8,), 0.9)
@@ -167,11 +170,11 @@ def test_perceptual_training_learns_a_cut_and_exports_only_the_channel_weights(t
     from lsc.backends.world.release import write_random_weights
 
     base = write_random_weights(tmp_path / "base")
-    state = T.train_perceptual(tmp_path / "t", minutes=5, max_steps=2, batch_size=4, classifier_from=base)
+    state = train_perceptual(tmp_path / "t", minutes=5, max_steps=2, batch_size=4, classifier_from=base)
     assert state["step"] == 2 and {"agree", "jnd", "cut"} <= set(state["metrics"])
     checkpoint = load_file(str(tmp_path / "t" / "perceptual" / "checkpoint.safetensors"))
     assert any(k.startswith("cut.") for k in checkpoint)  # the cut trains (and resumes) with the weights
-    T.export_weights(tmp_path / "t", tmp_path / "w", base_weights=base)
+    export_weights(tmp_path / "t", tmp_path / "w", base_weights=base)
     exported = load_file(str(tmp_path / "w" / "perceptual.safetensors"))
     LinearWeights((32, 64, 128, 128)).load_state_dict({k: v.float() for k, v in exported.items()})  # strict: no cut
 
@@ -183,12 +186,12 @@ def test_content_only_prompts_keep_their_target_and_lose_every_function_word():
 
     scene = scenes.Scene("grass", (scenes.WorldObject("circle", "red", "large", "left"), scenes.WorldObject("square", "blue", "small", "right")))
     rng = np.random.default_rng(3)
-    drawn = [T.training_prompt(scene, rng, content_only_rate=1.0) for _ in range(300)]
+    drawn = [training_prompt(scene, rng, content_only_rate=1.0) for _ in range(300)]
     assert not any(set(p) & scenes.FUNCTION_WORDS for p, _ in drawn)
     whole = [t for p, t in drawn if p == "red ball small blue box grass".split()]
     assert whole and all(t.objects == scene.objects for t in whole)  # the same two objects, where they were
     rng = np.random.default_rng(3)
-    assert any(set(p) & scenes.FUNCTION_WORDS for p, _ in (T.training_prompt(scene, rng, content_only_rate=0.0) for _ in range(50)))
+    assert any(set(p) & scenes.FUNCTION_WORDS for p, _ in (training_prompt(scene, rng, content_only_rate=0.0) for _ in range(50)))
 
 
 def test_an_alice_prompt_without_its_position_words_targets_the_usual_layout():
@@ -200,7 +203,7 @@ def test_an_alice_prompt_without_its_position_words_targets_the_usual_layout():
     rng = np.random.default_rng(4)
     slots = {}
     for _ in range(400):
-        prompt, target = T.training_prompt(scene, rng)
+        prompt, target = training_prompt(scene, rng)
         if "box" in prompt:
             slots.setdefault("left" in prompt, set()).update(o.slot for o in target.objects)
     assert slots == {True: {"left"}, False: {"middle"}}  # unsaid, the position is the usual one, never a blend

@@ -19,7 +19,10 @@ import torch
 from safetensors.torch import load_file
 
 from lsc.backends.world import backend as B
-from lsc.backends.world import train as T
+from lsc.backends.world.nets import to_tensor
+from lsc.backends.world.training import loop
+from lsc.backends.world.training import vqvae_ar as TV
+from lsc.backends.world.training.data import FINETUNE_COUNT_P, training_prompt
 from lsc.backends.world import vqvae_ar as V
 from lsc.backends.world.release import write_random_weights
 from lsc.errors import CapabilityError, ConfigError
@@ -52,32 +55,32 @@ class Killed(BaseException):
 
 def _die_at_step(monkeypatch, step: int) -> None:
     """Kill the training loop when it reaches `step`, with a checkpoint after every step before it."""
-    real_lr, real_loop = T._lr, T._train_loop
+    real_lr, real_loop = loop.learning_rate, loop.train_loop
 
     def dying_lr(s, *args, **kw):
         if s == step:
             raise Killed
         return real_lr(s, *args, **kw)
 
-    monkeypatch.setattr(T, "_lr", dying_lr)
-    monkeypatch.setattr(T, "_train_loop", lambda *a, **kw: real_loop(*a, **{**kw, "checkpoint_every_s": -1.0}))
+    monkeypatch.setattr(loop, "learning_rate", dying_lr)
+    monkeypatch.setattr(loop, "train_loop", lambda *a, **kw: real_loop(*a, **{**kw, "checkpoint_every_s": -1.0}))
 
 
 def test_vqvae_and_prior_resume_exactly_after_interruption(base, tmp_path, monkeypatch):
     torch.set_flush_denormal(True)
     vq_kwargs = dict(minutes=5, batch_size=4, max_steps=4)
     prior_kwargs = dict(minutes=5, base_dir=base, batch_size=4, max_steps=4, examples=8, chunk=4)
-    V.train_vqvae(tmp_path / "a", **vq_kwargs)
-    V.train_prior(tmp_path / "a", **prior_kwargs)
+    TV.train_vqvae(tmp_path / "a", **vq_kwargs)
+    TV.train_prior(tmp_path / "a", **prior_kwargs)
 
     _die_at_step(monkeypatch, 2)  # the VQ-VAE killed after step 2's checkpoint...
     with pytest.raises(Killed):
-        V.train_vqvae(tmp_path / "b", **vq_kwargs)
+        TV.train_vqvae(tmp_path / "b", **vq_kwargs)
     monkeypatch.undo()
-    assert not V.vqvae_finished(tmp_path / "b")
+    assert not TV.vqvae_finished(tmp_path / "b")
     with pytest.raises(ConfigError, match="needs a finished VQ-VAE"):  # ... so no prior on its unfinished codes
-        V.train_prior(tmp_path / "b", **prior_kwargs)
-    assert V.train_vqvae(tmp_path / "b", **vq_kwargs)["step"] == 4
+        TV.train_prior(tmp_path / "b", **prior_kwargs)
+    assert TV.train_vqvae(tmp_path / "b", **vq_kwargs)["step"] == 4
 
     real_encode, calls = V.VQVAE.encode, []  # the prior killed inside the second chunk of codes...
 
@@ -89,17 +92,17 @@ def test_vqvae_and_prior_resume_exactly_after_interruption(base, tmp_path, monke
 
     monkeypatch.setattr(V.VQVAE, "encode", dying_encode)
     with pytest.raises(Killed):
-        V.train_prior(tmp_path / "b", **prior_kwargs)
+        TV.train_prior(tmp_path / "b", **prior_kwargs)
     monkeypatch.undo()
     assert json.loads((tmp_path / "b" / "prior" / "codes.json").read_text())["done"] == 1
     encoded = []  # ... resumed without encoding the first chunk again, then killed in training
     monkeypatch.setattr(V.VQVAE, "encode", lambda self, x: encoded.append(len(x)) or real_encode(self, x))
     _die_at_step(monkeypatch, 2)
     with pytest.raises(Killed):
-        V.train_prior(tmp_path / "b", **prior_kwargs)
+        TV.train_prior(tmp_path / "b", **prior_kwargs)
     assert encoded == [4] and json.loads((tmp_path / "b" / "prior" / "state.json").read_text())["step"] == 2
     monkeypatch.undo()
-    state = V.train_prior(tmp_path / "b", **prior_kwargs)
+    state = TV.train_prior(tmp_path / "b", **prior_kwargs)
     assert state["step"] == 4 and state["text"]["bob_text_sha256"] == B.file_sha256(base / "bob_text.safetensors")
 
     for name in ("prior_codes.npy", "prior_tokens.npy"):
@@ -122,13 +125,13 @@ def test_cached_examples_are_the_codes_of_the_training_prompts_targets(base, tmp
     torch.manual_seed(0)
     vqvae = V.VQVAE(V.VQConfig()).eval()
     models = B.load_models(str(base.resolve()))
-    arrays = V.code_cache(tmp_path, vqvae, models.bob_vocab, 48, 4, 0, time.time() + 60, chunk=4)
-    rng = np.random.default_rng([T.TRAIN_SEED_OFFSET, T._PART_ID["prior"], 0, 0])
+    arrays = TV.code_cache(tmp_path, vqvae, models.bob_vocab, 48, 4, 0, time.time() + 60, chunk=4)
+    rng = np.random.default_rng([loop.TRAIN_SEED_OFFSET, loop.PART_ID["prior"], 0, 0])
     from lsc.backends.world import scenes
 
-    pairs = [T.training_prompt(scenes.sample_scene(rng, T.FINETUNE_COUNT_P), rng) for _ in range(4)]
+    pairs = [training_prompt(scenes.sample_scene(rng, FINETUNE_COUNT_P), rng) for _ in range(4)]
     with torch.inference_mode():
-        codes = vqvae.encode(T.to_tensor(np.stack([scenes.render(s) for _, s in pairs])))
+        codes = vqvae.encode(to_tensor(np.stack([scenes.render(s) for _, s in pairs])))
     assert np.array_equal(arrays["codes"], codes.numpy())
     tokens = models.bob_vocab.tokens([p for p, _ in pairs], 48).numpy()
     assert np.array_equal(arrays["tokens"][:, : tokens.shape[1]], tokens)

@@ -60,21 +60,21 @@ def train_cmd(
     """Train (or resume training) the world's models on the CPU, then export and calibrate."""
     import torch
 
-    from lsc.backends.world import train as T
+    from lsc.backends.world.training import parts as training_parts
 
     if minutes <= 0:
         raise ConfigError(f"--minutes must be positive, got {minutes}")
-    chosen = tuple(parts or T.PARTS)
-    unknown = [p for p in chosen if p not in T.ALL_PARTS]
+    chosen = tuple(parts or training_parts.PARTS)
+    unknown = [p for p in chosen if p not in training_parts.ALL_PARTS]
     if unknown:
-        raise ConfigError(f"unknown part {unknown[0]!r}; choose from {', '.join(T.ALL_PARTS)}")
-    if T.POLICY in chosen and len(chosen) > 1:
+        raise ConfigError(f"unknown part {unknown[0]!r}; choose from {', '.join(training_parts.ALL_PARTS)}")
+    if training_parts.POLICY in chosen and len(chosen) > 1:
         raise ConfigError("train the policy in a call of its own (--part policy), with --base-weights at finished weights")
     if "flow_fast" in chosen and len(chosen) > 1:
         raise ConfigError("--part flow_fast trains alone: it distils a finished weights folder (--init-generator WEIGHTS)")
-    if set(chosen) & set(T.VQVAE_AR_PARTS) and set(chosen) - set(T.VQVAE_AR_PARTS):
+    if set(chosen) & set(training_parts.VQVAE_AR_PARTS) and set(chosen) - set(training_parts.VQVAE_AR_PARTS):
         raise ConfigError("--part vqvae and --part prior train apart from the world's other parts: give them in a call of their own")
-    if set(chosen) & set(T.VQVAE_AR_PARTS) and init_generator is None and base_weights is None:
+    if set(chosen) & set(training_parts.VQVAE_AR_PARTS) and init_generator is None and base_weights is None:
         raise ConfigError("--part vqvae and --part prior need --base-weights WEIGHTS: the VQ-VAE learns with the world's perceptual "
                           "distance (squared error alone blurs shapes), the prior reads Bob's frozen text encoder")
     if "flow_fast" in chosen and init_generator is None and base_weights is None:
@@ -101,15 +101,15 @@ def train_cmd(
         from lsc.limits import machine_threads
 
         torch.set_num_threads(machine_threads(threads, "--threads"))
-    states = T.train(out, minutes, chosen, seed, caps, init_generator=init_generator, init_captioner=init_captioner,
+    states = training_parts.train(out, minutes, chosen, seed, caps, init_generator=init_generator, init_captioner=init_captioner,
                      base_weights=base_weights, policy_options={"trace_scenes": policy_scenes, "trace_seed": policy_seed},
                      flow_fast={"pairs": flow_fast_pairs, "sampler_steps": flow_fast_sampler_steps},
                      generator_options={"content_only_rate": content_only_rate},
                      vqvae_ar={"prior_examples": prior_examples})
     typer.echo(json.dumps({p: {"step": s["step"], "elapsed_s": round(s["elapsed_s"]), **({"traces": s["traces"]} if "traces" in s else {})}
                            for p, s in states.items()}))
-    if T.POLICY in chosen:
-        state = states[T.POLICY]
+    if training_parts.POLICY in chosen:
+        state = states[training_parts.POLICY]
         if not state.get("complete"):
             typer.echo(f"policy not finished ({state['traces']} of {policy_scenes} traces, step {state['step']} of {policy_steps}): "
                        "run the same command again to continue")
@@ -118,7 +118,7 @@ def train_cmd(
 
             typer.echo(str(export_policy(out, out / "weights" / "policy.safetensors")))
         return
-    if set(chosen) <= set(T.VQVAE_AR_PARTS):
+    if set(chosen) <= set(training_parts.VQVAE_AR_PARTS):
         # The receiver ships beside the weights whose text encoder the prior reads; world.json is not rewritten.
         prior_state = states.get("prior")
         if "prior" in chosen and (prior_state is None or prior_state["step"] < prior_steps):
@@ -139,7 +139,7 @@ def train_cmd(
         return
     # A generator fine-tune exports with the other parts taken from the weights it started from.
     base = base_weights
-    if export and (base is not None or all((out / p / "state.json").exists() for p in T.PARTS)):
+    if export and (base is not None or all((out / p / "state.json").exists() for p in training_parts.PARTS)):
         from lsc.backends.world.release import export_and_calibrate
 
         result = export_and_calibrate(out, out / "weights", n_scenes=eval_scenes, base_weights=base)

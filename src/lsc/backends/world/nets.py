@@ -27,7 +27,7 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(len(SPECIALS))
 class WordVocab:
     """A word-level vocabulary: the world's captions are whitespace words, one token each.
 
-    Inference (backend.py) and training (train.py) both turn words into token ids here, so a model
+    Inference (backend.py) and training (training/) both turn words into token ids here, so a model
     sees at inference exactly the ids it was trained on.
     """
 

@@ -40,11 +40,11 @@ class LinearWeights(torch.nn.Module):
     def distance(self, a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
         total = 0.0
         for w, fa, fb in zip(self.weights(), a, b):
-            total = total + ((_normalise(fa) - _normalise(fb)).pow(2) * w[None, :, None, None]).sum(1).mean(dim=(1, 2))
+            total = total + ((normalise(fa) - normalise(fb)).pow(2) * w[None, :, None, None]).sum(1).mean(dim=(1, 2))
         return total
 
 
-def _normalise(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+def normalise(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     return f / (f.pow(2).sum(dim=1, keepdim=True).sqrt() + eps)
 
 
@@ -60,7 +60,7 @@ class WorldPerceptual:
     def _features(self, images: np.ndarray | Sequence[np.ndarray]) -> list[torch.Tensor]:
         x = to_tensor(np.asarray(images, dtype=np.float32))
         self.feature_calls += len(x)
-        return [_normalise(f) for f in self.net.features(x)]
+        return [normalise(f) for f in self.net.features(x)]
 
     def reference(self, image: np.ndarray) -> list[torch.Tensor]:
         return self._features(image)

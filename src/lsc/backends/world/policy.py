@@ -13,7 +13,7 @@ Training. Every step state (the words, which are sent, the candidates) is one ex
 cross-entropy of the greedy pick plus a listwise ranking term, the cross-entropy against
 softmax(-(LPIPS - min) / TAU) over the candidates, so a near-tie counts as nearly right. Scenes whose
 index is a multiple of HOLDOUT_EVERY are held out and give the validation numbers in the state and
-the log. The loop is train.py's (checkpoints, log, resume, batches drawn from (seed, part, step)).
+the log. The loop is the world's (training.loop: checkpoints, log, resume, batches drawn from (seed, part, step)).
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def train_policy(
     The learning rate warms up over the first tenth of `max_steps` and decays linearly to a tenth over the
     second half; `stop_at` ends this call at that step
     (an interruption, as tests make one), the schedule unchanged."""
-    from lsc.backends.world import train as T
+    from lsc.backends.world.training import loop
     from lsc.backends.world.options import world_weights_dir
 
     if trace_scenes < 2:
@@ -227,7 +227,7 @@ def train_policy(
     (folder / "vocab.json").write_text(json.dumps(vocab.itos[2:]))
     train_traces, held = split(traces)
     data = Examples(train_traces, vocab)
-    torch.manual_seed(seed + T._PART_ID["policy"])  # the initial weights, before any resume
+    torch.manual_seed(seed + loop.PART_ID["policy"])  # the initial weights, before any resume
     model = OrderPolicy(PolicyConfig(vocab_size=len(vocab)))
 
     def loss_fn(rng: np.random.Generator, gen: torch.Generator, step: int):
@@ -236,7 +236,7 @@ def train_policy(
         model.train()
         return policy_loss(model, data.batch(idx))
 
-    state = T._train_loop("policy", Path(out_dir), max(left, 1e-3), seed, {"model": model}, list(model.parameters()),
+    state = loop.train_loop("policy", Path(out_dir), max(left, 1e-3), seed, {"model": model}, list(model.parameters()),
                           loss_fn, BASE_LR, min(max_steps, stop_at or max_steps), lr_decay=(max_steps // 2, max_steps, 0.1),
                           warmup=max(1, max_steps // 10))
     model.eval()

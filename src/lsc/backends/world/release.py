@@ -7,7 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lsc.backends.world import train as T
+from lsc.backends.world.training.captioner import build_captioner
+from lsc.backends.world.training.data import ALICE_VOCAB, BOB_VOCAB
+from lsc.backends.world.training.generator import build_generator
+from lsc.backends.world.training.perception import build_classifier
 
 
 def receiver_meta_file(receiver: str) -> str:
@@ -51,16 +54,56 @@ def calibrate_receiver(weights_dir: Path, receiver: str = "flow", n_scenes: int 
     return result
 
 
+def export_weights(train_dir: Path, weights_dir: Path, extra_meta: dict | None = None, base_weights: Path | None = None) -> None:
+    """Write the shipped weights (fp16 safetensors + world.json) from finished training folders.
+
+    A part not trained in `train_dir` (a generator-only fine-tune) is copied from `base_weights`,
+    the weights folder it started from, with its training record.
+    """
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    files = {"generator": ("bob_text", "bob_unet"), "captioner": ("alice",), "classifier": ("attributes",), "perceptual": ("perceptual",)}
+    prefixes = {"bob_text": "ema_text.", "bob_unet": "ema_unet.", "alice": "model.", "attributes": "model.", "perceptual": "lin."}
+    base_meta = json.loads((Path(base_weights) / "world.json").read_text()) if base_weights else {}
+    training: dict[str, dict] = {}
+    for part, names in files.items():
+        state_path = train_dir / part / "state.json"
+        if state_path.exists():
+            tensors = load_file(str(train_dir / part / "checkpoint.safetensors"))
+            for name in names:
+                prefix = prefixes[name]
+                out = {k[len(prefix):]: v.half().contiguous() if v.is_floating_point() else v for k, v in tensors.items() if k.startswith(prefix)}
+                save_file(out, str(weights_dir / f"{name}.safetensors"))
+            training[part] = json.loads(state_path.read_text())
+            training[part].pop("metrics", None)
+        elif base_weights is not None and all((Path(base_weights) / f"{n}.safetensors").exists() for n in names):
+            for name in names:
+                if Path(base_weights).resolve() != weights_dir.resolve():
+                    shutil.copyfile(Path(base_weights) / f"{name}.safetensors", weights_dir / f"{name}.safetensors")
+            training[part] = {**base_meta.get("training", {}).get(part, {}), "from": "base weights"}
+        elif part == "perceptual":
+            continue  # weights from before the learnt channel weights: the metric stays LPIPS' baseline
+        else:
+            raise FileNotFoundError(f"{part} was not trained in {train_dir} and no base weights folder was given")
+    if base_weights is not None and (train_dir / "generator" / "state.json").exists():
+        training["generator"]["fine_tuned_from"] = base_meta.get("training", {}).get("generator", {})
+    meta = {"bob_vocab": BOB_VOCAB.itos, "alice_vocab": ALICE_VOCAB.itos, "training": training, **(extra_meta or {})}
+    (weights_dir / "world.json").write_text(json.dumps(meta, indent=1))
+
+
 def export_and_calibrate(
     train_dir: Path, weights_dir: Path, n_scenes: int = 200, sampler: dict | None = None, base_weights: Path | None = None
 ) -> dict[str, Any]:
     """Export fp16 safetensors, run the held-out evaluation, store the derived threshold.
 
-    Parts not trained in `train_dir` come from `base_weights` (see train.export_weights)."""
+    Parts not trained in `train_dir` come from `base_weights` (see export_weights)."""
     from lsc.backends.world.backend import DEFAULT_GUIDANCE, DEFAULT_SAMPLER_STEPS
 
     sampler = sampler or {"steps": DEFAULT_SAMPLER_STEPS, "guidance": DEFAULT_GUIDANCE}
-    T.export_weights(train_dir, weights_dir, {"sampler": sampler, "threshold": 0.5}, base_weights=base_weights)
+    export_weights(train_dir, weights_dir, {"sampler": sampler, "threshold": 0.5}, base_weights=base_weights)
     return calibrate_receiver(weights_dir, "flow", n_scenes)
 
 
@@ -165,21 +208,21 @@ def write_random_weights(weights_dir: Path, seed: int = 0, sampler_steps: int = 
 
     torch.manual_seed(seed)
     weights_dir.mkdir(parents=True, exist_ok=True)
-    text, unet = T.build_generator()
+    text, unet = build_generator()
     from lsc.backends.world.perceptual import LinearWeights
 
-    classifier = T.build_classifier()
+    classifier = build_classifier()
     for module, name in (
         (text, "bob_text"),
         (unet, "bob_unet"),
-        (T.build_captioner(), "alice"),
+        (build_captioner(), "alice"),
         (classifier, "attributes"),
         (LinearWeights(classifier.cfg.channels), "perceptual"),
     ):
         save_file({k: v.half().contiguous() for k, v in module.state_dict().items()}, str(weights_dir / f"{name}.safetensors"))
     meta = {
-        "bob_vocab": T.BOB_VOCAB.itos,
-        "alice_vocab": T.ALICE_VOCAB.itos,
+        "bob_vocab": BOB_VOCAB.itos,
+        "alice_vocab": ALICE_VOCAB.itos,
         "sampler": {"steps": sampler_steps, "guidance": 2.0},
         "threshold": 0.5,
         "untrained": True,
