@@ -220,3 +220,19 @@ def test_another_metric_selection_resumes_and_the_report_fills_in(tmp_path: Path
     (image_id,) = {r["image_id"] for r in random}
     assert [j for j, v in enumerate(values[("random", image_id)]) if "bleu4" in v] == sorted(
         set(range(0, n_random, 2)) | {n_random - 1})
+
+
+def test_scored_metrics_are_frame_columns_and_plot_as_figures(world_run: Path, tmp_path: Path) -> None:
+    """A world run's scored metrics are DataFrame columns (the unscored ones absent) and `lsc plot` draws them."""
+    import lsc.api as api
+
+    frames = api.load_run(world_run)
+    scored = {"attr_mean", "attr_all_right", "bleu4", "rouge_l", "cider_d", "recaption"}
+    assert scored <= set(frames.steps.columns) and not {"itm", "bertscore_f1", "clip_score"} & set(frames.steps.columns)
+    assert "words_to_all_right" in frames.summary.columns and set(frames.steps["receiver"]) == {"flow_fast"}
+    stored = {(r["image_id"], r["scheme"], r["step"]): r["attr_mean"] for r in _rows(world_run / "results.sqlite", "SELECT * FROM steps")}
+    got = {(r.image_id, r.scheme, r.step): r.attr_mean for r in frames.steps.itertuples()}
+    assert got == pytest.approx(stored)
+    path = api.plot([world_run], "attr_mean_vs_words", tmp_path / "attr.svg", format="svg")
+    assert path == tmp_path / "attr.svg" and "attribute accuracy" not in path.read_text()  # paper style: no title
+    assert "random (n=2)" in path.read_text() and "nouns (n=2)" in path.read_text()

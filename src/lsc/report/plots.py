@@ -26,11 +26,11 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from lsc.report.data import RunData  # noqa: E402
 from lsc.report.stats import MeanCI, band, mean_ci, pad_forward, step_function_at, success_curve, wilson  # noqa: E402
-from lsc.report.style import BASELINE_COLOUR, LINESTYLES, MARKERS, PALETTE, SCREEN, FigureStyle, series_style  # noqa: E402
+from lsc.report.style import BASELINE_COLOUR, MARKERS, PALETTE, SCREEN, FigureStyle, series_style  # noqa: E402
 
 __all__ = ["View", "one", "lpips_vs_words", "lpips_vs_bits", "success_vs_words", "paired_difference", "gap_vs_images",
            "lpips_vs_snr", "rate_perception", "step_metric_vs_words", "image_strip", "scheme_panels", "PALETTE",
-           "LINESTYLES", "MARKERS", "BASELINE_STYLE"]
+           "MARKERS", "BASELINE_STYLE"]
 
 ORACLE_STYLE = {"color": "black", "linestyle": (0, (4, 2)), "linewidth": 1.6}
 BASELINE_STYLE = {"color": BASELINE_COLOUR, "linewidth": 1.4, "linestyle": "-"}
@@ -48,11 +48,6 @@ class View:
 def one(data: RunData, cond: str) -> list[View]:
     """The report's case: one run, one condition."""
     return [View(data.run_dir.name, data, cond)]
-
-
-def colours(schemes: list[str]) -> dict[str, Any]:
-    """A colour per scheme from the colour-blind-safe palette (cycling; pair with `series_style` beyond 7)."""
-    return {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(schemes)}
 
 
 def _curves(data: RunData, cond: str, scheme: str) -> list[list[dict[str, Any]]]:
