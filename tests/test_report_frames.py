@@ -45,7 +45,7 @@ def test_load_run_matches_the_store_with_identity_and_without_empty_metrics(tmp_
         assert set(frame["channel"]) == {"none"} and set(frame["prompt_order"]) == {"send"} and set(frame["seed"]) == {0}
     assert str(frames.summary["words_to_threshold"].dtype) == "Int64" and frames.summary["snr_db"].dtype == float
     assert frames.runs == {"ideal": {"label": "ideal", "backend": FAKE_BACKEND, "receiver": None, "channel": "none",
-                                     "prompt_order": "send", "seed": 0}}
+                                     "prompt_order": "send", "seed": 0, "distance": "LPIPS"}}
 
 
 def test_load_runs_concatenates_runs_told_apart_by_identity(tmp_path: Path) -> None:

@@ -199,7 +199,8 @@ def test_export_csv_and_parquet_columns(tmp_path: Path) -> None:
     metrics = {name for name, _ in stored_columns()}
     assert tuple(steps[0]) == tuple(c for c in STEPS_EXPORT if c not in metrics) + IDENTITY
     assert {k: steps[0][k] for k in IDENTITY} == {"label": "run", "backend": FAKE_BACKEND, "receiver": "",
-                                                  "channel": "none", "prompt_order": "send", "seed": "0"}
+                                                  "channel": "none", "prompt_order": "send", "seed": "0",
+                                                  "distance": "LPIPS"}
     assert STEPS_EXPORT[:11] == ("image_id", "scheme", "step", "word_sent", "word_received", "bits", "cum_bits",
                                  "prompt", "lpips", "ssim", "psnr")
     assert tuple(summary[0]) == tuple(c for c in SUMMARY_EXPORT if c != "words_to_all_right") + IDENTITY

@@ -114,6 +114,43 @@ class SceneSample:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Distance:
+    """What a backend's perceptual distance is, declared by the backend: the one source of the name every plot,
+    table, export and the demo print for its values, of the scale they run on and of what its threshold was
+    calibrated to. Why: the world's distance is the LPIPS formula on its own features, its values run far past
+    the papers' LPIPS (AlexNet), and a label "LPIPS" beside them would invite a comparison that does not hold.
+    """
+
+    name: str  # e.g. "LPIPS (AlexNet)", "LPIPS-world"
+    scale: str  # the range its values take, in words
+    calibration: str  # what the backend's default threshold was calibrated to
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "scale": self.scale, "calibration": self.calibration}
+
+    def named(self, text: str) -> str:
+        """A label written with the generic word "LPIPS" (a table head, an axis, a title), naming this distance."""
+        return text.replace("LPIPS", self.name)
+
+    def line(self, threshold: float | None) -> str:
+        """What a reader must know first: the name, its scale, and what the threshold was calibrated to."""
+        at = f"threshold {threshold:g}" if threshold is not None else "threshold"
+        return f"distance: {self.name}, {self.scale}; {at}: {self.calibration}"
+
+
+def lpips_distance(net: str = "alex") -> Distance:
+    """The papers' LPIPS (the `lpips` package's linear heads on AlexNet or VGG features)."""
+    label = {"alex": "AlexNet", "vgg": "VGG"}.get(net, net)
+    return Distance(f"LPIPS ({label})", "0 (the same image) to about 1",
+                    "0.6, the papers' threshold for LPIPS (AlexNet)" if net == "alex" else
+                    "the papers' 0.6, set for LPIPS (AlexNet); VGG's values differ")
+
+
+# A backend that declares nothing: its values are labelled plainly "LPIPS", and the report says the scale is unknown.
+UNDECLARED_DISTANCE = Distance("LPIPS", "a scale its backend does not declare", "not declared by the backend")
+
+
 @dataclass
 class Backend:
     """A set of models behind the four interfaces, plus what the language side needs from them."""
@@ -131,6 +168,8 @@ class Backend:
     skd_examples: list[tuple[str, str]] = field(default_factory=list)
     # Success threshold suited to this backend's perceptual metric (0.6 for LPIPS-AlexNet).
     default_threshold: float = 0.6
+    # What `perceptual` measures, under the name every label shows (see Distance).
+    distance: Distance = UNDECLARED_DISTANCE
     # How Bob builds his prompt unless the study says: "send" (research code) or "caption" order.
     default_prompt_order: str = "send"
     # The square side (pixels) this backend's models take; None = any size. The runner refuses other

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from lsc.interfaces import Backend
+from lsc.interfaces import Backend, Distance, lpips_distance
 from lsc.plugins import Registry
 
 if TYPE_CHECKING:
@@ -30,6 +30,18 @@ _OPTIONS: dict[str, str] = {
     "world": "lsc.backends.world.options:WorldBackendOptions",
     "hf": "lsc.backends.hf.options:HFBackendOptions",
 }
+
+
+def declared_distance(name: str, options: dict[str, Any] | None = None) -> Distance | None:
+    """The perceptual distance a registered backend declares, read without loading its models (a run folder
+    written before runs recorded it is labelled by this); None for a backend of another module."""
+    if name == "world":
+        from lsc.backends.world.options import DISTANCE
+
+        return DISTANCE
+    if name == "hf":
+        return lpips_distance(str((options or {}).get("lpips_net", "alex")))
+    return None
 
 
 def available_backends() -> list[str]:

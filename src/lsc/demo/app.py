@@ -267,7 +267,7 @@ class Demo:
 
     @staticmethod
     def _summary(view: RunView, summary: Any) -> str:
-        parts = [f"{s.label}: final LPIPS {s.final_lpips:.4f}" if s.status == "ok" else f"{s.label}: failed ({s.error})"
+        parts = [f"{s.label}: final {view.distance} {s.final_lpips:.4f}" if s.status == "ok" else f"{s.label}: failed ({s.error})"
                  for s in view.schemes]
         took = f" in {summary.elapsed_s:.1f} s" if summary is not None else ""
         return message(f"finished{took} ({view.image_id}, threshold {view.threshold:.4f}): " + "; ".join(parts)

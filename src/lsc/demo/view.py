@@ -40,6 +40,7 @@ class RunView:
     threshold: float | None
     schemes: list[SchemeView]
     image_error: str | None = None
+    distance: str = "LPIPS"  # the distance's name as the backend declared it (LPIPS-world, LPIPS (AlexNet))
 
     @property
     def max_step(self) -> int:
@@ -65,7 +66,8 @@ def load_view(run_dir: str | Path) -> RunView:
                                   words_to_threshold=summary.get("words_to_threshold"),
                                   final_lpips=summary.get("final_lpips")))
     return RunView(Path(run_dir), image_id, image.get("caption"), data.threshold, schemes,
-                   image_error=image.get("error") if image.get("status") == "failed" else None)
+                   image_error=image.get("error") if image.get("status") == "failed" else None,
+                   distance=data.distance.name)
 
 
 def _png_data_uri(path: Path) -> str:
@@ -110,12 +112,12 @@ def _scheme_column(view: RunView, s: SchemeView, step: int) -> str:
     under = view.threshold is not None and lpips < view.threshold
     return (
         f'<div class="lsc-col" data-scheme="{label}"><h4>{label}</h4>{img}'
-        f'<p>step {k} of {len(s.steps) - 1} &middot; LPIPS <span class="lsc-lpips{" lsc-under" if under else ""}" '
+        f'<p>step {k} of {len(s.steps) - 1} &middot; {html.escape(view.distance)} <span class="lsc-lpips{" lsc-under" if under else ""}" '
         f'data-scheme="{label}" data-step="{k}" data-lpips="{lpips!r}">{lpips:.4f}</span> &middot; '
         f'{int(row["cum_bits"] or 0)} bits</p>'
         f'<p class="lsc-prompt">Bob\'s prompt: &ldquo;{html.escape(row["prompt"] or "")}&rdquo;</p>'
         f'<ol class="lsc-words">{"".join(lines)}</ol>'
-        f'<p class="lsc-final">final LPIPS <span class="lsc-final-lpips" data-scheme="{label}" '
+        f'<p class="lsc-final">final {html.escape(view.distance)} <span class="lsc-final-lpips" data-scheme="{label}" '
         f'data-lpips="{float(s.final_lpips or 0.0)!r}">{float(s.final_lpips or 0.0):.4f}</span>'
         f'{" &middot; " + hit if hit else ""}</p></div>'
     )
@@ -139,7 +141,7 @@ def curve_image(view: RunView | None, step: int, width_px: int = 640, height_px:
         ax.axhline(view.threshold, color="grey", ls="--", lw=1, label="threshold")
     ax.axvline(step, color="black", lw=0.8, alpha=0.5)
     ax.set_xlabel("words sent")
-    ax.set_ylabel("LPIPS to the original")
+    ax.set_ylabel(f"{view.distance} to the original")
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     canvas.draw()

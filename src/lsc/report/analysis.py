@@ -45,10 +45,23 @@ class Transmission:
     area_bits: float
     lpips_at_k: float
     alice_images: int | None = None  # images Alice's plan asked Bob's generator for (None: planned without it)
+    # words until the attribute reader finds every attribute right (world), and whether it read this transmission
+    words_to_all_right: int | None = None
+    attributes_scored: bool = False
 
     @property
     def reached(self) -> bool:
         return self.words_to_threshold is not None
+
+    @property
+    def all_right(self) -> bool:
+        """Every attribute right after some word (the world's own success criterion)."""
+        return self.words_to_all_right is not None
+
+    @property
+    def words_all_right_penalised(self) -> float:
+        """Words until every attribute is right, n + 1 for a transmission that never got there."""
+        return words_with_failures([self.words_to_all_right], [self.n_words])[0]
 
     @property
     def words_penalised(self) -> float:
@@ -89,6 +102,8 @@ def transmissions(data: RunData, cond: str) -> dict[str, dict[str, Transmission]
             area_bits=mean_over_bits([r["cum_bits"] or 0 for r in rows], [r["lpips"] for r in rows], horizon[image_id]),
             lpips_at_k=float(at_k[-1]["lpips"]),
             alice_images=s.get("alice_images"),
+            words_to_all_right=s.get("words_to_all_right"),
+            attributes_scored=any(r.get("attr_all_right") is not None for r in rows),
         )
     return out
 
@@ -107,6 +122,19 @@ SUCCESS_HEAD = ["scheme", "images", "failed", "words per caption", "reached the 
                 "bits to threshold, mean over successes", "bits to threshold, failures at one word past the caption"]
 SUCCESS_KEYS = ["scheme", "n", "failed", "words_per_caption", "success", "final_success", "words", "words_pen",
                 "words_km", "bits", "bits_pen"]
+# Beside "reached the threshold" where the attribute reader scored the run (world): whether the image was right.
+ALL_RIGHT_HEAD = ["every attribute right at some step [95% CI]", "words to every attribute right, failures at n+1"]
+ALL_RIGHT_KEYS = ["all_right", "words_all_right_pen"]
+
+
+def success_columns(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The success table's (head, keys): with "every attribute right" and its words beside "reached the
+    threshold" when any transmission was read by the attribute reader (a distance under the threshold can
+    still be a wrong picture)."""
+    if not any(r.get("all_right") not in (None, "–") for r in rows):
+        return list(SUCCESS_HEAD), list(SUCCESS_KEYS)
+    at = SUCCESS_KEYS.index("success") + 1
+    return SUCCESS_HEAD[:at] + ALL_RIGHT_HEAD + SUCCESS_HEAD[at:], SUCCESS_KEYS[:at] + ALL_RIGHT_KEYS + SUCCESS_KEYS[at:]
 AREA_HEAD = ["scheme", "images", f"LPIPS after {LPIPS_AFTER_WORDS} words", "area under LPIPS vs words (per word)",
              "area under LPIPS vs bits (per bit)", "final LPIPS"]
 AREA_KEYS = ["scheme", "n", "lpips_at_3", "mean_lpips", "mean_lpips_bits", "final_lpips"]
@@ -122,11 +150,14 @@ def scheme_table(data: RunData, cond: str) -> list[dict[str, Any]]:
         if not ts and not failed:
             continue
         hits = [t for t in ts if t.reached]
+        read = [t for t in ts if t.attributes_scored]
         km = km_median([t.words_to_threshold for t in ts], [t.n_words for t in ts])
         rows.append({
             "scheme": scheme, "n": len(ts), "failed": len(failed),
             "words_per_caption": mean_ci(t.n_words for t in ts).fmt(1),
             "success": _rate(len(hits), len(ts)),
+            "all_right": _rate(sum(t.all_right for t in read), len(read)),
+            "words_all_right_pen": mean_ci(t.words_all_right_penalised for t in read).fmt(2) if read else "–",
             "final_success": _rate(sum(t.final_under for t in ts), len(ts)) if data.threshold is not None else "–",
             "words": f"{mean_ci(t.words_to_threshold for t in hits).fmt(2)} ({len(hits)}/{len(ts)})",
             "words_pen": mean_ci(t.words_penalised for t in ts).fmt(2),

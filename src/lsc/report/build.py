@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterable, Union
 import numpy as np
 
 import lsc.report.plots as plots
-from lsc.report.analysis import (AREA_HEAD, AREA_KEYS, BASELINE, ORACLE_HEAD, PAIRED_METRICS, SUCCESS_HEAD, SUCCESS_KEYS,
-                                 oracle_images, oracle_rows, paired_rows, paired_table, scheme_table, search_cost)
+from lsc.report.analysis import (AREA_HEAD, AREA_KEYS, BASELINE, ORACLE_HEAD, PAIRED_METRICS, oracle_images, oracle_rows,
+                                 paired_rows, paired_table, scheme_table, search_cost, success_columns)
 from lsc.report.data import RunData, load_run
 from lsc.report.figures import STEP_FIGURES, gap_floors, step_title
 from lsc.report.stats import mean_ci, penalised
@@ -221,7 +221,8 @@ def report_blocks(data: RunData, out: Path, strip_ids: list[str] | None = None, 
     if strips:
         blocks += [Heading("Image strips"),
                    Paragraph("Per step: the word received (sent→received when the channel changed it), "
-                             "Bob's image, its LPIPS (green: under the threshold).")]
+                             "Bob's image, its LPIPS (green: under the threshold; vermillion with ✗ and a frame: "
+                             "under the threshold, yet the attribute reader finds the image wrong).")]
         blocks += strips
     failed = data.failed()
     if failed:
@@ -233,7 +234,23 @@ def report_blocks(data: RunData, out: Path, strip_ids: list[str] | None = None, 
                    Table(["image", "scheme", "condition", "reason"],
                          [[s["image_id"], s["scheme"], s["cond"], str(s["error"])] for s in failed[:50]],
                          left_align_last=True)]
+    blocks = [_named(b, data.distance) for b in blocks]  # "LPIPS" above is the run's distance, by its own name
+    blocks[1] = Bullets([data.distance.line(data.threshold), *blocks[1].items])  # type: ignore[union-attr]
     return blocks
+
+
+def _named(block: Block, distance: Any) -> Block:
+    """A block with the generic word "LPIPS" replaced by the distance's declared name (lsc.interfaces.Distance)."""
+    if isinstance(block, Heading):
+        return Heading(distance.named(block.text), block.level)
+    if isinstance(block, Paragraph):
+        return Paragraph(distance.named(block.text))
+    if isinstance(block, Bullets):
+        return Bullets([distance.named(t) for t in block.items])
+    if isinstance(block, Table):
+        return Table([distance.named(h) for h in block.head], [[distance.named(c) for c in r] for r in block.rows],
+                     block.left_align_last)
+    return Figure(distance.named(block.title), block.path)
 
 
 def _strip_ids(data: RunData, count: int, chosen: list[str] | None) -> list[str]:
@@ -262,13 +279,17 @@ def _strips(data: RunData, out: Path, ids: list[str]) -> list[Block]:
 
 def _result_tables(data: RunData, cond: str) -> list[Block]:
     rows = scheme_table(data, cond)
+    head, keys = success_columns(rows)
     return [
         Paragraph("Success and cost. 'Reached' counts a transmission whose image was under the threshold after some "
                   "word; 'final image under' counts those whose image after the last word is. Words to threshold: "
                   "the mean over successes only (k of n reached), the mean with every failure counted as n+1 words "
                   "for an n-word caption, and the Kaplan-Meier median (failures censored at n words). Bits to "
-                  "threshold likewise, a failure costing its whole caption plus one word at its mean word cost."),
-        Table(SUCCESS_HEAD, [[str(r[k]) for k in SUCCESS_KEYS] for r in rows]),
+                  "threshold likewise, a failure costing its whole caption plus one word at its mean word cost." +
+                  (" Every attribute right: the attribute reader finds every object in its slot and every attribute "
+                   "the received words state right (the world's own success criterion; a distance under the threshold "
+                   "can still be a wrong picture); its words count a failure as n+1 too." if "all_right" in keys else "")),
+        Table(head, [[str(r[k]) for k in keys] for r in rows]),
         Paragraph("LPIPS along the transmission (mean ± 95% CI over images). Area under LPIPS vs words: the mean "
                   "LPIPS of Bob's images after words 1..n; vs bits: the mean LPIPS per bit up to the costliest "
                   "caption of that image, each transmission's last image carried on. Lower is better."),

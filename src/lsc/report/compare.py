@@ -45,6 +45,7 @@ class Cell:
     seconds: Any = None
     planning: Any = None  # MeanCI of Alice's planning time (s), same transmissions
     timing: str = "transmission"  # "transmission" (the split columns) or "elapsed" (an old run's whole time)
+    distance: str = "LPIPS"  # the name of the distance final_lpips and area measure (its backend's declaration)
 
     def as_dict(self) -> dict[str, Any]:
         def ci(m: Any) -> dict[str, float | None]:
@@ -58,7 +59,7 @@ class Cell:
                 "area_words": ci(self.area) if self.area is not None else None,
                 "seconds_per_transmission": ci(self.seconds) if self.seconds is not None else None,
                 "planning_seconds": ci(self.planning) if self.planning is not None else None,
-                "seconds_measure": self.timing}
+                "seconds_measure": self.timing, "distance": self.distance}
 
     def text(self) -> str:
         p, lo, hi = self.success
@@ -128,7 +129,8 @@ def _scheme_cells(label: str, data: RunData, scheme: str) -> list[Cell]:
         seconds, planning, timing = transmission_times(ok)
         cells.append(Cell(label, snr, len(ok), mean_ci(s["final_lpips"] for s in ok),
                           mean_ci(hits), wilson(len(hits), len(ok)), mean_ci(rows[-1]["cum_bits"] for rows in steps if rows), hit_share,
-                          data.threshold, scheme, mean_ci(areas), mean_ci(seconds), mean_ci(planning), timing))
+                          data.threshold, scheme, mean_ci(areas), mean_ci(seconds), mean_ci(planning), timing,
+                          data.distance.name))
     return cells
 
 
@@ -145,6 +147,11 @@ def transmission_times(rows: Sequence[dict[str, Any]]) -> tuple[list[float], lis
     return [float(r["elapsed_s"]) for r in rows if r.get("elapsed_s") is not None], [], "elapsed"
 
 
+def distance_of(cells: Sequence[Cell]) -> str:
+    """The name of the distance the compared runs measured; both names when they differ (never one "LPIPS" for two)."""
+    return " / ".join(dict.fromkeys(c.distance for c in cells)) or "LPIPS"
+
+
 def markdown_table(cells: Sequence[Cell]) -> str:
     """Rows = runs, columns = SNRs; each cell 'final LPIPS ± CI / success [CI] / words ± CI'."""
     runs = list(dict.fromkeys(c.run for c in cells))
@@ -156,7 +163,8 @@ def markdown_table(cells: Sequence[Cell]) -> str:
     for run in runs:
         lines.append("| " + " | ".join([run] + [by_key[(run, s)].text() if (run, s) in by_key else "–" for s in snrs]) + " |")
     lines.append("")
-    lines.append("Each cell: final LPIPS (mean ± 95% CI) / success rate [Wilson 95% CI] / words to threshold among successes (mean ± 95% CI).")
+    lines.append(f"Each cell: final {distance_of(cells)} (mean ± 95% CI) / success rate [Wilson 95% CI] / words to threshold "
+                 "among successes (mean ± 95% CI).")
     lines.append("")
     lines.append("| run | bits per caption | words with bit errors, by SNR |")
     lines.append("|---|---|---|")
@@ -191,7 +199,8 @@ def scheme_run_table(cells: Sequence[Cell]) -> str:
     threshold = {(c.run, c.snr_db): c.threshold for c in cells}
     thresholds = ", ".join(f"{name[col]} {threshold[col]:.4g}" if threshold[col] is not None else f"{name[col]} –" for col in columns)
     lines += ["", "Each cell: success rate [Wilson 95% CI] / words to threshold among successes (mean ± 95% CI) / area under "
-              f"LPIPS vs words, per word (mean ± 95% CI). Transmissions per cell: {counts}. Thresholds: {thresholds}.",
+              f"{distance_of(cells)} vs words, per word (mean ± 95% CI). Transmissions per cell: {counts}. "
+              f"Thresholds: {thresholds}.",
               "", head, rule]
     def seconds(c: Cell) -> str:
         if c.seconds is None or not c.seconds.n:
@@ -204,7 +213,7 @@ def scheme_run_table(cells: Sequence[Cell]) -> str:
     for scheme in schemes:
         lines.append(row(scheme, seconds))
     lines += ["", "Each cell: seconds per transmission (mean ± 95% CI): the loop after Alice's plan (the channel, Bob's "
-              "images and their LPIPS), then `plan`, Alice's planning; step metrics are timed apart and not shown, and "
+              f"images and their {distance_of(cells)}), then `plan`, Alice's planning; step metrics are timed apart and not shown, and "
               "the first transmission of each worker process (the models' warm-up) is left out. `(whole)`: a run stored "
               "before times were split, planning and step metrics included."]
     return "\n".join(lines)
@@ -241,7 +250,7 @@ def plot_schemes(cells: Sequence[Cell], path: Path) -> bool:
         area = [c.area.mean if c and c.area is not None else np.nan for c in mine]
         half = [c.area.half if c and c.area is not None and not np.isnan(c.area.half) else 0 for c in mine]
         ax2.bar(x + j * width, area, width, yerr=half, capsize=2, label=label)
-    for ax, title in ((ax1, "Reached the threshold (%, Wilson 95% CI)"), (ax2, "Area under LPIPS vs words (per word, 95% CI)")):
+    for ax, title in ((ax1, "Reached the threshold (%, Wilson 95% CI)"), (ax2, f"Area under {distance_of(cells)} vs words (per word, 95% CI)")):
         ax.set_xticks(x + 0.4 - width / 2, schemes, rotation=20, ha="right", fontsize=8)
         ax.set_title(title)
         ax.grid(alpha=0.3, axis="y")
@@ -267,7 +276,8 @@ def plot_comparison(cells: Sequence[Cell], path: Path, threshold: float | None =
         return False
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     runs = list(dict.fromkeys(c.run for c in swept))
-    final_lpips_vs_snr(ax1, {run: [(c.snr_db, c.final_lpips) for c in swept if c.run == run] for run in runs})
+    final_lpips_vs_snr(ax1, {run: [(c.snr_db, c.final_lpips) for c in swept if c.run == run] for run in runs},
+                       name=distance_of(swept))
     for run in runs:
         mine = sorted((c for c in swept if c.run == run), key=lambda c: c.snr_db)
         ax2.errorbar([c.snr_db for c in mine], [100 * c.success[0] for c in mine],
@@ -275,7 +285,7 @@ def plot_comparison(cells: Sequence[Cell], path: Path, threshold: float | None =
                      capsize=3, label=run, **series_style(runs.index(run)))
     if threshold is not None:
         ax1.axhline(threshold, color="grey", linestyle=":", label="success threshold")
-    ax1.set_title("Final LPIPS vs SNR (95% CI)")
+    ax1.set_title(f"Final {distance_of(swept)} vs SNR (95% CI)")
     ax2.set(xlabel="SNR (dB)", ylabel="success rate (%)", title="Reached the threshold (Wilson 95% CI)")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)

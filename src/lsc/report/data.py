@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from lsc.runner.folder import open_store, scheme_labels
+from lsc.interfaces import UNDECLARED_DISTANCE, Distance
+from lsc.runner.folder import open_store, scheme_labels, stored_distance
 
 
 @dataclass
@@ -29,6 +30,7 @@ class RunData:
     image_order: list[str] = field(default_factory=list)
     oracle_status: dict[str, int] = field(default_factory=dict)  # images per oracle status (ok, skipped, failed)
     scheme_names: dict[str, str] = field(default_factory=dict)  # label -> registered scheme name (for families)
+    distance: Distance = UNDECLARED_DISTANCE  # what the lpips columns measure, as the backend names it
 
     def ok(self, cond: str, scheme: str) -> list[dict[str, Any]]:
         """Summaries of successful transmissions of one scheme under one condition, in image order."""
@@ -66,6 +68,7 @@ def load_run(run_dir: str | Path) -> RunData:
         step_rows = store.steps()
         oracle_rows = store.oracle_rows()
         images = store.images()
+        distance = stored_distance(store)
         oracle_status = {r["status"]: int(r["n"]) for r in store.rows("SELECT status, COUNT(*) AS n FROM oracle_status GROUP BY status")}
     config = yaml.safe_load(cfg_text) if cfg_text else {}
     if not isinstance(config, dict):
@@ -90,4 +93,4 @@ def load_run(run_dir: str | Path) -> RunData:
     order = [i["image_id"] for i in images]
     return RunData(run_dir, config, float(threshold) if threshold is not None and not math.isnan(float(threshold)) else None,
                    conds, labels, summaries, dict(steps), dict(oracle), images, order, oracle_status,
-                   {lab: names.get(lab, lab) for lab in labels})
+                   {lab: names.get(lab, lab) for lab in labels}, distance)

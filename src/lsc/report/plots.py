@@ -203,8 +203,9 @@ def lpips_vs_words(views: Sequence[View], path: Path, style: FigureStyle = SCREE
             mean, _, _ = band(om)
             ax.plot(np.arange(om.shape[1]), mean, label=_oracle_label(om.shape[0]), **ORACLE_STYLE)
 
-    return _small_multiples(panels_for(views, schemes), path, style, f"Mean LPIPS vs words sent, 95% CI bands{_views_title(views)}",
-                            "words sent", "LPIPS (lower is closer)", series, oracle)
+    name = distance_name(views)
+    return _small_multiples(panels_for(views, schemes), path, style, f"Mean {name} vs words sent, 95% CI bands{_views_title(views)}",
+                            "words sent", f"{name} (lower is closer)", series, oracle)
 
 
 def lpips_vs_bits(views: Sequence[View], path: Path, style: FigureStyle = SCREEN,
@@ -239,8 +240,9 @@ def lpips_vs_bits(views: Sequence[View], path: Path, style: FigureStyle = SCREEN
             mean, _, _ = band(np.stack(oc))
             ax.plot(grid, mean, label=_oracle_label(len(oc)) + ", bits ≈ k × word cost", **ORACLE_STYLE)
 
-    return _small_multiples(panels_for(views, schemes), path, style, f"Mean LPIPS vs bits sent, 95% CI bands{_views_title(views)}",
-                            "cumulative bits sent", "LPIPS", series, oracle)
+    name = distance_name(views)
+    return _small_multiples(panels_for(views, schemes), path, style, f"Mean {name} vs bits sent, 95% CI bands{_views_title(views)}",
+                            "cumulative bits sent", name, series, oracle)
 
 
 def _caption_words(data: RunData, image_id: str) -> list[str]:
@@ -351,7 +353,8 @@ def _n_of(series: Sequence[tuple[str, list[Any]]], scheme: str) -> int:
     return next(r.n for _, rows in series for r in rows if r.scheme == scheme)
 
 
-def final_lpips_vs_snr(ax: Any, series: dict[str, list[tuple[float, MeanCI]]], colour: dict[str, Any] | None = None) -> bool:
+def final_lpips_vs_snr(ax: Any, series: dict[str, list[tuple[float, MeanCI]]], colour: dict[str, Any] | None = None,
+                       name: str = "LPIPS") -> bool:
     """Mean final LPIPS against SNR, one line with 95% error bars per series (report: per scheme; compare: per run).
 
     Points with no transmissions are left out; returns whether any line was drawn.
@@ -368,7 +371,7 @@ def final_lpips_vs_snr(ax: Any, series: dict[str, list[tuple[float, MeanCI]]], c
                     yerr=[0.0 if math.isnan(ci.half) else ci.half for _, ci in pts], capsize=3, label=label, **st)
         drew = True
     ax.set_xlabel("SNR (dB)")
-    ax.set_ylabel("final LPIPS")
+    ax.set_ylabel(f"final {name}")
     return drew
 
 
@@ -391,13 +394,13 @@ def lpips_vs_snr(views: Sequence[View], path: Path, style: FigureStyle = SCREEN,
                     (float(snr), mean_ci(r["final_lpips"] for r in v.data.ok(cond, scheme))) for cond, snr in _swept(v.data)]
     with style.context():
         fig, ax = plt.subplots(figsize=style.size(7, 4.5), layout="constrained")
-        final_lpips_vs_snr(ax, series)
+        final_lpips_vs_snr(ax, series, name=distance_name(views))
         if not several:
             om = oracle_matrix(views[0].data)
             if om.size:
                 ax.axhline(float(np.mean(om[:, -1])), label="oracle, ideal channel (full caption)", **ORACLE_STYLE)
         _threshold_line(ax, views)
-        style.title(fig, "Final LPIPS vs SNR")
+        style.title(fig, f"Final {distance_name(views)} vs SNR")
         ax.grid(alpha=0.3)
         ax.legend(ncol=2, loc="best")
         return style.save(fig, path)
@@ -443,7 +446,7 @@ def rate_perception(views: Sequence[View], path: Path, style: FigureStyle = SCRE
             ax.axis("off")
         axes.flat[0].legend()
         fig.supxlabel("mean cumulative bits", fontsize="small")
-        fig.supylabel("mean LPIPS", fontsize="small")
+        fig.supylabel(f"mean {distance_name(views)}", fontsize="small")
         style.title(fig, "Rate-perception per scheme and SNR")
         return style.save(fig, path)
 
@@ -451,6 +454,10 @@ def rate_perception(views: Sequence[View], path: Path, style: FigureStyle = SCRE
 STRIP_CELL = 96  # pixels per image in a strip (small images are enlarged, large ones reduced)
 STRIP_COLUMNS = 12  # steps per strip row: a longer caption continues on the next row
 _STRIP_TOP, _STRIP_BOTTOM, _STRIP_GAP = 30, 16, 6  # pixels for the word above, the LPIPS below, between cells
+# A strip's distance under each image: green and bold under the threshold; vermillion with a cross and a
+# frame when under the threshold while the attribute reader finds the image wrong (world: attr_all_right 0).
+UNDER_COLOUR, WRONG_COLOUR, WRONG_MARK = "#009E73", "#D55E00", "✗"
+WRONG_RGB = (0xD5, 0x5E, 0x00)
 
 
 def _strip_cell(path: Path) -> np.ndarray | None:
@@ -512,11 +519,19 @@ def image_strip(views: Sequence[View], image_id: str, path: Path, style: FigureS
             if st["word_sent"] and st["word_received"] != st["word_sent"]:
                 word = f"{_short(st['word_sent'])}→\n{_short(st['word_received'] or '∅')}"
             hit = v.data.threshold is not None and st["lpips"] < v.data.threshold
+            wrong = hit and st.get("attr_all_right") == 0  # under the threshold, yet an attribute is wrong
             x = j * cell_w + STRIP_CELL / 2
             texts.append((x, top - 4, word, {"ha": "center", "va": "bottom", "fontsize": 6}))
-            texts.append((x, top + STRIP_CELL + 3, f"{st['lpips']:.3f}",
-                          {"ha": "center", "va": "top", "fontsize": 6, "color": "#009E73" if hit else "black",
+            texts.append((x, top + STRIP_CELL + 3, f"{st['lpips']:.3f}" + (f" {WRONG_MARK}" if wrong else ""),
+                          {"ha": "center", "va": "top", "fontsize": 6,
+                           "color": WRONG_COLOUR if wrong else UNDER_COLOUR if hit else "black",
                            "fontweight": "bold" if hit else "normal"}))
+            if wrong:  # a frame too, so the mark survives a grey print
+                x0, y0 = j * cell_w, top
+                mosaic[y0 : y0 + 2, x0 : x0 + STRIP_CELL] = WRONG_RGB
+                mosaic[y0 + STRIP_CELL - 2 : y0 + STRIP_CELL, x0 : x0 + STRIP_CELL] = WRONG_RGB
+                mosaic[y0 : y0 + STRIP_CELL, x0 : x0 + 2] = WRONG_RGB
+                mosaic[y0 : y0 + STRIP_CELL, x0 + STRIP_CELL - 2 : x0 + STRIP_CELL] = WRONG_RGB
     dpi, left = 110, 150 + 40 * (len(views) > 1)  # pixels for the row labels
     data = views[0].data
     caption = next((s["caption"] for s in data.summaries if s["image_id"] == image_id and s["caption"]), "")
@@ -526,7 +541,8 @@ def image_strip(views: Sequence[View], image_id: str, path: Path, style: FigureS
     font = style.font_size / 7 if style.font_size is not None else scale
     # the caption wrapped to the strip's width: an 8 pt character is about 6.7 px at 110 dpi (unscaled)
     char_px, line_px = 6.7 * font / scale, 15.3 * font / scale
-    title = textwrap.fill(f"{image_id}: “{caption}”{_views_title(views)}", max(30, int((width + left) / char_px)))
+    title = textwrap.fill(f"{image_id}: “{caption}”{_views_title(views)}; {distance_name(views)} under each image",
+                          max(30, int((width + left) / char_px)))
     head = 8 + line_px * (1 + title.count("\n")) + 6 if not style.paper else 8
     with style.context():
         fig = plt.figure(figsize=(fig_w, (height + head) / dpi * scale))
@@ -549,6 +565,11 @@ def _short(word: str, width: int = 11) -> str:
 
 def _cond_title(cond: str) -> str:
     return f" ({cond.replace('snr_db=', 'SNR ')} dB)" if cond.startswith("snr_db=") else (f" ({cond})" if cond else "")
+
+
+def distance_name(views: Sequence[View]) -> str:
+    """The name of the distance the views measured (their backends' declaration), both names when they differ."""
+    return " / ".join(dict.fromkeys(v.data.distance.name for v in views)) or "LPIPS"
 
 
 def _views_title(views: Sequence[View]) -> str:

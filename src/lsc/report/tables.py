@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 from lsc.errors import ConfigError
 from lsc.report.analysis import BASELINE, PairedRow, Transmission, paired_rows, transmissions
-from lsc.report.plots import View
+from lsc.report.plots import View, distance_name
 from lsc.report.stats import MeanCI, fmt_p, mean_ci, wilson
 
 
@@ -35,6 +35,9 @@ class Metric:
 METRICS: dict[str, Metric] = {m.key: m for m in [
     Metric("success", r"reached (\%)", "reached (%)", False, "rate", lambda t: t.reached),
     Metric("final_success", r"final under (\%)", "final image under (%)", False, "rate", lambda t: t.final_under),
+    Metric("all_right", r"all attr.\ right (\%)", "every attribute right (%)", False, "rate", lambda t: t.all_right),
+    Metric("words_all_right", r"words to all right", "words to every attribute right (failures at n+1)", True, "mean",
+           lambda t: t.words_all_right_penalised, 2),
     Metric("words", r"words to thr.", "words to threshold (failures at n+1)", True, "mean", lambda t: t.words_penalised, 2),
     Metric("words_ok", r"words (successes)", "words to threshold (successes only)", True, "mean", lambda t: t.words_to_threshold, 2),
     Metric("area", r"AUC words", "area under LPIPS vs words", True, "mean", lambda t: t.area_words),
@@ -45,6 +48,7 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
     Metric("delta_area_bits", r"$\Delta$ AUC bits", "Δ area (bits) vs baseline", True, "paired", None),
 ]}
 DEFAULT_METRICS = ("success", "words", "area", "delta_area")
+ATTRIBUTE_METRICS = ("all_right", "words_all_right")  # over the transmissions the attribute reader read (world)
 _PAIRED_KEY = {"delta_area": "area_words", "delta_words": "words_penalised", "delta_area_bits": "area_bits"}
 FORMATS = ("latex", "markdown", "csv")
 
@@ -77,13 +81,15 @@ def cells(view: View, metrics: Sequence[Metric], baseline: str = BASELINE) -> di
     out: dict[tuple[str, str], Cell] = {}
     for scheme in view.data.schemes:
         ts = list(tx.get(scheme, {}).values())
+        read = [t for t in ts if t.attributes_scored]  # the attribute reader's columns: only what it read
         for m in metrics:
+            ts_m = read if m.key in ATTRIBUTE_METRICS else ts
             if m.kind == "rate":
-                hits = sum(bool(m.value(t)) for t in ts) if m.value else 0
-                p, lo, hi = wilson(hits, len(ts)) if ts else (math.nan, math.nan, math.nan)
-                out[(scheme, m.key)] = Cell(p, lo, hi, len(ts))
+                hits = sum(bool(m.value(t)) for t in ts_m) if m.value else 0
+                p, lo, hi = wilson(hits, len(ts_m)) if ts_m else (math.nan, math.nan, math.nan)
+                out[(scheme, m.key)] = Cell(p, lo, hi, len(ts_m))
             elif m.kind == "mean":
-                out[(scheme, m.key)] = _ci_cell(mean_ci(m.value(t) for t in ts) if m.value else mean_ci([]))
+                out[(scheme, m.key)] = _ci_cell(mean_ci(m.value(t) for t in ts_m) if m.value else mean_ci([]))
             elif scheme in paired:
                 r = paired[scheme]
                 c = _ci_cell(r.diffs[_PAIRED_KEY[m.key]])
@@ -172,8 +178,14 @@ def build(views: Sequence[View], metric_keys: Sequence[str] | None = None, fmt: 
     return _latex(views, metrics, body, baseline) if latex else _markdown(views, metrics, body, baseline)
 
 
-def _note(metrics: Sequence[Metric], baseline: str) -> str:
+def _named(views: Sequence[View], text: str) -> str:
+    """A column head naming the distance the runs measured (their backends' declaration, e.g. LPIPS-world)."""
+    return text.replace("LPIPS", distance_name(views))
+
+
+def _note(metrics: Sequence[Metric], baseline: str, views: Sequence[View] = ()) -> str:
     parts = ["mean ± 95% CI over images", "rates with Wilson 95% intervals", "bold: best per column"]
+    parts += [f"{d.name}: {d.scale}" for d in dict.fromkeys(v.data.distance for v in views)]
     if any(m.kind == "paired" for m in metrics):
         parts.append(f"Δ: scheme minus {baseline} on the same images, p Holm-corrected over the schemes")
     return "; ".join(parts) + "."
@@ -181,12 +193,12 @@ def _note(metrics: Sequence[Metric], baseline: str) -> str:
 
 def _latex(views: Sequence[View], metrics: Sequence[Metric], body: list[list[str]], baseline: str) -> str:
     k = len(metrics)
-    lines = [f"% lsc table: {_note(metrics, baseline)}", r"% needs \usepackage{booktabs}",
+    lines = [f"% lsc table: {_note(metrics, baseline, views)}", r"% needs \usepackage{booktabs}",
              r"\begin{tabular}{l" + ("r" * k) * len(views) + "}", r"\toprule"]
     if len(views) > 1:
         lines.append(" & ".join([""] + [rf"\multicolumn{{{k}}}{{c}}{{{_latex_escape(v.label)}}}" for v in views]) + r" \\")
         lines.append(" ".join(rf"\cmidrule(lr){{{2 + j * k}-{1 + (j + 1) * k}}}" for j in range(len(views))))
-    lines.append(" & ".join(["scheme"] + [m.latex for _ in views for m in metrics]) + r" \\")
+    lines.append(" & ".join(["scheme"] + [_named(views, m.latex) for _ in views for m in metrics]) + r" \\")
     lines.append(r"\midrule")
     lines += [" & ".join(row) + r" \\" for row in body]
     lines += [r"\bottomrule", r"\end{tabular}"]
@@ -195,10 +207,10 @@ def _latex(views: Sequence[View], metrics: Sequence[Metric], body: list[list[str
 
 def _markdown(views: Sequence[View], metrics: Sequence[Metric], body: list[list[str]], baseline: str) -> str:
     several = len(views) > 1
-    head = ["scheme"] + [f"{v.label}: {m.plain}" if several else m.plain for v in views for m in metrics]
+    head = ["scheme"] + [_named(views, f"{v.label}: {m.plain}" if several else m.plain) for v in views for m in metrics]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in body]
-    return "\n".join(lines + ["", _note(metrics, baseline)])
+    return "\n".join(lines + ["", _note(metrics, baseline, views)])
 
 
 def _csv(views: Sequence[View], metrics: Sequence[Metric], per_run: list[dict[tuple[str, str], Cell]], rows: list[str]) -> str:

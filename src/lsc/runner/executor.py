@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
 from lsc.config import StudyConfig
+from lsc.interfaces import UNDECLARED_DISTANCE, Distance
 from lsc.runner import worker
 from lsc.runner.outcomes import (DoneOutcome, ImageOutcome, ImageTask, OracleOutcome, Outcome,  # noqa: F401 - the executor's vocabulary
                                  ResultOutcome)
@@ -57,12 +58,13 @@ class BackendFacts:
     default_threshold: float
     default_prompt_order: str
     image_size: int | None
+    distance: Distance = UNDECLARED_DISTANCE
 
     @classmethod
     def of(cls, backend: "Backend") -> "BackendFacts":
         return cls(backend.name, frozenset(backend.capabilities), backend.bob_vocabulary,
                    float(backend.default_threshold), str(backend.default_prompt_order),
-                   getattr(backend, "image_size", None))
+                   getattr(backend, "image_size", None), getattr(backend, "distance", UNDECLARED_DISTANCE))
 
     def missing(self, required: frozenset[str] | set[str]) -> list[str]:
         from lsc.interfaces import Backend

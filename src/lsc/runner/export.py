@@ -21,21 +21,27 @@ from typing import Any, Literal
 import yaml
 
 from lsc.errors import ConfigError
-from lsc.runner.folder import open_store, scheme_labels, write_atomic
+from lsc.runner.folder import open_store, scheme_labels, stored_distance, write_atomic
 from lsc.runner.rows import STEP_COLUMNS, STEPS_EXPORT, SUMMARY_COLUMNS, SUMMARY_EXPORT
 
 # The run's identity, one column each after the row's own (what tells rows of several runs apart).
-IDENTITY = ("label", "backend", "receiver", "channel", "prompt_order", "seed")
+IDENTITY = ("label", "backend", "receiver", "channel", "prompt_order", "seed", "distance")
 _IDENTITY_ARROW = {"label": "string", "backend": "string", "receiver": "string", "channel": "string",
-                   "prompt_order": "string", "seed": "int64"}
+                   "prompt_order": "string", "seed": "int64", "distance": "string"}
+# The columns holding the perceptual distance: their Parquet description names it (the backend's declaration).
+DISTANCE_COLUMNS = ("lpips", "final_lpips")
 
 
 def run_identity(config: dict[str, Any], label: str) -> dict[str, Any]:
     """The IDENTITY columns of a run from its stored config; `label` names the run (default: its folder).
 
     receiver: `backend_options.receiver`, else the backend's own default (world: flow, hf: sd; empty for
-    a backend of another module); channel: the channel model ('none': ideal), its SNR is each row's snr_db.
+    a backend of another module); channel: the channel model ('none': ideal), its SNR is each row's snr_db;
+    distance: the name of what the lpips columns measure (LPIPS-world, LPIPS (AlexNet); `identity_of` reads the
+    run's record, this the registered backend's declaration).
     """
+    from lsc.backends import declared_distance
+
     backend = str(config.get("backend", ""))
     options = config.get("backend_options") or {}
     receiver = options.get("receiver") if isinstance(options, dict) else None
@@ -45,7 +51,8 @@ def run_identity(config: dict[str, Any], label: str) -> dict[str, Any]:
     seed = config.get("seed")
     return {"label": label, "backend": backend, "receiver": receiver,
             "channel": str(channel.get("model", "none")) if isinstance(channel, dict) else "none",
-            "prompt_order": config.get("prompt_order"), "seed": int(seed) if isinstance(seed, int) else None}
+            "prompt_order": config.get("prompt_order"), "seed": int(seed) if isinstance(seed, int) else None,
+            "distance": getattr(declared_distance(backend, options if isinstance(options, dict) else None), "name", None)}
 
 
 def _default_receiver(backend: str) -> str | None:
@@ -78,8 +85,10 @@ def identity_of(run_dir: str | Path, label: str | None = None) -> dict[str, Any]
     """A run folder's IDENTITY columns, read from its stored config (label: the folder's name unless given)."""
     with open_store(run_dir) as store:
         text = store.get_meta("config")
+        distance = stored_distance(store)
     config = yaml.safe_load(text) if text else {}
-    return run_identity(config if isinstance(config, dict) else {}, label or Path(run_dir).resolve().name)
+    ident = run_identity(config if isinstance(config, dict) else {}, label or Path(run_dir).resolve().name)
+    return {**ident, "distance": distance.name}
 
 
 def export_tables(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -110,12 +119,15 @@ def export_run(run_dir: str | Path, fmt: Literal["csv", "parquet"] = "csv", out_
     dest = Path(out_dir) if out_dir is not None else Path(run_dir)
     _check_dest(dest, fmt)
     paths = []
+    with open_store(run_dir) as store:
+        distance = stored_distance(store)
+    described = {c: f"{distance.name}: {distance.scale}" for c in DISTANCE_COLUMNS}
     for name, rows, cols in (("steps", steps, steps_cols + IDENTITY), ("summary", summary, summary_cols + IDENTITY)):
         path = dest / f"{name}.{fmt}"
         if fmt == "csv":
             _write_csv(path, rows, cols)
         else:
-            _write_parquet(path, rows, cols)
+            _write_parquet(path, rows, cols, described)
         paths.append(path)
     return paths
 
@@ -174,13 +186,17 @@ def _replace(path: Path, data: bytes) -> None:
 ARROW_TYPES = {**{c.name: c.arrow for c in STEP_COLUMNS + SUMMARY_COLUMNS}, **_IDENTITY_ARROW}
 
 
-def _write_parquet(path: Path, rows: list[dict[str, Any]], cols: tuple[str, ...]) -> None:
+def _write_parquet(path: Path, rows: list[dict[str, Any]], cols: tuple[str, ...],
+                   described: dict[str, str] | None = None) -> None:
+    """A Parquet file of `cols`; `described` columns carry a description in their field metadata."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise ConfigError("Parquet export needs pyarrow: pip install 'lsc[parquet]'") from None
-    schema = pa.schema([(c, pa.type_for_alias(ARROW_TYPES[c])) for c in cols])
+    notes = described or {}
+    schema = pa.schema([pa.field(c, pa.type_for_alias(ARROW_TYPES[c]),
+                                 metadata={"description": notes[c]} if c in notes else None) for c in cols])
     table = pa.table({c: [r[c] for r in rows] for c in cols}, schema=schema)
     buf = io.BytesIO()
     pq.write_table(table, buf)

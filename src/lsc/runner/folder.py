@@ -18,13 +18,16 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 
 from lsc.errors import ConfigError
 from lsc.runner.store import ResultStore
+
+if TYPE_CHECKING:
+    from lsc.interfaces import Distance
 
 RESOLVED_CONFIG = "config.resolved.yaml"
 STORE_FILE = "results.sqlite"
@@ -33,6 +36,7 @@ IMAGES_DIR = "images"
 ORIGINALS_DIR = "originals"
 REPORT_DIR = "report"
 SCHEMES_META = "schemes"  # meta key: the study's scheme labels in config order, JSON
+DISTANCE_META = "distance"  # meta key: the backend's perceptual distance (lsc.interfaces.Distance), JSON
 
 # Backend options that decide how fast a study runs, never its numbers: not part of a study's identity,
 # so a study started with one thread count resumes with another.
@@ -84,6 +88,30 @@ def scheme_labels(store: ResultStore) -> list[str]:
         except Exception:  # noqa: BLE001 - an odd entry just falls back to store order
             continue
     return labels
+
+
+def stored_distance(store: ResultStore) -> "Distance":
+    """The perceptual distance a run measured, as its backend declared it (recorded when the run started); a
+    run from before that record: its registered backend's declaration, else a plain "LPIPS" of undeclared scale."""
+    from lsc.interfaces import UNDECLARED_DISTANCE, Distance
+
+    text = store.get_meta(DISTANCE_META)
+    if text:
+        try:
+            data = json.loads(text)
+            return Distance(str(data["name"]), str(data["scale"]), str(data["calibration"]))
+        except (ValueError, KeyError, TypeError):
+            pass
+    from lsc.backends import declared_distance
+
+    try:
+        config = yaml.safe_load(store.get_meta("config") or "") or {}
+    except yaml.YAMLError:
+        config = {}
+    config = config if isinstance(config, dict) else {}
+    options = config.get("backend_options")
+    declared = declared_distance(str(config.get("backend", "")), options if isinstance(options, dict) else None)
+    return declared or UNDECLARED_DISTANCE
 
 
 def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:

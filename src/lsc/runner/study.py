@@ -20,12 +20,13 @@ from typing import Any, Callable
 
 from lsc.config import FolderImages, StudyConfig
 from lsc.errors import ConfigError, LscWarning
+from lsc.interfaces import UNDECLARED_DISTANCE
 from lsc.progress import TerminalReporter, showing
 from lsc.runner.environment import EnvironmentFailure, environment_cause, stopped_line
 from lsc.runner.executor import Executor, InProcessExecutor
 from lsc.runner.sources import check_sources, record_source
-from lsc.runner.folder import (SCHEMES_META, STORE_FILE, RunLock, check_out_dir, image_path, original_path,
-                               prepare_run_dir, save_png)
+from lsc.runner.folder import (DISTANCE_META, SCHEMES_META, STORE_FILE, RunLock, check_out_dir, image_path,
+                               original_path, prepare_run_dir, save_png)
 from lsc.runner.images import list_images
 from lsc.runner.outcomes import ImageOutcome, ImageTask, OracleOutcome, ResultOutcome
 from lsc.runner.store import GenerationJournal, ResultStore
@@ -145,6 +146,8 @@ def _run_locked(cfg: StudyConfig, out: Path, lock: RunLock, progress: bool, retr
         store.set_meta(SCHEMES_META, json.dumps([spec.label for spec in resolved.schemes]))
         with store.transaction() as conn:
             check_sources(conn, resolved, images)  # a replaced image or caption is refused, not mixed in
+        distance = getattr(backend, "distance", UNDECLARED_DISTANCE)  # what its LPIPS column measures, as labelled
+        store.set_meta(DISTANCE_META, json.dumps(distance.to_dict()))
         done = store.done_keys(include_failed=not retry_failed)
         kept, retried = store.failed_count()
         if (kept or retried) and notify is not None:

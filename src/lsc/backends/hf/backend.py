@@ -18,6 +18,7 @@ from lsc.interfaces import (
     CAP_GENERATOR,
     CAP_PERCEPTUAL,
     Backend,
+    lpips_distance,
 )
 from lsc.backends import options_message
 from lsc.backends.hf.hub import load_pretrained, load_with_variants
@@ -287,6 +288,7 @@ def load_hf_backend(**options: Any) -> Backend:
         bob_vocabulary=clip_vocabulary(vocab_source) if vocab_source is not None else None,
         skd_examples=[(a, b) for a, b in opts.skd_examples],
         default_threshold=opts.threshold,
+        distance=lpips_distance(opts.lpips_net),
     )
 
 

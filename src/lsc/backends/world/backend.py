@@ -36,6 +36,7 @@ from lsc.interfaces import (
 log = logging.getLogger("lsc.world")
 
 from lsc.backends.world.options import PACKAGED_WEIGHTS, world_weights_dir  # noqa: E402,F401  (the folder's one owner)
+from lsc.backends.world.options import DISTANCE as WORLD_DISTANCE  # noqa: E402  (the distance's name, declared there)
 DEFAULT_SAMPLER_STEPS = 8
 DEFAULT_GUIDANCE = 3.0
 CHUNK = 16  # prompts per sampler pass
@@ -430,6 +431,7 @@ def load_world_backend(
         bob_vocabulary=frozenset(models.bob_vocab.itos[4:]),  # the words these weights learnt
         skd_examples=scenes.skd_example_pairs(),
         default_threshold=threshold,
+        distance=WORLD_DISTANCE,
         default_prompt_order="caption",  # each word carries its caption position (see protocol.loop.position_bits)
         image_size=scenes.IMAGE_SIZE,
     )

@@ -9,8 +9,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lsc.interfaces import Distance
+
 PACKAGED_WEIGHTS = Path(__file__).parent / "weights"
 WEIGHTS_VARIABLE = "LSC_WORLD_WEIGHTS"
+
+# The world's perceptual distance as every label names it: the LPIPS formula on its attribute classifier's
+# features (not AlexNet's), so its values are not the papers' LPIPS and are not rescaled to look like them.
+DISTANCE = Distance(
+    "LPIPS-world",
+    "0 (the same image) to about 5; the LPIPS formula on the world's attribute-classifier features, "
+    "not comparable with the papers' LPIPS (AlexNet)",
+    "the largest distance under which at least 85% of Bob's images are right (every object in its slot, "
+    "every attribute the received words state) and none misses an object (lsc world eval)",
+)
 
 
 def world_weights_dir(weights: str | Path | None = None) -> Path:
