@@ -255,7 +255,7 @@ CONFIG_CASES = [
     Case("skd-timeout-huge", _dry("skd.timeout_s=100000000"), "skd.timeout_s: Input should be less than or equal to 3600"),
     Case("skd-retries-huge", _dry("skd.retries=1000000"), "skd.retries: Input should be less than or equal to 20"),
     Case("skd-seed-negative", _dry("skd.seed=-1"), "skd.seed: Input should be greater than or equal to 0"),
-    Case("skd-unknown-engine", _dry("skd.engine=shell"), "skd.engine: Input should be 'lexicon'"),
+    Case("skd-unknown-engine", _dry("skd.engine=shell"), "skd.engine: Input should be 'auto', 'lexicon'"),
     Case("metrics-every-zero", _dry("metrics_every=0"), "metrics_every: Input should be greater than or equal to 1"),
     Case("oracle-words-huge", _dry("oracle_max_words=1000"), "oracle_max_words: Input should be less than or equal"),
     Case("too-many-transmissions",

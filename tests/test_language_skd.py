@@ -72,7 +72,7 @@ def test_answer_parsing_and_example_selection():
 
 
 def test_config_errors():
-    with pytest.raises(ConfigError, match=r"^skd.engine: Input should be 'lexicon', 'transformers' or 'openai' \(got 'gpt'\)$"):
+    with pytest.raises(ConfigError, match=r"^skd.engine: Input should be 'auto', 'lexicon', 'seq2seq', 'transformers' or 'openai' \(got 'gpt'\)$"):
         make_skd({"engine": "gpt"})
     with pytest.raises(ConfigError, match="needs skd.model_id"):
         make_skd({"engine": "transformers"})  # needs model_id
@@ -197,6 +197,6 @@ def test_openai_engine_errors(chat_server):
 
 def test_skd_config_defaults():
     cfg = SKDConfig()
-    assert cfg.engine == "lexicon" and cfg.api_key_env == "OPENAI_API_KEY"
+    assert cfg.engine == "auto" and cfg.api_key_env == "OPENAI_API_KEY"  # auto: the backend's translator, else lexicon
     with pytest.raises(Exception):
         SKDConfig(api_key="sk-in-config")  # extra keys forbidden: keys never live in config files

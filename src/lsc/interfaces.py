@@ -166,6 +166,9 @@ class Backend:
     bob_vocabulary: frozenset[str] | None = None
     # (alice_style, bob_style) caption pairs of the same images, for SKD in-context learning.
     skd_examples: list[tuple[str, str]] = field(default_factory=list)
+    # Alice's own style translator for these captions (a .safetensors file of lsc.language.translator),
+    # the seq2seq SKD engine's default; None when the backend ships none (engine "auto" then uses the lexicon).
+    skd_translator: str | None = None
     # Success threshold suited to this backend's perceptual metric (0.6 for LPIPS-AlexNet).
     default_threshold: float = 0.6
     # What `perceptual` measures, under the name every label shows (see Distance).

@@ -34,16 +34,18 @@ def _load_examples(path: Path) -> list[tuple[str, str]]:
     return [(a, b) for a, b in data]
 
 
-def study_examples(backend: str) -> list[tuple[str, str]]:
-    """The SKD examples a study on `backend` gives its schemes (empty = the built-in examples).
+def study_skd(backend: str) -> tuple[list[tuple[str, str]], str | None]:
+    """The SKD examples and style translator a study on `backend` gives its schemes ('builtin': lsc's
+    photo-caption examples and no translator).
 
     Why: `lsc skd` must rewrite as a study does, and a study's schemes learn from the backend's pairs.
     """
     if backend == "builtin":
-        return []
+        return [], None
     from lsc.runner.worker import get_backend
 
-    return list(get_backend(backend, {}).skd_examples)
+    loaded = get_backend(backend, {})
+    return list(loaded.skd_examples), loaded.skd_translator
 
 
 def register(app: typer.Typer, panel: str | None = None) -> None:
@@ -104,7 +106,9 @@ def register(app: typer.Typer, panel: str | None = None) -> None:
     @app.command("skd", rich_help_panel=panel)
     def skd_cmd(
         caption: str = typer.Argument(..., help="Alice's caption"),
-        engine: str = typer.Option("lexicon", help="lexicon | transformers | openai"),
+        engine: str = typer.Option("auto", help="auto (the backend's style translator, else lexicon) | lexicon | seq2seq | "
+                                                "transformers | openai"),
+        translator: Optional[Path] = typer.Option(None, help="seq2seq: a style translator file (default: the backend's)"),
         examples: Optional[Path] = typer.Option(None, help="JSON list of [alice, bob] example pairs"),
         model_id: Optional[str] = typer.Option(None, help="transformers: model id or local folder"),
         base_url: Optional[str] = typer.Option(None, help="openai: endpoint root, e.g. http://localhost:8000/v1"),
@@ -116,7 +120,7 @@ def register(app: typer.Typer, panel: str | None = None) -> None:
         as_json: bool = typer.Option(False, "--json", help="print JSON"),
     ) -> None:
         """Rewrite a caption in Bob's style (semantic knowledge distillation)."""
-        from lsc.language.skd import make_skd
+        from lsc.language.skd import ENGINES, make_skd
 
         if not check_text(caption, "the caption").split():
             raise ConfigError("the caption is empty")
@@ -124,10 +128,13 @@ def register(app: typer.Typer, panel: str | None = None) -> None:
         for key, value in (("model_id", model_id), ("base_url", base_url), ("model", model), ("api_key_env", api_key_env)):
             if value is not None:
                 cfg[key] = value
-        if engine not in ("lexicon", "transformers", "openai"):
-            raise ConfigError(f"unknown SKD engine {engine!r}; use lexicon, transformers or openai")
-        pairs = _load_examples(examples) if examples else study_examples(backend)
-        result = make_skd(cfg).rewrite(caption, pairs)
+        if engine not in ("auto", *ENGINES):
+            raise ConfigError(f"unknown SKD engine {engine!r}; use auto, {', '.join(ENGINES)}")
+        if translator is not None:
+            cfg["translator"] = str(translator)
+        # Examples given: learn from them (the backend's translator was not trained on them).
+        pairs, own_translator = (_load_examples(examples), None) if examples else study_skd(backend)
+        result = make_skd(cfg, own_translator).rewrite(caption, pairs)
         if as_json:
             typer.echo(json.dumps(result.to_dict(), indent=2))
             return

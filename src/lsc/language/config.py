@@ -16,7 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 class SKDConfig(BaseModel):
     """How Alice rewrites her caption in Bob's style (semantic knowledge distillation).
 
-    engine "lexicon" (offline default): substitutions learnt from (alice, bob) example pairs.
+    engine "auto" (default): the backend's own style translator when it ships one (the world: seq2seq),
+    else the lexicon.
+    engine "lexicon" (zero training): substitutions learnt from (alice, bob) example pairs.
+    engine "seq2seq": Alice's small encoder-decoder trained on caption pairs (`translator`: its
+    safetensors file; None = the backend's, `lsc world train --part skd` makes the world's).
     engine "transformers": a local causal LM (`model_id`, a hub id in the local cache or a path).
     engine "openai": any OpenAI-compatible chat-completions endpoint (`base_url`, `model`); the key is
     read only from the environment variable named by `api_key_env`, never from the config file.
@@ -24,7 +28,8 @@ class SKDConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    engine: Literal["lexicon", "transformers", "openai"] = "lexicon"
+    engine: Literal["auto", "lexicon", "seq2seq", "transformers", "openai"] = "auto"
+    translator: str | None = None  # seq2seq: a style translator's safetensors file (None: the backend's)
     model_id: str | None = None  # transformers: model id or local path
     base_url: str = "https://api.openai.com/v1"  # openai: endpoint root (…/v1)
     model: str = "gpt-4o-mini"  # openai: model name sent to the endpoint

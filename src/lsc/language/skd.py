@@ -3,7 +3,10 @@
 In-context learning from example pairs (the same images captioned in Alice's and in Bob's style), with
 three interchangeable engines chosen by `SKDConfig.engine`:
 
-* ``lexicon`` (offline default): the style lexicon of `lsc.language.lexicon`, learnt from the pairs.
+* ``lexicon`` (zero training): the style lexicon of `lsc.language.lexicon`, learnt from the pairs.
+* ``seq2seq``: Alice's own style translator (`lsc.language.translator`), a small encoder-decoder trained
+  on many caption pairs of the same images (the world ships one; engine ``auto``, the default, takes a
+  backend's translator when it has one and the lexicon otherwise).
 * ``transformers``: a local causal LM (`model_id`: a hub id already in the local cache, or a folder),
   few-shot prompt, first line of the answer; the original caption when the answer is unusable.
 * ``openai``: any OpenAI-compatible ``/chat/completions`` endpoint (`base_url`, `model`); the key is
@@ -62,6 +65,7 @@ class SKDResult:
     original: str = ""
     engine: str = ""
     substitutions: list[tuple[str, str]] = field(default_factory=list)  # lexicon: (alice, bob) used
+    proposed: str = ""  # the engine's rewrite before the meaning check ("" when it gave none)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +75,7 @@ class SKDResult:
             "original": self.original,
             "engine": self.engine,
             "substitutions": [list(s) for s in self.substitutions],
+            "proposed": self.proposed,
         }
 
 
@@ -113,6 +118,14 @@ def head_nouns(caption: str) -> list[str]:
     return [_norm(i.word) for i in analyze(words) if i.is_head and i.is_noun and _norm(i.word)]
 
 
+@functools.lru_cache(maxsize=1)
+def _stop_words() -> frozenset[str]:
+    """English stop words (spaCy's list, the parser's own library): never evidence that a noun survived."""
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(STOP_WORDS)
+
+
 def missing_head_nouns(original: str, rewrite: str, lexicon: StyleLexicon | None = None) -> list[str]:
     """Head nouns of `original` that `rewrite` lost (neither kept, substituted nor learnt-dropped)."""
     present = {_norm(t) for t in tokenize(rewrite)} | {_norm(t) for t in rewrite.split()}
@@ -127,8 +140,10 @@ def missing_head_nouns(original: str, rewrite: str, lexicon: StyleLexicon | None
     for noun in head_nouns(original):
         if _variants(noun) & present:
             continue
-        if lexicon is not None:
-            if (lexicon.substitutes(noun) - function_words) & present or noun in lexicon.deletions:
+        if lexicon is not None:  # a plural is kept by its singular's substitute ("balls" by "circle")
+            substitutes = set().union(*(lexicon.substitutes(v) for v in _variants(noun)))
+            # a stop word a link grew to ("ball" -> "circle at") proves nothing either
+            if (substitutes - function_words - _stop_words()) & present or noun in lexicon.deletions:
                 continue
         try:
             from lsc.language.synonyms import synonyms
@@ -170,9 +185,9 @@ def _finish(cfg: SKDConfig, engine: str, caption: str, text: str | None, lexicon
         if lost:
             reason = f"rewrite dropped head noun(s) {', '.join(lost)}; original kept"
             log.info("SKD %s: %s (%r -> %r)", engine, reason, caption, text)
-            return SKDResult(caption, False, reason, caption, engine, subs or [])
+            return SKDResult(caption, False, reason, caption, engine, subs or [], proposed=text)
     reason = "rewritten" if text != caption else "unchanged (nothing learnt applies)"
-    return SKDResult(text, True, reason, caption, engine, subs or [])
+    return SKDResult(text, True, reason, caption, engine, subs or [], proposed=text)
 
 
 def _examples(examples: Examples | None) -> tuple[tuple[str, str], ...]:
@@ -576,11 +591,55 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+class Seq2SeqSKD:
+    """SKD by Alice's own style translator: greedy decoding of a small encoder-decoder trained on
+    caption pairs. A caption with a word it never learnt is not translated (the original is kept)."""
+
+    name = "seq2seq"
+
+    def __init__(self, cfg: SKDConfig, translator: str | os.PathLike[str]):
+        from pathlib import Path
+
+        from lsc.language.translator import read_config
+
+        path = Path(translator).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"skd.translator {str(path)!r} is not a file (a style translator's .safetensors)")
+        try:
+            read_config(path)
+        except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file: one line, not a traceback
+            raise ConfigError(f"skd.translator {str(path)!r} is not a style translator: {_one_line(str(exc))[:160]}") from None
+        self.cfg = cfg
+        self.path = str(path.resolve())
+
+    def rewrite(self, caption: str, examples: Examples | None = None) -> SKDResult:
+        from lsc.language.translator import load_translator
+
+        model = load_translator(self.path)
+        words = [w for w in tokenize(caption) if re.search(r"\w", w)]
+        lexicon = learn_lexicon(_examples(examples), self.cfg.min_count)
+        unknown = model.unknown_words(words)
+        if unknown or not words:
+            why = f"words the translator never learnt: {', '.join(sorted(set(unknown)))}" if unknown else "empty caption"
+            return _finish(self.cfg, self.name, caption, None, lexicon, why_unusable=why)
+        text = " ".join(model.translate([words])[0])
+        return _finish(self.cfg, self.name, caption, text or None, lexicon, why_unusable="empty translation")
+
+
+ENGINES = ("lexicon", "seq2seq", "transformers", "openai")
 _ENGINES = {"lexicon": LexiconSKD, "transformers": TransformersSKD, "openai": OpenAISKD}
 
 
-def make_skd(cfg: SKDConfig | dict[str, Any] | None = None) -> SKDEngine:
-    """The SKD engine a configuration names (lexicon by default)."""
+def engine_name(cfg: SKDConfig, translator: str | os.PathLike[str] | None = None) -> str:
+    """The engine a configuration runs: "auto" is seq2seq when a translator is at hand, else lexicon."""
+    if cfg.engine == "auto":
+        return "seq2seq" if (cfg.translator or translator) else "lexicon"
+    return cfg.engine
+
+
+def make_skd(cfg: SKDConfig | dict[str, Any] | None = None, translator: str | os.PathLike[str] | None = None) -> SKDEngine:
+    """The SKD engine a configuration names. `translator` is the backend's own style translator (the
+    world's), used by engine seq2seq (and by "auto", the default) unless `skd.translator` names another."""
     if cfg is None:
         cfg = SKDConfig()
     elif isinstance(cfg, dict):
@@ -588,4 +647,11 @@ def make_skd(cfg: SKDConfig | dict[str, Any] | None = None) -> SKDEngine:
             cfg = SKDConfig(**cfg)
         except ValidationError as exc:
             raise ConfigError(validation_message(exc, "skd")) from None
-    return _ENGINES[cfg.engine](cfg)
+    name = engine_name(cfg, translator)
+    if name == "seq2seq":
+        path = cfg.translator or translator
+        if not path:
+            raise ConfigError("the seq2seq SKD engine needs a style translator: set skd.translator to its .safetensors "
+                              "file, or use a backend that ships one (world)")
+        return Seq2SeqSKD(cfg, path)
+    return _ENGINES[name](cfg)

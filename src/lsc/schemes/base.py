@@ -69,10 +69,10 @@ class Scheme(ABC):
 CANONICAL_ORDER = (
     "random", "most_attentive", "least_attentive", "lowest_lpips", "alice_attention", "attention_contribution",
     "attention_combination", "crossattention_match", "nouns", "nouns_verbs", "heads", "heads_attentive",
-    "heads_random", "heads_skd", "learned",
+    "heads_random", "heads_skd", "learned", "skd",
 )
-# The papers' 14 schemes (every canonical one but `learned`, lsc's own): a study's default `schemes`.
-PAPER_SCHEMES = tuple(n for n in CANONICAL_ORDER if n != "learned")
+# The papers' 14 schemes (every canonical one but lsc's own `learned` and `skd`): a study's default `schemes`.
+PAPER_SCHEMES = tuple(n for n in CANONICAL_ORDER if n not in ("learned", "skd"))
 _ATTRIBUTES = ("name", "description", "alice_holds", "requires")
 
 

@@ -134,8 +134,72 @@ class HeadsRandom(Heads):
         return heads if self.only_heads else heads + rest
 
 
+class _SKDRewrite:
+    """Shared by the SKD schemes: build the SKD engine (the study's `skd` setting; engine "auto" takes the
+    backend's own style translator when it ships one) and rewrite each caption once."""
+
+    skd: Any
+    engine: Any
+    _user_engine: Any
+
+    def _init_skd(self, skd: Any, engine: Any) -> None:
+        self.skd = skd
+        self.engine = engine
+        self._user_engine = engine
+        if engine is None and skd is not None and not isinstance(skd, dict):
+            if not hasattr(skd, "model_dump"):
+                raise ValueError(f"skd must be an SKDConfig or a mapping, not {type(skd).__name__}")
+        if engine is None and isinstance(skd, dict):
+            self._config()  # validate now, before a study starts
+
+    def _skd_options(self) -> dict[str, Any]:
+        if self.skd is None:
+            return {}
+        return {"skd": self.skd.model_dump() if hasattr(self.skd, "model_dump") else dict(self.skd)}
+
+    def _config(self) -> Any:
+        from lsc.language.config import SKDConfig
+
+        if self.skd is None:
+            return SKDConfig()
+        if isinstance(self.skd, dict):
+            try:
+                return SKDConfig(**self.skd)
+            except ValidationError as exc:
+                raise ValueError(f"bad skd option: {validation_message(exc, 'skd')}") from None
+        return self.skd
+
+    def _engine(self, ctx: ImageContext) -> Any:
+        if self.engine is None:
+            from lsc.language.skd import make_skd
+
+            self.engine = make_skd(self._config(), translator=getattr(ctx.backend, "skd_translator", None))
+        return self.engine
+
+    def rewrite(self, ctx: ImageContext) -> tuple[list[str], str, dict[str, Any]]:
+        """The SKD rewrite of the caption (once per image); falls back to the caption if it is empty."""
+
+        def compute() -> tuple[list[str], str, dict[str, Any]]:
+            engine = self._engine(ctx)
+            result = engine.rewrite(ctx.caption, list(ctx.backend.skd_examples))
+            text = getattr(result, "text", None)
+            kept = getattr(result, "kept", None)
+            reason = getattr(result, "reason", "")
+            if text is None:  # a plain (text, kept, reason) tuple
+                text, kept, reason = result
+            words = clean_words(str(text))
+            info = {"skd_kept": bool(kept), "skd_reason": str(reason), "skd_engine": str(getattr(engine, "name", type(engine).__name__))}
+            if not words:
+                info["skd_reason"] = f"empty rewrite, caption kept ({reason})"
+                return list(ctx.words), ctx.caption, info
+            return words, str(text), info
+
+        source = id(self._user_engine) if self._user_engine is not None else repr(self._skd_options().get("skd"))
+        return ctx.memo(("skd", source), compute)
+
+
 @register
-class HeadsSKD(Heads):
+class HeadsSKD(_SKDRewrite, Heads):
     name = "heads_skd"
     description = "SSC + SKD: the caption rewritten in Bob's style first, then heads first"
     requires = frozenset({CAP_GENERATOR, CAP_PARSER, CAP_SKD})
@@ -152,60 +216,30 @@ class HeadsSKD(Heads):
         """skd: an `SKDConfig` or its dict (default config when None); engine: any object with
         `rewrite(caption, examples)` returning (text, kept, reason), used instead of building one."""
         super().__init__(only_heads=only_heads, head_style=head_style, analyzer=analyzer)
-        self.skd = skd
-        self.engine = engine
-        self._user_engine = engine
-        if engine is None and skd is not None and not isinstance(skd, dict):
-            if not hasattr(skd, "model_dump"):
-                raise ValueError(f"skd must be an SKDConfig or a mapping, not {type(skd).__name__}")
-        if engine is None and isinstance(skd, dict):
-            self._config()  # validate now, before a study starts
+        self._init_skd(skd, engine)
 
     def options(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"only_heads": self.only_heads, "head_style": self.head_style}
-        if self.skd is not None:
-            out["skd"] = self.skd.model_dump() if hasattr(self.skd, "model_dump") else dict(self.skd)
-        return out
-
-    def _config(self) -> Any:
-        from lsc.language.config import SKDConfig
-
-        if self.skd is None:
-            return SKDConfig()
-        if isinstance(self.skd, dict):
-            try:
-                return SKDConfig(**self.skd)
-            except ValidationError as exc:
-                raise ValueError(f"bad skd option: {validation_message(exc, 'skd')}") from None
-        return self.skd
-
-    def _engine(self) -> Any:
-        if self.engine is None:
-            from lsc.language.skd import make_skd
-
-            self.engine = make_skd(self._config())
-        return self.engine
-
-    def rewrite(self, ctx: ImageContext) -> tuple[list[str], str, dict[str, Any]]:
-        """The SKD rewrite of the caption (once per image); falls back to the caption if it is empty."""
-
-        def compute() -> tuple[list[str], str, dict[str, Any]]:
-            result = self._engine().rewrite(ctx.caption, list(ctx.backend.skd_examples))
-            text = getattr(result, "text", None)
-            kept = getattr(result, "kept", None)
-            reason = getattr(result, "reason", "")
-            if text is None:  # a plain (text, kept, reason) tuple
-                text, kept, reason = result
-            words = clean_words(str(text))
-            info = {"skd_kept": bool(kept), "skd_reason": str(reason)}
-            if not words:
-                info["skd_reason"] = f"empty rewrite, caption kept ({reason})"
-                return list(ctx.words), ctx.caption, info
-            return words, str(text), info
-
-        source = id(self._user_engine) if self._user_engine is not None else repr(self.options().get("skd"))
-        return ctx.memo(("skd", source), compute)
+        return {"only_heads": self.only_heads, "head_style": self.head_style, **self._skd_options()}
 
     def plan(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
         words, text, info = self.rewrite(ctx)
         return Plan(words, self.order(ctx, settings, words), rewritten=text, info=dict(info))
+
+
+@register
+class SKDCaptionOrder(_SKDRewrite, Scheme):
+    name = "skd"
+    description = "SKD alone: the caption rewritten in Bob's style, sent in caption order (no reordering)"
+    alice_holds = "nothing"
+    requires = frozenset({CAP_GENERATOR, CAP_SKD})
+
+    def __init__(self, *, skd: Any = None, engine: Any = None) -> None:
+        """skd and engine as for heads_skd: what isolates SKD's effect from SSC's."""
+        self._init_skd(skd, engine)
+
+    def options(self) -> dict[str, Any]:
+        return self._skd_options()
+
+    def plan(self, ctx: ImageContext, settings: LoopSettings) -> Plan:
+        words, text, info = self.rewrite(ctx)
+        return Plan(words, list(range(len(words))), rewritten=text, info=dict(info))

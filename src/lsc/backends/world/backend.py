@@ -375,6 +375,14 @@ class AliceTextEncoder:
         return _reduce_attention(layers, len(words), variant)
 
 
+def _shipped_translator(weights_dir: Path) -> str | None:
+    """Alice's style translator in a weights folder (`lsc world train --part skd`), if it has one."""
+    from lsc.backends.world.skd_translator import TRANSLATOR_FILE
+
+    path = Path(weights_dir) / TRANSLATOR_FILE
+    return str(path) if path.is_file() else None
+
+
 def load_world_backend(
     weights: str | None = None,
     sampler_steps: int | None = None,
@@ -430,6 +438,7 @@ def load_world_backend(
         ),
         bob_vocabulary=frozenset(models.bob_vocab.itos[4:]),  # the words these weights learnt
         skd_examples=scenes.skd_example_pairs(),
+        skd_translator=_shipped_translator(weights_dir),
         default_threshold=threshold,
         distance=WORLD_DISTANCE,
         default_prompt_order="caption",  # each word carries its caption position (see protocol.loop.position_bits)

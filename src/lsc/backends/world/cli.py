@@ -24,7 +24,8 @@ def train_cmd(
         "own, flow_fast (distil the --init-generator weights into the 2-step flow_fast receiver) or policy (Alice's ordering "
         "policy for scheme `learned`: lowest_lpips traces with the --base-weights generator, then training); or, apart from the "
         "others, vqvae and/or prior (the vqvae_ar receiver: a VQ-VAE of the world's images, then an autoregressive prior over its "
-        "codes reading the --base-weights text encoder; exported when the prior is finished)."
+        "codes reading the --base-weights text encoder; exported when the prior is finished); or, in a call of its own, skd "
+        "(Alice's style translator, the seq2seq SKD engine, learnt from caption pairs; exported to OUT/weights)."
     ),
     seed: int = typer.Option(0, "--seed", help="Training seed: the data each step draws (scenes, noise)."),
     generator_steps: int = typer.Option(STEP_CAPS["generator"], "--generator-steps", help="Step cap of Bob's generator (batch 32)."),
@@ -43,6 +44,7 @@ def train_cmd(
     vqvae_steps: int = typer.Option(STEP_CAPS["vqvae"], "--vqvae-steps", help="Step cap of the vqvae_ar receiver's VQ-VAE (batch 32)."),
     prior_steps: int = typer.Option(STEP_CAPS["prior"], "--prior-steps", help="Step cap of the vqvae_ar receiver's prior (batch 32)."),
     prior_examples: int = typer.Option(32768, "--prior-examples", help="(codes, prompt) examples the prior learns from, encoded once and cached."),
+    skd_steps: Optional[int] = typer.Option(None, "--skd-steps", help="Step cap of Alice's style translator (batch 64 caption pairs; default: the shipped one's)."),
     export: bool = typer.Option(True, "--export/--no-export", help="Write OUT/weights and calibrate the threshold when all parts exist."),
     eval_scenes: int = typer.Option(200, "--eval-scenes", help="Held-out scenes for the evaluation that calibrates the threshold."),
     init_generator: Optional[Path] = typer.Option(
@@ -65,6 +67,11 @@ def train_cmd(
     if minutes <= 0:
         raise ConfigError(f"--minutes must be positive, got {minutes}")
     chosen = tuple(parts or training_parts.PARTS)
+    if "skd" in chosen:  # Alice's style translator: its own module, trained apart from the world's models
+        from lsc.backends.world.skd_translator import train_cmd_part
+
+        typer.echo(json.dumps(train_cmd_part(out, minutes, chosen, seed, skd_steps, export, threads), indent=1))
+        return
     unknown = [p for p in chosen if p not in training_parts.ALL_PARTS]
     if unknown:
         raise ConfigError(f"unknown part {unknown[0]!r}; choose from {', '.join(training_parts.ALL_PARTS)}")

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from lsc.backends.world import meaning, nets, scenes
+from lsc.backends.world import meaning, nets, scenes, skd_eval
 from lsc.interfaces import Backend
 
 log = logging.getLogger("lsc.world.eval")
@@ -350,6 +350,7 @@ def evaluate_world(
             "fewer_objects_prompts": len(rows["fewer"]),
         },
         **reads_meaning,
+        "skd": skd_eval.skd_report(backend, samples, captions, generate, distance_to, in_use, seed),
         "lpips_by_words": lpips_by_words,
         "derived_threshold": round(derived["threshold"], 4),
         "threshold_in_use": in_use,

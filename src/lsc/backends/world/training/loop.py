@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 log = logging.getLogger("lsc.world.train")
 
 # Data-stream ids; flow_fast and policy were trained apart with 5 each, kept so both stay reproducible.
-PART_ID = {"classifier": 1, "captioner": 2, "generator": 3, "perceptual": 4, "policy": 5, "flow_fast": 5, "vqvae": 6, "prior": 7}
+PART_ID = {"classifier": 1, "captioner": 2, "generator": 3, "perceptual": 4, "policy": 5, "flow_fast": 5, "vqvae": 6, "prior": 7, "skd": 8}
 TRAIN_SEED_OFFSET = 10**6  # training scenes never share an RNG stream with study scenes
 
 
