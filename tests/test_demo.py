@@ -302,3 +302,74 @@ def test_demo_port_is_checked_in_one_line(tmp_path: Path) -> None:
         busy.listen(1)
         with pytest.raises(ConfigError, match=f"--port {busy.getsockname()[1]}: cannot listen on 127.0.0.1"):
             check_port("127.0.0.1", busy.getsockname()[1])
+
+
+# ------------------------------------------------------------------ issue 32 item 7: status, slider, folders
+def test_finished_in_states_the_time_the_user_waited_with_the_runs_own_time_beside_it(tmp_path: Path) -> None:
+    import re
+
+    demo = Demo(FAKE, work_dir=tmp_path / "work", threads=1, step_delay=0.02)
+    img = tmp_path / "pic.png"
+    save_caption_png(img, CAPTION, size=16)
+    *_, state = demo.load_upload(str(img), {})
+    status = _last(demo.send(state, *_fields()))[0]
+    got = re.match(r"finished in ([0-9.]+) s; the run ([0-9.]+) s, the rest the step-by-step reveal", status)
+    assert got, status
+    wall, run = float(got.group(1)), float(got.group(2))
+    revealed = 2 * (len(CAPTION.split()) + 1)  # every step of both schemes, 0.02 s each
+    assert wall >= run + 0.02 * revealed - 0.1  # printed to 0.1 s
+
+
+def test_the_outcome_line_is_true_when_the_last_image_is_above_the_threshold_again() -> None:
+    from lsc.demo.view import outcome_text
+
+    back_above = SchemeView("heads", "ok", None, words_to_threshold=2, final_lpips=0.7)
+    stays = SchemeView("heads", "ok", None, words_to_threshold=2, final_lpips=0.5)
+    never = SchemeView("random", "ok", None, words_to_threshold=None, final_lpips=0.9)
+    assert outcome_text(back_above, 0.6, "LPIPS-world") == (
+        "final LPIPS-world 0.7000; first under the threshold at step 2, above it again at the last step")
+    assert outcome_text(stays, 0.6, "LPIPS-world") == "final LPIPS-world 0.5000; first under the threshold at step 2"
+    assert outcome_text(never, 0.6, "LPIPS (AlexNet)") == "final LPIPS (AlexNet) 0.9000; never under the threshold"
+    summary = Demo._summary(RunView(Path("."), "img", "c", 0.6, [back_above, never], distance="LPIPS-world"), None)
+    assert "under the threshold from" not in summary and "above it again at the last step" in summary
+
+
+def test_every_user_change_of_the_slider_moves_the_panels_and_the_first_screen_loads_a_scene(tmp_path: Path) -> None:
+    from lsc.demo.app import build_blocks
+
+    demo = Demo(FAKE, work_dir=tmp_path / "work", threads=1, step_delay=0)
+    page = build_blocks(demo)
+    step = next(b for b in page.blocks.values() if getattr(b, "elem_id", None) == "step")
+    scrub = [f for f in page.fns.values() if getattr(f.fn, "__name__", "") == "scrub"]
+    # `input`: drags, clicks on the track, arrow keys and the number box; not `release` alone (mouse only)
+    assert scrub and {t[1] for f in scrub for t in f.targets if t[0] == step._id} == {"input"}
+    assert all(f.trigger_mode == "always_last" for f in scrub)
+    loads = [f for f in page.fns.values() if any(t[1] == "load" for t in f.targets)]
+    assert loads == []  # the fake backend has no world scenes: nothing to load
+    world = build_blocks(Demo("world", work_dir=tmp_path / "w2", threads=1, step_delay=0))
+    (load,) = [f for f in world.fns.values() if any(t[1] == "load" for t in f.targets)]
+    assert load.fn.__name__ == "load_scene"
+
+
+def test_a_closed_page_and_a_stopped_server_leave_no_run_folder(demo: Demo, uploaded: dict[str, Any],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    first = _last(demo.send(uploaded, *_fields()))[-1]
+    second = _last(demo.send(dict(first), *_fields()))[-1]
+    runs = demo.work_dir / "runs"
+    assert [p.name for p in runs.iterdir()] == [Path(second["run_dir"]).name]  # the one the page offers
+    assert len(list((demo.work_dir / "downloads").iterdir())) == 1
+    demo.end_session(second)  # what gradio calls when the page closes
+    assert list(runs.iterdir()) == [] and list((demo.work_dir / "downloads").iterdir()) == []
+    assert list((demo.work_dir / "uploads").iterdir()) == []
+    import gradio as gr
+
+    from lsc.demo import app as demo_app
+
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: None)
+    monkeypatch.setenv("GRADIO_TEMP_DIR", "unset")  # restored after the test
+    _, served = demo_app.launch(FAKE, block=False)
+    import os
+
+    assert Path(os.environ["GRADIO_TEMP_DIR"]) == served.cache_dir and served.cache_dir.parent == served.work_dir
+    served.close()
+    assert not served.work_dir.exists()

@@ -77,6 +77,9 @@ def test_demo_in_chromium_runs_two_schemes_and_shows_the_studys_numbers(tmp_path
             browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
             page = browser.new_page(viewport={"width": 1280, "height": 1100})
             page.goto(f"http://127.0.0.1:{port}/", timeout=120_000)
+            # The first screen shows a loaded scene (scene 0 of seed 0), ready to send.
+            expect(page.locator("#status")).to_contain_text("world-0-00000", timeout=120_000)
+            expect(page.locator("#caption textarea")).not_to_have_value("", timeout=30_000)
             # Pick a scene.
             page.locator("#scene-index input").fill(str(SCENE))
             page.locator("#load-scene").click()
@@ -115,6 +118,13 @@ def test_demo_in_chromium_runs_two_schemes_and_shows_the_studys_numbers(tmp_path
             page.mouse.click(box["x"] + 2, box["y"] + box["height"] / 2)
             expect(panel.locator(".lsc-panel")).to_have_attribute("data-step", "0", timeout=60_000)
             expect(panel.locator("ol.lsc-words li")).to_have_count(0)
+            # The arrow keys and the number box move the panels too, not only the knob.
+            page.locator("#step input[type=range]").press("ArrowRight")
+            expect(panel.locator(".lsc-panel")).to_have_attribute("data-step", "1", timeout=60_000)
+            number = page.locator("#step input[type=number]")
+            number.fill("2")
+            number.press("Enter")
+            expect(panel.locator(".lsc-panel")).to_have_attribute("data-step", "2", timeout=60_000)
             browser.close()
     finally:
         page_app.close()

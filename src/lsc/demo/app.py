@@ -7,6 +7,7 @@ goes to the server log), so the app keeps serving.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import queue
@@ -27,7 +28,7 @@ from lsc.demo.inputs import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, upload_so
 from lsc.demo.session import (MAX_SEND_IMAGES, MAX_SEND_SECONDS, SNR_RANGE_DB, DemoEvent, DemoInputError,
                               DemoRequest, SendLimits, SendStopped, Source, archive_run, check_request,
                               parse_scheme_options, prepare_run, run_config)
-from lsc.demo.view import PAGE_CSS, RunView, curve_image, load_view, panel_html
+from lsc.demo.view import PAGE_CSS, RunView, curve_image, load_view, outcome_text, panel_html
 from lsc.errors import LscError, one_line
 from lsc.runner.folder import STORE_FILE
 
@@ -35,6 +36,7 @@ CHANNEL_MODELS = ("none", "analytic", "phy")
 MODULATIONS = ("bpsk", "qpsk", "qam16", "qam64")
 PROMPT_ORDERS = ("backend default", "caption", "send")
 DEFAULT_SCHEMES = ("random", "heads")
+DOWNLOAD_TTL_S = 3600  # gradio's cached copy of a download lives at most this long (the page's own: while shown)
 
 
 def message(text: str, error: bool = False) -> str:
@@ -107,6 +109,13 @@ class Demo:
         from lsc.runner.worker import get_backend
 
         return get_backend(self.backend_name, backend_options(self.backend_name, self.threads))
+
+    def distance(self) -> Any:
+        """The backend's perceptual distance (its declared name and scale label the page)."""
+        from lsc.backends import declared_distance
+        from lsc.interfaces import UNDECLARED_DISTANCE
+
+        return declared_distance(self.backend_name) or getattr(self.backend(), "distance", UNDECLARED_DISTANCE)
 
     def scheme_names(self) -> list[str]:
         from lsc import api
@@ -200,6 +209,7 @@ class Demo:
                 events.put(None)
 
         threading.Thread(target=work, name="lsc-demo-run", daemon=True).start()
+        outcome["started"] = time.monotonic()  # the page's own clock: the run and the step-by-step reveal
         try:
             yield from self._follow(req, cfg, run_dir, state, events, outcome)
         finally:  # the client left (gradio closed this generator) or the send ended: stop drawing images
@@ -243,7 +253,8 @@ class Demo:
         (self.work_dir / "downloads").mkdir(parents=True, exist_ok=True)
         zip_path = archive_run(run_dir, self.work_dir / "downloads" / f"{run_dir.name}.zip")
         top = view.max_step
-        yield (self._summary(view, outcome.get("summary")), panel_html(view, top), curve_image(view, top),
+        wall = time.monotonic() - outcome["started"]
+        yield (self._summary(view, outcome.get("summary"), wall), panel_html(view, top), curve_image(view, top),
                gr.update(value=top, maximum=max(top, 1)), gr.update(visible=True, value=str(zip_path)), state)
 
     def _animate(self, view: RunView, label: str, pending: list[str], status: str) -> Iterator[tuple[Any, ...]]:
@@ -266,21 +277,37 @@ class Demo:
         return message(f"Bob drew {drawn} images so far; stored: {', '.join(done) or 'none yet'}{now}")
 
     @staticmethod
-    def _summary(view: RunView, summary: Any) -> str:
-        parts = [f"{s.label}: final {view.distance} {s.final_lpips:.4f}" if s.status == "ok" else f"{s.label}: failed ({s.error})"
-                 for s in view.schemes]
-        took = f" in {summary.elapsed_s:.1f} s" if summary is not None else ""
-        return message(f"finished{took} ({view.image_id}, threshold {view.threshold:.4f}): " + "; ".join(parts)
-                       if view.threshold is not None else "finished: " + "; ".join(parts))
+    def _summary(view: RunView, summary: Any, wall_s: float | None = None) -> str:
+        """The closing status: the time it took as the user waited (the run's own time beside it, the rest
+        being the step-by-step reveal), then per scheme what the stored run says (lsc.demo.view.outcome_text)."""
+        parts = [f"{s.label}: {outcome_text(s, view.threshold, view.distance)}" for s in view.schemes]
+        took = ""
+        if wall_s is not None:
+            run = f"; the run {summary.elapsed_s:.1f} s, the rest the step-by-step reveal" if summary is not None else ""
+            took = f" in {wall_s:.1f} s{run}"
+        elif summary is not None:
+            took = f" in {summary.elapsed_s:.1f} s (the run, without the reveal)"
+        where = f"{view.image_id}, threshold {view.threshold:.4f}" if view.threshold is not None else f"{view.image_id}"
+        return message(f"finished{took} ({where}): " + "; ".join(parts))
 
     def _drop_run(self, run_dir: Any) -> None:
-        """A session keeps only its latest run folder (and zip) on disk."""
+        """A session keeps only its latest run folder (and zip) on disk: the one its Download button offers."""
         if not run_dir:
             return
         path = Path(str(run_dir))
         if path.parent == self.work_dir / "runs":
             shutil.rmtree(path, ignore_errors=True)
             (self.work_dir / "downloads" / f"{path.name}.zip").unlink(missing_ok=True)
+
+    def end_session(self, state: Any) -> None:
+        """A page closed (gradio deletes its state): its run folder, zip and upload are no longer downloadable."""
+        if not isinstance(state, dict):
+            return
+        self._drop_run(state.get("run_dir"))
+        src = state.get("source")
+        path = Path(src.path) if isinstance(src, Source) and src.path else None
+        if path is not None and path.parent == self.work_dir / "uploads":
+            path.unlink(missing_ok=True)
 
     @guarded(2, 0)
     def scrub(self, step: Any, state: dict[str, Any] | None) -> tuple[Any, ...]:
@@ -293,7 +320,13 @@ class Demo:
         return panel_html(view, k), curve_image(view, k)
 
     def close(self) -> None:
+        """The server stopped: every run folder, zip, upload and gradio's copies (kept under work_dir) go."""
         shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where gradio keeps its copies of what the page shows and offers (zips, images): inside work_dir."""
+        return self.work_dir / "gradio"
 
 
 def build_blocks(demo: Demo) -> Any:
@@ -301,11 +334,14 @@ def build_blocks(demo: Demo) -> Any:
     import gradio as gr
 
     names = demo.scheme_names()
-    with gr.Blocks(title="lsc demo") as page:
-        state = gr.State({})
+    distance = demo.distance()
+    # gradio's copies of the zips and images age out after DOWNLOAD_TTL_S (and go with work_dir at the end)
+    with gr.Blocks(title="lsc demo", delete_cache=(DOWNLOAD_TTL_S, DOWNLOAD_TTL_S)) as page:
+        state = gr.State({}, delete_callback=demo.end_session)  # a closed page's run folder goes with it
         gr.Markdown("## lsc: watch meaning arrive word by word\nAlice captions the image and sends the words in "
-                    "the order a scheme picks; Bob draws an image from what he received after every word; LPIPS "
-                    "to the original says how much meaning got across (lower is better).")
+                    "the order a scheme picks; Bob draws an image from what he received after every word; "
+                    f"{distance.name} to the original says how much meaning got across (lower is better; "
+                    f"{distance.scale}).")
         with gr.Row():
             with gr.Column(scale=1):
                 with gr.Tab("World scene"):
@@ -339,7 +375,7 @@ def build_blocks(demo: Demo) -> Any:
         status = gr.Markdown("Pick a scene or upload an image.", elem_id="status")
         step = gr.Slider(0, 1, value=0, step=1, label="step (words sent)", elem_id="step")
         panel = gr.HTML(panel_html(None, 0), elem_id="panel")
-        curve = gr.Image(label="LPIPS vs words", format="png", interactive=False, elem_id="curve")
+        curve = gr.Image(label=f"{distance.name} vs words", format="png", interactive=False, elem_id="curve")
         download = gr.DownloadButton("Download run (.zip, for lsc report)", visible=False, elem_id="download")
 
         model = {"concurrency_id": "model", "concurrency_limit": demo.concurrency}  # generations queue here
@@ -350,7 +386,12 @@ def build_blocks(demo: Demo) -> Any:
         upload.upload(demo.load_upload, [upload, state], [original, caption, status, state], **scene)
         send_btn.click(demo.send, [state, caption, schemes, options, channel_model, snr, modulation, word_correction,
                                    scc, prompt_order, seed], [status, panel, curve, step, download, state], **model)
-        step.release(demo.scrub, [step, state], [panel, curve], concurrency_limit=4, concurrency_id="scrub")
+        # `input` is every change the user makes (a drag, a click on the track, the arrow keys, the number box);
+        # `change` would also fire for the page's own updates while a run is revealed
+        step.input(demo.scrub, [step, state], [panel, curve], concurrency_limit=4, concurrency_id="scrub",
+                   trigger_mode="always_last")
+        if demo.backend_name == "world":  # the first screen shows a scene, ready to send
+            page.load(demo.load_scene, [scene_index, scene_seed, state], [original, caption, status, state], **scene)
     return page
 
 
@@ -360,6 +401,8 @@ def launch(backend: str = "world", host: str = "127.0.0.1", port: int | None = N
     """Serve the page (127.0.0.1, no share link unless asked); returns (Blocks, Demo)."""
     demo = Demo(backend, max_upload_mb=max_upload_mb, max_pixels=max_pixels, step_delay=step_delay,
                 concurrency=concurrency)
+    atexit.register(demo.close)  # a server stopped by a signal or an error leaves no run folder behind
+    os.environ["GRADIO_TEMP_DIR"] = str(demo.cache_dir)  # gradio's copies of downloads go with the work folder
     page = build_blocks(demo)
     page.queue(default_concurrency_limit=demo.concurrency)
     page.launch(server_name=host, server_port=port, share=share, max_file_size=int(max_upload_mb * 1e6),

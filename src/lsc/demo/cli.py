@@ -52,5 +52,9 @@ def register(app: typer.Typer, panel: str | None = None) -> None:
 
         if host not in ("127.0.0.1", "localhost", "::1"):
             typer.echo(f"warning: serving on {host}: anyone who can reach it can run generations", err=True)
+        import signal
+        import sys
+
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stopped server cleans up its run folders too
         _, demo = launch(backend, host, port, share, concurrency, max_upload_mb, max_pixels, step_delay)
         demo.close()

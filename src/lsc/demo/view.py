@@ -108,7 +108,7 @@ def _scheme_column(view: RunView, s: SchemeView, step: int) -> str:
     for r in s.steps[1 : k + 1]:
         lines.append(f'<li data-step="{r["step"]}">{_word_cell(r)}</li>')
     lpips = float(row["lpips"])
-    hit = "" if s.words_to_threshold is None else f"under the threshold from step {s.words_to_threshold}"
+    hit = outcome_text(s, view.threshold, view.distance, final=False)
     under = view.threshold is not None and lpips < view.threshold
     return (
         f'<div class="lsc-col" data-scheme="{label}"><h4>{label}</h4>{img}'
@@ -119,8 +119,23 @@ def _scheme_column(view: RunView, s: SchemeView, step: int) -> str:
         f'<ol class="lsc-words">{"".join(lines)}</ol>'
         f'<p class="lsc-final">final {html.escape(view.distance)} <span class="lsc-final-lpips" data-scheme="{label}" '
         f'data-lpips="{float(s.final_lpips or 0.0)!r}">{float(s.final_lpips or 0.0):.4f}</span>'
-        f'{" &middot; " + hit if hit else ""}</p></div>'
+        f'{" &middot; " + html.escape(hit) if hit else ""}</p></div>'
     )
+
+
+def outcome_text(s: SchemeView, threshold: float | None, distance: str, final: bool = True) -> str:
+    """What a stored transmission did, truthfully: its final distance, and when it was first under the
+    threshold, saying so when the last image is above it again (the loop runs on after success)."""
+    if s.status != "ok":
+        return f"failed ({s.error})"
+    value = float(s.final_lpips or 0.0)
+    head = f"final {distance} {value:.4f}; " if final else ""
+    if threshold is None:
+        return head.rstrip("; ")
+    if s.words_to_threshold is None:
+        return head + "never under the threshold"
+    first = f"first under the threshold at step {s.words_to_threshold}"
+    return head + first + ("" if value < threshold else ", above it again at the last step")
 
 
 def curve_image(view: RunView | None, step: int, width_px: int = 640, height_px: int = 300) -> np.ndarray | None:
