@@ -19,6 +19,8 @@ import json
 import sys
 import time
 
+from lsc.report.stats import area_per_word
+
 
 def kendall_tau(a: list[int], b: list[int]) -> float:
     """Kendall's tau-a between two send orders of the same words (1 = same order, -1 = reversed)."""
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             st["evaluations"] += backend.generator.evaluations - before
             curve = [s.lpips for s in result.steps[1:]]
             st["final_lpips"].append(curve[-1] if curve else float("nan"))
-            st["area"].append(sum(curve) / max(1, len(curve)))
+            st["area"].append(area_per_word([s.lpips for s in result.steps]))  # the report's definition
             orders[name].append(list(result.order))
         a, b = orders["flow"][-1], orders["flow_fast"][-1]
         print(f"{sample.image_id}: {len(a)} words, same order: {a == b}, positions equal "

@@ -20,12 +20,12 @@ from lsc.interfaces import UNDECLARED_DISTANCE, lpips_distance
 
 @pytest.fixture(scope="module")
 def world_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One world scene, random and heads, the attribute reader scoring every step."""
+    """One world scene, random, heads and heads with only_heads (ssc_only), the attribute reader scoring every step."""
     from lsc.config import load_config
     from lsc.runner.study import run_study
 
     out = tmp_path_factory.mktemp("names") / "run"
-    run_study(load_config(None, ["images.count=1", "schemes=[random, heads]", "oracle=false", "metrics=[attributes]"]),
+    run_study(load_config(None, ["images.count=1", "schemes=[random, heads, {name: heads, only_heads: true, label: ssc_only}]", "oracle=false", "metrics=[attributes]"]),
               out, progress=False)
     return out
 
@@ -165,3 +165,27 @@ def test_a_strip_marks_an_image_under_the_threshold_that_is_wrong(world_run: Pat
     marked = plots.image_strip(plots.one(load_run(run), ""), image_id, tmp_path / "marked.png", schemes=["heads"])
     assert plain is not None and marked is not None
     assert _vermillion_pixels(marked) > 4 * 96 and _vermillion_pixels(plain) == 0
+
+
+def test_one_n_for_failures_at_n_plus_1_across_the_reports_tables_end_to_end(world_run: Path) -> None:
+    """only_heads sends fewer words than its caption holds: the success table and the step-metric table count
+    its failures at n+1 with the same n (the caption's words), and agree on every attribute right."""
+    from lsc.metrics import registry
+    from lsc.report import step_metrics
+    from lsc.report.build import scheme_table
+    from lsc.report.data import load_run
+
+    data = load_run(world_run)
+    (only,) = [s for s in data.summaries if s["scheme"] == "ssc_only"]
+    sent = len(data.steps[("", "ssc_only", only["image_id"])]) - 1
+    assert sent < only["n_words"]  # the case the definitions disagreed on
+    rows = {r["scheme"]: r for r in scheme_table(data, "")}
+    head, body = step_metrics.table(data, step_metrics.compute(data, "", registry.select(["attributes"], "world")))
+    col = {name: head.index(name) for name in head}
+    for line in body:
+        row = rows[line[0]]
+        assert line[col["words to the LPIPS threshold, failures at n+1"]] == row["words_pen"]
+        assert line[col["the same, failures at n+1"]] == row["words_all_right_pen"]
+        assert line[col["every attribute right at some step [95% CI]"]] == row["all_right"]
+    expected = only["words_to_threshold"] if only["words_to_threshold"] is not None else only["n_words"] + 1
+    assert rows["ssc_only"]["words_pen"] == f"{expected:.2f}"

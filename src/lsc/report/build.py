@@ -21,7 +21,7 @@ from lsc.report.analysis import (AREA_HEAD, AREA_KEYS, BASELINE, ORACLE_HEAD, PA
                                  paired_rows, paired_table, scheme_table, search_cost, success_columns)
 from lsc.report.data import RunData, load_run
 from lsc.report.figures import STEP_FIGURES, gap_floors, step_title
-from lsc.report.stats import mean_ci, penalised
+from lsc.report.stats import mean_ci, words_with_failures
 from lsc.errors import ConfigError
 from lsc.runner.folder import IMAGES_DIR, REPORT_DIR, refuse_links, safe_name, write_atomic
 
@@ -68,7 +68,7 @@ def sweep_table(data: RunData) -> tuple[list[str], list[list[str]]]:
             if not ok:
                 row.append("–")
                 continue
-            pen = penalised([s["words_to_threshold"] for s in ok], [(s["n_words"] or 0) + 1 for s in ok])
+            pen = words_with_failures([s["words_to_threshold"] for s in ok], [s["n_words"] or 0 for s in ok])
             row.append(f"LPIPS {mean_ci(s['final_lpips'] for s in ok).fmt(3)}; words over successes "
                        f"{mean_ci(hits).fmt(1)} ({len(hits)}/{len(ok)} reached), failures at n+1 {mean_ci(pen).fmt(1)}")
         body.append(row)
