@@ -310,7 +310,7 @@ def _paired_blocks(data: RunData, cond: str, path: Path) -> list[Block]:
                   f"p (Holm): Holm-corrected over the {len(rows)} schemes, per column."),
         Table(head, body),
     ]
-    if plots.paired_difference([(data.run_dir.name, rows)], path, PAIRED_METRICS):
+    if plots.paired_difference([(data.run_dir.name, rows)], path, PAIRED_METRICS, distance=data.distance.name):
         blocks.append(Figure(f"Each scheme minus {BASELINE} on the same images (95% CI)", path))
     return blocks
 

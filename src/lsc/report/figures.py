@@ -52,7 +52,7 @@ def gap_floors(data: RunData, cond: str) -> dict[str, float]:
 
 def paired(views: Sequence[View], path: Path, style: FigureStyle, schemes: Sequence[str] | None = None) -> Path | None:
     return plots.paired_difference([(v.label, paired_rows(v.data, v.cond)) for v in views], path, PAIRED_METRICS, style,
-                                   schemes=schemes)
+                                   schemes=schemes, distance=plots.distance_name(views))
 
 
 def gap(views: Sequence[View], path: Path, style: FigureStyle, schemes: Sequence[str] | None = None) -> Path | None:

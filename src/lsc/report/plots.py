@@ -305,10 +305,12 @@ def success_vs_words(views: Sequence[View], path: Path, style: FigureStyle = SCR
 
 
 def paired_difference(series: Sequence[tuple[str, list[Any]]], path: Path, metrics: Any, style: FigureStyle = SCREEN,
-                      baseline: str = "random", schemes: Sequence[str] | None = None) -> Path | None:
+                      baseline: str = "random", schemes: Sequence[str] | None = None,
+                      distance: str = "LPIPS") -> Path | None:
     """Forest plot: each scheme minus the baseline on the same images, mean and 95% CI per metric; filled
     markers where the Holm-corrected paired test gives p < 0.05. `series`: (run label, analysis.PairedRow
-    list) per run; several runs sit side by side on each scheme's line, one colour and marker per run."""
+    list) per run; several runs sit side by side on each scheme's line, one colour and marker per run. `distance`:
+    the name the runs' backend declared for the distance (titles say "LPIPS" generically)."""
     series = [(label, [r for r in rows if r.n and (schemes is None or r.scheme in schemes)]) for label, rows in series]
     series = [(label, rows) for label, rows in series if rows]
     if not series:
@@ -335,7 +337,7 @@ def paired_difference(series: Sequence[tuple[str, list[Any]]], path: Path, metri
                                 capsize=2.5, markerfacecolor=colour if sig else "white", markersize=5,
                                 label=run if several and r is rows[0] else "_nolegend_")
             ax.axvline(0.0, color="0.3", linewidth=0.9)
-            ax.set_title(f"Δ {label}", fontsize="small")
+            ax.set_title(f"Δ {label.replace('LPIPS', distance)}", fontsize="small")
             ax.grid(alpha=0.3, axis="x")
             ax.xaxis.set_major_locator(MaxNLocator(4))
         axes[0][0].set_yticks([y_of[n] for n in names], [n if several else f"{n} (n={_n_of(series, n)})" for n in names])
