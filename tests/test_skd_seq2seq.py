@@ -206,3 +206,24 @@ def test_world_train_part_skd_trains_alone(tmp_path):
     ok = CliRunner().invoke(app, ["world", "train", "--out", str(tmp_path), "--part", "skd", "--skd-steps", "1", "--no-export"])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.output)["skd"]["step"] == 1
+
+
+@pytest.mark.slow
+def test_skd_report_on_the_shipped_world():
+    """Real Alice, real Bob (flow_fast), 24 held-out scenes: the translator keeps every fact in Bob's style
+    and Bob draws its rewrite at least as well as Alice's caption; the lexicon does neither."""
+    from lsc.backends.world.backend import load_world_backend
+
+    backend = load_world_backend(None, receiver="flow_fast")
+    samples = [scenes.world_scene(i, 2024) for i in range(24)]
+    images = np.stack([scenes.render(s) for s in samples])
+    captions = backend.captioner.caption(list(images))
+
+    def distance_to(i, imgs):
+        return backend.perceptual.distances(backend.perceptual.reference(images[i]), imgs)
+
+    report = skd_report(backend, samples, captions, backend.generator.generate, distance_to, backend.default_threshold, 2024)
+    s2s, lex = report["seq2seq"], report["lexicon"]
+    assert s2s["skd_meaning_kept"] == 1.0 and s2s["skd_bob_style"] == 1.0 and s2s["skd_refused"] == 0
+    assert s2s["bob_success"] >= report["bob_success_on_alice"] and s2s["scenes_won_vs_alice"] >= s2s["scenes_lost_vs_alice"]
+    assert lex["skd_meaning_kept"] < 0.9 and lex["skd_bob_style"] < 0.5
