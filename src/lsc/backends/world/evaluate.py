@@ -192,13 +192,14 @@ def _fewer_objects(scene: scenes.Scene, rng: np.random.Generator) -> tuple[str, 
 
 def evaluate_world(
     backend: Backend, classifier: torch.nn.Module, n_scenes: int = 200, seed: int = 2024, n_curve: int = 60,
-    threshold: float | None = None, progress: bool = False,
+    threshold: float | None = None, progress: bool = False, meaning_measures: bool = True,
 ) -> dict[str, Any]:
     """The JSON object of `lsc world eval`: caption length and fidelity, Bob's fidelity reading Alice's
     and his own phrasing, order robustness, the perceptual curve and the derived threshold.
 
     Success rates use `threshold` (the backend's own when the CLI evaluates shipped weights); None
-    uses the threshold this evaluation derives (when weights are exported)."""
+    uses the threshold this evaluation derives (when weights are exported). `meaning_measures` adds
+    the measures of lsc.backends.world.meaning (about a third more images)."""
     say = log.info if progress else log.debug
     import time
 
@@ -296,25 +297,27 @@ def evaluate_world(
     def mean_lpips(key: str) -> float:
         return round(float(np.mean([d for d, _ in rows[key]])), 4)
 
-    say("world eval: does Bob read meaning (content words, count, partial, function words, unordered)")
-    meaning_scenes = samples[: min(n_curve, n_scenes)]
-    references: dict[int, Any] = {}
+    reads_meaning: dict[str, Any] = {}
+    if meaning_measures:
+        say("world eval: does Bob read meaning (content words, count, partial, function words, unordered)")
+        meaning_scenes = samples[: min(n_curve, n_scenes)]
+        references: dict[int, Any] = {}
 
-    def distance_to(i: int, imgs: np.ndarray) -> np.ndarray:
-        if i not in references:
-            references[i] = backend.perceptual.reference(images[i])
-        return backend.perceptual.distances(references[i], imgs)
+        def distance_to(i: int, imgs: np.ndarray) -> np.ndarray:
+            if i not in references:
+                references[i] = backend.perceptual.reference(images[i])
+            return backend.perceptual.distances(references[i], imgs)
 
-    def read(imgs: np.ndarray) -> list[dict[str, Any]]:
-        return read_attributes(classifier, imgs)
+        def read(imgs: np.ndarray) -> list[dict[str, Any]]:
+            return read_attributes(classifier, imgs)
 
-    reads_meaning = {
-        "bob_reads_content": meaning.bob_reads_content(samples, captions, generate, distance_to, in_use, seed),
-        "count_from_noun": meaning.count_from_noun(generate, read, len(meaning_scenes), seed),
-        "partial_stated_accuracy": meaning.partial_stated_accuracy(meaning_scenes, generate, read, seed),
-        "function_word_share": meaning.function_word_share(meaning_scenes, generate, distance_to, seed),
-        "bob_unordered": meaning.bob_unordered(meaning_scenes, generate, read, distance_to, in_use, seed),
-    }
+        reads_meaning = {
+            "bob_reads_content": meaning.bob_reads_content(samples, captions, generate, distance_to, in_use, seed),
+            "count_from_noun": meaning.count_from_noun(generate, read, len(meaning_scenes), seed),
+            "partial_stated_accuracy": meaning.partial_stated_accuracy(meaning_scenes, generate, read, seed),
+            "function_word_share": meaning.function_word_share(meaning_scenes, generate, distance_to, seed),
+            "bob_unordered": meaning.bob_unordered(meaning_scenes, generate, read, distance_to, in_use, seed),
+        }
 
     evaluations = getattr(backend.generator, "evaluations", None)
     images_made = max(1, clock["images"])
