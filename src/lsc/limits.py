@@ -9,6 +9,8 @@ is accepted by types alone. Each bound below is refused with one line that names
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -105,7 +107,6 @@ def machine_threads(value: object, key: str = "backend_options.threads") -> int:
     """A thread count within this machine: at most its cores (a count far beyond them crashed the world
     backend's math library). More is one warning line and the core count, as thread counts never enter
     a study's identity; not an integer >= 1 is a ConfigError."""
-    import os
     import warnings
 
     from lsc.errors import LscWarning
@@ -120,12 +121,9 @@ def machine_threads(value: object, key: str = "backend_options.threads") -> int:
     return value
 
 
-def check_output_file(path: object, suffixes: tuple[str, ...], option: str) -> "Path":
+def check_output_file(path: object, suffixes: tuple[str, ...], option: str) -> Path:
     """A file a command will write: not empty, with one of `suffixes`, not a folder, in a writable folder
     (each a one-line ConfigError; a matplotlib or Pillow error would be a traceback)."""
-    import os
-    from pathlib import Path
-
     text = str(path) if path is not None else ""
     if not text.strip():
         raise ConfigError(f"{option} is empty; name a file")

@@ -9,6 +9,7 @@ constructor annotation (bool, int, float, str, optionally None) and the caps bel
 from __future__ import annotations
 
 import math
+import types
 import typing
 from typing import Any, Union
 
@@ -26,7 +27,7 @@ def _leaf_types(annotation: Any) -> tuple[tuple[type, ...], bool] | None:
     """(allowed leaf types, None allowed) of a simple annotation; None for anything else (not checked here)."""
     if annotation in _LEAVES:
         return (annotation,), False
-    if typing.get_origin(annotation) in (Union, getattr(__import__("types"), "UnionType", Union)):
+    if typing.get_origin(annotation) in (Union, types.UnionType):
         args = typing.get_args(annotation)
         leaves = tuple(a for a in args if a is not type(None))
         if leaves and all(a in _LEAVES for a in leaves):
