@@ -65,6 +65,11 @@ class ResultSummary:
     cold: int | None = field(default=None, metadata={"export": False})
 
 
+# The summary's wall-time fields above: they vary from run to run, so a resumed run matches an
+# uninterrupted one on every other column.
+WALL_TIME_FIELDS = ("elapsed_s", "planning_s", "transmission_s", "metrics_s", "cold")
+
+
 @dataclass(frozen=True)
 class Column:
     """A stored column: its name, the dataclass field it comes from (and the key in it, for a dict field
