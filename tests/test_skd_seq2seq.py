@@ -227,3 +227,20 @@ def test_skd_report_on_the_shipped_world():
     assert s2s["skd_meaning_kept"] == 1.0 and s2s["skd_bob_style"] == 1.0 and s2s["skd_refused"] == 0
     assert s2s["bob_success"] >= report["bob_success_on_alice"] and s2s["scenes_won_vs_alice"] >= s2s["scenes_lost_vs_alice"]
     assert lex["skd_meaning_kept"] < 0.9 and lex["skd_bob_style"] < 0.5
+
+
+def test_doctor_names_the_skd_engine_a_study_will_run(tmp_path):
+    from lsc.config import StudyConfig
+    from lsc.runner.doctor import Report, check_skd
+
+    def checked(**cfg):
+        report = Report()
+        check_skd(report, StudyConfig(**cfg))
+        return [(c.status, c.detail) for c in report.checks]
+
+    assert checked(schemes=["heads"]) == []
+    assert checked(schemes=["skd"]) == [("ok", "auto engine (offline): the backend's style translator (world: seq2seq), else the lexicon")]
+    missing = str(tmp_path / "none.safetensors")
+    assert checked(schemes=["heads_skd"], skd={"engine": "seq2seq", "translator": missing}) == [
+        ("FAIL", f"seq2seq engine, translator {missing}: not a file")]
+    assert checked(schemes=["skd"], skd={"translator": str(SHIPPED)})[0][0] == "ok"

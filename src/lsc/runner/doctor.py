@@ -156,7 +156,7 @@ def check_hf_models(report: Report, cfg: StudyConfig) -> bool:
 
 
 def check_skd(report: Report, cfg: StudyConfig) -> None:
-    if not any(s.name == "heads_skd" for s in cfg.schemes):
+    if not any(s.name in ("heads_skd", "skd") for s in cfg.schemes):
         return
     skd = cfg.skd
     if skd.engine == "openai":
@@ -169,6 +169,15 @@ def check_skd(report: Report, cfg: StudyConfig) -> None:
         here = checkpoint_files(str(skd.model_id)) is not None
         report.add("ok" if here else "FAIL", "SKD", f"transformers engine, {skd.model_id}"
                    + ("" if here else f": not here; huggingface-cli download {skd.model_id}"))
+    elif skd.engine in ("auto", "seq2seq") and skd.translator:
+        from pathlib import Path
+
+        here = Path(skd.translator).expanduser().is_file()
+        report.add("ok" if here else "FAIL", "SKD", f"seq2seq engine, translator {skd.translator}" + ("" if here else ": not a file"))
+    elif skd.engine == "auto":
+        report.add("ok", "SKD", "auto engine (offline): the backend's style translator (world: seq2seq), else the lexicon")
+    elif skd.engine == "seq2seq":
+        report.add("ok", "SKD", "seq2seq engine (offline): the backend's style translator (world)")
     else:
         report.add("ok", "SKD", "lexicon engine (offline)")
 
