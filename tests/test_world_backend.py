@@ -84,7 +84,7 @@ def test_world_perceptual_uses_learnt_channel_weights(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from lsc.backends.world.backend import load_models
+    from lsc.backends.world.models import load_models
     from lsc.backends.world.perceptual import LinearWeights
 
     weights = write_random_weights(tmp_path / "w")

@@ -17,6 +17,8 @@ import torch
 from safetensors.torch import load_file
 
 from lsc.backends.world import backend as B
+from lsc.backends.world import models as M
+from lsc.backends.world.receivers import flow as flow_receiver
 from lsc.backends.world import nets
 from lsc.backends.world.training import loop
 from lsc.backends.world.training.flow_fast import teacher_pairs, train_flow_fast
@@ -57,7 +59,7 @@ def test_teacher_pairs_and_distillation_resume_exactly_after_interruption(teache
         pass
 
     # Killed inside the second chunk of teacher pairs...
-    real_sample, calls = B.euler_sample, []
+    real_sample, calls = flow_receiver.euler_sample, []
 
     def dying_sample(*args, **kw):
         calls.append(1)
@@ -65,7 +67,7 @@ def test_teacher_pairs_and_distillation_resume_exactly_after_interruption(teache
             raise Killed
         return real_sample(*args, **kw)
 
-    monkeypatch.setattr(B, "euler_sample", dying_sample)
+    monkeypatch.setattr(flow_receiver, "euler_sample", dying_sample)
     with pytest.raises(Killed):
         train_flow_fast(tmp_path / "b", **kwargs)
     monkeypatch.undo()
@@ -131,7 +133,7 @@ def test_student_learns_the_teachers_guided_velocity_on_the_training_pairs(teach
     noise = torch.from_numpy(np.load(folder / "pairs_noise.npy"))
     image = torch.from_numpy(np.load(folder / "pairs_image.npy"))
     tokens = torch.from_numpy(np.load(folder / "pairs_tokens.npy")).long()
-    m = B.load_models(str(teacher.resolve()))
+    m = M.load_models(str(teacher.resolve()))
     tokens = tokens[:, : int((tokens != nets.PAD_ID).sum(1).max())]
     with torch.inference_mode():
         feats, pad = m.text(tokens)
@@ -139,7 +141,7 @@ def test_student_learns_the_teachers_guided_velocity_on_the_training_pairs(teach
         empty[0, 0] = nets.BOS_ID
         u_feats, u_pad = m.text(empty)
         uncond = (u_feats.expand(4, -1, -1), u_pad.expand(4, -1))
-        again = B.euler_sample(m.unet, noise.clone(), feats, pad, 8, 2.0, uncond)
+        again = flow_receiver.euler_sample(m.unet, noise.clone(), feats, pad, 8, 2.0, uncond)
         torch.testing.assert_close(again, image, atol=1e-4, rtol=1e-4)  # the teacher's guided sample (random teacher: guidance 2)
         t = torch.full((4,), 0.5)
         xt = 0.5 * image + 0.5 * noise
@@ -207,7 +209,7 @@ def test_exported_folder_keeps_the_teachers_files_and_stays_small(exported, teac
     assert sum(f.stat().st_size for f in exported.glob("*.safetensors")) < 30 * 2**20
     meta = json.loads((exported / "flow_fast.json").read_text())
     assert meta["training"]["step"] == 2 and meta["eval"]["receiver"] == "flow_fast"
-    assert meta["teacher"]["bob_text_sha256"] == B.file_sha256(teacher / "bob_text.safetensors")
+    assert meta["teacher"]["bob_text_sha256"] == M.file_sha256(teacher / "bob_text.safetensors")
 
 
 def test_missing_student_weights_is_one_line_exit_2(teacher, lsc_main, tmp_path):

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from lsc.backends.world import policy as P
+from lsc.schemes import policy_training as P
 from lsc.backends.world import scenes
 from lsc.cli import app
 from lsc.errors import ConfigError

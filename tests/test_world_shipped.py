@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from lsc.backends.world import scenes
-from lsc.backends.world.backend import PACKAGED_WEIGHTS, file_sha256, load_models, load_world_backend
+from lsc.backends.world.backend import load_world_backend
+from lsc.backends.world.models import file_sha256, load_models
+from lsc.backends.world.options import PACKAGED_WEIGHTS
 from lsc.backends.world.evaluate import evaluate_world
 
 pytestmark = pytest.mark.slow  # the shipped weights on many scenes: minutes on a CPU
@@ -145,15 +147,17 @@ def test_shipped_vqvae_reconstructs_what_the_reader_reads():
     """The shipped vqvae_ar receiver's VQ-VAE: its reconstructions (8x8 codes) of 40 held-out scenes
     keep every attribute the reader reads nearly as often as the renders do (300 scenes: 0.96 vs 0.98)."""
     from lsc.backends.world import nets
-    from lsc.backends.world.backend import _to_unit
+    from lsc.backends.world.receivers.common import to_unit
     from lsc.backends.world.evaluate import _all_right, read_attributes
 
-    vqvae = load_models(str(PACKAGED_WEIGHTS.resolve())).vqvae_ar()[0]
+    from lsc.backends.world.receivers.vqvae_ar import load_vqvae_ar
+
+    vqvae = load_vqvae_ar(PACKAGED_WEIGHTS)[0]
     classifier = load_models(str(PACKAGED_WEIGHTS.resolve())).classifier
     samples = [scenes.world_scene(i, 2024) for i in range(40)]
     images = np.stack([scenes.render(s) for s in samples])
     with torch.inference_mode():
-        recon = _to_unit(vqvae.decode(vqvae.encode(nets.to_tensor(images))))
+        recon = to_unit(vqvae.decode(vqvae.encode(nets.to_tensor(images))))
     exact = np.mean([_all_right(s.attributes(), r) for s, r in zip(samples, read_attributes(classifier, recon))])
     assert exact >= 0.85, exact
 

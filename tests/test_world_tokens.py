@@ -47,7 +47,7 @@ def test_step_caps_are_the_cli_defaults_and_train_defaults() -> None:
 
     from typer.testing import CliRunner
 
-    from lsc.backends.world import policy as P
+    from lsc.schemes import policy_training as P
     from lsc.backends.world.training import captioner, flow_fast, generator, perception
     from lsc.backends.world.training import vqvae_ar as V
     from lsc.cli import app

@@ -19,11 +19,12 @@ import torch
 from safetensors.torch import load_file
 
 from lsc.backends.world import backend as B
+from lsc.backends.world import models as M
 from lsc.backends.world.nets import to_tensor
 from lsc.backends.world.training import loop
 from lsc.backends.world.training import vqvae_ar as TV
 from lsc.backends.world.training.data import FINETUNE_COUNT_P, training_prompt
-from lsc.backends.world import vqvae_ar as V
+from lsc.backends.world.receivers import vqvae_ar as V
 from lsc.backends.world.release import write_random_weights
 from lsc.errors import CapabilityError, ConfigError
 
@@ -103,7 +104,7 @@ def test_vqvae_and_prior_resume_exactly_after_interruption(base, tmp_path, monke
     assert encoded == [4] and json.loads((tmp_path / "b" / "prior" / "state.json").read_text())["step"] == 2
     monkeypatch.undo()
     state = TV.train_prior(tmp_path / "b", **prior_kwargs)
-    assert state["step"] == 4 and state["text"]["bob_text_sha256"] == B.file_sha256(base / "bob_text.safetensors")
+    assert state["step"] == 4 and state["text"]["bob_text_sha256"] == M.file_sha256(base / "bob_text.safetensors")
 
     for name in ("prior_codes.npy", "prior_tokens.npy"):
         a, b = np.load(tmp_path / "a" / "prior" / name), np.load(tmp_path / "b" / "prior" / name)
@@ -124,7 +125,7 @@ def test_cached_examples_are_the_codes_of_the_training_prompts_targets(base, tmp
 
     torch.manual_seed(0)
     vqvae = V.VQVAE(V.VQConfig()).eval()
-    models = B.load_models(str(base.resolve()))
+    models = M.load_models(str(base.resolve()))
     arrays = TV.code_cache(tmp_path, vqvae, models.bob_vocab, 48, 4, 0, time.time() + 60, chunk=4)
     rng = np.random.default_rng([loop.TRAIN_SEED_OFFSET, loop.PART_ID["prior"], 0, 0])
     from lsc.backends.world import scenes
@@ -184,7 +185,7 @@ def test_exported_receiver_is_fp16_beside_the_base_files_and_records_its_trainin
     assert sum(f.stat().st_size for f in exported.glob("*.safetensors")) < 30 * 2**20
     meta = json.loads((exported / V.META_FILE).read_text())
     assert meta["training"]["vqvae"]["step"] == 2 and meta["training"]["prior"]["step"] == 2
-    assert meta["text"]["bob_text_sha256"] == B.file_sha256(base / "bob_text.safetensors")
+    assert meta["text"]["bob_text_sha256"] == M.file_sha256(base / "bob_text.safetensors")
     assert set(meta["sampler"]) == {"guidance", "temperature", "top_k"} and meta["eval"]["receiver"] == "vqvae_ar"
 
 
@@ -232,4 +233,4 @@ def test_a_prior_trained_on_the_base_folders_vqvae_ships_that_vqvae_unchanged(ex
     assert (weights / V.VQVAE_FILE).read_bytes() == (exported / V.VQVAE_FILE).read_bytes()
     record = json.loads((weights / V.META_FILE).read_text())["training"]
     assert record["vqvae"]["from"] == "base weights" and record["vqvae"]["step"] == 2
-    assert record["vqvae"]["file_sha256"] == B.file_sha256(exported / V.VQVAE_FILE)
+    assert record["vqvae"]["file_sha256"] == M.file_sha256(exported / V.VQVAE_FILE)

@@ -226,7 +226,8 @@ def finish_corpus(metrics: Sequence[StepMetric], captions: Sequence[str], values
 
 # ---------------------------------------------------------------- world: attribute accuracy
 def _world_models(config: dict[str, Any]) -> Any:
-    from lsc.backends.world.backend import load_models, world_weights_dir
+    from lsc.backends.world.models import load_models
+    from lsc.backends.world.options import world_weights_dir
 
     return load_models(str(world_weights_dir((config.get("backend_options") or {}).get("weights"))))
 
@@ -421,7 +422,7 @@ def _itm(batch: StepBatch) -> list[dict[str, float]]:
     import torch
 
     from lsc.backends.world import nets
-    from lsc.backends.world.backend import normalise_word
+    from lsc.backends.world.nets import normalise_word
 
     models = _world_models(batch.config)
     model = models.captioner

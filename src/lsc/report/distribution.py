@@ -110,7 +110,8 @@ class WorldFeatures:
     name = "world"
 
     def __init__(self, weights: str | None = None) -> None:
-        from lsc.backends.world.backend import load_models, world_weights_dir
+        from lsc.backends.world.models import load_models
+        from lsc.backends.world.options import world_weights_dir
 
         self.net = load_models(str(world_weights_dir(weights))).classifier
         self.dim = int(self.net.cfg.channels[-1])

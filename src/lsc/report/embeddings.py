@@ -29,7 +29,9 @@ def world_text_embedding(config: dict[str, Any]) -> Any:
     """A function prompts -> (N, d) mean-pooled Bob text-encoder features, from the run's world weights."""
     import torch
 
-    from lsc.backends.world.backend import _encode, load_models, world_weights_dir
+    from lsc.backends.world.models import load_models
+    from lsc.backends.world.nets import encode_words
+    from lsc.backends.world.options import world_weights_dir
 
     models = load_models(str(world_weights_dir((config.get("backend_options") or {}).get("weights"))))
 
@@ -37,7 +39,7 @@ def world_text_embedding(config: dict[str, Any]) -> Any:
         out = []
         with torch.no_grad():
             for i in range(0, len(prompts), 256):
-                tokens = _encode(models.bob_vocab, [p.split() for p in prompts[i : i + 256]], models.text.cfg.max_len)
+                tokens = encode_words(models.bob_vocab, [p.split() for p in prompts[i : i + 256]], models.text.cfg.max_len)
                 feats, padding = models.text(tokens)
                 keep = (~padding).unsqueeze(-1).float()
                 out.append(((feats * keep).sum(1) / keep.sum(1)).numpy())

@@ -4,7 +4,7 @@ Input per word: its token (Alice's vocabulary; a word outside it is [UNK]), its 
 from the start and from the end (clipped to `max_pos - 1`), and whether it was already sent. A bidirectional
 encoder reads them all; one score per word comes out. The next word is the unsent word of highest score.
 
-Trained (lsc.backends.world.policy) to imitate lowest_lpips' greedy choice on world scenes, so planning an
+Trained (lsc.schemes.policy_training) to imitate lowest_lpips' greedy choice on world scenes, so planning an
 order costs n forward passes of an n-word sequence and no image at all. Saved as one safetensors file whose
 metadata holds the vocabulary, the configuration and the training record.
 """

@@ -121,7 +121,7 @@ def train_cmd(
             typer.echo(f"policy not finished ({state['traces']} of {policy_scenes} traces, step {state['step']} of {policy_steps}): "
                        "run the same command again to continue")
         elif export:
-            from lsc.backends.world.policy import export_policy
+            from lsc.schemes.policy_training import export_policy
 
             typer.echo(str(export_policy(out, out / "weights" / "policy.safetensors")))
         return
@@ -165,7 +165,9 @@ def eval_cmd(
 
     Success rates use the receiver's own threshold (world.json's, or flow_fast.json's / vqvae_ar.json's);
     the threshold this evaluation derives is reported beside it."""
-    from lsc.backends.world.backend import load_models, load_world_backend, world_weights_dir
+    from lsc.backends.world.backend import load_world_backend
+    from lsc.backends.world.models import load_models
+    from lsc.backends.world.options import world_weights_dir
     from lsc.backends.world.evaluate import evaluate_world
 
     if scenes_n < 1:
@@ -189,16 +191,16 @@ def calibrate_cmd(
 
     For a change that moves every receiver's distances (new perceptual weights): each receiver's own
     meta file (world.json, flow_fast.json, vqvae_ar.json) gets its new threshold and evaluation."""
-    from lsc.backends.world.backend import RECEIVERS
-    from lsc.backends.world.release import calibrate_receiver, receiver_meta_file
+    from lsc.backends.world.receivers import RECEIVERS, meta_file
+    from lsc.backends.world.release import calibrate_receiver
 
     if scenes_n < 1:
         raise ConfigError(f"--scenes must be at least 1, got {scenes_n}")
     if not (weights / "world.json").exists():
         raise ConfigError(f"{weights} is not a world weights folder (no world.json)")
-    chosen = list(receivers or [r for r in RECEIVERS if (weights / receiver_meta_file(r)).exists()])
+    chosen = list(receivers or [r for r in RECEIVERS if (weights / meta_file(r)).exists()])
     for receiver in chosen:
-        receiver_meta_file(receiver)  # a bad name fails before any evaluation runs
+        meta_file(receiver)  # a bad name fails before any evaluation runs
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     out = {}
     for receiver in chosen:

@@ -8,6 +8,7 @@ the schemes read word-level self-attention and per-word cross-attention maps.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -22,6 +23,8 @@ PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
 SPECIALS = (PAD, UNK, BOS, EOS)
 # Every vocabulary puts the specials first, so their ids are the same in every model and checkpoint.
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(len(SPECIALS))
+
+log = logging.getLogger("lsc.world")
 
 
 class WordVocab:
@@ -54,6 +57,23 @@ class WordVocab:
         for i, r in enumerate(rows):
             out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
         return out
+
+
+_PUNCTUATION = ".,;:!?\"'()[]{}"
+
+
+def normalise_word(word: str) -> str:
+    """A word as the world's tokenizers see it: lower case, surrounding punctuation stripped ("Blue" ->
+    "blue", "left." -> "left"), as a real tokenizer would; pure punctuation becomes the unknown token."""
+    return word.lower().strip(_PUNCTUATION) or UNK
+
+
+def encode_words(vocab: WordVocab, prompts: Sequence[Sequence[str]], max_len: int) -> torch.Tensor:
+    """Token ids of prompts as the world's tokenizers see their words (`normalise_word`), [BOS] first."""
+    longest = max(len(words) for words in prompts)
+    if longest + 1 > max_len:
+        log.warning("prompt of %d words truncated to the model's %d tokens", longest, max_len)
+    return vocab.tokens([[normalise_word(w) for w in words] for words in prompts], max_len)
 
 
 def to_tensor(images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:

@@ -13,34 +13,20 @@ from lsc.backends.world.training.generator import build_generator
 from lsc.backends.world.training.perception import build_classifier
 
 
-def receiver_meta_file(receiver: str) -> str:
-    """The file in a weights folder that holds a receiver's threshold: world.json, flow_fast.json or vqvae_ar.json."""
-    from lsc.backends.world.backend import FAST_META_FILE, RECEIVERS
-    from lsc.errors import ConfigError
-
-    if receiver not in RECEIVERS:
-        raise ConfigError(f"receiver must be one of {', '.join(RECEIVERS)}, not {receiver!r}")
-    if receiver == "flow_fast":
-        return FAST_META_FILE
-    if receiver == "vqvae_ar":
-        from lsc.backends.world.vqvae_ar import META_FILE
-
-        return META_FILE
-    return "world.json"
-
-
 def calibrate_receiver(weights_dir: Path, receiver: str = "flow", n_scenes: int = 200) -> dict[str, Any]:
     """Run the held-out evaluation for one receiver and store its derived threshold (and the evaluation)
     in that receiver's own meta file; no other file is touched.
 
     Every export ends here, and so does a change that moves every receiver's distances at once (the
     perceptual metric's weights): each receiver is calibrated again without retraining it."""
-    from lsc.backends.world.backend import load_models, load_world_backend
+    from lsc.backends.world.backend import load_world_backend
+    from lsc.backends.world.models import load_models
+    from lsc.backends.world.receivers import meta_file
     from lsc.backends.world.evaluate import evaluate_world
     from lsc.errors import ConfigError
 
     weights_dir = Path(weights_dir)
-    meta_path = weights_dir / receiver_meta_file(receiver)
+    meta_path = weights_dir / meta_file(receiver)
     if not meta_path.exists():
         raise ConfigError(f"{meta_path} not found: {weights_dir} has no {receiver} receiver to calibrate")
     load_models.cache_clear()
@@ -100,7 +86,7 @@ def export_and_calibrate(
     """Export fp16 safetensors, run the held-out evaluation, store the derived threshold.
 
     Parts not trained in `train_dir` come from `base_weights` (see export_weights)."""
-    from lsc.backends.world.backend import DEFAULT_GUIDANCE, DEFAULT_SAMPLER_STEPS
+    from lsc.backends.world.receivers.flow import DEFAULT_GUIDANCE, DEFAULT_SAMPLER_STEPS
 
     sampler = sampler or {"steps": DEFAULT_SAMPLER_STEPS, "guidance": DEFAULT_GUIDANCE}
     export_weights(train_dir, weights_dir, {"sampler": sampler, "threshold": 0.5}, base_weights=base_weights)
@@ -118,7 +104,7 @@ def export_flow_fast(train_dir: Path, weights_dir: Path, teacher_dir: Path, n_sc
 
     from safetensors.torch import load_file, save_file
 
-    from lsc.backends.world.backend import FAST_META_FILE, FAST_UNET_FILE
+    from lsc.backends.world.receivers.flow import FAST_META_FILE, FAST_UNET_FILE
 
     teacher_dir, weights_dir = Path(teacher_dir), Path(weights_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
@@ -148,8 +134,8 @@ def export_vqvae_ar(train_dir: Path, weights_dir: Path, base_dir: Path, n_scenes
 
     from safetensors.torch import load_file, save_file
 
-    from lsc.backends.world import vqvae_ar as V
-    from lsc.backends.world.backend import file_sha256
+    from lsc.backends.world.models import file_sha256
+    from lsc.backends.world.receivers import vqvae_ar as V
 
     base_dir, weights_dir, train_dir = Path(base_dir), Path(weights_dir), Path(train_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
@@ -166,7 +152,7 @@ def export_vqvae_ar(train_dir: Path, weights_dir: Path, base_dir: Path, n_scenes
     if (train_dir / "vqvae" / "state.json").exists():
         save_file(half(load_file(str(train_dir / "vqvae" / "checkpoint.safetensors")), "model."), str(weights_dir / V.VQVAE_FILE))
         training["vqvae"] = json.loads((train_dir / "vqvae" / "state.json").read_text())
-    else:  # the prior was trained on the base folder's VQ-VAE (V.load_trained_vqvae): it ships unchanged, with its record
+    else:  # the prior was trained on the base folder's VQ-VAE (training.vqvae_ar.load_trained_vqvae): it ships unchanged, with its record
         if base_dir.resolve() != weights_dir.resolve():
             shutil.copyfile(base_dir / V.VQVAE_FILE, weights_dir / V.VQVAE_FILE)
         base_meta = base_dir / V.META_FILE
@@ -188,8 +174,8 @@ def write_random_vqvae_ar(weights_dir: Path, seed: int = 0, prior_config: dict |
     import torch
     from safetensors.torch import save_file
 
-    from lsc.backends.world import vqvae_ar as V
-    from lsc.backends.world.backend import file_sha256
+    from lsc.backends.world.models import file_sha256
+    from lsc.backends.world.receivers import vqvae_ar as V
 
     torch.manual_seed(seed)
     config = {**dataclasses.asdict(V.PriorConfig()), **(prior_config or {})}

@@ -24,7 +24,7 @@ FLOW_FAST_EMA = 0.998
 
 
 def _teacher_record(teacher_dir: Path) -> dict:
-    from lsc.backends.world.backend import file_sha256
+    from lsc.backends.world.models import file_sha256
 
     meta = json.loads((Path(teacher_dir) / "world.json").read_text())
     return {
@@ -48,7 +48,8 @@ def teacher_pairs(
     teacher's own sampler settings (the `flow` receiver's images). Returns the arrays when every chunk
     is done, None when `deadline` (time.time()) came first.
     """
-    from lsc.backends.world.backend import euler_sample, load_models
+    from lsc.backends.world.models import load_models
+    from lsc.backends.world.receivers import flow
 
     teacher = load_models(str(Path(teacher_dir).resolve()))
     sampler = teacher.meta.get("sampler", {})
@@ -102,11 +103,11 @@ def teacher_pairs(
             empty = torch.zeros(1, tokens.shape[1], dtype=torch.long)
             empty[0, 0] = nets.BOS_ID
             u_feats, u_pad = teacher.text(empty)
-            for i in range(0, hi - lo, 16):  # the sampler's own pass size (backend.CHUNK)
+            for i in range(0, hi - lo, 16):  # the sampler's own pass size (receivers.common.CHUNK)
                 feats, padding = teacher.text(tokens[i : i + 16])
                 b = len(feats)
                 uncond = (u_feats.expand(b, -1, -1), u_pad.expand(b, -1))
-                images.append(euler_sample(teacher.unet, noise[i : i + b].clone(), feats, padding, steps, guidance, uncond))
+                images.append(flow.euler_sample(teacher.unet, noise[i : i + b].clone(), feats, padding, steps, guidance, uncond))
         padded = np.zeros((hi - lo, max_len), np.int32)
         padded[:, : tokens.shape[1]] = tokens.numpy()
         arrays["noise"][lo:hi] = noise.numpy()
@@ -129,7 +130,7 @@ def train_flow_fast(
     and regresses noise - image, t mostly on its own sampler's times (1, 1/2 for 2 steps), else
     uniform. The time budget covers generating the pairs (cached, resumable) and training.
     """
-    from lsc.backends.world.backend import load_models
+    from lsc.backends.world.models import load_models
 
     folder = out_dir / "flow_fast"
     folder.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ PARTS = ("classifier", "perceptual", "captioner", "generator")  # the world's mo
 POLICY = "policy"  # Alice's ordering policy (scheme `learned`): trained only when asked, in a call of its own
 # Parts trained only when asked for, each in a call of its own: they need a finished weights folder
 # (flow_fast distils its generator; the policy traces lowest_lpips with it).
-# vqvae and prior (the vqvae_ar receiver, lsc.backends.world.vqvae_ar) train apart from the others, in that order.
+# vqvae and prior (the vqvae_ar receiver, lsc.backends.world.receivers.vqvae_ar) train apart from the others, in that order.
 EXTRA_PARTS = ("flow_fast", POLICY, *VQVAE_AR_PARTS)
 ALL_PARTS = PARTS + EXTRA_PARTS
 
@@ -34,7 +34,7 @@ def train(
     """Train the given parts one after another, splitting the time budget by their needs.
 
     The policy part (lowest_lpips traces with the generator of `base_weights`, default the shipped weights,
-    then the policy; see lsc.backends.world.policy) trains alone: its traces need finished weights.
+    then the policy; see lsc.schemes.policy_training) trains alone: its traces need finished weights.
 
     A part stops at its time share or at its step cap (`max_steps`), whichever comes first; with caps
     that the budget allows, the result depends on the seed only, not on the machine's speed.
@@ -43,7 +43,7 @@ def train(
     if POLICY in parts:
         if len(parts) > 1:
             raise ConfigError("train the policy in a call of its own (--part policy), with --base-weights at finished weights")
-        from lsc.backends.world.policy import train_policy
+        from lsc.schemes.policy_training import train_policy
 
         cap = {**STEP_CAPS, **(max_steps or {})}[POLICY]
         return {POLICY: train_policy(Path(out_dir), minutes, seed, cap, weights=base_weights, **(policy_options or {}))}

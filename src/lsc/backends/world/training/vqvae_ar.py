@@ -1,5 +1,5 @@
 """Training the `vqvae_ar` receiver: the VQ-VAE (`--part vqvae`), then the prior on the VQ-VAE's cached
-codes of training scenes (`--part prior`). The models and the sampler are lsc.backends.world.vqvae_ar's."""
+codes of training scenes (`--part prior`). The models and the sampler are lsc.backends.world.receivers.vqvae_ar's."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from lsc.backends.world import STEP_CAPS, nets, scenes
 from lsc.backends.world.nets import to_tensor
 from lsc.backends.world.training import loop
 from lsc.backends.world.training.data import FINETUNE_COUNT_P, training_prompt
-from lsc.backends.world.vqvae_ar import LENGTH, VQVAE, VQVAE_FILE, CodePrior, PriorConfig, VQConfig
+from lsc.backends.world.receivers.vqvae_ar import LENGTH, VQVAE, VQVAE_FILE, CodePrior, PriorConfig, VQConfig
 from lsc.errors import ConfigError
 
 VQVAE_AR_PARTS = ("vqvae", "prior")  # the vqvae_ar receiver's parts, trained apart from the others, in that order
@@ -32,7 +32,7 @@ def _perceptual_loss(weights_dir: Path) -> Any:
     """The world's perceptual distance (its metric: attribute-network features, learnt channel weights)
     of a weights folder, as a differentiable loss: mean squared error alone blurs a triangle into a
     blob that the attribute reader takes for a circle, for a few pixels of error."""
-    from lsc.backends.world.backend import load_models
+    from lsc.backends.world.models import load_models
     from lsc.backends.world.perceptual import normalise
 
     models = load_models(str(Path(weights_dir).resolve()))
@@ -174,7 +174,7 @@ def code_cache(
 
 
 def _text_record(base_dir: Path) -> dict:
-    from lsc.backends.world.backend import file_sha256
+    from lsc.backends.world.models import file_sha256
 
     return {"bob_text_sha256": file_sha256(Path(base_dir) / "bob_text.safetensors"), "weights": str(Path(base_dir).resolve())}
 
@@ -188,7 +188,7 @@ def train_prior(
     The VQ-VAE is this folder's vqvae part (or `vqvae_from`'s vqvae.safetensors). 10% of prompts are
     dropped to the empty prompt so that classifier-free guidance has an unconditional branch. The
     time budget covers encoding the codes (cached, resumable) and training."""
-    from lsc.backends.world.backend import load_models
+    from lsc.backends.world.models import load_models
 
     folder = Path(out_dir) / "prior"
     vqvae = load_trained_vqvae(Path(out_dir), vqvae_from)

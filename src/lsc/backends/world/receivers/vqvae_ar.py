@@ -24,6 +24,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from lsc.backends.world import nets, scenes
+from lsc.backends.world.models import check_text_encoder
+from lsc.backends.world.receivers.common import CHUNK, to_unit
 from lsc.errors import ConfigError
 
 log = logging.getLogger("lsc.world.vqvae_ar")
@@ -267,11 +269,9 @@ def sample_codes(
 
 
 # ------------------------------------------------------------------------------------- receiver
-def load_receiver(folder: Path) -> tuple[VQVAE, CodePrior, dict[str, Any]]:
+def load_vqvae_ar(folder: Path) -> tuple[VQVAE, CodePrior, dict[str, Any]]:
     """The VQ-VAE, prior and vqvae_ar.json of a weights folder. Missing files, or a prior trained on
     another text encoder than this folder's bob_text.safetensors, are a one-line ConfigError."""
-    from lsc.backends.world.backend import check_text_encoder
-
     folder = Path(folder)
     missing = [f for f in (VQVAE_FILE, PRIOR_FILE, META_FILE) if not (folder / f).exists()]
     if missing:
@@ -298,7 +298,7 @@ class VQARGenerator:
     receiver = "vqvae_ar"
 
     def __init__(self, models: Any, guidance: float | None = None):
-        vqvae, prior, meta = models.vqvae_ar()
+        vqvae, prior, meta = models.cached("vqvae_ar", load_vqvae_ar)
         self.m, self.vqvae, self.prior, self.meta = models, vqvae, prior, meta
         sampler = {**DEFAULT_SAMPLER, **meta.get("sampler", {})}
         self.guidance = float(guidance if guidance is not None else sampler["guidance"])
@@ -309,10 +309,8 @@ class VQARGenerator:
 
     @torch.inference_mode()
     def _codes(self, prompts: Sequence[str], seed: int, capture: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        from lsc.backends.world.backend import _encode
-
         b = len(prompts)
-        tokens = _encode(self.m.bob_vocab, [p.split() for p in prompts], self.m.text.cfg.max_len)
+        tokens = nets.encode_words(self.m.bob_vocab, [p.split() for p in prompts], self.m.text.cfg.max_len)
         empty = torch.zeros(1, tokens.shape[1], dtype=torch.long)
         empty[0, 0] = nets.BOS_ID
         feats, padding = self.m.text(torch.cat([tokens, empty]))
@@ -337,8 +335,6 @@ class VQARGenerator:
 
     def generate(self, prompts: Sequence[str], seed: int) -> np.ndarray:
         """Bob's images for prompts, CHUNK at a time; bit-identical for a prompt and seed whatever the batch."""
-        from lsc.backends.world.backend import CHUNK, _to_unit
-
         if len(prompts) == 0:
             return np.zeros((0, scenes.IMAGE_SIZE, scenes.IMAGE_SIZE, 3), np.float32)
         self.calls += 1
@@ -347,7 +343,7 @@ class VQARGenerator:
         for i in range(0, len(prompts), CHUNK):
             codes, _ = self._codes(prompts[i : i + CHUNK], seed)
             with torch.inference_mode():
-                out.append(_to_unit(self.vqvae.decode(codes)))
+                out.append(to_unit(self.vqvae.decode(codes)))
         return np.concatenate(out)
 
     def with_steps(self, steps: int) -> "VQARGenerator":

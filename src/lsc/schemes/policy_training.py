@@ -1,4 +1,4 @@
-"""The `policy` training part: lowest_lpips traces on world scenes, then Alice's ordering policy imitating them.
+"""Training the `learned` scheme's policy (`lsc world train --part policy`): lowest_lpips traces on world scenes, then Alice's ordering policy imitating them.
 
 Traces. Scene i of the trace seed (default 7777: no study or evaluation draws from it; studies use
 images.seed, 0 by default, and `lsc world eval` seed 2024) is rendered, captioned by Alice's captioner
@@ -13,7 +13,7 @@ Training. Every step state (the words, which are sent, the candidates) is one ex
 cross-entropy of the greedy pick plus a listwise ranking term, the cross-entropy against
 softmax(-(LPIPS - min) / TAU) over the candidates, so a near-tie counts as nearly right. Scenes whose
 index is a multiple of HOLDOUT_EVERY are held out and give the validation numbers in the state and
-the log. The loop is the world's (training.loop: checkpoints, log, resume, batches drawn from (seed, part, step)).
+the log. The loop is the world's (lsc.backends.world.training.loop: checkpoints, log, resume, batches drawn from (seed, part, step)).
 """
 
 from __future__ import annotations
