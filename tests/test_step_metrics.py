@@ -80,7 +80,7 @@ def test_report_section_on_a_world_run(tmp_path: Path) -> None:
     assert "words until every attribute is right (successes)" in head and "bleu4 after the last word" in head
     assert [r[0] for r in body] == ["random", "nouns"]
     html = build_report(out, strips=0, step_metrics=["attributes", "recaption"]).read_text()
-    assert "Beyond LPIPS: attributes, recaption" in html
+    assert "Beyond LPIPS-world: attributes, recaption" in html  # the world's distance by its name
     names = {p.name for p in (out / "report").glob("*_vs_words.png")}
     assert {"attr_mean_vs_words.png", "attr_all_right_vs_words.png", "bleu4_vs_words.png", "rouge_l_vs_words.png"} <= names
     import csv

@@ -42,7 +42,8 @@ def register(app: typer.Typer, panel: str | None = None) -> None:
         run_dirs: List[Path] = typer.Argument(..., help="one run folder, or several (one column group each)"),
         format: str = typer.Option("latex", "--format", help="latex (booktabs), markdown or csv (long form, numbers)"),
         metrics: Optional[str] = typer.Option(None, "--metrics", help="comma-separated: success, final_success, words, words_ok, "
-                                              "area, area_bits, final_lpips, delta_area, delta_words, delta_area_bits "
+                                              "all_right, words_all_right (world: every attribute right), area, area_bits, final_lpips, delta_area, "
+                                              "delta_words, delta_area_bits "
                                               "(default: success,words,area,delta_area)"),
         schemes: Optional[str] = typer.Option(None, "--schemes", help="comma-separated scheme labels, in row order (default: all)"),
         label: List[str] = typer.Option([], "--label", help="a name per run, in order (default: folder names)"),

@@ -3,7 +3,7 @@
 The tables are the export's (`lsc.runner.export`: the same columns, the same order, the same
 identity columns and the same rule that a step metric nobody scored is absent), so a DataFrame, a CSV
 and a Parquet file of one run agree. Several runs concatenate into one frame per table, told apart by
-their identity columns (label, backend, receiver, channel, prompt order, seed; SNR per row).
+their identity columns (label, backend, receiver, channel, prompt order, seed, distance; SNR per row).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 steps: one row per image x scheme x step (x SNR); summary: one row per image x scheme (x SNR), with
 words/bits to threshold left empty where the threshold was never reached. Works on partial runs.
 
-Every row ends with the run's identity (IDENTITY: label, backend, receiver, channel, prompt order, seed),
+Every row ends with the run's identity (IDENTITY: label, backend, receiver, channel, prompt order, seed,
+distance: the name its backend declared for the lpips columns),
 so tables of several runs concatenate without tagging rows by hand; a step metric the study never scored
 (a column empty in every row) is left out rather than exported empty. `lsc.api.load_run` reads the same
 tables as DataFrames.
