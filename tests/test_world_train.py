@@ -207,3 +207,18 @@ def test_an_alice_prompt_without_its_position_words_targets_the_usual_layout():
         if "box" in prompt:
             slots.setdefault("left" in prompt, set()).update(o.slot for o in target.objects)
     assert slots == {True: {"left"}, False: {"middle"}}  # unsaid, the position is the usual one, never a blend
+
+
+def test_world_train_out_that_is_a_file_or_under_a_file_is_one_line(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    import subprocess
+    import sys
+
+    for out in (afile, afile / "sub"):
+        result = subprocess.run([sys.executable, "-m", "lsc.cli", "world", "train", "--out", str(out), "--part", "classifier",
+                                 "--minutes", "1"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        lines = (result.stdout + result.stderr).strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: --out"), lines
+    assert afile.read_text() == "mine"

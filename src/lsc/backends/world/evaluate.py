@@ -297,16 +297,17 @@ def evaluate_world(
     def mean_lpips(key: str) -> float:
         return round(float(np.mean([d for d, _ in rows[key]])), 4)
 
+    references: dict[int, Any] = {}
+
+    def distance_to(i: int, imgs: np.ndarray) -> np.ndarray:
+        if i not in references:
+            references[i] = backend.perceptual.reference(images[i])
+        return backend.perceptual.distances(references[i], imgs)
+
     reads_meaning: dict[str, Any] = {}
     if meaning_measures:
         say("world eval: does Bob read meaning (content words, count, partial, function words, unordered)")
         meaning_scenes = samples[: min(n_curve, n_scenes)]
-        references: dict[int, Any] = {}
-
-        def distance_to(i: int, imgs: np.ndarray) -> np.ndarray:
-            if i not in references:
-                references[i] = backend.perceptual.reference(images[i])
-            return backend.perceptual.distances(references[i], imgs)
 
         def read(imgs: np.ndarray) -> list[dict[str, Any]]:
             return read_attributes(classifier, imgs)
