@@ -202,6 +202,7 @@ class _SKDRewrite:
 class HeadsSKD(_SKDRewrite, Heads):
     name = "heads_skd"
     description = "SSC + SKD: the caption rewritten in Bob's style first, then heads first"
+    alice_holds = "a style translator (an LLM, or her own on the world)"
     requires = frozenset({CAP_GENERATOR, CAP_PARSER, CAP_SKD})
 
     def __init__(
@@ -230,7 +231,7 @@ class HeadsSKD(_SKDRewrite, Heads):
 class SKDCaptionOrder(_SKDRewrite, Scheme):
     name = "skd"
     description = "SKD alone: the caption rewritten in Bob's style, sent in caption order (no reordering)"
-    alice_holds = "nothing"
+    alice_holds = "a style translator (an LLM, or her own on the world)"
     requires = frozenset({CAP_GENERATOR, CAP_SKD})
 
     def __init__(self, *, skd: Any = None, engine: Any = None) -> None:
