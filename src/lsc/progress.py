@@ -121,7 +121,9 @@ class TerminalReporter:
 
         # An open-ended step (no total) shows for how long it has run and what it did last; no bar, no ETA.
         fmt = "{desc} [{elapsed}{postfix}]" if total is None else None
-        bar = tqdm(total=total, desc=label, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False,
+        # Drawn on a terminal only (disable=None): piped into a log, a cleared bar would leave its text and cursor
+        # codes in front of the next line, an `error:` line included.
+        bar = tqdm(total=total, desc=label, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False, disable=None,
                    delay=self.delay, position=self.position + len(self._open), smoothing=0.1, bar_format=fmt)
         self._open.append(bar)
         return bar
