@@ -15,14 +15,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
 from lsc.errors import ConfigError
-from lsc.runner.folder import open_store, scheme_labels, stored_distance, write_atomic
+from lsc.runner.folder import ensure_writable_folder, open_store, scheme_labels, stored_distance, write_atomic
 from lsc.runner.rows import STEP_COLUMNS, STEPS_EXPORT, SUMMARY_COLUMNS, SUMMARY_EXPORT
 
 # The run's identity, one column each after the row's own (what tells rows of several runs apart).
@@ -135,16 +134,7 @@ def export_run(run_dir: str | Path, fmt: Literal["csv", "parquet"] = "csv", out_
 
 def _check_dest(dest: Path, fmt: str) -> None:
     """The export folder must be (or become) a writable folder: one line, never a traceback."""
-    if not str(dest).strip():
-        raise ConfigError("--out is empty; name a folder")
-    if dest.exists() and not dest.is_dir():
-        raise ConfigError(f"--out {dest}: exists and is not a folder")
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--out {dest}: cannot create the folder ({exc.strerror})") from None
-    if not os.access(dest, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {dest}: folder is not writable; pass a writable --out")
+    ensure_writable_folder(dest)
 
 
 # A text cell a spreadsheet would run as a formula (or a DDE command) starts with one of these.

@@ -402,3 +402,18 @@ def save_png(path: Path, pixels: np.ndarray | bytes) -> None:
     if path.exists() and not path.is_symlink():
         return
     write_atomic(path, pixels if isinstance(pixels, bytes) else encode_png(pixels))
+
+
+def ensure_writable_folder(dest: Path, flag: str = "--out") -> None:
+    """`dest` must be (or become) a folder lsc can write: an empty name, a file, a place that cannot be
+    created or a read-only folder is one line naming `flag`, never a traceback."""
+    if not str(dest).strip():
+        raise ConfigError(f"{flag} is empty; name a folder")
+    if dest.exists() and not dest.is_dir():
+        raise ConfigError(f"{flag} {dest}: exists and is not a folder")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {dest}: cannot create the folder ({exc.strerror or exc})") from None
+    if not os.access(dest, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {dest}: folder is not writable; pass a writable {flag}")

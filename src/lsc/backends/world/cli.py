@@ -15,20 +15,6 @@ from lsc.errors import ConfigError
 world_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The embedded scene world: train, eval, calibrate, sample.")
 
 
-def _ensure_training_folder(out: Path) -> None:
-    """--out must be a folder lsc can write (created if missing): a file or an unwritable place is one line."""
-    import os
-
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: a file is there, not a training folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot create the training folder ({exc.strerror or exc})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: the training folder is not writable")
-
-
 @world_app.command("train")
 def train_cmd(
     out: Path = typer.Option(..., "--out", help="Training folder (checkpoints, logs); weights go to OUT/weights."),
@@ -78,7 +64,9 @@ def train_cmd(
 
     from lsc.backends.world.training import parts as training_parts
 
-    _ensure_training_folder(out)
+    from lsc.runner.folder import ensure_writable_folder
+
+    ensure_writable_folder(out)
     if minutes <= 0:
         raise ConfigError(f"--minutes must be positive, got {minutes}")
     chosen = tuple(parts or training_parts.PARTS)
