@@ -187,3 +187,15 @@ def test_dry_run_prints_exactly_what_the_run_folder_records(lsc_main, tmp_path: 
                     "--no-report", "--no-progress")
     assert real.returncode == 0, real.stderr
     assert dry.stdout == (out / "config.resolved.yaml").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("key", ["oracle", "save_images", "stop_at_success", "channel.word_correction", "channel.scc.enabled",
+                                 "skd.check_meaning"])
+def test_a_quoted_string_is_not_a_boolean_for_the_studys_own_keys(key: str) -> None:
+    """'false' in quotes would have read as true: every boolean key of a study takes a boolean only."""
+    from lsc.config import load_config
+    from lsc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="valid boolean"):
+        load_config(None, [f'{key}="false"'])
+    load_config(None, [f"{key}=false"])  # the YAML boolean is fine

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, Tag, ValidationError, field_validator, model_validator
 
 from lsc.errors import ConfigError, validation_message
 from lsc.limits import MAX_SEED, MAX_SNR_POINTS, MAX_TRANSMISSIONS, load_yaml
@@ -159,13 +159,13 @@ class StudyConfig(_Strict):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     threshold: float | None = Field(None, gt=0, allow_inf_nan=False)
     prompt_order: Literal["send", "caption"] | None = None
-    stop_at_success: bool = False
-    oracle: bool = True
+    stop_at_success: StrictBool = False
+    oracle: StrictBool = True
     oracle_max_words: int = Field(DEFAULT_ORACLE_MAX_WORDS, ge=1, le=16)
     channel: ChannelConfig = Field(default_factory=ChannelConfig)
     snr_db_sweep: list[float] | None = Field(None, description="set by writing a list in channel.snr_db")
     skd: SKDConfig = Field(default_factory=SKDConfig)
-    save_images: bool = True
+    save_images: StrictBool = True
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     # Step metrics beyond LPIPS that the study scores and stores per step (lsc.metrics.registry); lpips, ssim
     # and psnr are always stored. None: the backend's defaults (attributes and recaption on the world,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 BUILTIN_MODELS = ("none", "analytic", "phy")
 # A built-in model, an installed package's channel (entry point group lsc.channels) or an import path
@@ -34,13 +34,13 @@ class SCCConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = False
+    enabled: StrictBool = False
     # Which words to expand: dependency heads (the papers), nouns, or every word with a synonym.
     expand: Literal["heads", "nouns", "all"] = "heads"
     # A synonym qualifies only when it has at least this many more characters than the word.
     min_extra_chars: int = Field(default=1, ge=1)
     # Bob maps a received synonym back to the original word (the SCC codebook is shared knowledge).
-    map_back: bool = False
+    map_back: StrictBool = False
 
 
 class ChannelConfig(BaseModel):
@@ -62,7 +62,7 @@ class ChannelConfig(BaseModel):
     source_code: Literal["ascii", "utf8"] = "ascii"  # 8-bit ASCII as in the research code
     separator_bits: int = Field(default=8, ge=0, le=64)  # bits of the word separator (a space in ASCII)
     # Receiver-side correction of a received word to the nearest word of Bob's vocabulary.
-    word_correction: bool = False
+    word_correction: StrictBool = False
     # Largest edit distance corrected; farther words are kept as received. None = no limit.
     correction_max_distance: int | None = Field(default=2, ge=0)
     scc: SCCConfig = Field(default_factory=SCCConfig)

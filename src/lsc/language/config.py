@@ -10,7 +10,7 @@ import os
 from typing import Any, Iterator, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 
 class SKDConfig(BaseModel):
@@ -43,7 +43,7 @@ class SKDConfig(BaseModel):
     # lexicon: minimum times a substitution must be seen in the examples to be applied.
     min_count: int = Field(1, ge=1)
     # Keep the original when the rewrite drops a head noun (the meaning check); off only for experiments.
-    check_meaning: bool = True
+    check_meaning: StrictBool = True
     # "few_shot": lsc's prompt with the examples. "research": SemanticKD.py's single request (its 19 CLIP/BLIP
     # pairs, "generate and list 10 prompts using CLIP", the first listed prompt kept) for openai/transformers.
     prompt: Literal["few_shot", "research"] = "few_shot"
