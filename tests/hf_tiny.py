@@ -182,6 +182,17 @@ def build_lpips_files(folder: Path, net: str = "alex", seed: int = 0) -> tuple[P
     return b, lin
 
 
+def test_device() -> str:
+    """The torch device the hf tests run the tiny models on: $LSC_TEST_DEVICE (benchmarks/bench_gpu.py sets
+    it to cuda on a GPU machine), else the CPU."""
+    import os
+
+    return os.environ.get("LSC_TEST_DEVICE", "").strip() or "cpu"
+
+
+test_device.__test__ = False  # a helper, not a test
+
+
 def build_all(folder: Path) -> dict[str, str]:
     """Every tiny model; returns the hf backend options pointing at them."""
     folder = Path(folder)
@@ -192,7 +203,7 @@ def build_all(folder: Path) -> dict[str, str]:
     return {
         "captioner": str(caption), "itm_model": str(itm), "alice_text_encoder": str(bert), "generator": str(sd),
         "lpips_backbone": str(backbone), "lpips_linear": str(linear), "num_inference_steps": 2, "height": 32,
-        "width": 32, "itm_block": 0, "device": "cpu", "dtype": "float32", "caption_max_new_tokens": 6,
+        "width": 32, "itm_block": 0, "device": test_device(), "dtype": "float32", "caption_max_new_tokens": 6,
         "caption_num_beams": 1,
     }
 
