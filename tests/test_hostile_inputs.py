@@ -318,3 +318,17 @@ def test_names_mapping_to_one_strip_name_get_distinct_strips(tmp_path: Path) -> 
     originals = sorted((tmp_path / "run" / "originals").glob("*.png"))
     assert len(strips) == 2 and len(originals) == 2, (strips, originals)
     assert strips[0].read_bytes() != strips[1].read_bytes()
+
+
+def test_a_captions_file_over_its_bound_is_refused_before_it_is_read(tmp_path):
+    """A 600 MB (sparse) COCO captions file or captions.txt: one line naming the bound, nothing read."""
+    from lsc.errors import ConfigError
+    from lsc.limits import MAX_CAPTIONS_BYTES
+    from lsc.runner.images import read_coco_captions, read_flickr8k_captions
+
+    for name, reader in (("captions_big.json", read_coco_captions), ("captions.txt", read_flickr8k_captions)):
+        big = tmp_path / name
+        with open(big, "wb") as fh:
+            fh.truncate(MAX_CAPTIONS_BYTES + 1)
+        with pytest.raises(ConfigError, match="bound for a captions file"):
+            reader(big)

@@ -25,6 +25,17 @@ MAX_SEED = 2**32 - 1  # seeds are NumPy's 32-bit seeds
 MAX_SNR_POINTS = 64  # values of an SNR sweep
 MAX_SEPARATOR_BITS = 64
 MAX_TRANSMISSIONS = 10_000_000  # images x schemes x SNRs of one study
+MAX_CAPTIONS_BYTES = 512 << 20  # a captions file (COCO's captions_train2017.json is 92 MB)
+
+
+def check_captions_size(path: Path, where: str) -> None:
+    """A captions file over MAX_CAPTIONS_BYTES is refused before it is read (one line naming the bound)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return  # the reader says what is wrong with it
+    if size > MAX_CAPTIONS_BYTES:
+        raise ConfigError(f"{where}: {size >> 20} MB, over the {MAX_CAPTIONS_BYTES >> 20} MB bound for a captions file")
 
 
 class _BoundedLoader(yaml.SafeLoader):

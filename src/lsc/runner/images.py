@@ -17,7 +17,7 @@ import numpy as np
 
 from lsc.config import FolderImages, StudyConfig, WorldImages
 from lsc.errors import ConfigError, LscWarning
-from lsc.limits import load_json
+from lsc.limits import check_captions_size, load_json
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -177,6 +177,7 @@ def read_flickr8k_captions(path: Path) -> dict[str, list[str]]:
     """Flickr8k `captions.txt`: a CSV `image,caption` with a header; several captions per image."""
     table: dict[str, list[str]] = {}
     start = 1
+    check_captions_size(path, f"images.captions: {str(path)!r}")
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh, strict=True)
@@ -219,6 +220,7 @@ def read_flickr8k_captions(path: Path) -> dict[str, list[str]]:
 def read_coco_captions(path: Path) -> dict[str, list[str]]:
     """COCO `captions_*.json`: `images` (id, file_name) and `annotations` (image_id, caption)."""
     where = f"images.captions: {str(path)!r}"
+    check_captions_size(path, where)
     try:
         data = load_json(path.read_text(encoding="utf-8"), where)
         files: dict[Any, str] = {}
