@@ -231,8 +231,10 @@ def test_world_demo_numbers_equal_the_world_studys(tmp_path: Path) -> None:
     fields = _fields(caption=caption, schemes=("random",), model="analytic", snr=4.0, seed=3)
     final = _last(demo.send(state, *fields))
     assert final[0].startswith("finished"), final[0]
+    # The page runs Bob on one torch thread; the study does too (a thread count may move a distance in its
+    # sixth digit, and the suite's earlier tests leave torch's count at whatever they set).
     cfg = load_config(None, ["images.count=2", "schemes=[random]", "oracle=false", "seed=3", "channel.model=analytic",
-                             "channel.snr_db=4.0", "channel.modulation=qam16"])
+                             "channel.snr_db=4.0", "channel.modulation=qam16", "backend_options.threads=1"])
     api.run(cfg, tmp_path / "study", progress=False, report=False)
     con = sqlite3.connect(tmp_path / "study" / "results.sqlite")
     study = con.execute("SELECT scheme, step, word_sent, word_received, bits, bit_errors, prompt, lpips, image_key "
