@@ -296,8 +296,7 @@ def test_times_are_stored_by_what_they_measure(tmp_path: Path) -> None:
     for scheme, whole, plan, loop, metrics, _, n in got:
         assert min(plan, loop, metrics) >= 0 and plan + loop + metrics <= whole + 1e-6
         # the loop asks Bob for at most n + 1 images, lowest_lpips plans with his generator: its plan costs images
-        # (random's bound is what n of Bob's images would cost at least: a busy machine may slow its shuffle, never to that)
-        assert loop >= 0.0 and (plan >= 0.002 * n if scheme == "lowest_lpips" else plan < 0.002 * n)
+        assert loop >= 0.0 and (plan >= 0.002 * n if scheme == "lowest_lpips" else plan < 0.002)
     as_dicts = [{"elapsed_s": r[1], "planning_s": r[2], "transmission_s": r[3], "cold": r[5]} for r in got]
     seconds, planning, measure = transmission_times(as_dicts)
     assert measure == "transmission" and seconds == [r[3] for r in got[1:]] and planning == [r[2] for r in got[1:]]
