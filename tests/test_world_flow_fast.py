@@ -274,3 +274,20 @@ def test_a_bad_receiver_in_a_study_config_is_one_line(lsc_main):
     proc = lsc_main("run", "--set", "backend_options.receiver=slow", "--dry-run")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert proc.stderr.startswith("error: backend_options.receiver: Input should be 'flow', 'flow_fast' or 'vqvae_ar'"), proc.stderr
+
+
+def test_teacher_pairs_follow_the_content_only_rate_and_refuse_another_rate_on_resume(teacher, tmp_path):
+    import time
+
+    from lsc.backends.world import scenes
+    from lsc.backends.world.training.data import BOB_VOCAB
+    from lsc.errors import ConfigError
+
+    far = time.time() + 600
+    function_ids = {BOB_VOCAB.stoi[w] for w in scenes.FUNCTION_WORDS if w in BOB_VOCAB.stoi}
+    stripped = teacher_pairs(_mk(tmp_path / "a"), teacher, 16, 0, far, chunk=16, content_only_rate=1.0)
+    kept = teacher_pairs(_mk(tmp_path / "b"), teacher, 16, 0, far, chunk=16, content_only_rate=0.0)
+    assert not function_ids & set(stripped["tokens"].ravel().tolist())  # every prompt lost its function words
+    assert function_ids & set(kept["tokens"].ravel().tolist())
+    with pytest.raises(ConfigError, match="content-only rate"):
+        teacher_pairs(tmp_path / "a", teacher, 16, 0, far, chunk=16, content_only_rate=0.5)
