@@ -119,18 +119,20 @@ def test_vqvae_and_prior_resume_exactly_after_interruption(base, tmp_path, monke
     assert "prior codes 4/8" in log and "prior codes 8/8" in log
 
 
-def test_cached_examples_are_the_codes_of_the_training_prompts_targets(base, tmp_path):
-    """Example r: the VQ-VAE's codes of the image `training_prompt` says the prompt should produce."""
+@pytest.mark.parametrize("rate", [0.3, 1.0])
+def test_cached_examples_are_the_codes_of_the_training_prompts_targets(base, tmp_path, rate):
+    """Example r: the VQ-VAE's codes of the image `training_prompt` says the prompt should produce, its
+    prompts stripped of function words at the content-only rate asked for."""
     import time
 
     torch.manual_seed(0)
     vqvae = V.VQVAE(V.VQConfig()).eval()
     models = M.load_models(str(base.resolve()))
-    arrays = TV.code_cache(tmp_path, vqvae, models.bob_vocab, 48, 4, 0, time.time() + 60, chunk=4)
+    arrays = TV.code_cache(tmp_path, vqvae, models.bob_vocab, 48, 4, 0, time.time() + 60, chunk=4, content_only_rate=rate)
     rng = np.random.default_rng([loop.TRAIN_SEED_OFFSET, loop.PART_ID["prior"], 0, 0])
     from lsc.backends.world import scenes
 
-    pairs = [training_prompt(scenes.sample_scene(rng, FINETUNE_COUNT_P), rng) for _ in range(4)]
+    pairs = [training_prompt(scenes.sample_scene(rng, FINETUNE_COUNT_P), rng, rate) for _ in range(4)]
     with torch.inference_mode():
         codes = vqvae.encode(to_tensor(np.stack([scenes.render(s) for _, s in pairs])))
     assert np.array_equal(arrays["codes"], codes.numpy())

@@ -30,7 +30,7 @@ def train_cmd(
     seed: int = typer.Option(0, "--seed", help="Training seed: the data each step draws (scenes, noise)."),
     generator_steps: int = typer.Option(STEP_CAPS["generator"], "--generator-steps", help="Step cap of Bob's generator (batch 32)."),
     content_only_rate: float = typer.Option(
-        CONTENT_ONLY_RATE, "--content-only-rate", help="Share of Bob's training captions (and of flow_fast's teacher prompts) stripped of articles, conjunctions and prepositions (same target)."
+        CONTENT_ONLY_RATE, "--content-only-rate", help="Share of Bob's training captions (and of the flow_fast and prior prompts) stripped of articles, conjunctions and prepositions (same target)."
     ),
     captioner_steps: int = typer.Option(STEP_CAPS["captioner"], "--captioner-steps", help="Step cap of Alice's captioner (batch 48)."),
     classifier_steps: int = typer.Option(STEP_CAPS["classifier"], "--classifier-steps", help="Step cap of the attribute classifier (batch 64)."),
@@ -115,7 +115,7 @@ def train_cmd(
                      base_weights=base_weights, policy_options={"trace_scenes": policy_scenes, "trace_seed": policy_seed},
                      flow_fast={"pairs": flow_fast_pairs, "sampler_steps": flow_fast_sampler_steps, "content_only_rate": content_only_rate},
                      generator_options={"content_only_rate": content_only_rate},
-                     vqvae_ar={"prior_examples": prior_examples})
+                     vqvae_ar={"prior_examples": prior_examples, "content_only_rate": content_only_rate})
     typer.echo(json.dumps({p: {"step": s["step"], "elapsed_s": round(s["elapsed_s"]), **({"traces": s["traces"]} if "traces" in s else {})}
                            for p, s in states.items()}))
     if training_parts.POLICY in chosen:
