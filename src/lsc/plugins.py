@@ -244,7 +244,7 @@ REGISTRIES: dict[str, Registry[Any]] = {}
 
 def registry(kind: str) -> Registry[Any]:
     """The registry of a kind ("scheme", "metric", "channel", "backend"), with lsc's built-ins registered."""
-    _BUILTIN_MODULES = {"scheme": "lsc.schemes", "metric": "lsc.metrics.registry", "channel": "lsc.channel.link",
+    _BUILTIN_MODULES = {"scheme": "lsc.schemes", "metric": "lsc.metrics.registry", "channel": "lsc.channel.registry",
                         "backend": "lsc.backends"}
     if kind not in GROUPS:
         raise ValueError(f"no plugin kind {kind!r}; kinds: {', '.join(GROUPS)}")

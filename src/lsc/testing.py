@@ -145,7 +145,7 @@ def check_metric(metric: Any, backend: str = "world") -> None:
 def check_channel(factory: Callable[..., Any] | str, snr_db: float = 6.0, blocks: int = 16, bits: int = 40) -> None:
     """Every rule of a channel model: a factory `(ChannelConfig, seed) -> BitChannel`, or a channel name."""
     from lsc.channel.config import ChannelConfig
-    from lsc.channel.link import CHANNELS
+    from lsc.channel.registry import CHANNELS
 
     make = CHANNELS.get(factory) if isinstance(factory, str) else factory
     model = factory if isinstance(factory, str) else "analytic"

@@ -44,3 +44,8 @@ class AnalyticChannel:
             channel_bits_per_block=padded_length(u.shape[1], self.cfg.bits_per_symbol),
             channel_bit_errors=errors,
         )
+
+
+def analytic_channel(cfg: ChannelConfig, seed: int) -> AnalyticChannel:
+    """The analytic model as a registered channel factory `(ChannelConfig, seed)`."""
+    return AnalyticChannel(cfg, np.random.default_rng(seed))

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, 
 
 BUILTIN_MODELS = ("none", "analytic", "phy")
 # A built-in model, an installed package's channel (entry point group lsc.channels) or an import path
-# 'package.module:factory' (lsc.channel.link.CHANNELS checks the name).
+# 'package.module:factory' (lsc.channel.registry.CHANNELS checks the name).
 ChannelModel = str
 Modulation = Literal["bpsk", "qpsk", "qam16", "qam64"]
 
@@ -71,7 +71,7 @@ class ChannelConfig(BaseModel):
     @classmethod
     def _model_known(cls, value: str) -> str:
         if value not in BUILTIN_MODELS:
-            from lsc.channel.link import CHANNELS  # the registry (imported on use: it loads the channel blocks)
+            from lsc.channel.registry import CHANNELS  # imported on use: the plugin machinery is not needed for built-ins
 
             if not CHANNELS.known(value):
                 raise ValueError(f"unknown channel model {value!r}; choose one of {', '.join(CHANNELS.names())} "

@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from lsc.channel.blocks import BitChannel
 from lsc.channel.config import ChannelConfig
+from lsc.channel.blocks import BitChannel
 from lsc.channel.correction import WordCorrector
+from lsc.channel.registry import CHANNELS
 from lsc.channel.scc import AnalyzeFn, SCCResult, SynonymFn, map_back, scc_encode
 from lsc.channel.source import decode_bits, encode_word, separator
 from lsc.errors import ConfigError
-from lsc.plugins import Registry
 
 
 @dataclass(frozen=True)
@@ -44,32 +44,6 @@ class WordTransmission:
     raw_received: str = ""  # the decoded word before correction / map-back
     channel_bit_errors: int = 0  # hard-decision errors on the channel, before the decoder
     original: str = ""  # the caption word Alice meant to send (differs from `sent` under SCC)
-
-
-def _analytic(cfg: ChannelConfig, seed: int) -> BitChannel:
-    from lsc.channel.analytic import AnalyticChannel
-
-    return AnalyticChannel(cfg, np.random.default_rng(seed))
-
-
-def _phy(cfg: ChannelConfig, seed: int) -> BitChannel:
-    from lsc.channel.phy import PhyChannel
-
-    return PhyChannel(cfg, seed)
-
-
-def _as_factory(obj: Any, target: str) -> Any:
-    """A channel plugin is a factory `(ChannelConfig, seed) -> BitChannel` (a class with that constructor will do)."""
-    if not callable(obj):
-        raise ConfigError(f"channel model {target!r} is not a factory (ChannelConfig, seed) -> BitChannel")
-    return obj
-
-
-# Channel models by name (lsc.plugins): "none" is the ideal channel and has no model object; installed
-# packages add theirs as entry points of group lsc.channels.
-CHANNELS = Registry("channel", _as_factory)
-CHANNELS.add("analytic", _analytic)
-CHANNELS.add("phy", _phy)
 
 
 def make_channel(cfg: ChannelConfig, seed: int) -> BitChannel | None:
