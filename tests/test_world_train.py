@@ -209,6 +209,25 @@ def test_an_alice_prompt_without_its_position_words_targets_the_usual_layout():
     assert slots == {True: {"left"}, False: {"middle"}}  # unsaid, the position is the usual one, never a blend
 
 
+def test_a_bob_prompt_without_slot_words_targets_the_usual_layout():
+    import numpy as np
+
+    from lsc.backends.world import scenes
+
+    scene = scenes.Scene("grass", (scenes.WorldObject("square", "orange", "small", "left"),
+                                   scenes.WorldObject("circle", "blue", "large", "middle")))
+    rng = np.random.default_rng(5)
+    slots: dict[tuple[bool, int], set] = {}
+    for _ in range(1500):
+        prompt, target = training_prompt(scene, rng)
+        if "square" in prompt:  # Bob's phrasing
+            key = (bool(set(prompt) & scenes.BOB_SLOT_WORDS), len(target.objects))
+            slots.setdefault(key, set()).add(tuple(o.slot for o in target.objects))
+    # no slot word received: one object in the middle, two left and right, never their true slots
+    assert slots[(False, 1)] == {("middle",)} and slots[(False, 2)] == {("left", "right")}
+    assert slots[(True, 2)] == {("left", "middle")}  # slot words received: where they say
+
+
 def test_world_train_out_that_is_a_file_or_under_a_file_is_one_line(tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("mine")

@@ -64,6 +64,7 @@ ALICE_LAYOUT = {
     ("left", "middle", "right"): "",
 }
 BOB_SLOT = {"left": "at left", "middle": "at center", "right": "at right"}
+BOB_SLOT_WORDS = frozenset(w for phrase in BOB_SLOT.values() for w in phrase.split() if w != "at")  # "left", "center", "right"
 ALICE_BACKGROUND = {
     "sky": "in the sky",
     "grass": "on grass",
