@@ -4,7 +4,6 @@ classifier-free guidance (`flow`, 8 steps) or as the distilled student with the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -14,8 +13,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from lsc.backends.world import nets, scenes
-from lsc.backends.world.models import WorldModels, check_text_encoder
-from lsc.backends.world.receivers.common import CHUNK, to_unit
+from lsc.backends.world.models import WorldModels
+from lsc.backends.world.receivers.common import CHUNK, receiver_meta, to_unit
 from lsc.errors import ConfigError
 
 DEFAULT_SAMPLER_STEPS = 8
@@ -29,15 +28,13 @@ def load_flow_fast(folder: Path) -> tuple[nets.FlowUNet, dict[str, Any]]:
     """The `flow_fast` receiver's files in a weights folder: the distilled student U-Net (guidance folded
     in) and its flow_fast.json (sampler steps, threshold). Missing files, or a student distilled against
     another text encoder than this folder's, are a one-line ConfigError."""
-    if not (folder / FAST_UNET_FILE).exists() or not (folder / FAST_META_FILE).exists():
-        raise ConfigError(
-            f"backend_options.receiver=flow_fast: no {FAST_UNET_FILE} and {FAST_META_FILE} in {folder}; "
-            f"distil them with `lsc world train --out DIR --part flow_fast --init-generator {folder}`"
-        )
-    meta = json.loads((folder / FAST_META_FILE).read_text())
-    check_text_encoder(folder, meta.get("teacher", {}).get("bob_text_sha256"),
-                       f"backend_options.receiver=flow_fast: {FAST_UNET_FILE} in {folder} was distilled with",
-                       "distil it again from these weights")
+    meta = receiver_meta(
+        folder, FAST_META_FILE, (FAST_UNET_FILE, FAST_META_FILE),
+        lambda _: (f"backend_options.receiver=flow_fast: no {FAST_UNET_FILE} and {FAST_META_FILE} in {folder}; "
+                   f"distil them with `lsc world train --out DIR --part flow_fast --init-generator {folder}`"),
+        "teacher", f"backend_options.receiver=flow_fast: {FAST_UNET_FILE} in {folder} was distilled with",
+        "distil it again from these weights",
+    )
     state = {k: v.float() for k, v in load_file(str(folder / FAST_UNET_FILE)).items()}
     student = nets.FlowUNet(nets.UNetConfig())
     student.load_state_dict(state)

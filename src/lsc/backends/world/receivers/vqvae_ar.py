@@ -10,7 +10,6 @@ lsc.backends.world.training.vqvae_ar.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -24,9 +23,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from lsc.backends.world import nets, scenes
-from lsc.backends.world.models import check_text_encoder
-from lsc.backends.world.receivers.common import CHUNK, to_unit
-from lsc.errors import ConfigError
+from lsc.backends.world.receivers.common import CHUNK, receiver_meta, to_unit
 
 log = logging.getLogger("lsc.world.vqvae_ar")
 
@@ -273,16 +270,13 @@ def load_vqvae_ar(folder: Path) -> tuple[VQVAE, CodePrior, dict[str, Any]]:
     """The VQ-VAE, prior and vqvae_ar.json of a weights folder. Missing files, or a prior trained on
     another text encoder than this folder's bob_text.safetensors, are a one-line ConfigError."""
     folder = Path(folder)
-    missing = [f for f in (VQVAE_FILE, PRIOR_FILE, META_FILE) if not (folder / f).exists()]
-    if missing:
-        raise ConfigError(
-            f"backend_options.receiver=vqvae_ar: no {', '.join(missing)} in {folder}; train them with "
-            f"`lsc world train --out DIR --part vqvae` then `--part prior --base-weights {folder}`"
-        )
-    meta = json.loads((folder / META_FILE).read_text())
-    check_text_encoder(folder, meta.get("text", {}).get("bob_text_sha256"),
-                       f"backend_options.receiver=vqvae_ar: {PRIOR_FILE} in {folder} was trained with",
-                       "train the prior again on these weights")
+    meta = receiver_meta(
+        folder, META_FILE, (VQVAE_FILE, PRIOR_FILE, META_FILE),
+        lambda missing: (f"backend_options.receiver=vqvae_ar: no {', '.join(missing)} in {folder}; train them with "
+                         f"`lsc world train --out DIR --part vqvae` then `--part prior --base-weights {folder}`"),
+        "text", f"backend_options.receiver=vqvae_ar: {PRIOR_FILE} in {folder} was trained with",
+        "train the prior again on these weights",
+    )
     vqvae = VQVAE(VQConfig())
     vqvae.load_state_dict({k: v.float() for k, v in load_file(str(folder / VQVAE_FILE)).items()})
     state = {k: v.float() for k, v in load_file(str(folder / PRIOR_FILE)).items()}
