@@ -213,6 +213,27 @@ def calibrate_cmd(
     typer.echo(json.dumps(out, indent=1))
 
 
+@world_app.command("interpolate")
+def interpolate_cmd(
+    base: Path = typer.Option(..., "--base", help="Weights folder the fine-tunes started from."),
+    fine_tuned: list[Path] = typer.Option(..., "--fine-tuned", help="Weights folder of a generator fine-tuned from --base (repeatable: their mean is used)."),
+    alpha: float = typer.Option(..., "--alpha", help="How far towards the fine-tunes' mean: 0 is --base, 1 the mean."),
+    out: Path = typer.Option(..., "--out", help="New weights folder to write (then calibrated on receiver flow)."),
+    scenes_n: int = typer.Option(200, "--scenes", help="Held-out scenes of the evaluation that derives the threshold."),
+) -> None:
+    """Interpolate Bob's generator between a base and fine-tunes of it (WiSE-FT), then calibrate it.
+
+    flow_fast, the vqvae_ar prior and the learned policy are made from a generator: rebuild them from
+    --out (`lsc world train --part flow_fast|prior|policy`)."""
+    from lsc.backends.world.release import interpolate_generators
+
+    if scenes_n < 1:
+        raise ConfigError(f"--scenes must be at least 1, got {scenes_n}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    result = interpolate_generators(base, fine_tuned, alpha, out, scenes_n)
+    typer.echo(json.dumps({k: result[k] for k in ("derived_threshold", "threshold_precision", "threshold_recall")}, indent=1))
+
+
 @world_app.command("sample")
 def sample_cmd(
     prompt: str = typer.Argument(..., help="Bob-style prompt, e.g. 'green grass with a large red circle at left'."),

@@ -93,6 +93,80 @@ def export_and_calibrate(
     return calibrate_receiver(weights_dir, "flow", n_scenes)
 
 
+GENERATOR_FILES = ("bob_text.safetensors", "bob_unet.safetensors")
+# Files made from a generator (a distilled student, a prior reading its text encoder, a policy traced with
+# it): an interpolated generator ships without them until they are rebuilt from it.
+GENERATOR_DERIVED_FILES = ("bob_unet_fast.safetensors", "flow_fast.json", "prior.safetensors", "vqvae_ar.json", "policy.safetensors")
+
+
+def interpolate_generators(base_dir: Path, fine_tuned_dirs: list[Path], alpha: float, out_dir: Path, n_scenes: int = 200) -> dict[str, Any]:
+    """Bob's generator as base + alpha * (mean(fine-tuned) - base), weight by weight (WiSE-FT, Wortsman et
+    al., CVPR 2022), then calibrated as an export is.
+
+    Why: fine-tunes from one base trade one meaning measure for another from seed to seed; the mean of
+    several keeps what they share, and moving part of the way back to the base keeps more of what the base
+    did well. The fine-tuned folders' mean is rounded to fp16 first, as a weights folder of its own is.
+    Every other file comes from the base folder and must be byte-identical in each fine-tuned folder that
+    holds it (only the generator differs); files made from a generator (GENERATOR_DERIVED_FILES) are
+    left out, to be rebuilt."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from lsc.backends.world.models import file_sha256
+    from lsc.errors import ConfigError
+
+    base_dir, out_dir = Path(base_dir), Path(out_dir)
+    fine_tuned_dirs = [Path(d) for d in fine_tuned_dirs]
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"--alpha must be in [0, 1], got {alpha}")
+    if not fine_tuned_dirs:
+        raise ConfigError("give at least one --fine-tuned weights folder")
+    folders = [base_dir, *fine_tuned_dirs]
+    for folder in folders:
+        if not all((folder / f).exists() for f in ("world.json", *GENERATOR_FILES)):
+            raise ConfigError(f"{folder} is not a world weights folder with a generator (world.json, bob_text, bob_unet)")
+    if out_dir.resolve() in {f.resolve() for f in folders}:
+        raise ConfigError(f"--out {out_dir} is one of the input folders: write the interpolation to a new folder")
+    kept = [f for f in sorted(base_dir.iterdir()) if f.is_file() and f.suffix in (".safetensors", ".json")
+            and f.name not in (*GENERATOR_FILES, *GENERATOR_DERIVED_FILES, "world.json")]
+    for folder in fine_tuned_dirs:
+        for f in kept:
+            other = folder / f.name
+            if other.exists() and file_sha256(other) != file_sha256(f):
+                raise ConfigError(f"{other} differs from {f}: only the generator may differ between the interpolated folders")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f in kept:
+        shutil.copyfile(f, out_dir / f.name)
+    for name in GENERATOR_FILES:
+        base = load_file(str(base_dir / name))
+        tuned = [load_file(str(d / name)) for d in fine_tuned_dirs]
+        if any(t.keys() != base.keys() or any(t[k].shape != base[k].shape for k in base) for t in tuned):
+            raise ConfigError(f"{name} has other tensors or shapes in the fine-tuned folders than in {base_dir}: not one architecture")
+        out = {}
+        for k, b in base.items():
+            mean = (sum(t[k].float() for t in tuned) / len(tuned)).to(b.dtype)
+            out[k] = (b.float() + alpha * (mean.float() - b.float())).to(b.dtype).contiguous()
+        save_file(out, str(out_dir / name))
+    meta = json.loads((base_dir / "world.json").read_text())
+    records = [json.loads((d / "world.json").read_text()).get("training", {}).get("generator", {}) for d in folders]
+
+    def origin(folder: Path, record: dict) -> dict:
+        return {"bob_unet_sha256": file_sha256(folder / "bob_unet.safetensors"), "seed": record.get("seed"), "step": record.get("step")}
+
+    meta.setdefault("training", {})["generator"] = {  # the last fine-tune's record, with its training chain, and how it was mixed
+        **records[-1],
+        "weight_interpolation": {
+            "rule": "base + alpha * (mean(fine_tuned) - base) on bob_text and bob_unet (WiSE-FT)", "alpha": alpha,
+            "base": origin(base_dir, records[0]), "fine_tuned": [origin(d, r) for d, r in zip(fine_tuned_dirs, records[1:])],
+        },
+    }
+    meta.pop("eval", None)
+    meta["threshold"] = 0.5
+    (out_dir / "world.json").write_text(json.dumps(meta, indent=1))
+    return calibrate_receiver(out_dir, "flow", n_scenes)
+
+
 def export_flow_fast(train_dir: Path, weights_dir: Path, teacher_dir: Path, n_scenes: int = 200) -> dict[str, Any]:
     """Ship the flow_fast student beside its teacher: bob_unet_fast.safetensors (the EMA student, fp16)
     and flow_fast.json (its sampler steps, training and teacher record, and its own threshold, derived
