@@ -291,3 +291,20 @@ def test_teacher_pairs_follow_the_content_only_rate_and_refuse_another_rate_on_r
     assert function_ids & set(kept["tokens"].ravel().tolist())
     with pytest.raises(ConfigError, match="content-only rate"):
         teacher_pairs(tmp_path / "a", teacher, 16, 0, far, chunk=16, content_only_rate=0.5)
+
+
+def test_teacher_pairs_follow_the_shuffled_rate_and_refuse_another_on_resume(teacher, tmp_path):
+    import time
+
+    from lsc.errors import ConfigError
+
+    far = time.time() + 600
+    plain = teacher_pairs(_mk(tmp_path / "a"), teacher, 16, 0, far, chunk=16)
+    shuffled = teacher_pairs(_mk(tmp_path / "b"), teacher, 16, 0, far, chunk=16, shuffled_rate=1.0)
+    assert not (plain["tokens"] == shuffled["tokens"]).all()
+    assert json.loads((tmp_path / "b" / "pairs.json").read_text())["shuffled_rate"] == 1.0
+    assert "shuffled_rate" not in json.loads((tmp_path / "a" / "pairs.json").read_text())  # records of before still match
+    with pytest.raises(ConfigError, match="shuffled rate"):
+        teacher_pairs(tmp_path / "b", teacher, 16, 0, far, chunk=16)
+    with pytest.raises(ConfigError, match="shuffled rate"):
+        teacher_pairs(tmp_path / "a", teacher, 16, 0, far, chunk=16, shuffled_rate=0.5)

@@ -57,6 +57,13 @@ def test_world_train_command_exports_weights(tmp_path):
 def test_world_train_rejects_bad_values(tmp_path):
     result = CliRunner().invoke(app, ["world", "train", "--out", str(tmp_path), "--minutes", "-1"])
     assert result.exit_code != 0
+    import subprocess
+    import sys
+
+    for flag in ("--shuffled-rate", "--content-only-rate"):
+        proc = subprocess.run([sys.executable, "-m", "lsc.cli", "world", "train", "--out", str(tmp_path / "x"), flag, "1.5"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and proc.stderr.strip() == f"error: {flag} must be between 0 and 1, got 1.5", proc.stderr
 
 
 def test_binding_targets_label_object_words_with_their_object():
@@ -192,6 +199,43 @@ def test_content_only_prompts_keep_their_target_and_lose_every_function_word():
     assert whole and all(t.objects == scene.objects for t in whole)  # the same two objects, where they were
     rng = np.random.default_rng(3)
     assert any(set(p) & scenes.FUNCTION_WORDS for p, _ in (training_prompt(scene, rng, content_only_rate=0.0) for _ in range(50)))
+
+
+def test_shuffled_prompts_are_the_whole_caption_in_random_order_with_the_caption_target():
+    import numpy as np
+
+    from lsc.backends.world import scenes
+    from lsc.backends.world.training.data import partial_prompt_indices
+
+    rng = np.random.default_rng(7)
+    assert all(sorted(partial_prompt_indices(9, rng, shuffled_rate=1.0)) == list(range(9)) for _ in range(50))
+    # at rate 0 the base mix draws exactly as before the option existed
+    a, b = np.random.default_rng(8), np.random.default_rng(8)
+    assert [partial_prompt_indices(9, a) for _ in range(200)] == [partial_prompt_indices(9, b, shuffled_rate=0.0) for _ in range(200)]
+    def shuffled_whole(rate: float) -> float:
+        drawn = [partial_prompt_indices(9, rng, rate) for _ in range(4000)]
+        return float(np.mean([None not in p and sorted(p) == list(range(9)) and p != list(range(9)) for p in drawn]))
+
+    base, more = shuffled_whole(0.0), shuffled_whole(0.5)
+    assert 0.05 < base < 0.1 and abs(more - (0.5 + 0.5 * base)) < 0.03  # 7.5% in the base mix; the rate adds on top
+
+    scene = scenes.Scene("sand", (scenes.WorldObject("square", "yellow", "small", "left"),))  # "a small yellow box on the left on the beach"
+    rng = np.random.default_rng(9)
+    for _ in range(200):
+        prompt, target = training_prompt(scene, rng, content_only_rate=0.0, shuffled_rate=1.0)
+        assert "[UNK]" not in prompt
+        if "box" in prompt:  # Alice's words, in any order: one box, on the left, as the caption says
+            assert sorted(prompt) == sorted(scenes.alice_caption(scene).split()) and target.objects == scene.objects
+
+
+def test_a_cache_record_without_a_shuffled_rate_is_one_of_rate_zero():
+    from lsc.backends.world.training.data import mix_record, records_differ
+
+    assert mix_record(0.5, 0.0) == {"content_only_rate": 0.5}
+    assert not records_differ({"seed": 0, "content_only_rate": 0.5}, {"seed": 0, **mix_record(0.5, 0.0)})
+    assert records_differ({"seed": 0, "content_only_rate": 0.5, "shuffled_rate": 0.2}, {"seed": 0, **mix_record(0.5, 0.0)})
+    assert records_differ({"seed": 0, "content_only_rate": 0.5}, {"seed": 0, **mix_record(0.5, 0.2)})
+    assert records_differ({"seed": 1, "content_only_rate": 0.5}, {"seed": 0, **mix_record(0.5, 0.0)})
 
 
 def test_an_alice_prompt_without_its_position_words_targets_the_usual_layout():

@@ -32,6 +32,9 @@ def train_cmd(
     content_only_rate: float = typer.Option(
         CONTENT_ONLY_RATE, "--content-only-rate", help="Share of Bob's training captions (and of the flow_fast and prior prompts) stripped of articles, conjunctions and prepositions (same target)."
     ),
+    shuffled_rate: float = typer.Option(
+        0.0, "--shuffled-rate", help="Further share of those prompts that are a whole caption in random order (the research code's send order; same target)."
+    ),
     captioner_steps: int = typer.Option(STEP_CAPS["captioner"], "--captioner-steps", help="Step cap of Alice's captioner (batch 48)."),
     classifier_steps: int = typer.Option(STEP_CAPS["classifier"], "--classifier-steps", help="Step cap of the attribute classifier (batch 64)."),
     perceptual_steps: int = typer.Option(STEP_CAPS["perceptual"], "--perceptual-steps", help="Step cap of the perceptual metric's channel weights (batch 64)."),
@@ -97,8 +100,9 @@ def train_cmd(
             "policy": policy_steps, "flow_fast": flow_fast_steps, "vqvae": vqvae_steps, "prior": prior_steps}
     if flow_fast_pairs < 1 or flow_fast_sampler_steps < 1:
         raise ConfigError("--flow-fast-pairs and --flow-fast-sampler-steps must be at least 1")
-    if not 0.0 <= content_only_rate <= 1.0:
-        raise ConfigError(f"--content-only-rate must be between 0 and 1, got {content_only_rate}")
+    for flag, rate in (("--content-only-rate", content_only_rate), ("--shuffled-rate", shuffled_rate)):
+        if not 0.0 <= rate <= 1.0:
+            raise ConfigError(f"{flag} must be between 0 and 1, got {rate}")
     if prior_examples < 1:
         raise ConfigError(f"--prior-examples must be at least 1, got {prior_examples}")
     if min(caps.values()) < 1:
@@ -111,11 +115,11 @@ def train_cmd(
         from lsc.limits import machine_threads
 
         torch.set_num_threads(machine_threads(threads, "--threads"))
+    mix = {"content_only_rate": content_only_rate, "shuffled_rate": shuffled_rate}
     states = training_parts.train(out, minutes, chosen, seed, caps, init_generator=init_generator, init_captioner=init_captioner,
                      base_weights=base_weights, policy_options={"trace_scenes": policy_scenes, "trace_seed": policy_seed},
-                     flow_fast={"pairs": flow_fast_pairs, "sampler_steps": flow_fast_sampler_steps, "content_only_rate": content_only_rate},
-                     generator_options={"content_only_rate": content_only_rate},
-                     vqvae_ar={"prior_examples": prior_examples, "content_only_rate": content_only_rate})
+                     flow_fast={"pairs": flow_fast_pairs, "sampler_steps": flow_fast_sampler_steps, **mix},
+                     generator_options=mix, vqvae_ar={"prior_examples": prior_examples, **mix})
     typer.echo(json.dumps({p: {"step": s["step"], "elapsed_s": round(s["elapsed_s"]), **({"traces": s["traces"]} if "traces" in s else {})}
                            for p, s in states.items()}))
     if training_parts.POLICY in chosen:

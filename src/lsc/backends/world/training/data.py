@@ -18,15 +18,19 @@ BOB_VOCAB = nets.WordVocab(scenes.BOB_WORDS)
 ALICE_VOCAB = nets.WordVocab(scenes.ALICE_WORDS)
 
 
-def partial_prompt_indices(n: int, rng: np.random.Generator) -> list[int | None]:
+def partial_prompt_indices(n: int, rng: np.random.Generator, shuffled_rate: float = 0.0) -> list[int | None]:
     """What Bob may receive mid-transmission, as indices into the caption's n words (None = a word
     Bob does not know): the mix that teaches him partial and shuffled prompts.
 
     10% empty (also the unconditional branch of classifier-free guidance), 10% a prefix, 25% a random
     subset in caption order, 15% a random subset in random order (half of them the whole caption),
     40% the full caption; and 10% of prompts get one word unknown to Bob, so that words he never learnt
-    are ignored.
+    are ignored. `shuffled_rate` first sets aside that share of prompts as the whole caption in random
+    order (the research code's send order, read as a bag of words); at 0 the mix and its random draws
+    are exactly the base mix's.
     """
+    if shuffled_rate and rng.random() < shuffled_rate:
+        return [int(i) for i in rng.permutation(n)]
     u = rng.random()
     if u < 0.10:
         out: list[int | None] = []
@@ -61,7 +65,9 @@ def without_function_words(words: list[str], roles: list[int]) -> tuple[list[str
     return [words[i] for i in kept], [roles[i] for i in kept]
 
 
-def training_prompt(scene: scenes.Scene, rng: np.random.Generator, content_only_rate: float = CONTENT_ONLY_RATE) -> tuple[list[str], scenes.Scene]:
+def training_prompt(
+    scene: scenes.Scene, rng: np.random.Generator, content_only_rate: float = CONTENT_ONLY_RATE, shuffled_rate: float = 0.0
+) -> tuple[list[str], scenes.Scene]:
     """One training prompt for a scene and the image it should produce.
 
     The prompt is Alice's caption or Bob's own phrasing (object phrases sometimes reordered), cut to
@@ -76,7 +82,8 @@ def training_prompt(scene: scenes.Scene, rng: np.random.Generator, content_only_
     ball" gave one object in 20% of seeds, two or three in the rest).
     A share of captions (`content_only_rate`) lose their function words first, with the same target: the
     meaning is in the content words, so "small orange box grass" is one box, as "a small orange box on
-    grass" is, and no scheme has to wait for an article before Bob draws what was said.
+    grass" is, and no scheme has to wait for an article before Bob draws what was said. A further share
+    (`shuffled_rate`) is the whole caption in random order, with the same target as the caption.
     """
     alice = rng.random() < ALICE_STYLE_RATE
     if alice:
@@ -85,7 +92,7 @@ def training_prompt(scene: scenes.Scene, rng: np.random.Generator, content_only_
         words, roles = scenes.bob_caption_roles(scene, rng, shuffle_objects=rng.random() < SHUFFLE_OBJECTS_RATE)
     if rng.random() < content_only_rate:
         words, roles = without_function_words(words, roles)
-    picked = partial_prompt_indices(len(words), rng)
+    picked = partial_prompt_indices(len(words), rng, shuffled_rate)
     prompt = ["[UNK]" if i is None else words[i] for i in picked]
     mentioned = {roles[i] for i in picked if i is not None and roles[i] >= 0 and words[i] in scenes.OBJECT_WORDS}
     if any(i is not None and roles[i] == scenes.ROLE_GROUP for i in picked):  # "balls" names every ball of its group
@@ -99,6 +106,17 @@ def training_prompt(scene: scenes.Scene, rng: np.random.Generator, content_only_
     if kept != scene.objects:
         scene = dataclasses.replace(scene, objects=kept)
     return prompt, scene
+
+
+def mix_record(content_only_rate: float, shuffled_rate: float) -> dict[str, float]:
+    """The prompt mix as caches and training states record it: `shuffled_rate` only when used, so
+    that records written before it existed still describe the same mix."""
+    return {"content_only_rate": content_only_rate, **({"shuffled_rate": shuffled_rate} if shuffled_rate else {})}
+
+
+def records_differ(old: dict, record: dict) -> bool:
+    """Whether a cache's stored record describes other data than `record` (a missing shuffled_rate is 0)."""
+    return any(old.get(k) != record.get(k) for k in {*record, "shuffled_rate"})
 
 
 FINETUNE_COUNT_P = (0.25, 0.4, 0.35)  # fine-tuning sees more 2- and 3-object scenes: binding is the hard part

@@ -15,7 +15,7 @@ from torch import nn
 from lsc.backends.world import CONTENT_ONLY_RATE, STEP_CAPS, nets, scenes
 from lsc.backends.world.nets import to_tensor
 from lsc.backends.world.training import loop
-from lsc.backends.world.training.data import BOB_VOCAB, FINETUNE_COUNT_P, binding_prompt, binding_targets, training_prompt
+from lsc.backends.world.training.data import BOB_VOCAB, FINETUNE_COUNT_P, binding_prompt, binding_targets, mix_record, training_prompt
 
 
 def build_generator() -> tuple[nets.BobTextEncoder, nets.FlowUNet]:
@@ -67,7 +67,7 @@ def init_generator_from(weights_dir: Path, text: nets.BobTextEncoder, unet: nets
 
 def train_generator(
     out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 32, max_steps: int = STEP_CAPS["generator"], init_from: Path | None = None,
-    content_only_rate: float = CONTENT_ONLY_RATE,
+    content_only_rate: float = CONTENT_ONLY_RATE, shuffled_rate: float = 0.0,
 ) -> dict:
     """Bob's text encoder + U-Net: rectified flow on partial prompts, plus the binding objective.
 
@@ -94,7 +94,7 @@ def train_generator(
     def loss_fn(rng, gen, step):
         batch_scenes = [scenes.sample_scene(rng, count_p) for _ in range(batch_size)]
         full = [binding_prompt(s, rng, content_only_rate) for s in batch_scenes]
-        pairs = [training_prompt(s, rng, content_only_rate) for s in batch_scenes]
+        pairs = [training_prompt(s, rng, content_only_rate, shuffled_rate) for s in batch_scenes]
         tokens = BOB_VOCAB.tokens([p for p, _ in pairs], text.cfg.max_len)
         x0 = to_tensor(np.stack([scenes.render(target) for _, target in pairs]))
         noise = torch.randn(x0.shape, generator=gen)
@@ -113,5 +113,5 @@ def train_generator(
         "generator", out_dir, minutes, seed, {"text": text, "unet": unet, "binding": binding},
         list(text.parameters()) + list(unet.parameters()) + list(binding.parameters()),
         loss_fn, base_lr, max_steps, ema={"text": ema_text, "unet": ema_unet}, lr_decay=decay,
-        extra_state={"content_only_rate": content_only_rate},
+        extra_state=mix_record(content_only_rate, shuffled_rate),
     )
