@@ -188,6 +188,17 @@ def test_receiver_option_selects_the_student_with_fewer_network_evaluations(expo
         load_backend("world", {"weights": str(exported), "receiver": "flow_fast", "guidance": 2.0})
 
 
+def test_the_meaning_measures_judge_every_scene_not_only_the_curve_scenes(exported):
+    from lsc.backends.world.evaluate import evaluate_world
+
+    backend = B.load_world_backend(str(exported))
+    classifier = M.load_models(str(exported)).classifier
+    r = evaluate_world(backend, classifier, n_scenes=3, n_curve=1)
+    assert r["count_from_noun"]["prompts"] == 5 * 3 and r["judged_prefix_images"] < 40  # curves of one scene only
+    r = evaluate_world(backend, classifier, n_scenes=3, n_curve=1, meaning_scenes=2)
+    assert r["count_from_noun"]["prompts"] == 5 * 2
+
+
 def test_world_eval_reports_each_receiver_with_its_own_threshold(exported, lsc_main):
     fast = lsc_main("world", "eval", "--weights", str(exported), "--scenes", "2", "--receiver", "flow_fast", "--json")
     assert fast.returncode == 0, fast.stderr

@@ -27,7 +27,7 @@ def backend():
 @pytest.fixture(scope="module")
 def result(backend):
     classifier = load_models(str(PACKAGED_WEIGHTS.resolve())).classifier
-    return evaluate_world(backend, classifier, n_scenes=40, seed=2024, n_curve=8)
+    return evaluate_world(backend, classifier, n_scenes=40, seed=2024, n_curve=8, meaning_scenes=8)
 
 
 def test_shipped_weights_know_bobs_words(backend):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -192,14 +192,15 @@ def _fewer_objects(scene: scenes.Scene, rng: np.random.Generator) -> tuple[str, 
 
 def evaluate_world(
     backend: Backend, classifier: torch.nn.Module, n_scenes: int = 200, seed: int = 2024, n_curve: int = 60,
-    threshold: float | None = None, progress: bool = False, meaning_measures: bool = True,
+    threshold: float | None = None, progress: bool = False, meaning_measures: bool = True, meaning_scenes: int | None = None,
 ) -> dict[str, Any]:
     """The JSON object of `lsc world eval`: caption length and fidelity, Bob's fidelity reading Alice's
     and his own phrasing, order robustness, the perceptual curve and the derived threshold.
 
     Success rates use `threshold` (the backend's own when the CLI evaluates shipped weights); None
     uses the threshold this evaluation derives (when weights are exported). `meaning_measures` adds
-    the measures of lsc.backends.world.meaning (about a third more images)."""
+    the measures of lsc.backends.world.meaning on the first `meaning_scenes` scenes (default: all of
+    them; on 60 scenes the unordered and count measures moved by 3 points from sample to sample)."""
     say = log.info if progress else log.debug
     import time
 
@@ -306,19 +307,21 @@ def evaluate_world(
 
     reads_meaning: dict[str, Any] = {}
     if meaning_measures:
-        say("world eval: does Bob read meaning (content words, count, partial, function words, unordered)")
-        meaning_scenes = samples[: min(n_curve, n_scenes)]
+        judged = samples[: n_scenes if meaning_scenes is None else min(meaning_scenes, n_scenes)]
 
         def read(imgs: np.ndarray) -> list[dict[str, Any]]:
             return read_attributes(classifier, imgs)
 
-        reads_meaning = {
-            "bob_reads_content": meaning.bob_reads_content(samples, captions, generate, distance_to, in_use, seed),
-            "count_from_noun": meaning.count_from_noun(generate, read, len(meaning_scenes), seed),
-            "partial_stated_accuracy": meaning.partial_stated_accuracy(meaning_scenes, generate, read, seed),
-            "function_word_share": meaning.function_word_share(meaning_scenes, generate, distance_to, seed),
-            "bob_unordered": meaning.bob_unordered(meaning_scenes, generate, read, distance_to, in_use, seed),
+        measures: dict[str, Callable[[], Any]] = {
+            "bob_reads_content": lambda: meaning.bob_reads_content(samples, captions, generate, distance_to, in_use, seed),
+            "count_from_noun": lambda: meaning.count_from_noun(generate, read, len(judged), seed),
+            "partial_stated_accuracy": lambda: meaning.partial_stated_accuracy(judged, generate, read, seed),
+            "function_word_share": lambda: meaning.function_word_share(judged, generate, distance_to, seed),
+            "bob_unordered": lambda: meaning.bob_unordered(judged, generate, read, distance_to, in_use, seed),
         }
+        for name, measure in measures.items():
+            say("world eval: %s (%d scenes)", name, len(samples) if name == "bob_reads_content" else len(judged))
+            reads_meaning[name] = measure()
 
     evaluations = getattr(backend.generator, "evaluations", None)
     images_made = max(1, clock["images"])
