@@ -155,11 +155,13 @@ def test_a_strip_marks_an_image_under_the_threshold_that_is_wrong(world_run: Pat
     data = load_run(run)
     image_id = data.image_order[0]
     key = ("", "heads", image_id)
-    plain = plots.image_strip(plots.one(data, ""), image_id, tmp_path / "plain.png", schemes=["heads"])
-    # one step under the threshold, read as wrong by the attribute reader, and no other mark anywhere
     last = data.steps[key][-1]
+    # every step read as right: no mark (whatever the shipped receiver drew under the threshold)
     with sqlite3.connect(run / "results.sqlite") as c:
         c.execute("UPDATE steps SET attr_all_right = 1 WHERE scheme = 'heads'")
+    plain = plots.image_strip(plots.one(load_run(run), ""), image_id, tmp_path / "plain.png", schemes=["heads"])
+    # then one step under the threshold, read as wrong by the attribute reader, and no other mark anywhere
+    with sqlite3.connect(run / "results.sqlite") as c:
         c.execute("UPDATE steps SET lpips = ?, attr_all_right = 0 WHERE image_id = ? AND scheme = 'heads' AND step = ?",
                   (data.threshold / 2, image_id, last["step"]))
     marked = plots.image_strip(plots.one(load_run(run), ""), image_id, tmp_path / "marked.png", schemes=["heads"])
