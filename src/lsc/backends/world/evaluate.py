@@ -312,15 +312,15 @@ def evaluate_world(
         def read(imgs: np.ndarray) -> list[dict[str, Any]]:
             return read_attributes(classifier, imgs)
 
-        measures: dict[str, Callable[[], Any]] = {
-            "bob_reads_content": lambda: meaning.bob_reads_content(samples, captions, generate, distance_to, in_use, seed),
-            "count_from_noun": lambda: meaning.count_from_noun(generate, read, len(judged), seed),
-            "partial_stated_accuracy": lambda: meaning.partial_stated_accuracy(judged, generate, read, seed),
-            "function_word_share": lambda: meaning.function_word_share(judged, generate, distance_to, seed),
-            "bob_unordered": lambda: meaning.bob_unordered(judged, generate, read, distance_to, in_use, seed),
+        measures: dict[str, tuple[int, Callable[[], Any]]] = {  # name: (scenes it judges, the measure)
+            "bob_reads_content": (len(samples), lambda: meaning.bob_reads_content(samples, captions, generate, distance_to, in_use, seed)),
+            "count_from_noun": (len(judged), lambda: meaning.count_from_noun(generate, read, len(judged), seed)),
+            "partial_stated_accuracy": (len(judged), lambda: meaning.partial_stated_accuracy(judged, generate, read, seed)),
+            "function_word_share": (len(judged), lambda: meaning.function_word_share(judged, generate, distance_to, seed)),
+            "bob_unordered": (len(judged), lambda: meaning.bob_unordered(judged, generate, read, distance_to, in_use, seed)),
         }
-        for name, measure in measures.items():
-            say("world eval: %s (%d scenes)", name, len(samples) if name == "bob_reads_content" else len(judged))
+        for name, (n_judged, measure) in measures.items():
+            say("world eval: %s (%d scenes)", name, n_judged)
             reads_meaning[name] = measure()
 
     evaluations = getattr(backend.generator, "evaluations", None)
