@@ -64,6 +64,39 @@ def test_world_train_rejects_bad_values(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "lsc.cli", "world", "train", "--out", str(tmp_path / "x"), flag, "1.5"],
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and proc.stderr.strip() == f"error: {flag} must be between 0 and 1, got 1.5", proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "lsc.cli", "world", "train", "--out", str(tmp_path / "x"), "--count-weight", "-0.1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --count-weight must be at least 0, got -0.1", proc.stderr
+
+
+def test_count_head_reads_a_prompt_as_a_bag_of_its_words():
+    from lsc.backends.world.training.generator import CountHead
+
+    torch.manual_seed(0)
+    head = CountHead(8)
+    feats = torch.randn(1, 5, 8)
+    padding = torch.tensor([[False, False, False, True, True]])
+    shuffled = feats[:, [2, 0, 1, 4, 3]]
+    garbage = feats.clone()
+    garbage[:, 3:] = 100.0  # padded positions say nothing
+    torch.testing.assert_close(head(feats, padding), head(shuffled, padding), rtol=0, atol=1e-6)
+    torch.testing.assert_close(head(feats, padding), head(garbage, padding), rtol=0, atol=1e-6)
+    assert not torch.allclose(head(feats, padding), head(feats, torch.zeros_like(padding)), atol=1e-3)
+
+
+def test_count_objective_is_off_at_weight_zero_and_reaches_the_text_encoder_when_on(tmp_path):
+    torch.set_flush_denormal(True)
+    for name, weight in (("off", 0.0), ("on", 0.5)):
+        train_generator(tmp_path / name, minutes=5, seed=3, batch_size=4, max_steps=2, shuffled_rate=0.5, count_weight=weight)
+    off = load_file(str(tmp_path / "off" / "generator" / "checkpoint.safetensors"))
+    on = load_file(str(tmp_path / "on" / "generator" / "checkpoint.safetensors"))
+    off_state = json.loads((tmp_path / "off" / "generator" / "state.json").read_text())
+    on_state = json.loads((tmp_path / "on" / "generator" / "state.json").read_text())
+    assert "count_weight" not in off_state and "count" not in off_state["metrics"] and not any(k.startswith("count.") for k in off)
+    assert on_state["count_weight"] == 0.5 and on_state["metrics"]["count"] > 0 and any(k.startswith("count.") for k in on)
+    shared = [k for k in off if k.startswith("text.") and "embed" not in k]
+    assert shared and all(off[k].shape == on[k].shape for k in shared)
+    assert max((off[k] - on[k]).abs().max().item() for k in shared) > 1e-6  # the count loss moved the encoder
 
 
 def test_binding_targets_label_object_words_with_their_object():

@@ -35,6 +35,9 @@ def train_cmd(
     shuffled_rate: float = typer.Option(
         0.0, "--shuffled-rate", help="Further share of those prompts that are a whole caption in random order (the research code's send order; same target)."
     ),
+    count_weight: float = typer.Option(
+        0.0, "--count-weight", help="Weight of the generator's count objective: the text encoder told how many objects each training prompt's image shows, whatever its word order (0: off)."
+    ),
     captioner_steps: int = typer.Option(STEP_CAPS["captioner"], "--captioner-steps", help="Step cap of Alice's captioner (batch 48)."),
     classifier_steps: int = typer.Option(STEP_CAPS["classifier"], "--classifier-steps", help="Step cap of the attribute classifier (batch 64)."),
     perceptual_steps: int = typer.Option(STEP_CAPS["perceptual"], "--perceptual-steps", help="Step cap of the perceptual metric's channel weights (batch 64)."),
@@ -103,6 +106,8 @@ def train_cmd(
     for flag, rate in (("--content-only-rate", content_only_rate), ("--shuffled-rate", shuffled_rate)):
         if not 0.0 <= rate <= 1.0:
             raise ConfigError(f"{flag} must be between 0 and 1, got {rate}")
+    if count_weight < 0:
+        raise ConfigError(f"--count-weight must be at least 0, got {count_weight}")
     if prior_examples < 1:
         raise ConfigError(f"--prior-examples must be at least 1, got {prior_examples}")
     if min(caps.values()) < 1:
@@ -119,7 +124,7 @@ def train_cmd(
     states = training_parts.train(out, minutes, chosen, seed, caps, init_generator=init_generator, init_captioner=init_captioner,
                      base_weights=base_weights, policy_options={"trace_scenes": policy_scenes, "trace_seed": policy_seed},
                      flow_fast={"pairs": flow_fast_pairs, "sampler_steps": flow_fast_sampler_steps, **mix},
-                     generator_options=mix, vqvae_ar={"prior_examples": prior_examples, **mix})
+                     generator_options={**mix, "count_weight": count_weight}, vqvae_ar={"prior_examples": prior_examples, **mix})
     typer.echo(json.dumps({p: {"step": s["step"], "elapsed_s": round(s["elapsed_s"]), **({"traces": s["traces"]} if "traces" in s else {})}
                            for p, s in states.items()}))
     if training_parts.POLICY in chosen:

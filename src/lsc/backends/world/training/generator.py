@@ -47,6 +47,25 @@ class BindingHead(nn.Module):
         return dict(zip(self.sizes, self.proj(feats).split(list(self.sizes.values()), dim=-1)))
 
 
+class CountHead(nn.Module):
+    """Training-only probe on Bob's text features: from the mean of a prompt's token features, how
+    many objects its target image shows (0 to 3).
+
+    The mean does not see word order, so the encoder is told a prompt's object count whatever order
+    its words came in: "box left orange beach" names one object, as "orange box left beach" does
+    (without it a colour word away from its noun reads as a second object). Weight 0 (the default)
+    leaves training exactly as it was. It is not shipped.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, len(scenes.SLOTS) + 1)
+
+    def forward(self, feats: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        keep = (~padding).to(feats.dtype)[..., None]
+        return self.proj((feats * keep).sum(1) / keep.sum(1).clamp(min=1.0))
+
+
 def init_generator_from(weights_dir: Path, text: nets.BobTextEncoder, unet: nets.FlowUNet) -> None:
     """Start from shipped (or exported) generator weights; words new to this vocabulary start as the
     word they are a synonym of (or, for Alice's words, the Bob word they mean), so fine-tuning begins
@@ -67,12 +86,13 @@ def init_generator_from(weights_dir: Path, text: nets.BobTextEncoder, unet: nets
 
 def train_generator(
     out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 32, max_steps: int = STEP_CAPS["generator"], init_from: Path | None = None,
-    content_only_rate: float = CONTENT_ONLY_RATE, shuffled_rate: float = 0.0,
+    content_only_rate: float = CONTENT_ONLY_RATE, shuffled_rate: float = 0.0, count_weight: float = 0.0,
 ) -> dict:
     """Bob's text encoder + U-Net: rectified flow on partial prompts, plus the binding objective.
 
     With `init_from` (a weights folder), fine-tune from those weights: a fresh optimizer, FINETUNE_LR
-    with linear decay over the last 60% of `max_steps`, and more multi-object scenes.
+    with linear decay over the last 60% of `max_steps`, and more multi-object scenes. `count_weight` > 0
+    adds the CountHead objective on the training prompts (partial and shuffled ones included).
     """
     # A fine-tune's only fresh weights are the binding head's: they start as seed 0's did, whatever the
     # data seed, because the shipped text encoder co-adapted with that head (another init costs a
@@ -90,6 +110,9 @@ def train_generator(
     ema_unet.load_state_dict(unet.state_dict())
     for p in list(ema_text.parameters()) + list(ema_unet.parameters()):
         p.requires_grad_(False)
+    heads: dict[str, nn.Module] = {"binding": binding}
+    if count_weight:  # built last, so that weight 0 draws every other initial weight as before
+        heads["count"] = CountHead(text.cfg.dim)
 
     def loss_fn(rng, gen, step):
         batch_scenes = [scenes.sample_scene(rng, count_p) for _ in range(batch_size)]
@@ -107,11 +130,17 @@ def train_generator(
         targets = binding_targets(batch_scenes, [r for _, r in full], full_tokens.shape[1])
         logits = binding(text(full_tokens)[0])
         bind = sum(F.cross_entropy(logits[k].flatten(0, 1), targets[k].flatten(), ignore_index=-100) for k in targets)
-        return flow + BINDING_WEIGHT * bind, {"flow": flow.item(), "bind": bind.item()}
+        logs = {"flow": flow.item(), "bind": bind.item()}
+        loss = flow + BINDING_WEIGHT * bind
+        if count_weight:
+            shown = torch.tensor([len(target.objects) for _, target in pairs])
+            count = F.cross_entropy(heads["count"](feats, padding), shown)
+            loss, logs["count"] = loss + count_weight * count, count.item()
+        return loss, logs
 
     return loop.train_loop(
-        "generator", out_dir, minutes, seed, {"text": text, "unet": unet, "binding": binding},
-        list(text.parameters()) + list(unet.parameters()) + list(binding.parameters()),
+        "generator", out_dir, minutes, seed, {"text": text, "unet": unet, **heads},
+        list(text.parameters()) + list(unet.parameters()) + [p for head in heads.values() for p in head.parameters()],
         loss_fn, base_lr, max_steps, ema={"text": ema_text, "unet": ema_unet}, lr_decay=decay,
-        extra_state=mix_record(content_only_rate, shuffled_rate),
+        extra_state={**mix_record(content_only_rate, shuffled_rate), **({"count_weight": count_weight} if count_weight else {})},
     )
