@@ -21,6 +21,7 @@ from lsc.backends.world import models as M
 from lsc.backends.world.receivers import flow as flow_receiver
 from lsc.backends.world import nets
 from lsc.backends.world.training import loop
+from lsc.backends.world.training.data import PromptMix
 from lsc.backends.world.training.flow_fast import teacher_pairs, train_flow_fast
 from lsc.backends.world.release import write_random_weights
 
@@ -296,12 +297,12 @@ def test_teacher_pairs_follow_the_content_only_rate_and_refuse_another_rate_on_r
 
     far = time.time() + 600
     function_ids = {BOB_VOCAB.stoi[w] for w in scenes.FUNCTION_WORDS if w in BOB_VOCAB.stoi}
-    stripped = teacher_pairs(_mk(tmp_path / "a"), teacher, 16, 0, far, chunk=16, content_only_rate=1.0)
-    kept = teacher_pairs(_mk(tmp_path / "b"), teacher, 16, 0, far, chunk=16, content_only_rate=0.0)
+    stripped = teacher_pairs(_mk(tmp_path / "a"), teacher, 16, 0, far, chunk=16, mix=PromptMix(content_only_rate=1.0))
+    kept = teacher_pairs(_mk(tmp_path / "b"), teacher, 16, 0, far, chunk=16, mix=PromptMix(content_only_rate=0.0))
     assert not function_ids & set(stripped["tokens"].ravel().tolist())  # every prompt lost its function words
     assert function_ids & set(kept["tokens"].ravel().tolist())
     with pytest.raises(ConfigError, match="content-only rate"):
-        teacher_pairs(tmp_path / "a", teacher, 16, 0, far, chunk=16, content_only_rate=0.5)
+        teacher_pairs(tmp_path / "a", teacher, 16, 0, far, chunk=16, mix=PromptMix(content_only_rate=0.5))
 
 
 def test_teacher_pairs_follow_the_shuffled_rate_and_refuse_another_on_resume(teacher, tmp_path):
@@ -311,11 +312,11 @@ def test_teacher_pairs_follow_the_shuffled_rate_and_refuse_another_on_resume(tea
 
     far = time.time() + 600
     plain = teacher_pairs(_mk(tmp_path / "a"), teacher, 16, 0, far, chunk=16)
-    shuffled = teacher_pairs(_mk(tmp_path / "b"), teacher, 16, 0, far, chunk=16, shuffled_rate=1.0)
+    shuffled = teacher_pairs(_mk(tmp_path / "b"), teacher, 16, 0, far, chunk=16, mix=PromptMix(shuffled_rate=1.0))
     assert not (plain["tokens"] == shuffled["tokens"]).all()
     assert json.loads((tmp_path / "b" / "pairs.json").read_text())["shuffled_rate"] == 1.0
     assert "shuffled_rate" not in json.loads((tmp_path / "a" / "pairs.json").read_text())  # records of before still match
     with pytest.raises(ConfigError, match="shuffled rate"):
         teacher_pairs(tmp_path / "b", teacher, 16, 0, far, chunk=16)
     with pytest.raises(ConfigError, match="shuffled rate"):
-        teacher_pairs(tmp_path / "a", teacher, 16, 0, far, chunk=16, shuffled_rate=0.5)
+        teacher_pairs(tmp_path / "a", teacher, 16, 0, far, chunk=16, mix=PromptMix(shuffled_rate=0.5))

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from lsc.backends.world.release import export_weights
-from lsc.backends.world.training.data import BOB_VOCAB, binding_targets, partial_prompt, training_prompt
+from lsc.backends.world.training.data import BOB_VOCAB, PromptMix, binding_targets, partial_prompt, training_prompt
 from lsc.backends.world.training.generator import build_generator, init_generator_from, train_generator
 from lsc.backends.world.training.perception import JNDCut, train_classifier, train_perceptual
 from lsc.cli import app
@@ -87,7 +87,7 @@ def test_count_head_reads_a_prompt_as_a_bag_of_its_words():
 def test_count_objective_is_off_at_weight_zero_and_reaches_the_text_encoder_when_on(tmp_path):
     torch.set_flush_denormal(True)
     for name, weight in (("off", 0.0), ("on", 0.5)):
-        train_generator(tmp_path / name, minutes=5, seed=3, batch_size=4, max_steps=2, shuffled_rate=0.5, count_weight=weight)
+        train_generator(tmp_path / name, minutes=5, seed=3, batch_size=4, max_steps=2, mix=PromptMix(shuffled_rate=0.5), count_weight=weight)
     off = load_file(str(tmp_path / "off" / "generator" / "checkpoint.safetensors"))
     on = load_file(str(tmp_path / "on" / "generator" / "checkpoint.safetensors"))
     off_state = json.loads((tmp_path / "off" / "generator" / "state.json").read_text())
@@ -226,12 +226,12 @@ def test_content_only_prompts_keep_their_target_and_lose_every_function_word():
 
     scene = scenes.Scene("grass", (scenes.WorldObject("circle", "red", "large", "left"), scenes.WorldObject("square", "blue", "small", "right")))
     rng = np.random.default_rng(3)
-    drawn = [training_prompt(scene, rng, content_only_rate=1.0) for _ in range(300)]
+    drawn = [training_prompt(scene, rng, PromptMix(content_only_rate=1.0)) for _ in range(300)]
     assert not any(set(p) & scenes.FUNCTION_WORDS for p, _ in drawn)
     whole = [t for p, t in drawn if p == "red ball small blue box grass".split()]
     assert whole and all(t.objects == scene.objects for t in whole)  # the same two objects, where they were
     rng = np.random.default_rng(3)
-    assert any(set(p) & scenes.FUNCTION_WORDS for p, _ in (training_prompt(scene, rng, content_only_rate=0.0) for _ in range(50)))
+    assert any(set(p) & scenes.FUNCTION_WORDS for p, _ in (training_prompt(scene, rng, PromptMix(content_only_rate=0.0)) for _ in range(50)))
 
 
 def test_shuffled_prompts_are_the_whole_caption_in_random_order_with_the_caption_target():
@@ -255,14 +255,17 @@ def test_shuffled_prompts_are_the_whole_caption_in_random_order_with_the_caption
     scene = scenes.Scene("sand", (scenes.WorldObject("square", "yellow", "small", "left"),))  # "a small yellow box on the left on the beach"
     rng = np.random.default_rng(9)
     for _ in range(200):
-        prompt, target = training_prompt(scene, rng, content_only_rate=0.0, shuffled_rate=1.0)
+        prompt, target = training_prompt(scene, rng, PromptMix(content_only_rate=0.0, shuffled_rate=1.0))
         assert "[UNK]" not in prompt
         if "box" in prompt:  # Alice's words, in any order: one box, on the left, as the caption says
             assert sorted(prompt) == sorted(scenes.alice_caption(scene).split()) and target.objects == scene.objects
 
 
 def test_a_cache_record_without_a_shuffled_rate_is_one_of_rate_zero():
-    from lsc.backends.world.training.data import mix_record, records_differ
+    from lsc.backends.world.training.data import records_differ
+
+    def mix_record(content_only_rate, shuffled_rate):
+        return PromptMix(content_only_rate, shuffled_rate).record()
 
     assert mix_record(0.5, 0.0) == {"content_only_rate": 0.5}
     assert not records_differ({"seed": 0, "content_only_rate": 0.5}, {"seed": 0, **mix_record(0.5, 0.0)})

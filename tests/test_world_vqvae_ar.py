@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from lsc.backends.world import backend as B
 from lsc.backends.world import models as M
 from lsc.backends.world.nets import to_tensor
+from lsc.backends.world.training.data import PromptMix
 from lsc.backends.world.training import loop
 from lsc.backends.world.training import vqvae_ar as TV
 from lsc.backends.world.training.data import FINETUNE_COUNT_P, training_prompt
@@ -128,11 +129,11 @@ def test_cached_examples_are_the_codes_of_the_training_prompts_targets(base, tmp
     torch.manual_seed(0)
     vqvae = V.VQVAE(V.VQConfig()).eval()
     models = M.load_models(str(base.resolve()))
-    arrays = TV.code_cache(tmp_path, vqvae, models.bob_vocab, 48, 4, 0, time.time() + 60, chunk=4, content_only_rate=rate)
+    arrays = TV.code_cache(tmp_path, vqvae, models.bob_vocab, 48, 4, 0, time.time() + 60, chunk=4, mix=PromptMix(content_only_rate=rate))
     rng = np.random.default_rng([loop.TRAIN_SEED_OFFSET, loop.PART_ID["prior"], 0, 0])
     from lsc.backends.world import scenes
 
-    pairs = [training_prompt(scenes.sample_scene(rng, FINETUNE_COUNT_P), rng, rate) for _ in range(4)]
+    pairs = [training_prompt(scenes.sample_scene(rng, FINETUNE_COUNT_P), rng, PromptMix(content_only_rate=rate)) for _ in range(4)]
     with torch.inference_mode():
         codes = vqvae.encode(to_tensor(np.stack([scenes.render(s) for _, s in pairs])))
     assert np.array_equal(arrays["codes"], codes.numpy())

@@ -120,11 +120,13 @@ def train_cmd(
         from lsc.limits import machine_threads
 
         torch.set_num_threads(machine_threads(threads, "--threads"))
-    mix = {"content_only_rate": content_only_rate, "shuffled_rate": shuffled_rate}
+    from lsc.backends.world.training.data import PromptMix
+
+    mix = PromptMix(content_only_rate, shuffled_rate)
     states = training_parts.train(out, minutes, chosen, seed, caps, init_generator=init_generator, init_captioner=init_captioner,
                      base_weights=base_weights, policy_options={"trace_scenes": policy_scenes, "trace_seed": policy_seed},
-                     flow_fast={"pairs": flow_fast_pairs, "sampler_steps": flow_fast_sampler_steps, **mix},
-                     generator_options={**mix, "count_weight": count_weight}, vqvae_ar={"prior_examples": prior_examples, **mix})
+                     flow_fast={"pairs": flow_fast_pairs, "sampler_steps": flow_fast_sampler_steps, "mix": mix},
+                     generator_options={"mix": mix, "count_weight": count_weight}, vqvae_ar={"prior_examples": prior_examples, "mix": mix})
     typer.echo(json.dumps({p: {"step": s["step"], "elapsed_s": round(s["elapsed_s"]), **({"traces": s["traces"]} if "traces" in s else {})}
                            for p, s in states.items()}))
     if training_parts.POLICY in chosen:

@@ -65,9 +65,26 @@ def without_function_words(words: list[str], roles: list[int]) -> tuple[list[str
     return [words[i] for i in kept], [roles[i] for i in kept]
 
 
-def training_prompt(
-    scene: scenes.Scene, rng: np.random.Generator, content_only_rate: float = CONTENT_ONLY_RATE, shuffled_rate: float = 0.0
-) -> tuple[list[str], scenes.Scene]:
+@dataclasses.dataclass(frozen=True)
+class PromptMix:
+    """How training prompts depart from Alice's and Bob's phrasing beyond the base partial-prompt mix.
+
+    `content_only_rate` of captions lose their function words first; a further `shuffled_rate` of
+    prompts is the whole caption in random order. One value travels through every part that draws
+    training prompts (the generator, flow_fast's teacher pairs, the prior's code cache) and writes
+    itself into their caches and states (`record`), so that a resumed cache is one of the same mix.
+    """
+
+    content_only_rate: float = CONTENT_ONLY_RATE
+    shuffled_rate: float = 0.0
+
+    def record(self) -> dict[str, float]:
+        """The mix as caches and training states record it: `shuffled_rate` only when used, so that
+        records written before it existed still describe the same mix."""
+        return {"content_only_rate": self.content_only_rate, **({"shuffled_rate": self.shuffled_rate} if self.shuffled_rate else {})}
+
+
+def training_prompt(scene: scenes.Scene, rng: np.random.Generator, mix: PromptMix = PromptMix()) -> tuple[list[str], scenes.Scene]:
     """One training prompt for a scene and the image it should produce.
 
     The prompt is Alice's caption or Bob's own phrasing (object phrases sometimes reordered), cut to
@@ -80,19 +97,19 @@ def training_prompt(
     Bob would hedge by drawing several. Bob's own phrasing names each object's slot ("at left"); when no
     slot word arrived, its objects stand in that usual layout too (measured before this rule: "red
     ball" gave one object in 20% of seeds, two or three in the rest).
-    A share of captions (`content_only_rate`) lose their function words first, with the same target: the
-    meaning is in the content words, so "small orange box grass" is one box, as "a small orange box on
-    grass" is, and no scheme has to wait for an article before Bob draws what was said. A further share
-    (`shuffled_rate`) is the whole caption in random order, with the same target as the caption.
+    A share of captions (`mix.content_only_rate`) lose their function words first, with the same target:
+    the meaning is in the content words, so "small orange box grass" is one box, as "a small orange box
+    on grass" is, and no scheme has to wait for an article before Bob draws what was said. A further
+    share (`mix.shuffled_rate`) is the whole caption in random order, with the same target as the caption.
     """
     alice = rng.random() < ALICE_STYLE_RATE
     if alice:
         words, roles = scenes.alice_caption_roles(scene)
     else:
         words, roles = scenes.bob_caption_roles(scene, rng, shuffle_objects=rng.random() < SHUFFLE_OBJECTS_RATE)
-    if rng.random() < content_only_rate:
+    if rng.random() < mix.content_only_rate:
         words, roles = without_function_words(words, roles)
-    picked = partial_prompt_indices(len(words), rng, shuffled_rate)
+    picked = partial_prompt_indices(len(words), rng, mix.shuffled_rate)
     prompt = ["[UNK]" if i is None else words[i] for i in picked]
     mentioned = {roles[i] for i in picked if i is not None and roles[i] >= 0 and words[i] in scenes.OBJECT_WORDS}
     if any(i is not None and roles[i] == scenes.ROLE_GROUP for i in picked):  # "balls" names every ball of its group
@@ -106,12 +123,6 @@ def training_prompt(
     if kept != scene.objects:
         scene = dataclasses.replace(scene, objects=kept)
     return prompt, scene
-
-
-def mix_record(content_only_rate: float, shuffled_rate: float) -> dict[str, float]:
-    """The prompt mix as caches and training states record it: `shuffled_rate` only when used, so
-    that records written before it existed still describe the same mix."""
-    return {"content_only_rate": content_only_rate, **({"shuffled_rate": shuffled_rate} if shuffled_rate else {})}
 
 
 def records_differ(old: dict, record: dict) -> bool:

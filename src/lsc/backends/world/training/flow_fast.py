@@ -11,9 +11,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lsc.backends.world import CONTENT_ONLY_RATE, STEP_CAPS, nets, scenes
+from lsc.backends.world import STEP_CAPS, nets, scenes
 from lsc.backends.world.training import loop
-from lsc.backends.world.training.data import FINETUNE_COUNT_P, mix_record, records_differ, training_prompt
+from lsc.backends.world.training.data import FINETUNE_COUNT_P, PromptMix, records_differ, training_prompt
 from lsc.errors import ConfigError
 
 FLOW_FAST_PAIRS = 6144  # (noise, teacher image) pairs, generated once and cached in the part's folder
@@ -37,14 +37,14 @@ def _teacher_record(teacher_dir: Path) -> dict:
 
 def teacher_pairs(
     folder: Path, teacher_dir: Path, n_pairs: int, seed: int, deadline: float, chunk: int = FLOW_FAST_CHUNK,
-    logfile=None, content_only_rate: float = CONTENT_ONLY_RATE, shuffled_rate: float = 0.0,
+    logfile=None, mix: PromptMix = PromptMix(),
 ) -> dict | None:
     """The (noise, teacher image, prompt) pairs the student learns from, memory-mapped .npy files in
     `folder`, generated chunk by chunk (resumable; each chunk's data depends on (seed, chunk) only).
 
     Prompts are drawn as the generator's training prompts are (`training_prompt`: Alice's or Bob's
-    phrasing, partial, reordered, empty, with unknown words; `content_only_rate` of them without function
-    words, `shuffled_rate` more of them a whole caption in random order) on the fine-tuning scene mix; each pair
+    phrasing, partial, reordered, empty, with unknown words; as `mix` sets, some without function
+    words and some a whole caption in random order) on the fine-tuning scene mix; each pair
     has its own noise, and its image is the teacher's guided Euler sample from that noise with the
     teacher's own sampler settings (the `flow` receiver's images). Returns the arrays when every chunk
     is done, None when `deadline` (time.time()) came first.
@@ -56,7 +56,7 @@ def teacher_pairs(
     sampler = teacher.meta.get("sampler", {})
     steps, guidance = int(sampler.get("steps", 8)), float(sampler.get("guidance", 3.0))
     record = {"pairs": n_pairs, "chunk": chunk, "seed": seed, "teacher_unet_sha256": _teacher_record(teacher_dir)["bob_unet_sha256"],
-              "teacher_sampler": {"steps": steps, "guidance": guidance}, **mix_record(content_only_rate, shuffled_rate)}
+              "teacher_sampler": {"steps": steps, "guidance": guidance}, **mix.record()}
     meta_path = folder / "pairs.json"
     done = 0
     old_pairs = None
@@ -95,7 +95,7 @@ def teacher_pairs(
         rng = np.random.default_rng([seed + loop.TRAIN_SEED_OFFSET, loop.PART_ID["flow_fast"], 0, done])
         # A whole chunk's prompts and noise are drawn even when the last chunk keeps fewer rows, so row r
         # of chunk k is the same pair whatever the pair count.
-        prompts = [training_prompt(scenes.sample_scene(rng, FINETUNE_COUNT_P), rng, content_only_rate, shuffled_rate)[0] for _ in range(chunk)][: hi - lo]
+        prompts = [training_prompt(scenes.sample_scene(rng, FINETUNE_COUNT_P), rng, mix)[0] for _ in range(chunk)][: hi - lo]
         tokens = teacher.bob_vocab.tokens(prompts, max_len)
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         noise = torch.randn((chunk, 3, size, size), generator=gen)[: hi - lo].contiguous()
@@ -120,8 +120,7 @@ def teacher_pairs(
 
 def train_flow_fast(
     out_dir: Path, minutes: float, teacher_dir: Path, seed: int = 0, batch_size: int = 32, max_steps: int = STEP_CAPS["flow_fast"],
-    pairs: int = FLOW_FAST_PAIRS, sampler_steps: int = 2, chunk: int = FLOW_FAST_CHUNK, content_only_rate: float = CONTENT_ONLY_RATE,
-    shuffled_rate: float = 0.0,
+    pairs: int = FLOW_FAST_PAIRS, sampler_steps: int = 2, chunk: int = FLOW_FAST_CHUNK, mix: PromptMix = PromptMix(),
 ) -> dict:
     """Bob's flow generator distilled to `sampler_steps` Euler steps with guidance folded in (`flow_fast`).
 
@@ -148,7 +147,7 @@ def train_flow_fast(
     start = time.time()
     logfile = (folder / "train.log").open("a")
     try:
-        arrays = teacher_pairs(folder, teacher_dir, pairs, seed, start + minutes * 60, chunk, logfile, content_only_rate, shuffled_rate)
+        arrays = teacher_pairs(folder, teacher_dir, pairs, seed, start + minutes * 60, chunk, logfile, mix)
     finally:
         logfile.close()
     if arrays is None:  # the budget ended while generating pairs: resume later
@@ -187,6 +186,6 @@ def train_flow_fast(
     return loop.train_loop(
         "flow_fast", out_dir, max(0.0, minutes - spent), seed, {"unet": student}, list(student.parameters()), loss_fn,
         FLOW_FAST_LR, max_steps, ema={"unet": ema}, ema_decay=FLOW_FAST_EMA, lr_decay=(int(0.4 * max_steps), max_steps, 0.1),
-        warmup=min(100, max_steps), extra_state={"teacher": record, "sampler_steps": sampler_steps, "pairs": pairs, **mix_record(content_only_rate, shuffled_rate)},
+        warmup=min(100, max_steps), extra_state={"teacher": record, "sampler_steps": sampler_steps, "pairs": pairs, **mix.record()},
         ema_warmup=True,
     )

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from lsc.backends.world import CONTENT_ONLY_RATE, STEP_CAPS, nets, scenes
+from lsc.backends.world import STEP_CAPS, nets, scenes
 from lsc.backends.world.nets import to_tensor
 from lsc.backends.world.training import loop
-from lsc.backends.world.training.data import BOB_VOCAB, FINETUNE_COUNT_P, binding_prompt, binding_targets, mix_record, training_prompt
+from lsc.backends.world.training.data import BOB_VOCAB, FINETUNE_COUNT_P, PromptMix, binding_prompt, binding_targets, training_prompt
 
 
 def build_generator() -> tuple[nets.BobTextEncoder, nets.FlowUNet]:
@@ -86,7 +86,7 @@ def init_generator_from(weights_dir: Path, text: nets.BobTextEncoder, unet: nets
 
 def train_generator(
     out_dir: Path, minutes: float, seed: int = 0, batch_size: int = 32, max_steps: int = STEP_CAPS["generator"], init_from: Path | None = None,
-    content_only_rate: float = CONTENT_ONLY_RATE, shuffled_rate: float = 0.0, count_weight: float = 0.0,
+    mix: PromptMix = PromptMix(), count_weight: float = 0.0,
 ) -> dict:
     """Bob's text encoder + U-Net: rectified flow on partial prompts, plus the binding objective.
 
@@ -116,8 +116,8 @@ def train_generator(
 
     def loss_fn(rng, gen, step):
         batch_scenes = [scenes.sample_scene(rng, count_p) for _ in range(batch_size)]
-        full = [binding_prompt(s, rng, content_only_rate) for s in batch_scenes]
-        pairs = [training_prompt(s, rng, content_only_rate, shuffled_rate) for s in batch_scenes]
+        full = [binding_prompt(s, rng, mix.content_only_rate) for s in batch_scenes]
+        pairs = [training_prompt(s, rng, mix) for s in batch_scenes]
         tokens = BOB_VOCAB.tokens([p for p, _ in pairs], text.cfg.max_len)
         x0 = to_tensor(np.stack([scenes.render(target) for _, target in pairs]))
         noise = torch.randn(x0.shape, generator=gen)
@@ -142,5 +142,5 @@ def train_generator(
         "generator", out_dir, minutes, seed, {"text": text, "unet": unet, **heads},
         list(text.parameters()) + list(unet.parameters()) + [p for head in heads.values() for p in head.parameters()],
         loss_fn, base_lr, max_steps, ema={"text": ema_text, "unet": ema_unet}, lr_decay=decay,
-        extra_state={**mix_record(content_only_rate, shuffled_rate), **({"count_weight": count_weight} if count_weight else {})},
+        extra_state={**mix.record(), **({"count_weight": count_weight} if count_weight else {})},
     )

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from lsc.backends.world import CONTENT_ONLY_RATE, STEP_CAPS, nets, scenes
+from lsc.backends.world import STEP_CAPS, nets, scenes
 from lsc.backends.world.nets import to_tensor
 from lsc.backends.world.training import loop
-from lsc.backends.world.training.data import FINETUNE_COUNT_P, mix_record, records_differ, training_prompt
+from lsc.backends.world.training.data import FINETUNE_COUNT_P, PromptMix, records_differ, training_prompt
 from lsc.backends.world.receivers.vqvae_ar import LENGTH, VQVAE, VQVAE_FILE, CodePrior, PriorConfig, VQConfig
 from lsc.errors import ConfigError
 
@@ -131,18 +131,18 @@ def module_sha256(module: nn.Module) -> str:
 
 def code_cache(
     folder: Path, vqvae: VQVAE, vocab: nets.WordVocab, max_len: int, n: int, seed: int, deadline: float,
-    chunk: int = PRIOR_CHUNK, logfile: Any = None, content_only_rate: float = CONTENT_ONLY_RATE, shuffled_rate: float = 0.0,
+    chunk: int = PRIOR_CHUNK, logfile: Any = None, mix: PromptMix = PromptMix(),
 ) -> dict[str, np.ndarray] | None:
     """The prior's training examples, memory-mapped .npy files in `folder` written chunk by chunk
     (codes.json counts the chunks done: a killed run resumes without re-encoding).
 
     Each example is a training scene of the generator's fine-tuning mix and one of its training
     prompts (`training_prompt`: Alice's or Bob's phrasing, partial, reordered, empty, unknown words;
-    `content_only_rate` of them without function words, `shuffled_rate` more a whole caption in random order),
+    as `mix` sets: some without function words, some a whole caption in random order),
     the VQ-VAE's codes of the image that prompt should produce, and the prompt's token ids. Example r
     of chunk k depends on (seed, k, r) only. Returns the arrays when complete, None at `deadline`."""
     record = {"examples": n, "chunk": chunk, "seed": seed, "vqvae_sha256": module_sha256(vqvae), "max_len": max_len,
-              **mix_record(content_only_rate, shuffled_rate)}
+              **mix.record()}
     meta_path = folder / "codes.json"
     done = 0
     if meta_path.exists():
@@ -163,7 +163,7 @@ def code_cache(
             return None
         lo, hi = done * chunk, min(n, (done + 1) * chunk)
         rng = np.random.default_rng([seed + loop.TRAIN_SEED_OFFSET, loop.PART_ID["prior"], 0, done])
-        pairs = [training_prompt(scenes.sample_scene(rng, FINETUNE_COUNT_P), rng, content_only_rate, shuffled_rate) for _ in range(hi - lo)]
+        pairs = [training_prompt(scenes.sample_scene(rng, FINETUNE_COUNT_P), rng, mix) for _ in range(hi - lo)]
         tokens = vocab.tokens([p for p, _ in pairs], max_len)
         with torch.inference_mode():
             x = to_tensor(np.stack([scenes.render(s) for _, s in pairs]))
@@ -184,8 +184,7 @@ def _text_record(base_dir: Path) -> dict:
 
 def train_prior(
     out_dir: Path, minutes: float, base_dir: Path, seed: int = 0, batch_size: int = 32, max_steps: int = STEP_CAPS["prior"],
-    examples: int = PRIOR_EXAMPLES, chunk: int = PRIOR_CHUNK, vqvae_from: Path | None = None, content_only_rate: float = CONTENT_ONLY_RATE,
-    shuffled_rate: float = 0.0,
+    examples: int = PRIOR_EXAMPLES, chunk: int = PRIOR_CHUNK, vqvae_from: Path | None = None, mix: PromptMix = PromptMix(),
 ) -> dict:
     """The prior on cached codes, reading the frozen text encoder of `base_dir` (a weights folder).
 
@@ -210,8 +209,7 @@ def train_prior(
     start = time.time()
     logfile = (folder / "train.log").open("a")
     try:
-        arrays = code_cache(folder, vqvae, base.bob_vocab, text.cfg.max_len, examples, seed, start + minutes * 60, chunk, logfile,
-                            content_only_rate, shuffled_rate)
+        arrays = code_cache(folder, vqvae, base.bob_vocab, text.cfg.max_len, examples, seed, start + minutes * 60, chunk, logfile, mix)
     finally:
         logfile.close()
     if arrays is None:
@@ -241,15 +239,14 @@ def train_prior(
         "prior", out_dir, max(0.0, minutes - spent), seed, {"prior": prior}, list(prior.parameters()), loss_fn, PRIOR_LR, max_steps,
         ema={"prior": ema}, ema_decay=PRIOR_EMA, lr_decay=(int(0.5 * max_steps), max_steps, 0.1), warmup=min(200, max_steps),
         extra_state={"text": record, "examples": examples, "vqvae_sha256": module_sha256(vqvae),
-                     **mix_record(content_only_rate, shuffled_rate)},
+                     **mix.record()},
         ema_warmup=True,
     )
 
 
 def train_vqvae_ar_parts(
     out_dir: Path, minutes: float, parts: tuple[str, ...], seed: int, caps: dict[str, int], base_weights: Path | None,
-    prior_examples: int = PRIOR_EXAMPLES, prior_chunk: int = PRIOR_CHUNK, content_only_rate: float = CONTENT_ONLY_RATE,
-    shuffled_rate: float = 0.0,
+    prior_examples: int = PRIOR_EXAMPLES, prior_chunk: int = PRIOR_CHUNK, mix: PromptMix = PromptMix(),
 ) -> dict:
     """`lsc world train --part vqvae [--part prior]`: the VQ-VAE, then (when it is finished) the prior,
     splitting the time budget 30/70 when both run."""
@@ -269,5 +266,5 @@ def train_vqvae_ar_parts(
         assert base_weights is not None
         states["prior"] = train_prior(out_dir, max(0.0, left), Path(base_weights), seed, max_steps=caps["prior"],
                                       examples=prior_examples, chunk=prior_chunk, vqvae_from=Path(base_weights),
-                                      content_only_rate=content_only_rate, shuffled_rate=shuffled_rate)
+                                      mix=mix)
     return states
