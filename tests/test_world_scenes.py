@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lsc.backends.world import scenes
+from lsc.backends.world import caption_parser, scenes
 
 
 def test_render_is_deterministic_and_in_range():
@@ -28,8 +28,8 @@ def test_caption_styles_differ_and_parse_back_to_the_truth():
     for _ in range(50):
         scene = scenes.sample_scene(rng)
         alice, bob = scenes.alice_caption(scene, rng), scenes.bob_caption(scene, rng)
-        assert scenes.parse_caption(alice) == scene.attributes()  # positions by her layout rule
-        assert scenes.parse_caption(bob) == scene.attributes()
+        assert caption_parser.parse_caption(alice) == scene.attributes()  # positions by her layout rule
+        assert caption_parser.parse_caption(bob) == scene.attributes()
         assert set(bob.split()) <= set(scenes.BOB_WORDS)
         assert set(alice.split()) <= set(scenes.ALICE_WORDS)
 
@@ -48,19 +48,19 @@ def test_hand_made_captions():
     assert scenes.alice_caption(one) == "an orange ball at night"  # the usual place and size go unsaid
     three = scenes.Scene("brick", tuple(scenes.WorldObject("triangle", c, "small", s) for c, s in zip(("orange", "red", "white"), scenes.SLOTS)))
     assert scenes.alice_caption(three) == "small orange small red and small white triangles by a wall"  # one plural noun
-    assert scenes.parse_caption(scenes.alice_caption(three)) == three.attributes()
+    assert caption_parser.parse_caption(scenes.alice_caption(three)) == three.attributes()
     same = scenes.Scene("brick", tuple(scenes.WorldObject("triangle", "red", z, s) for z, s in zip(("small", "large"), ("left", "right"))))
     assert scenes.alice_caption(same) == "a small red triangle and a red triangle by a wall"  # one colour twice: a phrase each
     mixed = scenes.Scene("sand", (scenes.WorldObject("square", "red", "large", "left"), scenes.WorldObject("circle", "blue", "large", "middle"),
                                   scenes.WorldObject("circle", "white", "small", "right")))
     assert scenes.alice_caption(mixed) == "a red box and blue and small white balls on the beach"
-    assert scenes.parse_caption(scenes.alice_caption(mixed)) == mixed.attributes()
+    assert caption_parser.parse_caption(scenes.alice_caption(mixed)) == mixed.attributes()
     pair = scenes.Scene("sky", (scenes.WorldObject("circle", "red", "small", "left"), scenes.WorldObject("square", "blue", "large", "right")))
     assert scenes.alice_caption(pair) == "a small red ball and a blue box in the sky"
-    assert scenes.parse_caption("a small red ball and a blue box in the sky") == pair.attributes()
+    assert caption_parser.parse_caption("a small red ball and a blue box in the sky") == pair.attributes()
     # Alice's unmarked size is large; a Bob-style phrase without a size states none.
-    assert scenes.parse_caption("a red ball and a blue box in the sky")["objects"][1] == {"shape": "square", "color": "blue", "size": "large", "slot": "right"}
-    assert scenes.parse_caption("blue sky with a red circle at left")["objects"][0]["size"] is None
+    assert caption_parser.parse_caption("a red ball and a blue box in the sky")["objects"][1] == {"shape": "square", "color": "blue", "size": "large", "slot": "right"}
+    assert caption_parser.parse_caption("blue sky with a red circle at left")["objects"][0]["size"] is None
 
 
 def test_alice_speaks_like_blip_and_bob_reads_her():
@@ -79,11 +79,11 @@ def test_study_scenes_are_stable_and_carry_truth():
     assert [s.image_id for s in a] == [s.image_id for s in b[:3]]
     assert np.array_equal(a[2].image, b[2].image)
     assert a[0].attributes["count"] == len(a[0].attributes["objects"])
-    assert scenes.parse_caption(a[0].captions[1]) == a[0].attributes  # Bob's phrasing states everything
+    assert caption_parser.parse_caption(a[0].captions[1]) == a[0].attributes  # Bob's phrasing states everything
 
 
 def test_unparseable_caption_is_none():
-    assert scenes.parse_caption("a dog running in the park") is None
+    assert caption_parser.parse_caption("a dog running in the park") is None
 
 
 def test_bob_training_prompts_use_synonyms_and_reference_captions_do_not():
@@ -95,7 +95,7 @@ def test_bob_training_prompts_use_synonyms_and_reference_captions_do_not():
         assert len(words) == len(roles)
         seen_synonyms |= set(words) & set(scenes.SYNONYM_BASE)
         assert {r for r in roles if r >= 0} == set(range(len(scene.objects)))  # every object is described
-        assert scenes.parse_caption(" ".join(words)) == scene.attributes()
+        assert caption_parser.parse_caption(" ".join(words)) == scene.attributes()
         assert not set(scenes.bob_caption(scene).split()) & set(scenes.SYNONYM_BASE)  # reference: base words
     assert seen_synonyms == set(scenes.SYNONYM_BASE)
 
@@ -106,7 +106,7 @@ def test_reordered_object_phrases_keep_their_meaning():
     for i in range(60):
         scene = scenes.world_scene(i, 5)
         words, roles = scenes.bob_caption_roles(scene, rng, shuffle_objects=True)
-        assert scenes.parse_caption(" ".join(words)) == scene.attributes()
+        assert caption_parser.parse_caption(" ".join(words)) == scene.attributes()
         orders.add(tuple(dict.fromkeys(r for r in roles if r >= 0)))
     assert (1, 0) in orders or (2, 1, 0) in orders or (1, 0, 2) in orders  # not always left to right
 

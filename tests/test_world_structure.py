@@ -145,3 +145,11 @@ def test_no_private_name_is_read_across_the_world_modules():
     crossing = [(importer, source, name) for importer, pairs in private.items() for source, name in pairs
                 if importer.startswith(WORLD) and source.startswith(WORLD) and source != importer]
     assert crossing == [], crossing
+
+
+def test_every_world_module_stays_readable_in_one_sitting():
+    """No world module over 400 lines: a module that grows past it holds more than one job."""
+    root = SRC / "backends" / "world"
+    sizes = {str(p.relative_to(root)): len(p.read_text().splitlines()) for p in root.rglob("*.py")}
+    assert len(sizes) > 20, sizes
+    assert {name: n for name, n in sizes.items() if n > 400} == {}

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from lsc.backends.world import meaning, nets, scenes, skd_eval
+from lsc.backends.world import caption_parser, meaning, nets, scenes, skd_eval
 from lsc.interfaces import Backend
 
 log = logging.getLogger("lsc.world.eval")
@@ -280,7 +280,7 @@ def evaluate_world(
                 for k in ("background", "color", "shape", "size", "position", "count")}
     stated_hits = stated_total = 0
     for caption, (_, seen) in zip(captions, rows["alice"]):
-        said = scenes.parse_caption(caption)
+        said = caption_parser.parse_caption(caption)
         if said is None:  # a caption outside the grammar states nothing the reader can check
             continue
         by_slot = {o["slot"]: o for o in seen["objects"]}

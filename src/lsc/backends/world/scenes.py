@@ -16,7 +16,7 @@ Bob's generator learns both styles (Stable Diffusion reads BLIP's English), but 
 complete phrasing better: that gap is what semantic knowledge distillation can close.
 
 This module is the world's ground truth. Bob's generator never calls the renderer and nothing parses
-captions by hand at run time; the caption parsers exist only to score captions in `lsc world eval`.
+captions by hand at run time; the caption parser (caption_parser) exists only to score captions in `lsc world eval`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from lsc.backends.world import pixels
 from lsc.interfaces import SceneSample
 
 IMAGE_SIZE = 32
@@ -145,70 +146,17 @@ def sample_scene(rng: np.random.Generator, count_p: tuple[float, float, float] =
 
 
 # ----------------------------------------------------------------------------------------- rendering
-def _background(name: str, rng: np.random.Generator, n: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:n, 0:n] / n
-    img = np.zeros((n, n, 3), np.float32)
-    if name == "sky":
-        top, bottom = np.array([0.35, 0.60, 0.95]), np.array([0.70, 0.85, 1.0])
-        img[:] = top * (1 - yy[..., None]) + bottom * yy[..., None]
-        for _ in range(rng.integers(1, 4)):  # soft clouds
-            cx, cy, r = rng.uniform(0, 1), rng.uniform(0.05, 0.5), rng.uniform(0.06, 0.14)
-            d = ((xx - cx) / 1.8) ** 2 + (yy - cy) ** 2
-            img += (np.exp(-d / (r * r)) * 0.35)[..., None]
-    elif name == "grass":
-        img[:] = (0.20, 0.58, 0.18)
-        img += rng.normal(0, 0.05, (n, n, 1)) * np.array([0.5, 1.0, 0.4])
-        stripes = np.sin(xx * rng.uniform(60, 90) + rng.uniform(0, 6)) * 0.04
-        img += stripes[..., None] * np.array([0.3, 1.0, 0.3])
-    elif name == "sand":
-        img[:] = (0.88, 0.78, 0.55)
-        img += rng.normal(0, 0.035, (n, n, 1))
-        img += (np.sin(yy * rng.uniform(20, 35) + xx * 4 + rng.uniform(0, 6)) * 0.04)[..., None]
-    elif name == "night":
-        img[:] = (0.04, 0.05, 0.18)
-        img += (yy * 0.08)[..., None] * np.array([0.2, 0.3, 1.0])
-        stars = rng.random((n, n)) > 0.9985
-        img[stars] = (0.95, 0.95, 0.8)
-    elif name == "brick":
-        img[:] = (0.62, 0.24, 0.16)
-        img += rng.normal(0, 0.03, (n, n, 1))
-        rows = 6.0
-        row = np.floor(yy * rows)
-        mortar_h = (yy * rows - row) < 0.14
-        offset = (row % 2) * 0.5 / 3
-        mortar_v = ((xx + offset) * 3 % 1.0) < 0.05
-        img[mortar_h | mortar_v] = (0.78, 0.74, 0.68)
-    else:
-        raise ValueError(f"unknown background {name!r}")
-    return np.clip(img, 0, 1)
-
-
-def _shape_mask(shape: str, cx: float, cy: float, r: float, n: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:n, 0:n] + 0.5
-    if shape == "circle":
-        return (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
-    if shape == "square":
-        h = r * 0.9
-        return (np.abs(xx - cx) <= h) & (np.abs(yy - cy) <= h)
-    if shape == "triangle":  # upright, apex on top
-        top, bottom = cy - r, cy + r * 0.85
-        inside_y = (yy >= top) & (yy <= bottom)
-        half_width = (yy - top) / (bottom - top) * r * 1.1
-        return inside_y & (np.abs(xx - cx) <= half_width)
-    raise ValueError(f"unknown shape {shape!r}")
-
-
 def render(scene: Scene, size: int = IMAGE_SIZE) -> np.ndarray:
     """Pixels (size, size, 3) float32 in [0, 1] of a scene; the same scene gives the same pixels."""
     rng = np.random.default_rng(scene.seed)
     n = size * _SUPERSAMPLE
-    img = _background(scene.background, rng, n)
+    img = pixels.background(scene.background, rng, n)
     scale = n / IMAGE_SIZE
     for obj in scene.objects:
         cx = (_SLOT_X[obj.slot] + rng.uniform(-0.8, 0.8)) * scale
         cy = (16.0 + rng.uniform(-3.0, 3.0)) * scale
         r = _RADIUS[obj.size] * scale
-        mask = _shape_mask(obj.shape, cx, cy, r, n)
+        mask = pixels.shape_mask(obj.shape, cx, cy, r, n)
         shade = np.array(COLOR_RGB[obj.color], np.float32) * rng.uniform(0.92, 1.05)
         img[mask] = np.clip(shade, 0, 1)
     img = img.reshape(size, _SUPERSAMPLE, size, _SUPERSAMPLE, 3).mean(axis=(1, 3))
@@ -383,88 +331,6 @@ FUNCTION_WORDS = frozenset({"a", "an", "the", "and", "with", "on", "in", "at", "
 def content_words(words: list[str]) -> list[str]:
     """The caption's words without its function words, in caption order."""
     return [w for w in words if w not in FUNCTION_WORDS]
-
-
-_SHAPE_OF = {**{v: k for k, v in ALICE_SHAPE.items()}, **{v: k for k, v in BOB_SHAPE.items()}}
-_PLURAL_SHAPE_OF = {ALICE_PLURAL[v]: k for k, v in ALICE_SHAPE.items()}
-_SIZE_OF = {v: k for table in (ALICE_SIZE, BOB_SIZE) for k, v in table.items() if v}
-_UNMARKED_SIZE = next(k for k, v in ALICE_SIZE.items() if not v)
-_BOB_SLOT_OF = {v: k for k, v in BOB_SLOT.items()}
-
-
-def _plural_group(words: list[str], i: int) -> tuple[list[dict[str, Any]], int]:
-    """Alice's "[size] colour (and [size] colour)... plural-noun" at word i: its objects and the index
-    after the noun, or ([], i) when no such group starts there."""
-    items: list[tuple[str | None, str]] = []
-    k = i
-    while k < len(words):
-        size = _SIZE_OF.get(words[k])
-        c = k + (size is not None)
-        if c >= len(words) or words[c] not in COLORS:
-            break
-        items.append((size, words[c]))
-        k = c + 1
-        if k + 1 < len(words) and words[k] == "and" and (words[k + 1] in COLORS or words[k + 1] in _SIZE_OF):
-            k += 1
-    if len(items) < 2 or k >= len(words) or words[k] not in _PLURAL_SHAPE_OF:
-        return [], i
-    shape = _PLURAL_SHAPE_OF[words[k]]
-    return [{"shape": shape, "color": color, "size": size, "slot": None} for size, color in items], k + 1
-
-
-def parse_caption(caption: str) -> dict[str, Any] | None:
-    """Attributes a caption states, in either style, for scoring only (`lsc world eval`).
-
-    Objects are `[size] colour shape` runs; a Bob-style object names its slot ("at left"); Alice's
-    objects take their slots from her layout rule and, without a size word, are the unmarked size. A
-    size a Bob-style caption leaves out is None. Returns None
-    when the caption does not follow the world's grammar.
-    """
-    words = [SYNONYM_BASE.get(w, w) for w in caption.split()]
-    text = " " + " ".join(words) + " "
-    background = None
-    for table in (ALICE_BACKGROUND, BOB_BACKGROUND):
-        for key, phrase in sorted(table.items(), key=lambda kv: -len(kv[1])):
-            if f" {phrase} " in text:
-                background = background or key
-    objects: list[dict[str, Any]] = []
-    bob_slots: list[str | None] = []
-    i = 0
-    while i < len(words):
-        group, end = _plural_group(words, i)
-        if group:
-            objects.extend(group)
-            bob_slots.extend([None] * len(group))
-            i = end
-            continue
-        size = _SIZE_OF.get(words[i])
-        k = i + (size is not None)
-        if k + 1 < len(words) and words[k] in COLORS and words[k + 1] in _SHAPE_OF:
-            objects.append({"shape": _SHAPE_OF[words[k + 1]], "color": words[k], "size": size, "slot": None})
-            rest = " ".join(words[k + 2 : k + 4])
-            bob_slots.append(_BOB_SLOT_OF.get(rest))
-            i = k + 2
-        else:
-            i += 1
-    if background is None or not objects:
-        return None
-    if all(s is not None for s in bob_slots):
-        slots = tuple(bob_slots)
-    elif any(s is not None for s in bob_slots):
-        return None
-    else:
-        said = next((p for p in ("on the left", "on the right") if f" {p} " in text), "")
-        slots = next((k for k, p in ALICE_LAYOUT.items() if len(k) == len(objects) and p == said), None)
-        if slots is None:
-            return None
-        for o in objects:
-            o["size"] = o["size"] or _UNMARKED_SIZE
-    if len(set(slots)) != len(slots):
-        return None
-    for o, slot in zip(objects, slots):
-        o["slot"] = slot
-    objects.sort(key=lambda o: SLOTS.index(o["slot"]))
-    return {"background": background, "count": len(objects), "objects": objects}
 
 
 # --------------------------------------------------------------------------------------------- data

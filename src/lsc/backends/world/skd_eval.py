@@ -23,17 +23,17 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from lsc.backends.world import scenes
+from lsc.backends.world import caption_parser, scenes
 from lsc.interfaces import Backend
 
 
 def meaning_kept(caption: str, rewrite: str) -> bool | None:
     """Does `rewrite` state every attribute `caption` states, and no other object? None when the
     caption itself is outside the world's grammar (nothing to check)."""
-    said = scenes.parse_caption(caption)
+    said = caption_parser.parse_caption(caption)
     if said is None:
         return None
-    got = scenes.parse_caption(rewrite) if rewrite else None
+    got = caption_parser.parse_caption(rewrite) if rewrite else None
     if got is None or got["background"] != said["background"]:
         return False
     by_slot = {o["slot"]: o for o in got["objects"]}
@@ -44,7 +44,7 @@ def meaning_kept(caption: str, rewrite: str) -> bool | None:
 
 def bob_style(caption: str) -> bool:
     """Is `caption` a phrasing Bob's grammar produces (scenes.bob_caption_roles) of the scene it states?"""
-    parsed = scenes.parse_caption(caption)
+    parsed = caption_parser.parse_caption(caption)
     if parsed is None or any(o["size"] is None for o in parsed["objects"]):
         return False
     words = [scenes.SYNONYM_BASE.get(w, w) for w in caption.split()]

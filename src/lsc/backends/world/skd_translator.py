@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lsc.backends.world import scenes
+from lsc.backends.world import caption_parser, scenes
 from lsc.language.translator import StyleTranslator, TranslatorConfig, describe, load_translator, save_translator
 
 log = logging.getLogger("lsc.world.skd")
@@ -79,7 +79,7 @@ def held_out_check(path: Path, n_scenes: int = HELD_OUT_SCENES, seed: int = HELD
     samples = [scenes.world_scene(i, seed) for i in range(n_scenes)]
     outputs = model.translate([scenes.alice_caption(s).split() for s in samples])
     exact = [" ".join(o) == scenes.bob_caption(s) for o, s in zip(outputs, samples)]
-    kept = [scenes.parse_caption(" ".join(o)) == scenes.parse_caption(scenes.alice_caption(s)) for o, s in zip(outputs, samples)]
+    kept = [caption_parser.parse_caption(" ".join(o)) == caption_parser.parse_caption(scenes.alice_caption(s)) for o, s in zip(outputs, samples)]
     wrong = [(scenes.alice_caption(s), " ".join(o)) for o, s, e in zip(outputs, samples, exact) if not e]
     return {"scenes": n_scenes, "seed": seed, "exact": round(float(np.mean(exact)), 4),
             "attributes_kept": round(float(np.mean(kept)), 4), "wrong_examples": wrong[:5]}
